@@ -1,0 +1,75 @@
+#pragma once
+// Clock: the only source of time in Outpost, injected so tests can drive time by hand.
+
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+namespace outpost::core {
+
+using Duration = std::chrono::nanoseconds;
+using MonoTime = std::chrono::steady_clock::time_point;   // for timers, deadlines and intervals
+using WallTime = std::chrono::system_clock::time_point;   // for timestamps that leave the process
+
+// Milliseconds since the Unix epoch, as the wire formats carry them.
+inline int64_t toUnixMillis(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Monotonic time; never goes backwards.
+  virtual MonoTime now() const = 0;
+  // Calendar time; may jump when the host's clock is set.
+  virtual WallTime wallNow() const = 0;
+  // How long a thread may sleep in real time while waiting for `deadline`; nullopt means "until woken".
+  virtual std::optional<Duration> realWaitFor(MonoTime deadline) const = 0;
+  // Calls `wake` whenever time moves other than by its own passing (a manual clock advanced).
+  // Returns a token for unwatch().
+  virtual int watch(std::function<void()> wake) = 0;
+  virtual void unwatch(int token) = 0;
+};
+
+// The host's clocks.
+class SystemClock final : public Clock {
+ public:
+  MonoTime now() const override { return std::chrono::steady_clock::now(); }
+  WallTime wallNow() const override { return std::chrono::system_clock::now(); }
+  std::optional<Duration> realWaitFor(MonoTime deadline) const override {
+    auto left = deadline - now();
+    return left < Duration::zero() ? Duration::zero() : left;
+  }
+  int watch(std::function<void()>) override { return 0; }
+  void unwatch(int) override {}
+};
+
+// A clock that only moves when told to; timers on loops using it fire on advance().
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(WallTime wallStart = WallTime(std::chrono::hours(24 * 365 * 56)));
+
+  MonoTime now() const override;
+  WallTime wallNow() const override;
+  std::optional<Duration> realWaitFor(MonoTime) const override { return std::nullopt; }
+  int watch(std::function<void()> wake) override;
+  void unwatch(int token) override;
+
+  // Moves both monotonic and wall time forward and wakes every watcher.
+  void advance(Duration d);
+  // Sets the wall clock alone (a host clock set back or forward); monotonic time is untouched.
+  void setWall(WallTime t);
+
+ private:
+  void wakeAll();
+
+  mutable std::mutex mu_;
+  MonoTime mono_;
+  WallTime wall_;
+  int nextToken_ = 1;
+  std::vector<std::pair<int, std::function<void()>>> watchers_;
+};
+
+}  // namespace outpost::core
