@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 
 namespace outpost::core {
 
@@ -20,10 +20,14 @@ std::string formatNumber(double v) {
 std::string escapeLabel(const std::string& v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -31,14 +35,18 @@ std::string escapeLabel(const std::string& v) {
 std::string escapeHelp(const std::string& v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
 
-std::string labelText(const Labels& labels, const std::pair<std::string, std::string>* extra = nullptr) {
+std::string labelText(const Labels& labels,
+                      const std::pair<std::string, std::string>* extra = nullptr) {
   if (labels.empty() && !extra) return "";
   std::string out = "{";
   bool first = true;
@@ -61,7 +69,8 @@ Histogram::Histogram(std::vector<double> upperBounds)
 }
 
 void Histogram::observe(double v) {
-  auto idx = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  auto idx =
+      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
   std::lock_guard lock(mu_);
   counts_[idx]++;
   sum_ += v;
@@ -84,7 +93,7 @@ Histogram::Snapshot Histogram::snapshot() const {
 
 std::vector<double> latencyBuckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 MetricsRegistry::Series& MetricsRegistry::series(const std::string& name, const std::string& help,

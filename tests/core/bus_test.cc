@@ -1,10 +1,11 @@
+#include "outpost/core/bus.h"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <mutex>
 #include <thread>
 
-#include "outpost/core/bus.h"
 #include "support/test_util.h"
 
 using namespace outpost::core;

@@ -1,3 +1,5 @@
+#include "outpost/core/event_loop.h"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -5,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "outpost/core/event_loop.h"
 #include "support/test_util.h"
 
 using namespace outpost::core;
@@ -40,7 +41,8 @@ TEST_CASE("tasks posted from many threads all run, each thread's tasks in order"
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      for (int i = 0; i < kEach; ++i) loop.post([&, t, i] { perThread[static_cast<size_t>(t)].push_back(i); });
+      for (int i = 0; i < kEach; ++i)
+        loop.post([&, t, i] { perThread[static_cast<size_t>(t)].push_back(i); });
     });
   }
   for (auto& th : threads) th.join();

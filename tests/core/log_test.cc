@@ -1,6 +1,7 @@
+#include "outpost/core/log.h"
+
 #include <doctest/doctest.h>
 
-#include "outpost/core/log.h"
 #include "support/test_util.h"
 
 using namespace outpost::core;
@@ -41,7 +42,8 @@ TEST_CASE("under journald lines have a syslog priority prefix and no timestamp")
     logging.flush();
   }
   std::string text = readFile(file);
-  CHECK(text == "<4>[agent] uplink lost\n<6>[agent] ready\n<3>[deploy] pull failed\n<7>[deploy] polling\n");
+  CHECK(text ==
+        "<4>[agent] uplink lost\n<6>[agent] ready\n<3>[deploy] pull failed\n<7>[deploy] polling\n");
 }
 
 TEST_CASE("log levels parse from their names") {

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "outpost/core/metrics.h"
+
+#include <doctest/doctest.h>
 
 using namespace outpost::core;
 
@@ -21,7 +21,8 @@ TEST_CASE("the registry renders counters, gauges and histograms in the Prometheu
         std::string::npos);
   CHECK(text.find("# TYPE outpost_messages_received_total counter\n") != std::string::npos);
   CHECK(text.find("outpost_messages_received_total{transport=\"mqtt\"} 3\n") != std::string::npos);
-  CHECK(text.find("# TYPE outpost_outbox_rows gauge\noutpost_outbox_rows 7\n") != std::string::npos);
+  CHECK(text.find("# TYPE outpost_outbox_rows gauge\noutpost_outbox_rows 7\n") !=
+        std::string::npos);
   CHECK(text.find("outpost_commit_seconds_bucket{le=\"0.001\"} 1\n") != std::string::npos);
   CHECK(text.find("outpost_commit_seconds_bucket{le=\"0.01\"} 2\n") != std::string::npos);
   CHECK(text.find("outpost_commit_seconds_bucket{le=\"+Inf\"} 3\n") != std::string::npos);

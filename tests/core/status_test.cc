@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "outpost/core/status.h"
+
+#include <doctest/doctest.h>
 
 using namespace outpost::core;
 

@@ -43,7 +43,8 @@ class Child {
 
   int pid() const { return pid_; }
   void signal(int sig);
-  // Waits up to `timeout` for exit; returns the exit code, 128+signal when killed, or -1 on timeout.
+  // Waits up to `timeout` for exit; returns the exit code, 128+signal when killed, or -1 on
+  // timeout.
   int wait(std::chrono::milliseconds timeout);
   bool running();
   std::string out() const;
@@ -57,7 +58,7 @@ class Child {
 };
 
 // Runs a command to completion; returns the exit code and captures its stdout.
-int run(const std::vector<std::string>& argv, std::string* out = nullptr, std::string* err = nullptr,
-        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+int run(const std::vector<std::string>& argv, std::string* out = nullptr,
+        std::string* err = nullptr, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace outpost::test

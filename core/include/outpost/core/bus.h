@@ -1,5 +1,6 @@
 #pragma once
-// Bus: typed publish/subscribe between modules. Messages are copied; each subscriber runs on its own loop.
+// Bus: typed publish/subscribe between modules. Messages are copied; each subscriber runs on its
+// own loop.
 
 #include <atomic>
 #include <cassert>
@@ -51,8 +52,9 @@ class Bus {
  public:
   // Calls `handler` on `loop` with a copy of each message published on `topic` from now on.
   template <typename T>
-  [[nodiscard]] Subscription subscribe(Topic<T> topic, EventLoop& loop,
-                                       std::type_identity_t<std::function<void(const T&)>> handler) {
+  [[nodiscard]] Subscription subscribe(
+      Topic<T> topic, EventLoop& loop,
+      std::type_identity_t<std::function<void(const T&)>> handler) {
     auto entry = std::make_shared<Entry>();
     entry->loop = &loop;
     entry->deliver = [handler = std::move(handler)](const void* msg) {
@@ -60,7 +62,8 @@ class Bus {
     };
     std::lock_guard lock(mu_);
     auto& slot = topics_[topic.name];
-    if (slot.subscribers.empty() && !slot.type) slot.type = std::make_unique<std::type_index>(typeid(T));
+    if (slot.subscribers.empty() && !slot.type)
+      slot.type = std::make_unique<std::type_index>(typeid(T));
     assert(*slot.type == std::type_index(typeid(T)) && "one topic name, one message type");
     slot.subscribers.push_back(entry);
     std::string name = topic.name;

@@ -10,8 +10,8 @@
 namespace outpost::core {
 
 using Duration = std::chrono::nanoseconds;
-using MonoTime = std::chrono::steady_clock::time_point;   // for timers, deadlines and intervals
-using WallTime = std::chrono::system_clock::time_point;   // for timestamps that leave the process
+using MonoTime = std::chrono::steady_clock::time_point;  // for timers, deadlines and intervals
+using WallTime = std::chrono::system_clock::time_point;  // for timestamps that leave the process
 
 // Milliseconds since the Unix epoch, as the wire formats carry them.
 inline int64_t toUnixMillis(WallTime t) {
@@ -25,7 +25,8 @@ class Clock {
   virtual MonoTime now() const = 0;
   // Calendar time; may jump when the host's clock is set.
   virtual WallTime wallNow() const = 0;
-  // How long a thread may sleep in real time while waiting for `deadline`; nullopt means "until woken".
+  // How long a thread may sleep in real time while waiting for `deadline`; nullopt means "until
+  // woken".
   virtual std::optional<Duration> realWaitFor(MonoTime deadline) const = 0;
   // Calls `wake` whenever time moves other than by its own passing (a manual clock advanced).
   // Returns a token for unwatch().

@@ -3,12 +3,12 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <deque>
 
 #include "outpost/core/clock.h"
 
@@ -42,8 +42,8 @@ class EventLoop {
 
   // True when called from this loop's own thread.
   bool isInLoopThread() const;
-  // Posts `task` and waits until it ran; false if the loop did not run it within `timeout` of real time.
-  // Never call it from the loop's own thread.
+  // Posts `task` and waits until it ran; false if the loop did not run it within `timeout` of real
+  // time. Never call it from the loop's own thread.
   bool runSync(Task task, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   Clock& clock() const { return clock_; }

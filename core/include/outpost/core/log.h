@@ -1,5 +1,6 @@
 #pragma once
-// Logging: one tagged Logger per module, all writing to stderr through one Logging object made by main.
+// Logging: one tagged Logger per module, all writing to stderr through one Logging object made by
+// main.
 
 #include <atomic>
 #include <memory>
@@ -20,24 +21,37 @@ namespace detail {
 class LogBackend;  // wraps the logging library; defined in log.cc
 }
 
-// A module's logger. Cheap to copy. Arguments are concatenated (operator<<) only when the level is on:
+// A module's logger. Cheap to copy. Arguments are concatenated (operator<<) only when the level is
+// on:
 //   log.info("stored ", n, " objects in ", ms, " ms");
 class Logger {
  public:
   Logger() = default;  // a logger that writes nothing
 
   template <typename... Args>
-  void trace(const Args&... args) const { write(LogLevel::kTrace, args...); }
+  void trace(const Args&... args) const {
+    write(LogLevel::kTrace, args...);
+  }
   template <typename... Args>
-  void debug(const Args&... args) const { write(LogLevel::kDebug, args...); }
+  void debug(const Args&... args) const {
+    write(LogLevel::kDebug, args...);
+  }
   template <typename... Args>
-  void info(const Args&... args) const { write(LogLevel::kInfo, args...); }
+  void info(const Args&... args) const {
+    write(LogLevel::kInfo, args...);
+  }
   template <typename... Args>
-  void warn(const Args&... args) const { write(LogLevel::kWarn, args...); }
+  void warn(const Args&... args) const {
+    write(LogLevel::kWarn, args...);
+  }
   template <typename... Args>
-  void error(const Args&... args) const { write(LogLevel::kError, args...); }
+  void error(const Args&... args) const {
+    write(LogLevel::kError, args...);
+  }
   template <typename... Args>
-  void critical(const Args&... args) const { write(LogLevel::kCritical, args...); }
+  void critical(const Args&... args) const {
+    write(LogLevel::kCritical, args...);
+  }
 
   bool enabled(LogLevel level) const {
     return backend_ && static_cast<int>(level) >= level_->load(std::memory_order_relaxed);
@@ -69,8 +83,9 @@ class Logging {
  public:
   struct Options {
     LogLevel level = LogLevel::kInfo;
-    // Journald mode: no timestamps, and a syslog priority prefix ("<6>") on each line so journald keeps
-    // levels. nullopt decides from the environment (JOURNAL_STREAM set means stderr goes to the journal).
+    // Journald mode: no timestamps, and a syslog priority prefix ("<6>") on each line so journald
+    // keeps levels. nullopt decides from the environment (JOURNAL_STREAM set means stderr goes to
+    // the journal).
     std::optional<bool> journald;
     // Where lines go; empty means stderr. Tests point it at a file.
     std::string file;

@@ -1,5 +1,6 @@
 #pragma once
-// Status and Result<T>: how every fallible call in Outpost reports failure (no exception crosses a module).
+// Status and Result<T>: how every fallible call in Outpost reports failure (no exception crosses a
+// module).
 
 #include <cassert>
 #include <optional>
@@ -68,7 +69,9 @@ inline Status okStatus() { return Status(); }
 inline Status invalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
 inline Status notFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
 inline Status alreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
-inline Status failedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
+inline Status failedPrecondition(std::string m) {
+  return {Code::kFailedPrecondition, std::move(m)};
+}
 inline Status resourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
 inline Status unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status internalError(std::string m) { return {Code::kInternal, std::move(m)}; }
@@ -130,14 +133,16 @@ Status toStatus(const Result<T>& r) {
 #define OUTPOST_CONCAT_INNER(a, b) a##b
 #define OUTPOST_CONCAT(a, b) OUTPOST_CONCAT_INNER(a, b)
 
-// Returns the Status of `expr` (a Status or a Result) from the enclosing function when it is an error.
-#define OUTPOST_RETURN_IF_ERROR(expr)                                                     \
-  do {                                                                                    \
-    auto outpost_status_ = ::outpost::core::detail::toStatus(expr);                       \
-    if (!outpost_status_.isOk()) return outpost_status_;                                  \
+// Returns the Status of `expr` (a Status or a Result) from the enclosing function when it is an
+// error.
+#define OUTPOST_RETURN_IF_ERROR(expr)                               \
+  do {                                                              \
+    auto outpost_status_ = ::outpost::core::detail::toStatus(expr); \
+    if (!outpost_status_.isOk()) return outpost_status_;            \
   } while (false)
 
-// `OUTPOST_ASSIGN_OR_RETURN(auto x, makeX());` declares x from a Result's value or returns its error.
+// `OUTPOST_ASSIGN_OR_RETURN(auto x, makeX());` declares x from a Result's value or returns its
+// error.
 #define OUTPOST_ASSIGN_OR_RETURN(lhs, expr) \
   OUTPOST_ASSIGN_OR_RETURN_IMPL(OUTPOST_CONCAT(outpost_result_, __LINE__), lhs, expr)
 #define OUTPOST_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

@@ -1,0 +1,135 @@
+#pragma once
+// Configuration of outpostd: typed sections read from YAML, overridden from the environment,
+// validated.
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "outpost/core/status.h"
+
+namespace outpost::agent {
+
+using Seconds =
+    std::chrono::milliseconds;  // durations are kept in ms; YAML takes "15s", "500ms", "2m"
+
+struct NodeConfig {
+  std::string name;                           // required; the node's name in the cloud
+  std::map<std::string, std::string> labels;  // reported with the node
+  std::vector<std::string> groups;  // desired state addressed to a group reaches its nodes
+  std::string stateDir = "/var/lib/outpost";  // the store and projected volumes live here
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+};
+
+struct TlsConfig {
+  std::string ca;    // CA bundle that signs the server's certificate
+  std::string cert;  // client certificate (PEM)
+  std::string key;   // client key (PEM)
+};
+
+struct MqttCloudConfig {
+  std::string broker = "tcp://127.0.0.1:1883";  // tcp://, ssl://, ws:// or wss://
+  std::string prefix = "outpost/v1";
+  std::string encoding = "json";  // json or protobuf
+  std::string username;
+  std::string passwordFile;
+};
+
+struct WebsocketCloudConfig {
+  std::string server;  // wss://host:10000
+  std::string projectId = "e632aba927ea4ac2b575ec1603d56f10";
+  std::string nodeNamespace = "default";
+  std::string certServer;  // https://host:10002 for certificate bootstrap and rotation
+  std::string tokenFile;   // bootstrap token, read once
+};
+
+struct CloudConfig {
+  std::string transport = "mqtt";  // mqtt or websocket
+  Seconds heartbeat = std::chrono::seconds(15);
+  double rateLimitQps = 30;
+  int rateLimitBurst = 60;
+  Seconds reconnectBase = std::chrono::seconds(1);
+  Seconds reconnectCap = std::chrono::seconds(60);
+  TlsConfig tls;
+  MqttCloudConfig mqtt;
+  WebsocketCloudConfig websocket;
+};
+
+struct StoreConfig {
+  int64_t outboxMaxRows = 100000;
+  int64_t outboxMaxBytes = 64LL << 20;
+  Seconds commitWindow = std::chrono::milliseconds(2);
+};
+
+struct RuntimeConfig {
+  std::string endpoint = "unix:///run/containerd/containerd.sock";
+  std::string ns = "k8s.io";
+  std::string sandboxImage = "registry.k8s.io/pause:3.8";
+  std::string cgroupParent = "outpost";
+  Seconds requestTimeout = std::chrono::seconds(10);
+  Seconds resyncInterval = std::chrono::seconds(30);
+  Seconds nodeStatusInterval = std::chrono::seconds(60);
+};
+
+struct DeviceConfig {
+  bool enabled = true;
+  std::string broker = "tcp://127.0.0.1:1883";
+  std::string username;
+  std::string passwordFile;
+  TlsConfig tls;
+  std::string deviceIdForm = "namespaced";  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name
+};
+
+struct ApiConfig {
+  std::string socket = "/run/outpost/outpost.sock";  // control endpoint for outpostctl
+  std::string metricsAddress = "127.0.0.1:10350";    // health and metrics; empty turns it off
+};
+
+struct Config {
+  NodeConfig node;
+  LogConfig log;
+  CloudConfig cloud;
+  StoreConfig store;
+  RuntimeConfig runtime;
+  DeviceConfig device;
+  ApiConfig api;
+};
+
+// One problem in a configuration, with the key path it concerns ("cloud.transport").
+struct ConfigError {
+  std::string path;
+  std::string message;
+  std::string toString() const { return path + ": " + message; }
+};
+
+// Every problem found, not only the first.
+struct ConfigErrors {
+  std::vector<ConfigError> errors;
+  std::string toString() const;
+};
+
+// The environment seen by the loader: OUTPOST_<SECTION>_<KEY>=value overrides a key.
+using Environment = std::map<std::string, std::string>;
+Environment processEnvironment();
+
+// Reads YAML text; `source` names it in messages. Environment overrides apply after the file.
+// On failure, every problem found is returned.
+struct LoadResult {
+  Config config;
+  ConfigErrors errors;
+  bool ok() const { return errors.errors.empty(); }
+};
+LoadResult loadConfig(const std::string& yamlText, const Environment& env);
+LoadResult loadConfigFile(const std::string& path, const Environment& env);
+
+// The environment variable that overrides a key path: "cloud.mqtt.broker" ->
+// OUTPOST_CLOUD_MQTT_BROKER.
+std::string envNameFor(const std::string& keyPath);
+// Every key path the configuration knows, in file order (for docs and --help).
+std::vector<std::string> configKeyPaths();
+
+}  // namespace outpost::agent

@@ -1,0 +1,139 @@
+// outpostd: command line, configuration, signals, systemd notification, and the agent's run.
+
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "outpost/agent/agent.h"
+#include "outpost/agent/exit_codes.h"
+#include "version.h"
+
+namespace outpost::agent {
+
+namespace {
+
+constexpr auto kStopDeadline = std::chrono::milliseconds(1500);
+
+void notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+}  // namespace
+
+int runDaemon(int argc, char** argv) {
+  CLI::App app{"outpostd: the Outpost edge node agent", "outpostd"};
+  std::string configPath = "/etc/outpost/outpost.yaml";
+  std::string logLevel;
+  bool checkOnly = false;
+  app.add_option("-c,--config", configPath, "configuration file")->capture_default_str();
+  app.add_flag("--check-config", checkOnly,
+               "validate the configuration, print every problem, and exit");
+  app.add_option("--log-level", logLevel,
+                 "override log.level (trace, debug, info, warn, error, critical)");
+  app.set_version_flag("--version", std::string("outpostd ") + OUTPOST_VERSION);
+  app.footer(
+      "Exit codes: 0 stopped cleanly, 64 bad command line, 69 a module could not start,\n"
+      "70 stop deadline exceeded, 78 invalid configuration (not restarted by systemd).\n"
+      "Every key can be overridden by OUTPOST_<SECTION>_<KEY>, e.g. OUTPOST_LOG_LEVEL=debug.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  Environment env = processEnvironment();
+  if (!logLevel.empty()) env["OUTPOST_LOG_LEVEL"] = logLevel;
+  LoadResult loaded = loadConfigFile(configPath, env);
+  if (!loaded.ok()) {
+    std::cerr << "outpostd: invalid configuration in " << configPath << ":\n";
+    for (const auto& e : loaded.errors.errors) std::cerr << "  " << e.toString() << "\n";
+    notify("STATUS=invalid configuration, see the log");
+    return kExitConfig;
+  }
+  if (checkOnly) {
+    std::cout << configPath << ": configuration is valid\n";
+    return kExitOk;
+  }
+  Config config = loaded.config;
+
+  // Signals are taken synchronously by this thread; block them before any other thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  core::Logging logging({*core::parseLogLevel(config.log.level), std::nullopt, ""});
+  core::Logger log = logging.get("agent");
+  core::SystemClock clock;
+  log.info("outpostd ", OUTPOST_VERSION, " starting as node ", config.node.name, " (config ",
+           configPath, ")");
+
+  Agent agent(config, logging, clock);
+  auto began = std::chrono::steady_clock::now();
+  core::Status started = agent.start([](const std::string& what) { notify("STATUS=" + what); });
+  if (!started.isOk()) {
+    log.critical("cannot start: ", started.toString());
+    notify("STATUS=failed: " + started.toString());
+    logging.flush();
+    return kExitUnavailable;
+  }
+  auto readyMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count();
+  notify("READY=1\nSTATUS=running");
+  log.info("ready in ", readyMs, " ms");
+
+  uint64_t watchdogUsec = 0;
+  bool watchdog = sd_watchdog_enabled(0, &watchdogUsec) > 0 && watchdogUsec > 0;
+  auto tick =
+      watchdog ? std::chrono::microseconds(watchdogUsec / 2) : std::chrono::microseconds(1'000'000);
+  if (watchdog) log.info("systemd watchdog every ", watchdogUsec / 2000, " ms");
+
+  int exitCode = kExitOk;
+  while (true) {
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(tick);
+    timespec ts{secs.count(), static_cast<long>((tick - secs).count() * 1000)};
+    siginfo_t info;
+    int sig = sigtimedwait(&signals, &info, &ts);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log.info("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ", stopping");
+      break;
+    }
+    if (sig == SIGHUP) {
+      LoadResult again = loadConfigFile(configPath, processEnvironment());
+      if (!again.ok()) {
+        log.error("SIGHUP: configuration not reloaded, it has problems:\n",
+                  again.errors.toString());
+      } else {
+        if (!logLevel.empty()) again.config.log.level = logLevel;
+        agent.reload(again.config);
+      }
+      continue;
+    }
+    if (watchdog) {
+      // Only pet the watchdog when every module's thread answers: a stuck loop gets us restarted.
+      if (agent.alive(std::chrono::duration_cast<std::chrono::milliseconds>(tick) / 2)) {
+        notify("WATCHDOG=1");
+      }
+    }
+  }
+  notify("STOPPING=1\nSTATUS=stopping");
+  if (!agent.stop(kStopDeadline)) {
+    log.error("modules did not stop within ", kStopDeadline.count(), " ms; exiting anyway");
+    exitCode = kExitSoftware;
+  } else {
+    log.info("stopped");
+  }
+  logging.flush();
+  if (exitCode != kExitOk) _exit(exitCode);  // a stuck module thread must not keep us alive
+  return exitCode;
+}
+
+}  // namespace outpost::agent

@@ -1,0 +1,146 @@
+#include "outpost/agent/config.h"
+
+#include <doctest/doctest.h>
+
+#include "support/test_util.h"
+
+using namespace outpost::agent;
+using namespace std::chrono_literals;
+
+namespace {
+bool hasError(const LoadResult& r, const std::string& path, const std::string& fragment = "") {
+  for (const auto& e : r.errors.errors) {
+    if (e.path == path && e.message.find(fragment) != std::string::npos) return true;
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("a valid file fills every section, and keys left out keep their defaults") {
+  auto r = loadConfig(R"(
+node:
+  name: store-17
+  labels: {site: berlin, floor: "2"}
+  groups: [stores-eu, tills]
+  state_dir: /srv/outpost
+log: {level: debug}
+cloud:
+  transport: websocket
+  heartbeat: 20s
+  rate_limit: {qps: 10, burst: 5}
+  reconnect: {base: 500ms, cap: 2m}
+  websocket: {server: "wss://cloud.example:10000", node_namespace: edge}
+store: {outbox_max_rows: 500}
+runtime: {endpoint: "unix:///run/containerd/containerd.sock", cgroup_parent: sites}
+device: {broker: "ssl://127.0.0.1:8883", device_id_form: name}
+api: {socket: /run/o.sock, metrics_address: ""}
+)",
+                      {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  const Config& c = r.config;
+  CHECK(c.node.name == "store-17");
+  CHECK(c.node.labels.at("floor") == "2");
+  CHECK(c.node.groups == std::vector<std::string>{"stores-eu", "tills"});
+  CHECK(c.node.stateDir == "/srv/outpost");
+  CHECK(c.log.level == "debug");
+  CHECK(c.cloud.transport == "websocket");
+  CHECK(c.cloud.heartbeat == 20s);
+  CHECK(c.cloud.rateLimitQps == 10);
+  CHECK(c.cloud.rateLimitBurst == 5);
+  CHECK(c.cloud.reconnectBase == 500ms);
+  CHECK(c.cloud.reconnectCap == 120s);
+  CHECK(c.cloud.websocket.nodeNamespace == "edge");
+  CHECK(c.cloud.websocket.projectId == "e632aba927ea4ac2b575ec1603d56f10");  // default kept
+  CHECK(c.store.outboxMaxRows == 500);
+  CHECK(c.runtime.cgroupParent == "sites");
+  CHECK(c.runtime.ns == "k8s.io");
+  CHECK(c.device.deviceIdForm == "name");
+  CHECK(c.api.metricsAddress.empty());
+}
+
+TEST_CASE("every problem is reported at once, each with its key path") {
+  auto r = loadConfig(R"(
+node: {name: Store_17, colour: red}
+cloud:
+  transport: pigeon
+  heartbeat: soon
+  rate_limit: {qps: 0, burst: many}
+  reconnect: {base: 10s, cap: 1s}
+  mqtt: {broker: "http://x", encoding: xml}
+  tls: {cert: /does/not/exist}
+runtime: {endpoint: "tcp://1.2.3.4:1"}
+device: {device_id_form: uuid}
+api: {socket: relative.sock, metrics_address: "nowhere"}
+log: {level: loud}
+)",
+                      {});
+  CHECK_FALSE(r.ok());
+  CHECK(hasError(r, "node.name", "lowercase DNS name"));
+  CHECK(hasError(r, "node.colour", "unknown key"));
+  CHECK(hasError(r, "cloud.transport", "must be one of mqtt, websocket"));
+  CHECK(hasError(r, "cloud.heartbeat", "duration"));
+  CHECK(hasError(r, "cloud.rate_limit.qps", "greater than zero"));
+  CHECK(hasError(r, "cloud.rate_limit.burst", "number"));
+  CHECK(hasError(r, "cloud.reconnect.cap", "not be smaller"));
+  CHECK(hasError(r, "cloud.mqtt.encoding", "json, protobuf"));
+  CHECK(hasError(r, "cloud.tls.cert", "cannot read file"));
+  CHECK(hasError(r, "cloud.tls.key", "together"));
+  CHECK(hasError(r, "runtime.endpoint", "unix://"));
+  CHECK(hasError(r, "device.device_id_form"));
+  CHECK(hasError(r, "api.socket", "absolute"));
+  CHECK(hasError(r, "api.metrics_address", "host:port"));
+  CHECK(hasError(r, "log.level"));
+  CHECK(r.errors.errors.size() == 15);
+  CHECK(r.errors.toString().find("cloud.transport: must be one of mqtt, websocket\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("a missing node name, a wrong shape and broken YAML are reported clearly") {
+  CHECK(hasError(loadConfig("log: {level: info}\n", {}), "node.name", "required"));
+  CHECK(hasError(loadConfig("node: [a, b]\n", {}), "node", "section"));
+  CHECK(hasError(loadConfig("node: {name: a, groups: {x: 1}}\n", {}), "node.groups", "list"));
+  auto broken = loadConfig("node: {name: a\n", {});
+  REQUIRE(broken.errors.errors.size() == 1);
+  CHECK(broken.errors.errors[0].path == "(yaml)");
+  CHECK(broken.errors.errors[0].message.find("line") != std::string::npos);
+  CHECK(hasError(loadConfigFile("/no/such/outpost.yaml", {}), "(file)", "cannot read"));
+}
+
+TEST_CASE("OUTPOST_<SECTION>_<KEY> overrides the file, and a bad override names its variable") {
+  Environment env{{"OUTPOST_NODE_NAME", "from-env"},
+                  {"OUTPOST_CLOUD_MQTT_BROKER", "ssl://broker:8883"},
+                  {"OUTPOST_NODE_GROUPS", "a, b"},
+                  {"OUTPOST_NODE_LABELS", "site=x,rack=4"},
+                  {"OUTPOST_CLOUD_HEARTBEAT", "30s"}};
+  auto r = loadConfig("node: {name: from-file}\n", env);
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  CHECK(r.config.node.name == "from-env");
+  CHECK(r.config.cloud.mqtt.broker == "ssl://broker:8883");
+  CHECK(r.config.node.groups == std::vector<std::string>{"a", "b"});
+  CHECK(r.config.node.labels.at("rack") == "4");
+  CHECK(r.config.cloud.heartbeat == 30s);
+
+  auto bad = loadConfig("node: {name: n}\n", {{"OUTPOST_CLOUD_TRANSPORT", "pigeon"},
+                                              {"OUTPOST_CLOUD_RATE_LIMIT_BURST", "lots"},
+                                              {"OUTPOST_CLOUD_TRANSPROT", "mqtt"}});
+  CHECK(hasError(bad, "cloud.transport", "must be one of"));
+  CHECK(hasError(bad, "cloud.rate_limit.burst (from OUTPOST_CLOUD_RATE_LIMIT_BURST)", "number"));
+  CHECK(hasError(bad, "OUTPOST_CLOUD_TRANSPROT", "not a configuration key"));
+}
+
+TEST_CASE("environment names are derived from key paths") {
+  CHECK(envNameFor("cloud.mqtt.broker") == "OUTPOST_CLOUD_MQTT_BROKER");
+  CHECK(envNameFor("node.state_dir") == "OUTPOST_NODE_STATE_DIR");
+  auto keys = configKeyPaths();
+  CHECK(std::find(keys.begin(), keys.end(), "runtime.sandbox_image") != keys.end());
+}
+
+TEST_CASE("the example configurations shipped in examples/ are valid") {
+  const char* dir = std::getenv("OUTPOST_EXAMPLES_DIR");
+  REQUIRE(dir != nullptr);
+  auto r = loadConfigFile(std::string(dir) + "/outpost.yaml", {});
+  INFO(r.errors.toString());
+  CHECK(r.ok());
+}

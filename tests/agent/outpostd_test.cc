@@ -1,0 +1,121 @@
+// The real outpostd and outpostctl programs, as an operator runs them.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "outpost/agent/api_server.h"
+#include "outpost/agent/exit_codes.h"
+#include "support/test_util.h"
+
+using namespace outpost::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string outpostd() { return (binDir() / "outpostd").string(); }
+std::string outpostctl() { return (binDir() / "outpostctl").string(); }
+
+std::string writeConfig(const TempDir& dir, const std::string& extra = "") {
+  std::string text = "node: {name: test-node, state_dir: " + (dir / "state").string() + "}\n" +
+                     "api: {socket: " + (dir / "outpost.sock").string() +
+                     ", metrics_address: \"127.0.0.1:0\"}\n" + extra;
+  writeFile(dir / "outpost.yaml", text);
+  return (dir / "outpost.yaml").string();
+}
+
+}  // namespace
+
+TEST_CASE("outpostd starts, reports ready and status, and stops on SIGTERM within 2 s") {
+  TempDir dir;
+  std::string config = writeConfig(dir);
+  Child agent({outpostd(), "--config", config});
+
+  // outpostctl finds the socket from the agent's configuration.
+  std::string out;
+  REQUIRE(waitFor([&] {
+    return run({outpostctl(), "--config", config, "status", "-o", "json"}, &out) == 0;
+  }));
+  auto status = nlohmann::json::parse(out);
+  CHECK(status["node"] == "test-node");
+  CHECK(status["version"].get<std::string>().size() > 0);
+  CHECK(status["uptime_seconds"].get<double>() >= 0);
+  REQUIRE(status["modules"].is_array());
+  CHECK(status["modules"][0]["name"] == "api");
+
+  // /readyz and /metrics on the address the agent bound (port 0 in the config).
+  std::string metricsAddress = status["api"]["metrics_address"];
+  REQUIRE(waitFor([&] {
+    auto r = outpost::agent::callTcp(metricsAddress, "GET", "/readyz");
+    return r.isOk() && r->status == 200;
+  }));
+  auto metrics = outpost::agent::callTcp(metricsAddress, "GET", "/metrics");
+  REQUIRE(metrics.isOk());
+  CHECK(metrics->body.find("# TYPE process_resident_memory_bytes gauge") != std::string::npos);
+  CHECK(metrics->body.find("outpost_build_info{version=") != std::string::npos);
+
+  // The table form names the node and the module states.
+  REQUIRE(run({outpostctl(), "--socket", (dir / "outpost.sock").string(), "status"}, &out) == 0);
+  CHECK(out.find("Node:     test-node") != std::string::npos);
+  CHECK(out.find("api") != std::string::npos);
+
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(2s) == outpost::agent::kExitOk);
+  CHECK(agent.err().find("stopped") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir / "outpost.sock"));
+}
+
+TEST_CASE("a bad configuration exits 78 and names the key path") {
+  TempDir dir;
+  std::string config = writeConfig(dir, "cloud: {transport: pigeon}\n");
+  Child agent({outpostd(), "--config", config});
+  CHECK(agent.wait(10s) == outpost::agent::kExitConfig);
+  CHECK(agent.err().find("cloud.transport: must be one of mqtt, websocket") != std::string::npos);
+
+  std::string err;
+  CHECK(run({outpostd(), "--check-config", "--config", config}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("cloud.transport") != std::string::npos);
+}
+
+TEST_CASE("--check-config accepts a valid file and the shipped example") {
+  TempDir dir;
+  std::string out;
+  CHECK(run({outpostd(), "--check-config", "--config", writeConfig(dir)}, &out) == 0);
+  CHECK(out.find("configuration is valid") != std::string::npos);
+  const char* examples = std::getenv("OUTPOST_EXAMPLES_DIR");
+  REQUIRE(examples);
+  CHECK(run({outpostd(), "--check-config", "-c", std::string(examples) + "/outpost.yaml"}) == 0);
+}
+
+TEST_CASE("--log-level overrides the file, SIGHUP re-reads the level, and --version answers") {
+  TempDir dir;
+  std::string config = writeConfig(dir, "log: {level: warn}\n");
+  Child agent({outpostd(), "--config", config});
+  std::string out;
+  REQUIRE(waitFor([&] {
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0;
+  }));
+  CHECK(nlohmann::json::parse(out)["log_level"] == "warn");
+  writeConfig(dir, "log: {level: debug}\n");
+  agent.signal(SIGHUP);
+  CHECK(waitFor([&] {
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0 &&
+           nlohmann::json::parse(out)["log_level"] == "debug";
+  }));
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(2s) == 0);
+
+  CHECK(run({outpostd(), "--version"}, &out) == 0);
+  CHECK(out.find("outpostd ") == 0);
+}
+
+TEST_CASE("outpostctl says the agent is unreachable with exit 69, and rejects bad usage with 64") {
+  TempDir dir;
+  std::string err;
+  CHECK(run({outpostctl(), "--socket", (dir / "none.sock").string(), "status"}, nullptr, &err) ==
+        outpost::agent::kExitUnavailable);
+  CHECK(err.find("Is outpostd running?") != std::string::npos);
+  CHECK(run({outpostctl(), "status", "-o", "xml"}) == outpost::agent::kExitUsage);
+  CHECK(run({outpostctl(), "frobnicate"}) == outpost::agent::kExitUsage);
+}
