@@ -1,0 +1,40 @@
+#pragma once
+// The ports deploy needs from the rest of the agent: where desired pods come from and where
+// status goes. agent/ adapts metadb and the outbox to them; tests use in-memory holders.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace outpost::deploy {
+
+// One desired pod: its store key "<namespace>/pod/<name>" and its Kubernetes Pod JSON.
+struct PodRecord {
+  std::string key;
+  std::string json;
+};
+
+// Read access to the desired state. Called on deploy's loop; must not block for long.
+class DesiredPods {
+ public:
+  virtual ~DesiredPods() = default;
+  // Every desired pod.
+  virtual std::vector<PodRecord> listPods() = 0;
+  // One object by key ("<ns>/pod/<name>", "<ns>/configmap/<name>", "<ns>/secret/<name>"): its
+  // JSON, or nullopt when absent.
+  virtual std::optional<std::string> getObject(const std::string& key) = 0;
+};
+
+// Where deploy reports. Called on deploy's loop, only when something changed.
+class StatusSink {
+ public:
+  virtual ~StatusSink() = default;
+  // The Kubernetes PodStatus JSON of the pod stored at `key` ("<ns>/pod/<name>").
+  virtual void podStatus(const std::string& key, const std::string& statusJson) = 0;
+  // The pod at `key` is gone from the node (deleted and cleaned up).
+  virtual void podRemoved(const std::string& key) = 0;
+  // The Kubernetes NodeStatus JSON of this node.
+  virtual void nodeStatus(const std::string& statusJson) = 0;
+};
+
+}  // namespace outpost::deploy

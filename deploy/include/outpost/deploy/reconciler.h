@@ -1,0 +1,86 @@
+#pragma once
+// Reconciler: makes the pods on the node match the desired pods, and keeps them so.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "outpost/core/event_loop.h"
+#include "outpost/core/log.h"
+#include "outpost/core/metrics.h"
+#include "outpost/deploy/ports.h"
+#include "outpost/deploy/runtime.h"
+
+namespace outpost::deploy {
+
+struct ReconcilerConfig {
+  // Projected configMap/secret/emptyDir volumes and container logs live under here.
+  std::string stateDir = "/var/lib/outpost/deploy";
+  // Parent cgroup of pod sandboxes (cgroupfs path, e.g. "/outpost"); empty: the runtime's default.
+  std::string cgroupParent;
+  // The runtime's pause image: made sure to be present before the first sandbox.
+  std::string sandboxImage;
+  // Namespace of a pod whose metadata has none.
+  std::string defaultNamespace = "default";
+  // Full level-triggered pass over every pod, whatever happened.
+  std::chrono::milliseconds resyncInterval{60000};
+  // Runtime polling (containerd 1.6 has no event stream).
+  std::chrono::milliseconds pollInterval{2000};
+  // Node status report interval.
+  std::chrono::milliseconds nodeStatusInterval{60000};
+  // Crash-loop back-off: initial, cap, and how long a container must run to reset it.
+  std::chrono::seconds backoffInitial{10};
+  std::chrono::seconds backoffMax{300};
+  std::chrono::seconds backoffReset{600};
+  // Node name reported to fieldRef spec.nodeName and in node status.
+  std::string nodeName = "outpost";
+  // Resources held back from allocatable.
+  int64_t reservedMilliCpu = 0;
+  int64_t reservedMemoryBytes = 0;
+  int maxPods = 110;
+};
+
+// Counters of what the reconciler did, for tests, benchmarks and metrics.
+struct ReconcilerStats {
+  uint64_t sandboxesCreated = 0;
+  uint64_t containersCreated = 0;
+  uint64_t containersRemoved = 0;
+  uint64_t sandboxesRemoved = 0;
+  uint64_t imagesPulled = 0;
+  uint64_t syncs = 0;
+};
+
+// Runs on `loop` (deploy's own EventLoop); every public method is callable from any thread and
+// posts to the loop. Runtime calls are blocking with deadlines, on the loop.
+class Reconciler {
+ public:
+  Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
+             ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics = nullptr);
+  ~Reconciler();
+  Reconciler(const Reconciler&) = delete;
+  Reconciler& operator=(const Reconciler&) = delete;
+
+  // Offline cold boot: reconciles every desired pod against what the runtime runs (adopting what
+  // carries our labels), then starts the resync, polling and node status timers. `onColdBoot`
+  // runs on the loop once that first pass is done.
+  void start(std::function<void()> onColdBoot = {});
+  // Cancels the timers; containers keep running. Call before the loop stops.
+  void stop();
+
+  // Desired objects changed (pods, configmaps, secrets, by store key): re-read and reconcile the
+  // pods concerned.
+  void onDesiredChanged(std::vector<std::string> keys);
+  // A full pass now (as the resync timer does).
+  void syncAll();
+
+  // A copy of the counters (from any thread; waits for the loop).
+  ReconcilerStats stats();
+
+ private:
+  class Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace outpost::deploy

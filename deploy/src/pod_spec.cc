@@ -1,0 +1,448 @@
+// Parsing the Kubernetes Pod JSON into PodSpec; every field we do not act on is recorded.
+
+#include "pod_spec.h"
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace outpost::deploy {
+namespace {
+
+using nlohmann::json;
+
+// Fields that decide where a pod runs or what the cloud does with it: they have no effect on the
+// node, so they are accepted without a report.
+const std::set<std::string> kSpecNoEffect = {"nodeName",
+                                             "nodeSelector",
+                                             "affinity",
+                                             "tolerations",
+                                             "schedulerName",
+                                             "priority",
+                                             "priorityClassName",
+                                             "preemptionPolicy",
+                                             "serviceAccountName",
+                                             "serviceAccount",
+                                             "automountServiceAccountToken",
+                                             "enableServiceLinks",
+                                             "dnsPolicy",
+                                             "topologySpreadConstraints"};
+const std::set<std::string> kContainerNoEffect = {"ports", "terminationMessagePath",
+                                                  "terminationMessagePolicy"};
+
+class Parser {
+ public:
+  explicit Parser(PodSpec& pod) : pod_(pod) {}
+
+  void unsupported(const std::string& path) { pod_.unsupported.push_back(path); }
+
+  // Records every key of `obj` not in `known` (nor in `noEffect`).
+  void checkKeys(const json& obj, const std::string& path, const std::set<std::string>& known,
+                 const std::set<std::string>& noEffect = {}) {
+    if (!obj.is_object()) return;
+    for (const auto& [k, v] : obj.items()) {
+      if (!known.count(k) && !noEffect.count(k)) unsupported(path + "." + k);
+    }
+  }
+
+  static std::string str(const json& obj, const char* key) {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+  }
+  static std::vector<std::string> strings(const json& obj, const char* key) {
+    std::vector<std::string> out;
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_array()) return out;
+    for (const auto& v : *it) {
+      if (v.is_string()) out.push_back(v.get<std::string>());
+    }
+    return out;
+  }
+  static Labels labels(const json& obj, const char* key) {
+    Labels out;
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_object()) return out;
+    for (const auto& [k, v] : it->items()) {
+      if (v.is_string()) out[k] = v.get<std::string>();
+    }
+    return out;
+  }
+
+  void security(const json& sc, const std::string& path, SecurityContext& out, bool pod) {
+    if (!sc.is_object()) return;
+    static const std::set<std::string> kContainerKeys = {"runAsUser",
+                                                         "runAsGroup",
+                                                         "privileged",
+                                                         "readOnlyRootFilesystem",
+                                                         "allowPrivilegeEscalation",
+                                                         "capabilities",
+                                                         "runAsNonRoot"};
+    static const std::set<std::string> kPodKeys = {"runAsUser", "runAsGroup", "supplementalGroups",
+                                                   "runAsNonRoot"};
+    checkKeys(sc, path, pod ? kPodKeys : kContainerKeys);
+    if (sc.contains("runAsUser") && sc["runAsUser"].is_number_integer())
+      out.runAsUser = sc["runAsUser"].get<int64_t>();
+    if (sc.contains("runAsGroup") && sc["runAsGroup"].is_number_integer())
+      out.runAsGroup = sc["runAsGroup"].get<int64_t>();
+    if (sc.contains("supplementalGroups") && sc["supplementalGroups"].is_array()) {
+      for (const auto& g : sc["supplementalGroups"])
+        if (g.is_number_integer()) out.supplementalGroups.push_back(g.get<int64_t>());
+    }
+    out.privileged = sc.value("privileged", false);
+    out.readOnlyRootfs = sc.value("readOnlyRootFilesystem", false);
+    if (sc.contains("allowPrivilegeEscalation"))
+      out.noNewPrivs = !sc.value("allowPrivilegeEscalation", true);
+    if (sc.contains("capabilities") && sc["capabilities"].is_object()) {
+      const auto& caps = sc["capabilities"];
+      checkKeys(caps, path + ".capabilities", {"add", "drop"});
+      for (auto c : strings(caps, "add")) out.capAdd.push_back(c.rfind("CAP_", 0) ? "CAP_" + c : c);
+      for (auto c : strings(caps, "drop"))
+        out.capDrop.push_back(c == "ALL" || !c.rfind("CAP_", 0) ? c : "CAP_" + c);
+    }
+  }
+
+  core::Status container(const json& c, const std::string& path, ContainerSpec& out, bool init) {
+    if (!c.is_object()) return core::invalidArgument(path + ": not an object");
+    static const std::set<std::string> kKeys = {"name",
+                                                "image",
+                                                "imagePullPolicy",
+                                                "command",
+                                                "args",
+                                                "workingDir",
+                                                "env",
+                                                "envFrom",
+                                                "volumeMounts",
+                                                "resources",
+                                                "securityContext",
+                                                "livenessProbe",
+                                                "stdin",
+                                                "tty"};
+    checkKeys(c, path, kKeys, kContainerNoEffect);
+    out.name = str(c, "name");
+    out.image = str(c, "image");
+    if (out.name.empty()) return core::invalidArgument(path + ".name: required");
+    if (out.image.empty()) return core::invalidArgument(path + ".image: required");
+    out.hash = shortHash(c.dump());
+    std::string policy = str(c, "imagePullPolicy");
+    if (policy == "Always") {
+      out.pullPolicy = PullPolicy::kAlways;
+    } else if (policy == "Never") {
+      out.pullPolicy = PullPolicy::kNever;
+    } else if (policy == "IfNotPresent") {
+      out.pullPolicy = PullPolicy::kIfNotPresent;
+    } else if (policy.empty()) {
+      // Kubernetes' default: Always for ":latest" or no tag, else IfNotPresent.
+      auto slash = out.image.rfind('/');
+      auto colon = out.image.rfind(':');
+      bool tagged = colon != std::string::npos && (slash == std::string::npos || colon > slash);
+      bool digest = out.image.find('@') != std::string::npos;
+      bool latest = tagged && out.image.substr(colon + 1) == "latest";
+      out.pullPolicy =
+          digest || (tagged && !latest) ? PullPolicy::kIfNotPresent : PullPolicy::kAlways;
+    } else {
+      return core::invalidArgument(path + ".imagePullPolicy: unknown value " + policy);
+    }
+    out.command = strings(c, "command");
+    out.args = strings(c, "args");
+    out.workingDir = str(c, "workingDir");
+    if (c.contains("env") && c["env"].is_array()) {
+      int i = 0;
+      for (const auto& e : c["env"]) {
+        std::string ep = path + ".env[" + std::to_string(i++) + "]";
+        EnvVarSpec v;
+        v.name = str(e, "name");
+        if (v.name.empty()) return core::invalidArgument(ep + ".name: required");
+        checkKeys(e, ep, {"name", "value", "valueFrom"});
+        if (e.contains("valueFrom")) {
+          const auto& vf = e["valueFrom"];
+          checkKeys(vf, ep + ".valueFrom", {"configMapKeyRef", "secretKeyRef", "fieldRef"});
+          if (vf.contains("configMapKeyRef") || vf.contains("secretKeyRef")) {
+            bool secret = vf.contains("secretKeyRef");
+            const auto& ref = vf[secret ? "secretKeyRef" : "configMapKeyRef"];
+            v.source = secret ? EnvVarSpec::Source::kSecret : EnvVarSpec::Source::kConfigMap;
+            v.refName = str(ref, "name");
+            v.refKey = str(ref, "key");
+            v.optional = ref.value("optional", false);
+          } else if (vf.contains("fieldRef")) {
+            v.source = EnvVarSpec::Source::kField;
+            v.value = str(vf["fieldRef"], "fieldPath");
+            static const std::set<std::string> kFields = {"metadata.name", "metadata.namespace",
+                                                          "metadata.uid",  "spec.nodeName",
+                                                          "status.hostIP", "status.podIP"};
+            if (!kFields.count(v.value)) unsupported(ep + ".valueFrom.fieldRef." + v.value);
+          } else {
+            continue;
+          }
+        } else {
+          v.value = str(e, "value");
+        }
+        out.env.push_back(std::move(v));
+      }
+    }
+    if (c.contains("envFrom") && c["envFrom"].is_array()) {
+      int i = 0;
+      for (const auto& e : c["envFrom"]) {
+        std::string ep = path + ".envFrom[" + std::to_string(i++) + "]";
+        checkKeys(e, ep, {"configMapRef", "secretRef", "prefix"});
+        EnvFromSpec f;
+        f.prefix = str(e, "prefix");
+        f.secret = e.contains("secretRef");
+        const auto& ref =
+            e.contains("secretRef") ? e["secretRef"] : e.value("configMapRef", json());
+        f.name = str(ref, "name");
+        f.optional = ref.is_object() && ref.value("optional", false);
+        if (!f.name.empty()) out.envFrom.push_back(std::move(f));
+      }
+    }
+    if (c.contains("volumeMounts") && c["volumeMounts"].is_array()) {
+      int i = 0;
+      for (const auto& m : c["volumeMounts"]) {
+        std::string mp = path + ".volumeMounts[" + std::to_string(i++) + "]";
+        checkKeys(m, mp, {"name", "mountPath", "subPath", "readOnly"});
+        VolumeMountSpec vm{str(m, "name"), str(m, "mountPath"), str(m, "subPath"),
+                           m.value("readOnly", false)};
+        if (vm.name.empty() || vm.mountPath.empty())
+          return core::invalidArgument(mp + ": name and mountPath are required");
+        if (vm.subPath.find("..") != std::string::npos)
+          return core::invalidArgument(mp + ".subPath: must not contain '..'");
+        out.mounts.push_back(std::move(vm));
+      }
+    }
+    if (c.contains("resources") && c["resources"].is_object()) {
+      const auto& r = c["resources"];
+      checkKeys(r, path + ".resources", {"limits", "requests"});
+      for (const char* kind : {"limits", "requests"}) {
+        if (!r.contains(kind) || !r[kind].is_object()) continue;
+        std::string rp = path + ".resources." + kind;
+        checkKeys(r[kind], rp, {"cpu", "memory"}, {"ephemeral-storage"});
+        auto quantity = [&](const char* name) {
+          const auto& q = r[kind][name];
+          return q.is_string() ? q.get<std::string>() : q.is_number() ? q.dump() : std::string();
+        };
+        bool limits = std::string(kind) == "limits";
+        if (r[kind].contains("cpu")) {
+          auto milli = parseCpuMilli(quantity("cpu"));
+          if (!milli) return core::invalidArgument(rp + ".cpu: not a quantity");
+          (limits ? out.cpuLimitMilli : out.cpuRequestMilli) = *milli;
+        }
+        if (limits && r[kind].contains("memory")) {
+          auto bytes = parseBytes(quantity("memory"));
+          if (!bytes) return core::invalidArgument(rp + ".memory: not a quantity");
+          out.memoryLimitBytes = *bytes;
+        }
+      }
+    }
+    if (c.contains("securityContext")) {
+      security(c["securityContext"], path + ".securityContext", out.security, false);
+    }
+    if (c.contains("livenessProbe")) {
+      const auto& p = c["livenessProbe"];
+      std::string pp = path + ".livenessProbe";
+      if (init) unsupported(pp);
+      checkKeys(p, pp,
+                {"exec", "initialDelaySeconds", "periodSeconds", "timeoutSeconds",
+                 "failureThreshold", "successThreshold"});
+      if (p.contains("exec")) {
+        ProbeSpec probe;
+        probe.command = strings(p["exec"], "command");
+        probe.initialDelaySeconds = p.value("initialDelaySeconds", 0);
+        probe.periodSeconds = std::max(1, p.value("periodSeconds", 10));
+        probe.timeoutSeconds = std::max(1, p.value("timeoutSeconds", 1));
+        probe.failureThreshold = std::max(1, p.value("failureThreshold", 3));
+        if (!probe.command.empty() && !init) out.liveness = std::move(probe);
+      }
+    }
+    return core::okStatus();
+  }
+
+  core::Status volume(const json& v, const std::string& path, VolumeSpec& out) {
+    out.name = str(v, "name");
+    if (out.name.empty()) return core::invalidArgument(path + ".name: required");
+    static const std::set<std::string> kKeys = {"name", "hostPath", "emptyDir", "configMap",
+                                                "secret"};
+    checkKeys(v, path, kKeys);
+    if (v.contains("hostPath")) {
+      out.kind = VolumeSpec::Kind::kHostPath;
+      out.path = str(v["hostPath"], "path");
+      out.hostPathType = str(v["hostPath"], "type");
+      if (out.path.empty() || out.path[0] != '/')
+        return core::invalidArgument(path + ".hostPath.path: must be absolute");
+    } else if (v.contains("emptyDir")) {
+      out.kind = VolumeSpec::Kind::kEmptyDir;
+      checkKeys(v["emptyDir"], path + ".emptyDir", {}, {"sizeLimit"});
+    } else if (v.contains("configMap") || v.contains("secret")) {
+      bool secret = v.contains("secret");
+      const auto& src = v[secret ? "secret" : "configMap"];
+      std::string sp = path + (secret ? ".secret" : ".configMap");
+      out.kind = secret ? VolumeSpec::Kind::kSecret : VolumeSpec::Kind::kConfigMap;
+      checkKeys(src, sp, {secret ? "secretName" : "name", "items", "defaultMode", "optional"});
+      out.refName = str(src, secret ? "secretName" : "name");
+      out.defaultMode = src.value("defaultMode", -1);
+      out.optional = src.value("optional", false);
+      if (src.contains("items") && src["items"].is_array()) {
+        for (const auto& item : src["items"]) {
+          std::string k = str(item, "key"), p = str(item, "path");
+          if (k.empty() || p.empty() || p[0] == '/' || p.find("..") != std::string::npos)
+            return core::invalidArgument(sp + ".items: key and a relative path are required");
+          out.items.emplace_back(k, p);
+        }
+      }
+      if (out.refName.empty()) return core::invalidArgument(sp + ": name required");
+    } else {
+      // Unknown volume type (already reported by checkKeys); mounted as an empty dir.
+      out.kind = VolumeSpec::Kind::kEmptyDir;
+    }
+    return core::okStatus();
+  }
+
+ private:
+  PodSpec& pod_;
+};
+
+}  // namespace
+
+std::string shortHash(const std::string& text) {
+  // FNV-1a 64: stable across builds and processes (std::hash is not guaranteed to be).
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::optional<int64_t> parseCpuMilli(const std::string& q) {
+  if (q.empty()) return std::nullopt;
+  try {
+    size_t used = 0;
+    double v = std::stod(q, &used);
+    std::string suffix = q.substr(used);
+    if (suffix == "m") return static_cast<int64_t>(std::ceil(v));
+    if (suffix.empty()) return static_cast<int64_t>(std::ceil(v * 1000));
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+std::optional<int64_t> parseBytes(const std::string& q) {
+  if (q.empty()) return std::nullopt;
+  try {
+    size_t used = 0;
+    double v = std::stod(q, &used);
+    std::string s = q.substr(used);
+    static const std::pair<const char*, double> kUnits[] = {
+        {"", 1},           {"k", 1e3},           {"M", 1e6},
+        {"G", 1e9},        {"T", 1e12},          {"Ki", 1024.0},
+        {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}};
+    for (const auto& [unit, mult] : kUnits) {
+      if (s == unit) return static_cast<int64_t>(v * mult);
+    }
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
+                               const std::string& defaultNamespace) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    return core::invalidArgument(std::string("pod JSON: ") + e.what());
+  }
+  if (!doc.is_object()) return core::invalidArgument("pod JSON: not an object");
+  PodSpec pod;
+  pod.key = key;
+  Parser p(pod);
+  try {
+    const json& md = doc.value("metadata", json::object());
+    const json& spec = doc.value("spec", json::object());
+    pod.name = Parser::str(md, "name");
+    pod.podNamespace = Parser::str(md, "namespace");
+    if (pod.podNamespace.empty()) pod.podNamespace = defaultNamespace;
+    if (pod.name.empty()) return core::invalidArgument("metadata.name: required");
+    pod.uid = Parser::str(md, "uid");
+    if (pod.uid.empty()) pod.uid = "outpost-" + shortHash(key);
+    pod.labels = Parser::labels(md, "labels");
+    pod.annotations = Parser::labels(md, "annotations");
+
+    static const std::set<std::string> kSpecKeys = {"containers",
+                                                    "initContainers",
+                                                    "volumes",
+                                                    "restartPolicy",
+                                                    "hostNetwork",
+                                                    "runtimeClassName",
+                                                    "terminationGracePeriodSeconds",
+                                                    "securityContext",
+                                                    "hostname"};
+    p.checkKeys(spec, "spec", kSpecKeys, kSpecNoEffect);
+    std::string rp = Parser::str(spec, "restartPolicy");
+    if (rp == "Always" || rp.empty()) {
+      pod.restartPolicy = RestartPolicy::kAlways;
+    } else if (rp == "OnFailure") {
+      pod.restartPolicy = RestartPolicy::kOnFailure;
+    } else if (rp == "Never") {
+      pod.restartPolicy = RestartPolicy::kNever;
+    } else {
+      return core::invalidArgument("spec.restartPolicy: unknown value " + rp);
+    }
+    pod.hostNetwork = spec.value("hostNetwork", false);
+    pod.hostname = Parser::str(spec, "hostname");
+    pod.runtimeClassName = Parser::str(spec, "runtimeClassName");
+    if (spec.contains("terminationGracePeriodSeconds") &&
+        spec["terminationGracePeriodSeconds"].is_number_integer()) {
+      pod.gracePeriodSeconds =
+          std::max<int64_t>(0, spec["terminationGracePeriodSeconds"].get<int64_t>());
+    }
+    if (spec.contains("securityContext")) {
+      p.security(spec["securityContext"], "spec.securityContext", pod.podSecurity, true);
+    }
+    std::set<std::string> names;
+    for (auto [field, list, init] : {std::tuple<const char*, std::vector<ContainerSpec>*, bool>{
+                                         "initContainers", &pod.initContainers, true},
+                                     {"containers", &pod.containers, false}}) {
+      if (!spec.contains(field)) continue;
+      if (!spec[field].is_array()) return core::invalidArgument(std::string("spec.") + field);
+      int i = 0;
+      for (const auto& c : spec[field]) {
+        ContainerSpec cs;
+        OUTPOST_RETURN_IF_ERROR(p.container(
+            c, std::string("spec.") + field + "[" + std::to_string(i++) + "]", cs, init));
+        if (!names.insert(cs.name).second)
+          return core::invalidArgument("duplicate container name " + cs.name);
+        list->push_back(std::move(cs));
+      }
+    }
+    if (pod.containers.empty()) return core::invalidArgument("spec.containers: at least one");
+    std::set<std::string> volumeNames;
+    if (spec.contains("volumes") && spec["volumes"].is_array()) {
+      int i = 0;
+      for (const auto& v : spec["volumes"]) {
+        VolumeSpec vs;
+        OUTPOST_RETURN_IF_ERROR(p.volume(v, "spec.volumes[" + std::to_string(i++) + "]", vs));
+        volumeNames.insert(vs.name);
+        pod.volumes.push_back(std::move(vs));
+      }
+    }
+    for (const auto* list : {&pod.initContainers, &pod.containers}) {
+      for (const auto& c : *list) {
+        for (const auto& m : c.mounts) {
+          if (!volumeNames.count(m.name))
+            return core::invalidArgument("container " + c.name + " mounts unknown volume " +
+                                         m.name);
+        }
+      }
+    }
+    json sandboxKey = {pod.hostNetwork, pod.runtimeClassName, pod.hostname,
+                       spec.value("securityContext", json::object())};
+    pod.sandboxHash = shortHash(sandboxKey.dump());
+  } catch (const json::exception& e) {
+    return core::invalidArgument(std::string("pod JSON: ") + e.what());
+  }
+  return pod;
+}
+
+}  // namespace outpost::deploy

@@ -1,0 +1,1003 @@
+// The pod reconciler: one worker (state machine) per pod on deploy's loop, level-triggered.
+//
+// A pass over a pod observes what the runtime runs for it (by our labels), compares it with the
+// desired spec, and makes one step towards it: sandbox, init containers in order, containers,
+// restarts with crash-loop back-off, replacement on spec change, garbage collection. Then it
+// computes the pod's status and reports it when it changed.
+
+#include "outpost/deploy/reconciler.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "pod_spec.h"
+#include "pod_status.h"
+#include "volumes.h"
+
+namespace outpost::deploy {
+namespace {
+
+constexpr const char* kManaged = "outpost.io/managed";
+constexpr const char* kPodUid = "outpost.io/pod-uid";
+constexpr const char* kPodKey = "outpost.io/pod-key";
+constexpr const char* kSandboxHash = "outpost.io/sandbox-hash";
+constexpr const char* kContainerName = "outpost.io/container";
+constexpr const char* kContainerHash = "outpost.io/container-hash";
+constexpr const char* kGrace = "outpost.io/grace-seconds";
+
+std::string label(const Labels& l, const char* key) {
+  auto it = l.find(key);
+  return it == l.end() ? std::string() : it->second;
+}
+
+// Removes a cgroup directory (and its children, bottom-up) under every hierarchy.
+void removeCgroup(const std::string& relative) {
+  namespace fs = std::filesystem;
+  if (relative.empty()) return;
+  std::vector<fs::path> roots = {"/sys/fs/cgroup"};
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (e.is_directory(ec) && !e.is_symlink(ec)) roots.push_back(e.path());
+  }
+  std::function<void(const fs::path&)> rm = [&](const fs::path& dir) {
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (e.is_directory(ec) && !e.is_symlink(ec)) rm(e.path());
+    }
+    ::rmdir(dir.c_str());
+  };
+  for (const auto& root : roots) {
+    fs::path dir = root / fs::path(relative).relative_path();
+    if (fs::is_directory(dir, ec) && dir != root) rm(dir);
+  }
+}
+
+// Just the host's first non-loopback IPv4 address, for host network pods.
+std::string hostIp() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  std::ifstream hosts("/etc/hosts");
+  std::string line;
+  while (std::getline(hosts, line)) {
+    std::istringstream in(line);
+    std::string ip, host;
+    in >> ip;
+    while (in >> host) {
+      if (host == name && ip.find(':') == std::string::npos && ip.rfind("127.", 0) != 0) return ip;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
+ public:
+  Impl(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
+       ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics)
+      : loop_(loop),
+        runtime_(runtime),
+        desired_(desired),
+        sink_(sink),
+        config_(std::move(config)),
+        log_(std::move(log)) {
+    if (metrics) {
+      createdCounter_ = &metrics->counter("outpost_deploy_containers_created_total",
+                                          "Containers the reconciler created");
+      syncHistogram_ = &metrics->histogram("outpost_deploy_sync_seconds",
+                                           "Duration of a reconcile pass over all pods",
+                                           {0.001, 0.01, 0.1, 1, 10});
+    }
+    hostIp_ = hostIp();
+    node_.nodeName = config_.nodeName;
+    node_.reservedMilliCpu = config_.reservedMilliCpu;
+    node_.reservedMemoryBytes = config_.reservedMemoryBytes;
+    node_.maxPods = config_.maxPods;
+    node_.hostIp = hostIp_;
+    readHostFacts(node_);
+  }
+
+  void start(std::function<void()> onColdBoot) {
+    auto self = shared_from_this();
+    loop_.post([self, onColdBoot = std::move(onColdBoot)] {
+      if (self->stopped_) return;
+      self->loadAllDesired();
+      self->syncAllNow();
+      self->reportNode();
+      self->log_.info("cold boot pass done: ", self->workers_.size(), " desired pods");
+      if (onColdBoot) onColdBoot();
+      std::weak_ptr<Impl> weak = self;
+      self->timers_.push_back(self->loop_.runEvery(self->config_.pollInterval, [weak] {
+        if (auto s = weak.lock()) s->syncAllNow();
+      }));
+      self->timers_.push_back(self->loop_.runEvery(self->config_.resyncInterval, [weak] {
+        if (auto s = weak.lock(); s && !s->stopped_) {
+          s->loadAllDesired();
+          s->syncAllNow();
+        }
+      }));
+      self->timers_.push_back(self->loop_.runEvery(self->config_.nodeStatusInterval, [weak] {
+        if (auto s = weak.lock(); s && !s->stopped_) s->reportNode();
+      }));
+    });
+  }
+
+  // Callable from any thread, also after the loop stopped: posted work checks `stopped_` first.
+  void stop() {
+    stopped_ = true;
+    auto self = shared_from_this();
+    auto cancel = [self] {
+      for (auto id : self->timers_) self->loop_.cancel(id);
+      self->timers_.clear();
+      for (auto& [key, w] : self->workers_) {
+        if (w.wakeTimer) self->loop_.cancel(*w.wakeTimer);
+        w.wakeTimer.reset();
+      }
+    };
+    if (loop_.isInLoopThread()) {
+      cancel();
+    } else {
+      loop_.post(cancel);
+    }
+  }
+
+  void onDesiredChanged(std::vector<std::string> keys) {
+    auto self = shared_from_this();
+    loop_.post([self, keys = std::move(keys)] {
+      if (self->stopped_) return;
+      std::set<std::string> pods;
+      bool refs = false;
+      for (const auto& k : keys) {
+        if (k.find("/pod/") != std::string::npos) {
+          pods.insert(k);
+        } else {
+          refs = true;  // a configmap or secret: re-project every pod that uses it
+        }
+      }
+      for (const auto& k : pods) self->loadDesired(k);
+      if (refs) {
+        for (const auto& [k, w] : self->workers_) {
+          if (w.spec && self->usesRef(*w.spec, keys)) pods.insert(k);
+        }
+      }
+      for (const auto& k : pods) self->syncOne(k);
+    });
+  }
+
+  void syncAll() {
+    auto self = shared_from_this();
+    loop_.post([self] {
+      if (self->stopped_) return;
+      self->loadAllDesired();
+      self->syncAllNow();
+    });
+  }
+
+  ReconcilerStats stats() {
+    if (loop_.isInLoopThread()) return stats_;
+    std::lock_guard<std::mutex> lock(statsMu_);
+    return statsCopy_;
+  }
+
+ private:
+  struct Backoff {
+    core::Duration delay{0};
+    std::string exitedId;  // the exited container this back-off entry has seen
+    core::MonoTime exitSeenAt{};
+  };
+  struct Probe {
+    std::string containerId;
+    core::MonoTime nextAt{};
+    int failures = 0;
+  };
+  struct Worker {
+    std::string key;
+    std::optional<PodSpec> spec;  // nullopt: no longer desired, terminate
+    std::string invalid;          // why the desired JSON cannot be run
+    std::map<std::string, Backoff> backoff;
+    std::map<std::string, Probe> probes;
+    std::map<std::string, std::pair<std::string, std::string>> waiting;  // name -> reason, msg
+    std::map<std::string, uint32_t> attempts;  // highest attempt seen per container name
+    Transitions transitions;
+    std::string lastStatus;
+    std::optional<core::TimerId> wakeTimer;
+    core::MonoTime wakeAt{};
+  };
+  struct Observed {
+    std::vector<PodSandbox> sandboxes;
+    std::vector<Container> containers;
+  };
+
+  // --- desired state ---------------------------------------------------------------------------
+
+  void loadAllDesired() {
+    std::set<std::string> seen;
+    for (auto& rec : desired_.listPods()) {
+      seen.insert(rec.key);
+      applyDesired(rec.key, std::optional<std::string>(std::move(rec.json)));
+    }
+    for (auto& [key, w] : workers_) {
+      if (!seen.count(key)) w.spec.reset(), w.invalid.clear();
+    }
+  }
+
+  void loadDesired(const std::string& key) { applyDesired(key, desired_.getObject(key)); }
+
+  void applyDesired(const std::string& key, const std::optional<std::string>& text) {
+    auto& w = workers_[key];
+    w.key = key;
+    if (!text) {
+      w.spec.reset();
+      w.invalid.clear();
+      return;
+    }
+    auto parsed = parsePod(key, *text, config_.defaultNamespace);
+    if (!parsed) {
+      w.invalid = parsed.status().message();
+      log_.warn("pod ", key, " cannot run: ", w.invalid);
+      return;  // keeps what runs from an earlier valid spec
+    }
+    w.invalid.clear();
+    if (w.spec && w.spec->uid != parsed->uid) {
+      // Same key, new pod: the old one terminates as an orphan of its uid.
+      log_.info("pod ", key, " replaced by a new uid");
+    }
+    if (!parsed->unsupported.empty()) {
+      std::string fields;
+      for (const auto& f : parsed->unsupported) fields += " " + f;
+      log_.warn("pod ", key, " has unsupported fields:", fields);
+    }
+    w.spec = std::move(parsed).value();
+  }
+
+  bool usesRef(const PodSpec& pod, const std::vector<std::string>& keys) {
+    std::set<std::string> refs;
+    for (const auto& v : pod.volumes) {
+      if (v.kind == VolumeSpec::Kind::kConfigMap)
+        refs.insert(pod.podNamespace + "/configmap/" + v.refName);
+      if (v.kind == VolumeSpec::Kind::kSecret)
+        refs.insert(pod.podNamespace + "/secret/" + v.refName);
+    }
+    for (const auto* list : {&pod.initContainers, &pod.containers}) {
+      for (const auto& c : *list) {
+        for (const auto& e : c.env) {
+          if (e.source == EnvVarSpec::Source::kConfigMap)
+            refs.insert(pod.podNamespace + "/configmap/" + e.refName);
+          if (e.source == EnvVarSpec::Source::kSecret)
+            refs.insert(pod.podNamespace + "/secret/" + e.refName);
+        }
+        for (const auto& f : c.envFrom)
+          refs.insert(pod.podNamespace + (f.secret ? "/secret/" : "/configmap/") + f.name);
+      }
+    }
+    for (const auto& k : keys) {
+      if (refs.count(k)) return true;
+    }
+    return false;
+  }
+
+  // --- observing -------------------------------------------------------------------------------
+
+  std::optional<Observed> observe(const Labels& selector) {
+    Observed o;
+    auto sandboxes = runtime_.listPodSandbox(SandboxFilter{"", std::nullopt, selector});
+    if (!sandboxes) {
+      runtimeDown(sandboxes.status());
+      return std::nullopt;
+    }
+    auto containers = runtime_.listContainers(ContainerFilter{"", "", std::nullopt, selector});
+    if (!containers) {
+      runtimeDown(containers.status());
+      return std::nullopt;
+    }
+    runtimeUp();
+    o.sandboxes = std::move(sandboxes).value();
+    o.containers = std::move(containers).value();
+    return o;
+  }
+
+  void runtimeDown(const core::Status& s) {
+    if (node_.runtimeReady || node_.runtimeMessage.empty()) {
+      log_.warn("runtime unreachable: ", s.toString());
+    }
+    node_.runtimeReady = false;
+    node_.runtimeMessage = "container runtime: " + s.toString();
+  }
+
+  void runtimeUp() {
+    if (!node_.runtimeReady) {
+      auto v = runtime_.version();
+      if (v) node_.runtime = *v;
+      node_.runtimeReady = true;
+      node_.runtimeMessage.clear();
+      reportNode();
+    }
+  }
+
+  std::optional<ContainerStatus> status(const Container& c) {
+    auto it = statusCache_.find(c.id);
+    if (it != statusCache_.end() && it->second.container.state == c.state &&
+        c.state != ContainerState::kCreated) {
+      return it->second;
+    }
+    auto st = runtime_.containerStatus(c.id);
+    if (!st) return std::nullopt;
+    st->container.podSandboxId = c.podSandboxId;
+    statusCache_[c.id] = *st;
+    return *st;
+  }
+
+  // --- passes ----------------------------------------------------------------------------------
+
+  void syncAllNow() {
+    if (stopped_) return;
+    auto started = loop_.clock().now();
+    auto observed = observe({{kManaged, "true"}});
+    if (!observed) return;
+    std::set<std::string> uids;
+    std::vector<std::string> keys;
+    for (const auto& [key, w] : workers_) keys.push_back(key);
+    for (const auto& key : keys) {
+      auto it = workers_.find(key);
+      if (it == workers_.end()) continue;
+      if (it->second.spec) uids.insert(it->second.spec->uid);
+      syncWorker(it->second, *observed);
+    }
+    collectOrphans(*observed, uids);
+    pruneStatusCache(*observed);
+    copyStats();
+    if (syncHistogram_) {
+      syncHistogram_->observe(std::chrono::duration<double>(loop_.clock().now() - started).count());
+    }
+  }
+
+  void syncOne(const std::string& key) {
+    if (stopped_) return;
+    auto it = workers_.find(key);
+    if (it == workers_.end()) return;
+    Labels selector = {{kManaged, "true"}};
+    if (it->second.spec) selector[kPodKey] = labelValue(key);
+    auto observed = observe(it->second.spec ? selector : Labels{{kManaged, "true"}});
+    if (!observed) return;
+    syncWorker(it->second, *observed);
+    if (!it->second.spec) {
+      // Deleting: everything of the old uids under this key goes too.
+      std::set<std::string> uids;
+      for (const auto& [k, w] : workers_) {
+        if (w.spec) uids.insert(w.spec->uid);
+      }
+      collectOrphans(*observed, uids);
+    }
+    copyStats();
+  }
+
+  // Label values cannot hold every character a key can; keys are "<ns>/pod/<name>".
+  static std::string labelValue(const std::string& key) {
+    std::string out = key;
+    std::replace(out.begin(), out.end(), '/', '.');
+    return out;
+  }
+
+  void syncWorker(Worker& w, const Observed& all) {
+    stats_.syncs++;
+    if (!w.spec) {
+      if (w.invalid.empty()) {
+        terminate(w.key);
+      }
+      return;
+    }
+    if (!w.invalid.empty()) {
+      publish(w, invalidPodStatusJson(w.invalid, w.transitions, loop_.clock().wallNow()));
+      return;
+    }
+    const PodSpec& pod = *w.spec;
+    std::vector<PodSandbox> sandboxes;
+    std::vector<Container> containers;
+    for (const auto& s : all.sandboxes) {
+      if (label(s.labels, kPodUid) == pod.uid) sandboxes.push_back(s);
+    }
+    for (const auto& c : all.containers) {
+      if (label(c.labels, kPodUid) == pod.uid) containers.push_back(c);
+    }
+    for (const auto& c : containers) {
+      auto& a = w.attempts[label(c.labels, kContainerName)];
+      a = std::max(a, c.attempt);
+    }
+    // 1. The sandbox: the newest ready one with the current sandbox hash; others go.
+    std::sort(sandboxes.begin(), sandboxes.end(),
+              [](const auto& a, const auto& b) { return a.createdAt > b.createdAt; });
+    const PodSandbox* current = nullptr;
+    uint32_t sandboxAttempt = 0;
+    for (const auto& s : sandboxes) {
+      sandboxAttempt = std::max(sandboxAttempt, s.attempt + 1);
+      if (!current && s.state == SandboxState::kReady &&
+          label(s.labels, kSandboxHash) == pod.sandboxHash) {
+        current = &s;
+      }
+    }
+    for (const auto& s : sandboxes) {
+      if (&s == current) continue;
+      removeSandbox(s, containers, std::chrono::seconds(pod.gracePeriodSeconds));
+    }
+    PodSandboxConfig sandboxConfig = makeSandboxConfig(pod, sandboxAttempt);
+    std::string sandboxId;
+    UnixNanos sandboxCreated = 0;
+    if (current) {
+      sandboxId = current->id;
+      sandboxCreated = current->createdAt;
+      sandboxConfig.attempt = current->attempt;
+    }
+    // 2. Volumes (re-projected every pass: a configmap change shows up in the files).
+    auto volumes = prepareVolumes(pod, config_.stateDir, desired_);
+    w.waiting.clear();
+    if (!volumes) {
+      for (const auto* list : {&pod.initContainers, &pod.containers})
+        for (const auto& c : *list)
+          w.waiting[c.name] = {"CreateContainerConfigError", volumes.status().message()};
+    }
+    if (!current && volumes) {
+      if (!ensureImage(config_.sandboxImage, PullPolicy::kIfNotPresent).isOk()) {
+        // The runtime may still have it under another name; let RunPodSandbox decide.
+      }
+      std::filesystem::create_directories(sandboxConfig.logDirectory);
+      auto id = runtime_.runPodSandbox(sandboxConfig, pod.runtimeClassName);
+      if (!id) {
+        log_.warn("pod ", w.key, ": RunPodSandbox: ", id.status().toString());
+        for (const auto* list : {&pod.initContainers, &pod.containers})
+          for (const auto& c : *list)
+            w.waiting[c.name] = {"ContainerCreating", id.status().message()};
+      } else {
+        sandboxId = *id;
+        stats_.sandboxesCreated++;
+        log_.info("pod ", w.key, ": sandbox ", sandboxId.substr(0, 12), " attempt ",
+                  sandboxConfig.attempt);
+        auto st = runtime_.podSandboxStatus(sandboxId);
+        if (st) sandboxCreated = st->sandbox.createdAt;
+      }
+    }
+    // Containers of the current sandbox, by name, newest first.
+    std::map<std::string, std::vector<Container>> byName;
+    for (const auto& c : containers) {
+      if (c.podSandboxId != sandboxId || sandboxId.empty()) continue;
+      byName[label(c.labels, kContainerName)].push_back(c);
+    }
+    for (auto& [name, list] : byName) {
+      std::sort(list.begin(), list.end(),
+                [](const auto& a, const auto& b) { return a.createdAt > b.createdAt; });
+    }
+    // Containers nobody wants any more.
+    std::set<std::string> wanted;
+    for (const auto* list : {&pod.initContainers, &pod.containers})
+      for (const auto& c : *list) wanted.insert(c.name);
+    for (auto it = byName.begin(); it != byName.end();) {
+      if (!wanted.count(it->first)) {
+        for (const auto& c : it->second)
+          removeContainer(c, std::chrono::seconds(pod.gracePeriodSeconds));
+        it = byName.erase(it);
+      } else {
+        ++it;
+      }
+    }
+
+    PodView view;
+    view.spec = &pod;
+    view.sandboxReady = !sandboxId.empty();
+    view.sandboxCreatedAt = sandboxCreated;
+    view.hostIp = hostIp_;
+    if (pod.hostNetwork) view.podIp = hostIp_;
+
+    // 3. Init containers, in order, each to completion.
+    bool initDone = true;
+    for (const auto& spec : pod.initContainers) {
+      ContainerView v = viewOf(w, spec, byName[spec.name]);
+      if (initDone && !sandboxId.empty() && volumes) {
+        initDone = stepInit(w, pod, spec, byName[spec.name], sandboxId, sandboxConfig, *volumes, v);
+        v = viewOf(w, spec, byName[spec.name]);
+      } else {
+        initDone = false;
+      }
+      view.init.push_back(std::move(v));
+    }
+    // 4. Containers.
+    for (const auto& spec : pod.containers) {
+      if (initDone && !sandboxId.empty() && volumes) {
+        stepContainer(w, pod, spec, byName[spec.name], sandboxId, sandboxConfig, *volumes);
+      }
+      view.containers.push_back(viewOf(w, spec, byName[spec.name]));
+    }
+    // 5. Exited containers beyond the newest two of each name go.
+    for (auto& [name, list] : byName) {
+      for (size_t i = 2; i < list.size(); ++i) {
+        if (list[i].state == ContainerState::kExited) removeContainer(list[i], {});
+      }
+    }
+    if (!sandboxId.empty() && view.podIp.empty()) {
+      auto st = runtime_.podSandboxStatus(sandboxId);
+      if (st) view.podIp = st->ip;
+    }
+    publish(w, podStatusJson(view, w.transitions, loop_.clock().wallNow()));
+  }
+
+  ContainerView viewOf(Worker& w, const ContainerSpec& spec, const std::vector<Container>& list) {
+    ContainerView v;
+    v.spec = &spec;
+    if (!list.empty()) v.current = status(list[0]);
+    if (list.size() > 1) v.previous = status(list[1]);
+    auto it = w.waiting.find(spec.name);
+    if (it != w.waiting.end()) {
+      v.waitingReason = it->second.first;
+      v.waitingMessage = it->second.second;
+    }
+    return v;
+  }
+
+  // One step for an init container; true when it has completed successfully.
+  bool stepInit(Worker& w, const PodSpec& pod, const ContainerSpec& spec,
+                std::vector<Container>& list, const std::string& sandboxId,
+                const PodSandboxConfig& sandboxConfig,
+                const std::map<std::string, std::string>& volumes, ContainerView& v) {
+    if (list.empty()) {
+      createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
+      return false;
+    }
+    const Container& latest = list[0];
+    if (latest.state == ContainerState::kCreated) {
+      startCreated(w, spec, latest);
+      return false;
+    }
+    if (latest.state != ContainerState::kExited) return false;
+    if (latest.labels.count(kContainerHash) && label(latest.labels, kContainerHash) != spec.hash) {
+      createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
+      return false;
+    }
+    if (v.current && v.current->exitCode == 0) return true;
+    if (pod.restartPolicy == RestartPolicy::kNever) return false;
+    restartWithBackoff(w, pod, spec, list, sandboxId, sandboxConfig, volumes, v.current);
+    return false;
+  }
+
+  void stepContainer(Worker& w, const PodSpec& pod, const ContainerSpec& spec,
+                     std::vector<Container>& list, const std::string& sandboxId,
+                     const PodSandboxConfig& sandboxConfig,
+                     const std::map<std::string, std::string>& volumes) {
+    if (list.empty()) {
+      createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
+      return;
+    }
+    const Container latest = list[0];
+    bool changed = label(latest.labels, kContainerHash) != spec.hash;
+    switch (latest.state) {
+      case ContainerState::kRunning:
+        if (changed) {
+          log_.info("pod ", w.key, ": container ", spec.name, " spec changed, replacing");
+          removeContainer(latest, std::chrono::seconds(pod.gracePeriodSeconds));
+          list.erase(list.begin());
+          w.backoff.erase(spec.name);
+          createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
+        } else {
+          probe(w, pod, spec, latest);
+        }
+        return;
+      case ContainerState::kCreated:
+        startCreated(w, spec, latest);
+        return;
+      case ContainerState::kExited: {
+        if (changed) {
+          w.backoff.erase(spec.name);
+          createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
+          return;
+        }
+        auto st = status(latest);
+        if (!st) return;
+        bool restart = pod.restartPolicy == RestartPolicy::kAlways ||
+                       (pod.restartPolicy == RestartPolicy::kOnFailure && st->exitCode != 0);
+        if (restart) restartWithBackoff(w, pod, spec, list, sandboxId, sandboxConfig, volumes, st);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  void restartWithBackoff(Worker& w, const PodSpec& pod, const ContainerSpec& spec,
+                          std::vector<Container>& list, const std::string& sandboxId,
+                          const PodSandboxConfig& sandboxConfig,
+                          const std::map<std::string, std::string>& volumes,
+                          const std::optional<ContainerStatus>& exited) {
+    auto now = loop_.clock().now();
+    auto& bo = w.backoff[spec.name];
+    if (bo.exitedId != list[0].id) {
+      bo.exitedId = list[0].id;
+      bo.exitSeenAt = now;
+      if (exited && exited->startedAt > 0 && exited->finishedAt > exited->startedAt &&
+          std::chrono::nanoseconds(exited->finishedAt - exited->startedAt) >=
+              config_.backoffReset) {
+        bo.delay = core::Duration::zero();  // it ran long enough: a fresh start
+      }
+    }
+    auto readyAt = bo.exitSeenAt + bo.delay;
+    if (now < readyAt) {
+      auto secs = std::chrono::duration_cast<std::chrono::seconds>(bo.delay).count();
+      w.waiting[spec.name] = {"CrashLoopBackOff", "back-off " + std::to_string(secs) +
+                                                      "s restarting failed container=" + spec.name +
+                                                      " pod=" + pod.name + "_" + pod.podNamespace +
+                                                      "(" + pod.uid + ")"};
+      wakeAt(w, readyAt);
+      return;
+    }
+    bo.delay = bo.delay == core::Duration::zero()
+                   ? core::Duration(config_.backoffInitial)
+                   : std::min<core::Duration>(bo.delay * 2, config_.backoffMax);
+    createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
+  }
+
+  void wakeAt(Worker& w, core::MonoTime at) {
+    if (w.wakeTimer && w.wakeAt <= at && w.wakeAt > loop_.clock().now()) return;
+    if (w.wakeTimer) loop_.cancel(*w.wakeTimer);
+    w.wakeAt = at;
+    std::weak_ptr<Impl> weak = shared_from_this();
+    std::string key = w.key;
+    w.wakeTimer = loop_.runAfter(at - loop_.clock().now(), [weak, key] {
+      auto self = weak.lock();
+      if (!self || self->stopped_) return;
+      auto it = self->workers_.find(key);
+      if (it != self->workers_.end()) it->second.wakeTimer.reset();
+      self->syncOne(key);
+    });
+  }
+
+  void probe(Worker& w, const PodSpec& pod, const ContainerSpec& spec, const Container& c) {
+    if (!spec.liveness) return;
+    auto now = loop_.clock().now();
+    auto& p = w.probes[spec.name];
+    const auto& ps = *spec.liveness;
+    if (p.containerId != c.id) {
+      p = Probe{c.id,
+                now + std::chrono::seconds(ps.initialDelaySeconds > 0 ? ps.initialDelaySeconds
+                                                                      : ps.periodSeconds),
+                0};
+    }
+    if (now >= p.nextAt) {
+      auto r = runtime_.execSync(c.id, ps.command, std::chrono::seconds(ps.timeoutSeconds));
+      bool ok = r && r->exitCode == 0;
+      p.failures = ok ? 0 : p.failures + 1;
+      p.nextAt = now + std::chrono::seconds(ps.periodSeconds);
+      if (p.failures >= ps.failureThreshold) {
+        log_.info("pod ", w.key, ": container ", spec.name, " failed its liveness probe, killing");
+        auto s = runtime_.stopContainer(c.id, std::chrono::seconds(pod.gracePeriodSeconds));
+        if (!s.isOk()) log_.warn("StopContainer: ", s.toString());
+        statusCache_.erase(c.id);
+        p = Probe{};
+      }
+    }
+    if (!p.containerId.empty()) wakeAt(w, p.nextAt);
+  }
+
+  void startCreated(Worker& w, const ContainerSpec& spec, const Container& c) {
+    auto s = runtime_.startContainer(c.id);
+    if (!s.isOk()) {
+      w.waiting[spec.name] = {"RunContainerError", s.message()};
+      removeContainer(c, {});
+    }
+  }
+
+  core::Status ensureImage(const std::string& image, PullPolicy policy) {
+    if (image.empty()) return core::okStatus();
+    if (policy != PullPolicy::kAlways) {
+      OUTPOST_ASSIGN_OR_RETURN(auto present, runtime_.imageStatus(image));
+      if (present) return core::okStatus();
+      if (policy == PullPolicy::kNever) {
+        return core::failedPrecondition("image " + image +
+                                        " is not present and the pull policy is Never");
+      }
+    }
+    auto ref = runtime_.pullImage(image);
+    if (ref) {
+      stats_.imagesPulled++;
+      return core::okStatus();
+    }
+    if (policy == PullPolicy::kAlways) {
+      // Offline: a present image is better than no workload.
+      auto present = runtime_.imageStatus(image);
+      if (present && *present) {
+        log_.warn("pull of ", image, " failed (", ref.status().toString(),
+                  "), using the local copy");
+        return core::okStatus();
+      }
+    }
+    return ref.status();
+  }
+
+  void createAndStart(Worker& w, const PodSpec& pod, const ContainerSpec& spec,
+                      std::vector<Container>& list, const std::string& sandboxId,
+                      const PodSandboxConfig& sandboxConfig,
+                      const std::map<std::string, std::string>& volumes) {
+    auto image = ensureImage(spec.image, spec.pullPolicy);
+    if (!image.isOk()) {
+      w.waiting[spec.name] = {
+          spec.pullPolicy == PullPolicy::kNever ? "ErrImageNeverPull" : "ErrImagePull",
+          image.message()};
+      return;
+    }
+    auto env = resolveEnv(spec, pod, desired_, config_.nodeName, hostIp_);
+    if (!env) {
+      w.waiting[spec.name] = {"CreateContainerConfigError", env.status().message()};
+      return;
+    }
+    ContainerConfig cc;
+    cc.name = spec.name;
+    auto seen = w.attempts.find(spec.name);
+    cc.attempt = list.empty() && seen == w.attempts.end() ? 0 : seen->second + 1;
+    if (!list.empty()) cc.attempt = std::max(cc.attempt, list[0].attempt + 1);
+    cc.image = spec.image;
+    cc.command = spec.command;
+    cc.args = spec.args;
+    cc.workingDir = spec.workingDir;
+    cc.env = std::move(env).value();
+    cc.mounts = containerMounts(spec, volumes);
+    cc.labels = {{kManaged, "true"},
+                 {kPodUid, pod.uid},
+                 {kPodKey, labelValue(pod.key)},
+                 {kContainerName, spec.name},
+                 {kContainerHash, spec.hash}};
+    cc.annotations = {{kGrace, std::to_string(pod.gracePeriodSeconds)}};
+    cc.logPath = spec.name + "/" + std::to_string(cc.attempt) + ".log";
+    if (spec.cpuLimitMilli > 0) {
+      cc.resources.cpuPeriod = 100000;
+      cc.resources.cpuQuota = spec.cpuLimitMilli * 100;
+    }
+    int64_t request = spec.cpuRequestMilli > 0 ? spec.cpuRequestMilli : spec.cpuLimitMilli;
+    if (request > 0) cc.resources.cpuShares = std::max<int64_t>(2, request * 1024 / 1000);
+    cc.resources.memoryLimitBytes = spec.memoryLimitBytes;
+    cc.security = spec.security;
+    if (!cc.security.runAsUser) cc.security.runAsUser = pod.podSecurity.runAsUser;
+    if (!cc.security.runAsGroup) cc.security.runAsGroup = pod.podSecurity.runAsGroup;
+    if (cc.security.supplementalGroups.empty())
+      cc.security.supplementalGroups = pod.podSecurity.supplementalGroups;
+    cc.hostNetwork = pod.hostNetwork;
+    std::filesystem::create_directories(std::filesystem::path(sandboxConfig.logDirectory) /
+                                        spec.name);
+    auto id = runtime_.createContainer(sandboxId, cc, sandboxConfig);
+    if (!id) {
+      w.waiting[spec.name] = {"CreateContainerError", id.status().message()};
+      log_.warn("pod ", w.key, ": CreateContainer ", spec.name, ": ", id.status().toString());
+      return;
+    }
+    stats_.containersCreated++;
+    if (createdCounter_) createdCounter_->inc();
+    w.attempts[spec.name] = cc.attempt;
+    auto started = runtime_.startContainer(*id);
+    if (!started.isOk()) {
+      w.waiting[spec.name] = {"RunContainerError", started.message()};
+      log_.warn("pod ", w.key, ": StartContainer ", spec.name, ": ", started.toString());
+    } else {
+      w.waiting.erase(spec.name);
+    }
+    // The new container becomes the newest of its name for the rest of this pass.
+    Container c;
+    c.id = *id;
+    c.podSandboxId = sandboxId;
+    c.name = spec.name;
+    c.attempt = cc.attempt;
+    c.image = spec.image;
+    c.state = started.isOk() ? ContainerState::kRunning : ContainerState::kCreated;
+    c.createdAt = std::numeric_limits<UnixNanos>::max();
+    c.labels = cc.labels;
+    statusCache_.erase(*id);
+    list.insert(list.begin(), c);
+  }
+
+  PodSandboxConfig makeSandboxConfig(const PodSpec& pod, uint32_t attempt) {
+    PodSandboxConfig sc;
+    sc.name = pod.name;
+    sc.uid = pod.uid;
+    sc.podNamespace = pod.podNamespace;
+    sc.attempt = attempt;
+    sc.hostname = pod.hostNetwork ? "" : (pod.hostname.empty() ? pod.name : pod.hostname);
+    sc.logDirectory = (std::filesystem::path(podDir(config_.stateDir, pod.uid)) / "logs").string();
+    sc.labels = pod.labels;
+    sc.labels[kManaged] = "true";
+    sc.labels[kPodUid] = pod.uid;
+    sc.labels[kPodKey] = labelValue(pod.key);
+    sc.labels[kSandboxHash] = pod.sandboxHash;
+    sc.annotations = pod.annotations;
+    sc.annotations[kGrace] = std::to_string(pod.gracePeriodSeconds);
+    sc.hostNetwork = pod.hostNetwork;
+    if (!config_.cgroupParent.empty()) sc.cgroupParent = cgroupOf(pod.uid);
+    sc.security = pod.podSecurity;
+    return sc;
+  }
+
+  std::string cgroupOf(const std::string& uid) const { return config_.cgroupParent + "/pod" + uid; }
+
+  // --- removal ---------------------------------------------------------------------------------
+
+  void removeContainer(const Container& c, std::chrono::seconds grace) {
+    if (c.state == ContainerState::kRunning || c.state == ContainerState::kUnknown) {
+      auto s = runtime_.stopContainer(c.id, grace);
+      if (!s.isOk() && s.code() != core::Code::kNotFound)
+        log_.warn("StopContainer: ", s.toString());
+    }
+    auto s = runtime_.removeContainer(c.id);
+    if (!s.isOk() && s.code() != core::Code::kNotFound) {
+      log_.warn("RemoveContainer: ", s.toString());
+      return;
+    }
+    statusCache_.erase(c.id);
+    stats_.containersRemoved++;
+  }
+
+  void removeSandbox(const PodSandbox& s, const std::vector<Container>& containers,
+                     std::chrono::seconds grace) {
+    for (const auto& c : containers) {
+      if (c.podSandboxId == s.id) removeContainer(c, grace);
+    }
+    auto st = runtime_.stopPodSandbox(s.id);
+    if (!st.isOk() && st.code() != core::Code::kNotFound) {
+      log_.warn("StopPodSandbox: ", st.toString());
+      return;
+    }
+    st = runtime_.removePodSandbox(s.id);
+    if (!st.isOk() && st.code() != core::Code::kNotFound) {
+      log_.warn("RemovePodSandbox: ", st.toString());
+      return;
+    }
+    stats_.sandboxesRemoved++;
+  }
+
+  // A pod no longer desired: its containers stop within the grace period, then everything goes.
+  void terminate(const std::string& key) {
+    auto observed = observe({{kManaged, "true"}, {kPodKey, labelValue(key)}});
+    if (!observed) return;
+    std::set<std::string> uids;
+    for (const auto& s : observed->sandboxes) uids.insert(label(s.labels, kPodUid));
+    for (const auto& c : observed->containers) uids.insert(label(c.labels, kPodUid));
+    bool clean = removeUids(*observed, uids);
+    if (!clean) return;  // retried on the next pass
+    auto it = workers_.find(key);
+    if (it != workers_.end()) {
+      if (it->second.wakeTimer) loop_.cancel(*it->second.wakeTimer);
+      workers_.erase(it);
+    }
+    log_.info("pod ", key, " removed");
+    sink_.podRemoved(key);
+  }
+
+  // Removes every sandbox and container of `uids`; true when nothing is left.
+  bool removeUids(const Observed& o, const std::set<std::string>& uids) {
+    bool clean = true;
+    for (const auto& s : o.sandboxes) {
+      std::string uid = label(s.labels, kPodUid);
+      if (!uids.count(uid)) continue;
+      std::chrono::seconds grace{30};
+      try {
+        grace = std::chrono::seconds(std::stoll(label(s.annotations, kGrace)));
+      } catch (const std::exception&) {
+      }
+      auto before = stats_.sandboxesRemoved;
+      removeSandbox(s, o.containers, grace);
+      if (stats_.sandboxesRemoved == before) clean = false;
+    }
+    for (const auto& c : o.containers) {
+      if (!uids.count(label(c.labels, kPodUid))) continue;
+      bool inSandbox = std::any_of(o.sandboxes.begin(), o.sandboxes.end(),
+                                   [&](const auto& s) { return s.id == c.podSandboxId; });
+      if (!inSandbox) removeContainer(c, std::chrono::seconds(30));
+    }
+    for (const auto& uid : uids) {
+      if (!config_.cgroupParent.empty()) removeCgroup(cgroupOf(uid));
+      removePodDir(config_.stateDir, uid);
+    }
+    return clean;
+  }
+
+  // Sandboxes and containers with our labels whose pod is not desired: garbage.
+  void collectOrphans(const Observed& o, const std::set<std::string>& desiredUids) {
+    std::set<std::string> orphans;
+    for (const auto& s : o.sandboxes) {
+      std::string uid = label(s.labels, kPodUid);
+      if (!desiredUids.count(uid) && !pendingKey(label(s.labels, kPodKey))) orphans.insert(uid);
+    }
+    for (const auto& c : o.containers) {
+      std::string uid = label(c.labels, kPodUid);
+      if (!desiredUids.count(uid) && !pendingKey(label(c.labels, kPodKey))) orphans.insert(uid);
+    }
+    if (orphans.empty()) return;
+    log_.info("collecting ", orphans.size(), " pods nobody wants");
+    removeUids(o, orphans);
+  }
+
+  // A key whose desired JSON is invalid keeps what runs (see applyDesired).
+  bool pendingKey(const std::string& labelKey) {
+    for (const auto& [k, w] : workers_) {
+      if (!w.invalid.empty() && labelValue(k) == labelKey) return true;
+    }
+    return false;
+  }
+
+  void pruneStatusCache(const Observed& o) {
+    std::set<std::string> ids;
+    for (const auto& c : o.containers) ids.insert(c.id);
+    for (auto it = statusCache_.begin(); it != statusCache_.end();) {
+      it = ids.count(it->first) ? std::next(it) : statusCache_.erase(it);
+    }
+  }
+
+  // --- reporting -------------------------------------------------------------------------------
+
+  void copyStats() {
+    std::lock_guard<std::mutex> lock(statsMu_);
+    statsCopy_ = stats_;
+  }
+
+  void publish(Worker& w, std::string json) {
+    copyStats();
+    if (json == w.lastStatus) return;
+    w.lastStatus = std::move(json);
+    sink_.podStatus(w.key, w.lastStatus);
+  }
+
+  void reportNode() {
+    if (!node_.runtimeReady && node_.runtime.runtimeName.empty()) {
+      auto v = runtime_.version();
+      if (v) {
+        node_.runtime = *v;
+        node_.runtimeReady = true;
+        node_.runtimeMessage.clear();
+      } else {
+        node_.runtimeMessage = "container runtime: " + v.status().toString();
+      }
+    }
+    auto json = nodeStatusJson(node_);
+    if (json == lastNode_) return;
+    lastNode_ = json;
+    sink_.nodeStatus(json);
+  }
+
+  core::EventLoop& loop_;
+  Runtime& runtime_;
+  DesiredPods& desired_;
+  StatusSink& sink_;
+  ReconcilerConfig config_;
+  core::Logger log_;
+  core::Counter* createdCounter_ = nullptr;
+  core::Histogram* syncHistogram_ = nullptr;
+  std::string hostIp_;
+  NodeFacts node_;
+  std::string lastNode_;
+  std::map<std::string, Worker> workers_;
+  std::map<std::string, ContainerStatus> statusCache_;
+  std::vector<core::TimerId> timers_;
+  ReconcilerStats stats_;
+  std::mutex statsMu_;
+  ReconcilerStats statsCopy_;  // stats_ as of the end of the last pass, for other threads
+  std::atomic<bool> stopped_{false};
+};
+
+Reconciler::Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired,
+                       StatusSink& sink, ReconcilerConfig config, core::Logger log,
+                       core::MetricsRegistry* metrics)
+    : impl_(std::make_shared<Impl>(loop, runtime, desired, sink, std::move(config), std::move(log),
+                                   metrics)) {}
+
+Reconciler::~Reconciler() { impl_->stop(); }
+
+void Reconciler::start(std::function<void()> onColdBoot) { impl_->start(std::move(onColdBoot)); }
+void Reconciler::stop() { impl_->stop(); }
+void Reconciler::onDesiredChanged(std::vector<std::string> keys) {
+  impl_->onDesiredChanged(std::move(keys));
+}
+void Reconciler::syncAll() { impl_->syncAll(); }
+ReconcilerStats Reconciler::stats() { return impl_->stats(); }
+
+}  // namespace outpost::deploy
