@@ -42,7 +42,8 @@ Status BatchWriter::prepareAll() {
        "updated_ms)"
        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (key) DO UPDATE SET"
        " uid = excluded.uid, version = excluded.version, object = excluded.object,"
-       " origin = excluded.origin, updated_ms = excluded.updated_ms, deleted_ms = NULL"},
+       " origin = excluded.origin, updated_ms = excluded.updated_ms, deleted_ms = NULL"
+       " WHERE excluded.version > resources.version"},
       {&resourceTombstone_,
        "INSERT INTO resources (key, namespace, type, name, uid, version, object, origin, "
        "updated_ms,"
@@ -127,6 +128,22 @@ Status BatchWriter::applyChange(const ResourceChange& c, int64_t nowMs, BatchEff
     version = *parsed;
   }
 
+  if (!isDelete) {
+    // One statement decides and writes: the conditional upsert changes no row when the key already
+    // has this version or a newer one (equal is a resend of what we hold, or of what we deleted).
+    sql::Use q(resourceUpsert_);
+    q->bind(1, c.key).bind(2, parts.ns).bind(3, parts.type).bind(4, parts.name).bind(5, c.uid);
+    q->bind(6, *version).bind(7, c.object).bind(8, c.origin).bind(9, nowMs);
+    OUTPOST_RETURN_IF_ERROR(q->run());
+    if (sqlite3_changes(db_.get()) == 0) {
+      out.result.changes.push_back(ApplyOutcome::kStale);
+      return core::okStatus();
+    }
+    out.result.changes.push_back(ApplyOutcome::kApplied);
+    out.keys.push_back({c.key, parts.ns, parts.type, false});
+    return core::okStatus();
+  }
+
   std::optional<int64_t> stored;
   bool tombstone = false;
   {
@@ -137,21 +154,6 @@ Status BatchWriter::applyChange(const ResourceChange& c, int64_t nowMs, BatchEff
       stored = q->int64(0);
       tombstone = q->int64(1) != 0;
     }
-  }
-
-  if (!isDelete) {
-    // Equal is stale too: it is a resend of what we hold (or of what we deleted).
-    if (stored && *version <= *stored) {
-      out.result.changes.push_back(ApplyOutcome::kStale);
-      return core::okStatus();
-    }
-    sql::Use q(resourceUpsert_);
-    q->bind(1, c.key).bind(2, parts.ns).bind(3, parts.type).bind(4, parts.name).bind(5, c.uid);
-    q->bind(6, *version).bind(7, c.object).bind(8, c.origin).bind(9, nowMs);
-    OUTPOST_RETURN_IF_ERROR(q->run());
-    out.result.changes.push_back(ApplyOutcome::kApplied);
-    out.keys.push_back({c.key, parts.ns, parts.type, false});
-    return core::okStatus();
   }
 
   // A delete at the stored version deletes that very object; an older one is stale.

@@ -1,0 +1,337 @@
+// metadb benchmark: durable rows/s of 2 KB objects through the Store API versus raw SQLite with the
+// same pragmas (WAL, synchronous=FULL) and the same table, one row per transaction and batched, in
+// one run.
+//   outpost_bench_metadb [--out file.json] [--reps 5] [--single-rows 200] [--batched-rows 5000]
+//                        [--dir /tmp]
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "outpost/core/bus.h"
+#include "outpost/core/clock.h"
+#include "outpost/core/event_loop.h"
+#include "outpost/core/log.h"
+#include "outpost/core/metrics.h"
+#include "outpost/metadb/sqlite_store.h"
+
+using namespace outpost;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Params {
+  std::string out;
+  int reps = 5;
+  int singleRows = 200;
+  int batchedRows = 5000;
+  int batch = 256;  // rows per transaction of the raw batched limit = the store's maxBatch
+  fs::path dir = fs::temp_directory_path();
+};
+
+const std::string kObject = [] {
+  std::string o = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":")";
+  o.append(2048 - o.size() - 3, 'p');
+  return o + "\"}";
+}();
+
+std::string key(int i) { return "default/pod/bench-" + std::to_string(i); }
+
+[[noreturn]] void die(const std::string& what) {
+  std::cerr << "bench: " << what << "\n";
+  std::exit(1);
+}
+
+// A scratch database file, removed with its -wal and -shm.
+struct Scratch {
+  std::string path;
+  explicit Scratch(const fs::path& dir, const std::string& name)
+      : path(
+            (dir / ("outpost-bench-" + std::to_string(::getpid()) + "-" + name + ".db")).string()) {
+    clean();
+  }
+  ~Scratch() { clean(); }
+  void clean() const {
+    for (const char* s : {"", "-wal", "-shm"}) fs::remove(path + s);
+  }
+};
+
+// ---- the limit: SQLite alone
+// -----------------------------------------------------------------------
+
+void check(int rc, sqlite3* db, const char* what) {
+  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    die(std::string(what) + ": " + sqlite3_errmsg(db));
+  }
+}
+
+// Inserts `rows` rows into the store's resources table layout, `perTx` rows per transaction.
+double rawSqlite(const fs::path& dir, int rows, int perTx) {
+  Scratch file(dir, "raw");
+  sqlite3* db = nullptr;
+  check(sqlite3_open(file.path.c_str(), &db), db, "open");
+  check(sqlite3_exec(db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                     "CREATE TABLE resources (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+                     " namespace TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL,"
+                     " uid TEXT NOT NULL, version INTEGER NOT NULL, object TEXT NOT NULL,"
+                     " origin TEXT NOT NULL, updated_ms INTEGER NOT NULL, deleted_ms INTEGER);"
+                     "CREATE INDEX resources_by_type ON resources (type, namespace, name);",
+                     nullptr, nullptr, nullptr),
+        db, "schema");
+  sqlite3_stmt* ins = nullptr;
+  check(
+      sqlite3_prepare_v2(db,
+                         "INSERT INTO resources (key, namespace, type, name, uid, version, object,"
+                         " origin, updated_ms) VALUES (?1, 'default', 'pod', ?2, 'uid', ?3, ?4,"
+                         " 'cloud', ?5)",
+                         -1, &ins, nullptr),
+      db, "prepare");
+  auto start = Clock::now();
+  for (int i = 0; i < rows;) {
+    check(sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr), db, "begin");
+    for (int j = 0; j < perTx && i < rows; ++j, ++i) {
+      std::string k = key(i);
+      sqlite3_bind_text(ins, 1, k.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(ins, 2, k.c_str() + 12, -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(ins, 3, i + 1);
+      sqlite3_bind_text(ins, 4, kObject.data(), static_cast<int>(kObject.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 5, 1700000000000);
+      check(sqlite3_step(ins), db, "insert");
+      sqlite3_reset(ins);
+    }
+    check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db, "commit");
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  return rows / seconds;
+}
+
+// ---- ours: the Store API
+// ---------------------------------------------------------------------------
+
+enum class Mode {
+  kOneAtATime,  // one caller, each write waits for the previous one's completion
+  kConcurrent,  // every write queued at once, one row each: group commit gathers them
+  kBatches,     // WriteBatches of `batch` rows, queued at once
+};
+
+double throughStore(const fs::path& dir, int rows, Mode mode, int batch, core::Duration window) {
+  Scratch file(dir, "ours");
+  core::SystemClock clock;
+  core::Bus bus;
+  core::Logging logging({core::LogLevel::kWarn, false, ""});
+  core::MetricsRegistry metrics;
+  core::EventLoop caller("bench", clock);
+  caller.start();
+  metadb::StoreOptions options;
+  options.path = file.path;
+  options.commitWindow = window;
+  auto opened = metadb::openSqliteStore(options, clock, bus, logging, metrics);
+  if (!opened.isOk()) die(opened.status().toString());
+  auto store = std::move(opened).value();
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  auto change = [](int i) {
+    return metadb::ResourceChange{metadb::ResourceChange::Kind::kUpsert,
+                                  key(i),
+                                  std::to_string(i + 1),
+                                  "uid",
+                                  kObject,
+                                  "cloud"};
+  };
+  auto completed = [&](int n) {
+    return [&, n](core::Result<metadb::WriteResult> r) {
+      if (!r.isOk()) die(r.status().toString());
+      std::lock_guard l(mu);
+      done += n;
+      cv.notify_all();
+    };
+  };
+  auto waitFor = [&](int n) {
+    std::unique_lock l(mu);
+    cv.wait(l, [&] { return done >= n; });
+  };
+
+  auto start = Clock::now();
+  if (mode == Mode::kOneAtATime) {
+    for (int i = 0; i < rows; ++i) {
+      store->write(metadb::WriteBatch().apply(change(i)), caller, completed(1));
+      waitFor(i + 1);
+    }
+  } else {
+    int per = mode == Mode::kBatches ? batch : 1;
+    for (int i = 0; i < rows; i += per) {
+      metadb::WriteBatch b;
+      int n = std::min(per, rows - i);
+      for (int j = 0; j < n; ++j) b.apply(change(i + j));
+      store->write(std::move(b), caller, completed(n));
+    }
+    waitFor(rows);
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  store.reset();
+  caller.stop();
+  return rows / seconds;
+}
+
+// ---- statistics and output
+// -------------------------------------------------------------------------
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+nlohmann::json summary(const std::vector<double>& samples) {
+  return {{"median", median(samples)},
+          {"min", *std::min_element(samples.begin(), samples.end())},
+          {"max", *std::max_element(samples.begin(), samples.end())},
+          {"samples", samples}};
+}
+
+std::string cpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+Params parse(int argc, char** argv) {
+  Params p;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) die("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--out")
+      p.out = next();
+    else if (a == "--reps")
+      p.reps = std::stoi(next());
+    else if (a == "--single-rows")
+      p.singleRows = std::stoi(next());
+    else if (a == "--batched-rows")
+      p.batchedRows = std::stoi(next());
+    else if (a == "--dir")
+      p.dir = next();
+    else
+      die("unknown argument " + a);
+  }
+  if (p.reps < 5) die("--reps must be at least 5");
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Params p = parse(argc, argv);
+  using namespace std::chrono_literals;
+  const core::Duration defaultWindow = metadb::StoreOptions{}.commitWindow;
+
+  // name -> (rows per sample, run). Each repetition runs every scenario once, interleaved, so a
+  // slow moment on this shared machine hits ours and the limit alike.
+  struct Scenario {
+    std::string name;
+    std::function<double()> run;
+  };
+  std::vector<Scenario> scenarios = {
+      {"raw_single", [&] { return rawSqlite(p.dir, p.singleRows, 1); }},
+      {"ours_single",
+       [&] { return throughStore(p.dir, p.singleRows, Mode::kOneAtATime, 1, defaultWindow); }},
+      {"ours_single_window0",
+       [&] { return throughStore(p.dir, p.singleRows, Mode::kOneAtATime, 1, 0ms); }},
+      {"raw_batched", [&] { return rawSqlite(p.dir, p.batchedRows, p.batch); }},
+      {"ours_concurrent",
+       [&] { return throughStore(p.dir, p.batchedRows, Mode::kConcurrent, 1, defaultWindow); }},
+      {"ours_batches",
+       [&] { return throughStore(p.dir, p.batchedRows, Mode::kBatches, p.batch, defaultWindow); }},
+  };
+
+  std::cout << "machine: " << sysconf(_SC_NPROCESSORS_ONLN) << " cores, " << cpuModel() << "\n"
+            << "versions: sqlite " << sqlite3_libversion() << ", outpost schema "
+            << metadb::storeSchemaVersion() << ", compiler " << __VERSION__ << "\n"
+            << "objects: " << kObject.size() << " bytes; single: " << p.singleRows
+            << " rows/sample; batched: " << p.batchedRows << " rows/sample, " << p.batch
+            << " per raw transaction; dir " << p.dir.string() << "\n";
+
+  std::map<std::string, std::vector<double>> samples;
+  for (int rep = 0; rep < p.reps; ++rep) {
+    for (auto& s : scenarios) {
+      double v = s.run();
+      samples[s.name].push_back(v);
+      std::printf("rep %d %-20s %10.1f rows/s\n", rep + 1, s.name.c_str(), v);
+      std::fflush(stdout);
+    }
+  }
+
+  nlohmann::json out;
+  out["benchmark"] = "metadb";
+  out["unit"] = "rows/s";
+  out["machine"] = {{"nproc", sysconf(_SC_NPROCESSORS_ONLN)}, {"cpu", cpuModel()}};
+  out["versions"] = {{"sqlite", sqlite3_libversion()},
+                     {"schema", metadb::storeSchemaVersion()},
+                     {"compiler", __VERSION__}};
+  out["params"] = {
+      {"reps", p.reps},
+      {"object_bytes", kObject.size()},
+      {"single_rows", p.singleRows},
+      {"batched_rows", p.batchedRows},
+      {"raw_rows_per_transaction", p.batch},
+      {"commit_window_ms", std::chrono::duration<double, std::milli>(defaultWindow).count()},
+      {"dir", p.dir.string()}};
+  for (auto& [name, v] : samples) out["scenarios"][name] = summary(v);
+
+  // ours / limit, from the medians, and per repetition (same rep, side by side) for min and max.
+  auto ratio = [&](const std::string& ours, const std::string& limit) {
+    std::vector<double> per;
+    for (int i = 0; i < p.reps; ++i) per.push_back(samples[ours][i] / samples[limit][i]);
+    double r = median(samples[ours]) / median(samples[limit]);
+    std::printf("%-20s / %-11s = %.2f (per-rep min %.2f, max %.2f)\n", ours.c_str(), limit.c_str(),
+                r, *std::min_element(per.begin(), per.end()),
+                *std::max_element(per.begin(), per.end()));
+    return nlohmann::json{
+        {"ours", ours}, {"limit", limit}, {"ratio_of_medians", r}, {"per_rep", summary(per)}};
+  };
+  std::cout << "\n";
+  for (auto& s : scenarios) {
+    auto& v = samples[s.name];
+    std::printf("%-20s median %10.1f rows/s (min %.1f, max %.1f)\n", s.name.c_str(), median(v),
+                *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
+  }
+  out["ratios"] = {ratio("ours_single", "raw_single"), ratio("ours_single_window0", "raw_single"),
+                   ratio("ours_concurrent", "raw_batched"), ratio("ours_batches", "raw_batched")};
+  double target = median(samples["ours_concurrent"]) / median(samples["raw_batched"]);
+  out["target"] = {
+      {"what", "ours_concurrent / raw_batched >= 0.8"}, {"value", target}, {"met", target >= 0.8}};
+  std::printf("target ours_concurrent / raw_batched >= 0.8: %.2f %s\n", target,
+              target >= 0.8 ? "MET" : "NOT MET");
+
+  if (!p.out.empty()) {
+    std::ofstream f(p.out);
+    f << out.dump(2) << "\n";
+    if (!f) die("cannot write " + p.out);
+    std::cout << "wrote " << p.out << "\n";
+  }
+  return 0;
+}
