@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Packaging test (issue 7): builds the outpost .deb and .rpm from a separate Release tree, lints
+# them, then installs the .deb on this machine and checks install, upgrade from an older version,
+# remove and purge. It leaves the machine as it found it: the package is purged on every exit.
+#   packaging_test.sh SOURCE_DIR WORK_DIR [CMAKE [CPACK]]
+# Exit 0 when every check passed, 1 when one failed, 77 (skipped) when not root or without dpkg.
+set -uo pipefail
+
+src=$(cd "$1" && pwd)
+work=$2
+cmake=${3:-cmake}
+cpack=${4:-cpack}
+old_version=0.0.1
+release=1
+
+failures=0
+checks=0
+ok() { checks=$((checks + 1)); echo "ok    $*"; }
+bad() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL  $*"; }
+die() { echo "FAIL  $*"; echo "packaging test: stopped early, $failures check(s) failed before"; exit 1; }
+skip() { echo "SKIPPED: $*"; exit 77; }
+# check DESCRIPTION COMMAND...: one check, passes when the command succeeds.
+check() {
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+# mode_is PATH MODE OWNER: file exists with that octal mode and owner:group.
+mode_is() {
+  local got
+  got=$(stat -c '%a %U:%G' "$1" 2>/dev/null) || { echo "      $1: missing"; return 1; }
+  [ "$got" = "$2 $3" ] || { echo "      $1: $got, want $2 $3"; return 1; }
+}
+absent() {
+  local p rc=0
+  for p in "$@"; do
+    if [ -e "$p" ] || [ -L "$p" ]; then echo "      still there: $p"; rc=1; fi
+  done
+  return $rc
+}
+pkg_status() { dpkg-query -W -f='${db:Status-Status}' outpost 2>/dev/null || echo not-installed; }
+pkg_version() { dpkg-query -W -f='${Version}' outpost 2>/dev/null; }
+# The agent's processes, found by executable: other tests on this machine run their own outpostd.
+agent_pids() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/exe" 2>/dev/null)" = /usr/bin/outpostd ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+apt_get() {
+  DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold "$@"
+}
+
+# What the package owns or its scripts create; all of it must be gone after a purge.
+leftovers=(/etc/outpost /var/lib/outpost /run/outpost /usr/bin/outpostd /usr/bin/outpostctl
+  /usr/libexec/outpost /usr/lib/systemd/system/outpost.service /usr/share/doc/outpost
+  /usr/share/man/man8/outpostd.8.gz /usr/share/man/man1/outpostctl.1.gz
+  /usr/share/bash-completion/completions/outpostctl /usr/share/bash-completion/completions/outpostd
+  /usr/share/lintian/overrides/outpost /etc/systemd/system/outpost.service
+  /etc/systemd/system/multi-user.target.wants/outpost.service
+  /var/lib/systemd/deb-systemd-helper-enabled/outpost.service.dsh-also
+  /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/outpost.service
+  /var/lib/systemd/deb-systemd-helper-masked/outpost.service)
+
+# --- Preconditions -------------------------------------------------------------------------------
+[ "$(id -u)" -eq 0 ] || skip "not root: installing the package needs root (CI runs as root)"
+command -v dpkg >/dev/null && command -v apt-get >/dev/null || skip "dpkg/apt-get unavailable"
+# One run at a time per machine: two would install and purge the same package under each other.
+exec 9>/run/lock/outpost-packaging-test.lock
+flock -w 1500 9 || die "another packaging test holds /run/lock/outpost-packaging-test.lock"
+if [ "$(pkg_status)" != not-installed ] || [ -e /etc/outpost ] || [ -e /var/lib/outpost ]; then
+  skip "outpost is installed here, or /etc/outpost or /var/lib/outpost exists: not touching them"
+fi
+for tool in lintian rpmlint rpmbuild rpm systemd-analyze dpkg-shlibdeps gzip; do
+  command -v "$tool" >/dev/null || die "$tool is missing: ./scripts/deps test installs it (scripts/packages/packaging.txt)"
+done
+
+cleanup() {
+  local rc=$?
+  if [ "$(pkg_status)" != not-installed ]; then
+    echo "cleanup: purging outpost"
+    apt_get purge outpost >/dev/null 2>&1 || dpkg --purge --force-all outpost >/dev/null 2>&1 || true
+  fi
+  # Nothing of ours existed when the test began (checked above).
+  rm -rf /etc/outpost /var/lib/outpost /run/outpost
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+umask 022
+export LC_ALL=C.UTF-8
+
+# --- Build both versions' packages from one Release tree ---------------------------------------
+build=$work/build
+rm -rf "$work/old" "$work/new"
+mkdir -p "$build" "$work/old" "$work/new"
+generator=()
+if [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null; then generator=(-G Ninja); fi
+
+configure_and_pack() {  # VERSION_OVERRIDE OUTDIR GENERATORS
+  "$cmake" -S "$src" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DOUTPOST_BUILD_TESTS=OFF -DOUTPOST_BUILD_BENCH=OFF -DOUTPOST_PACKAGE_VERSION="$1" \
+    >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; return 1; }
+  "$cmake" --build "$build" -j 2 >"$work/build.log" 2>&1 || { tail -50 "$work/build.log"; return 1; }
+  (cd "$build" && "$cpack" -G "$3" -B "$2") >"$work/cpack.log" 2>&1 || { cat "$work/cpack.log"; return 1; }
+}
+echo "building packages in $build (Release; a few minutes on two cores)"
+# The older package first, so that the tree is left configured as the project's own version.
+configure_and_pack "$old_version" "$work/old" DEB || die "could not build the $old_version package"
+configure_and_pack "" "$work/new" "DEB;RPM" || die "could not build the packages"
+version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$build/CMakeCache.txt")
+deb=$work/new/outpost_${version}-${release}_$(dpkg --print-architecture).deb
+old_deb=$work/old/outpost_${old_version}-${release}_$(dpkg --print-architecture).deb
+rpm_file=$(ls "$work"/new/outpost-"$version"-"$release".*.rpm 2>/dev/null | head -1)
+[ -f "$deb" ] || die "no $deb"
+[ -f "$old_deb" ] || die "no $old_deb"
+[ -n "$rpm_file" ] || die "no outpost-$version-$release.*.rpm in $work/new"
+ok "built $(basename "$deb"), $(basename "$rpm_file") and $(basename "$old_deb")"
+
+# --- The packages themselves ---------------------------------------------------------------------
+echo "--- lintian $(basename "$deb")"
+lintian --fail-on error,warning --info --display-info --pedantic "$deb" 2>&1 | grep -v 'running with root privileges'
+check "lintian: no error and no warning (kept ones are overridden, docs/packaging.md)" \
+  test "${PIPESTATUS[0]}" -eq 0
+echo "--- rpmlint $(basename "$rpm_file")"
+rpmlint -c "$src/packaging/rpm/rpmlint.toml" "$rpm_file"
+check "rpmlint: no error (warnings kept are explained in docs/packaging.md)" test $? -eq 0
+
+control=$(dpkg-deb -f "$deb")
+check "deb: package outpost, version $version-$release" \
+  test "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)" = "outpost $version-$release"
+check "deb: Depends computed by dpkg-shlibdeps (libc6, libstdc++6, libsystemd0, libyaml-cpp)" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libc6 libstdc++6 libsystemd0 libyaml-cpp; do
+             [[ $d == *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
+check "deb: /etc/outpost/outpost.yaml is a conffile" \
+  bash -c 'dpkg-deb --ctrl-tarfile "$1" | tar -xO ./conffiles | grep -qx /etc/outpost/outpost.yaml' _ "$deb"
+check "deb: changelog's latest entry is this version" \
+  bash -c 'dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/share/doc/outpost/changelog.Debian.gz |
+           zcat | head -1 | grep -qF "outpost ($2)"' _ "$deb" "$version-$release"
+unset control
+
+rpm_q() { rpm -qp "$@" "$rpm_file" 2>/dev/null; }
+check "rpm: package outpost, version $version-$release" \
+  test "$(rpm_q --qf '%{NAME} %{VERSION}-%{RELEASE}')" = "outpost $version-$release"
+check "rpm: /etc/outpost/outpost.yaml is %config(noreplace)" \
+  bash -c 'rpm -qp --qf "[%{FILENAMES} %{FILEFLAGS:fflags}\n]" "$1" | grep -qx "/etc/outpost/outpost.yaml cn"' _ "$rpm_file"
+check "rpm: requirements computed from the binaries (libc, libstdc++, libsystemd, libyaml-cpp)" \
+  bash -c 'r=$(rpm -qpR "$1"); for l in libc.so.6 libstdc++.so.6 libsystemd.so.0 libyaml-cpp.so; do
+             [[ $r == *$l* ]] || exit 1; done' _ "$rpm_file"
+check "rpm: %post, %preun and %postun scriptlets" \
+  bash -c 's=$(rpm -qp --scripts "$1"); for k in postinstall preuninstall postuninstall; do
+             [[ $s == *"$k scriptlet"* ]] || exit 1; done' _ "$rpm_file"
+check "rpm: changelog's latest entry is this version" \
+  bash -c 'rpm -qp --changelog "$1" | head -1 | grep -qF -- "- $2"' _ "$rpm_file" "$version-$release"
+rpm_files=$(rpm_q -l)
+has_all() {
+  local f rc=0
+  for f in "$@"; do grep -qx "$f" <<<"$rpm_files" || { echo "      missing: $f"; rc=1; }; done
+  return $rc
+}
+check "rpm: carries binaries, unit, helper, man pages, completion and configuration" \
+  has_all /usr/bin/outpostd /usr/bin/outpostctl /usr/lib/systemd/system/outpost.service \
+  /usr/libexec/outpost/check-configured /usr/share/man/man8/outpostd.8.gz \
+  /usr/share/man/man1/outpostctl.1.gz /usr/share/bash-completion/completions/outpostctl \
+  /usr/share/bash-completion/completions/outpostd /etc/outpost/outpost.yaml
+check "rpm: owns no system directory (/usr/lib/systemd/system, /usr/share/man/man8, ...)" \
+  bash -c '! grep -xE "/usr/lib/systemd(/system)?|/usr/share/man(/man[18])?|/usr/libexec|/usr/share/bash-completion(/completions)?|/usr/share/lintian.*" <<<"$1"' _ "$rpm_files"
+
+# --- Fresh install ---------------------------------------------------------------------------------
+echo "--- install $(basename "$deb")"
+apt_get install "$deb" >"$work/install.log" 2>&1
+rc=$?
+cat "$work/install.log"
+check "install succeeds" test $rc -eq 0
+check "installed version is $version-$release" test "$(pkg_version)" = "$version-$release"
+check "install says the agent is not started and how to configure it" \
+  bash -c 'grep -q "NOT started" "$1" && grep -q "outpostd --check-config" "$1" &&
+           grep -q "systemctl restart outpost" "$1"' _ "$work/install.log"
+
+check "/usr/bin/outpostd 0755 root:root" mode_is /usr/bin/outpostd 755 root:root
+check "/usr/bin/outpostctl 0755 root:root" mode_is /usr/bin/outpostctl 755 root:root
+check "/usr/libexec/outpost/check-configured 0755 root:root" \
+  mode_is /usr/libexec/outpost/check-configured 755 root:root
+check "/etc/outpost 0755 root:root" mode_is /etc/outpost 755 root:root
+check "/etc/outpost/outpost.yaml 0644 root:root" mode_is /etc/outpost/outpost.yaml 644 root:root
+check "/usr/lib/systemd/system/outpost.service 0644 root:root" \
+  mode_is /usr/lib/systemd/system/outpost.service 644 root:root
+for f in /usr/share/man/man8/outpostd.8.gz /usr/share/man/man1/outpostctl.1.gz \
+  /usr/share/bash-completion/completions/outpostctl /usr/share/bash-completion/completions/outpostd \
+  /usr/share/doc/outpost/copyright /usr/share/doc/outpost/changelog.Debian.gz \
+  /usr/share/doc/outpost/configuration.md; do
+  check "$f 0644 root:root" mode_is "$f" 644 root:root
+done
+check "dpkg registers /etc/outpost/outpost.yaml as a conffile" \
+  bash -c 'dpkg-query -W -f="\${Conffiles}\n" outpost | grep -q "^ /etc/outpost/outpost.yaml "'
+check "outpostd --version is $version" bash -c '/usr/bin/outpostd --version | grep -qF "$1"' _ "$version"
+check "outpostctl --version is $version" bash -c '/usr/bin/outpostctl --version | grep -qF "$1"' _ "$version"
+check "man pages render (outpostd(8), outpostctl(1))" bash -c \
+  'for m in /usr/share/man/man8/outpostd.8.gz /usr/share/man/man1/outpostctl.1.gz; do
+     zcat "$m" | grep -q "^\.TH OUTPOST" || exit 1
+     if command -v man >/dev/null; then man -l "$m" 2>&1 >/dev/null | grep . && exit 1; fi
+   done; exit 0'
+
+check "outpostd --check-config accepts the installed default configuration" \
+  /usr/bin/outpostd --check-config --config /etc/outpost/outpost.yaml
+check "the installed default is recognised as unconfigured (placeholder node.name)" \
+  bash -c '! /usr/libexec/outpost/check-configured /etc/outpost/outpost.yaml 2>/dev/null'
+check "an operator's node name (file or OUTPOST_NODE_NAME) counts as configured" bash -c \
+  'sed "s/name: change-me/name: edge-berlin-1/" /etc/outpost/outpost.yaml >"$1/configured.yaml" &&
+   /usr/libexec/outpost/check-configured "$1/configured.yaml" &&
+   OUTPOST_NODE_NAME=edge-berlin-1 /usr/libexec/outpost/check-configured /etc/outpost/outpost.yaml' _ "$work"
+check "install started no agent" test -z "$(agent_pids)"
+check "postinst created neither /var/lib/outpost nor /run/outpost (the unit does)" \
+  absent /var/lib/outpost /run/outpost
+# deb-systemd-helper may link through /lib (merged /usr makes it the same file).
+check "the unit is enabled (multi-user.target.wants/outpost.service)" \
+  test /etc/systemd/system/multi-user.target.wants/outpost.service -ef /usr/lib/systemd/system/outpost.service
+
+echo "--- systemd-analyze verify outpost.service"
+systemd-analyze verify /usr/lib/systemd/system/outpost.service
+check "systemd-analyze verify: the installed unit is valid" test $? -eq 0
+unit=/usr/lib/systemd/system/outpost.service
+for line in Type=notify WatchdogSec= Restart=always RestartPreventExitStatus=78 KillMode=process \
+  StateDirectory=outpost RuntimeDirectory=outpost ConfigurationDirectory=outpost \
+  ProtectSystem=strict ReadWritePaths=/sys/fs/cgroup NoNewPrivileges=yes \
+  'After=containerd.service mosquitto.service' 'Wants=containerd.service mosquitto.service'; do
+  grep -q "^$line" "$unit" || bad "unit lacks $line"
+done
+ok "unit: notify, watchdog, restart policy, process kill mode, directories, sandbox, ordering"
+score=$(systemd-analyze security --offline=true --no-pager "$unit" 2>/dev/null |
+  sed -n 's/.*Overall exposure level for outpost.service: \([0-9.]*\).*/\1/p')
+echo "      systemd-analyze security exposure: ${score:-unknown}"
+check "systemd-analyze security: exposure at most 3.0 (docs/packaging.md reports it)" \
+  awk -v s="${score:-99}" 'BEGIN { exit !(s <= 3.0) }'
+
+if [ -r /usr/share/bash-completion/bash_completion ]; then
+  check "bash completion: outpostctl commands and --output values, outpostd --log-level" bash -c '
+    source /usr/share/bash-completion/bash_completion
+    source /usr/share/bash-completion/completions/outpostctl
+    source /usr/share/bash-completion/completions/outpostd
+    complete_words() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+                       COMPREPLY=(); "$fn" "$1" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+                       echo "${COMPREPLY[*]}"; }
+    fn=_outpostctl
+    [ "$(complete_words outpostctl st)" = status ] || exit 1
+    [ "$(complete_words outpostctl status -o "")" = "table json" ] || exit 1
+    fn=_outpostd
+    [[ "$(complete_words outpostd --log-level "")" == "trace debug info warn error critical off" ]]'
+else
+  bad "bash completion: /usr/share/bash-completion/bash_completion is missing (bash-completion package)"
+fi
+
+# --- Remove keeps configuration and state; purge removes everything ---------------------------------
+mkdir -p -m 0700 /var/lib/outpost
+echo "store written by the test before remove" >/var/lib/outpost/outpost.db
+apt_get remove outpost >"$work/remove.log" 2>&1
+check "remove succeeds" test $? -eq 0
+check "after remove: binaries, unit and helper are gone" \
+  absent /usr/bin/outpostd /usr/bin/outpostctl /usr/lib/systemd/system/outpost.service /usr/libexec/outpost
+check "after remove: configuration and store are kept" bash -c \
+  '[ -f /etc/outpost/outpost.yaml ] && grep -qx "store written by the test before remove" /var/lib/outpost/outpost.db'
+check "after remove: dpkg keeps only the conffile (config-files)" test "$(pkg_status)" = config-files
+apt_get purge outpost >"$work/purge.log" 2>&1
+check "purge succeeds" test $? -eq 0
+check "after purge: nothing is left (configuration, state, runtime, binaries, unit, enablement)" \
+  absent "${leftovers[@]}"
+check "after purge: dpkg no longer knows the package" test "$(pkg_status)" = not-installed
+
+# --- Upgrade from an older package keeps the store and the operator's configuration ------------------
+echo "--- install $(basename "$old_deb"), then upgrade to $(basename "$deb")"
+apt_get install "$old_deb" >"$work/install-old.log" 2>&1
+check "install of $old_version succeeds" test $? -eq 0
+check "installed version is $old_version-$release" test "$(pkg_version)" = "$old_version-$release"
+mkdir -p -m 0700 /var/lib/outpost
+head -c 65536 /dev/urandom >/var/lib/outpost/outpost.db
+printf 'wal' >/var/lib/outpost/outpost.db-wal
+store_sum=$(cat /var/lib/outpost/outpost.db /var/lib/outpost/outpost.db-wal | sha256sum)
+sed -i 's/name: change-me/name: edge-upgrade-test/' /etc/outpost/outpost.yaml
+config_sum=$(sha256sum </etc/outpost/outpost.yaml)
+
+apt_get install "$deb" >"$work/upgrade.log" 2>&1
+rc=$?
+cat "$work/upgrade.log"
+check "upgrade $old_version -> $version succeeds" test $rc -eq 0
+check "installed version is $version-$release" test "$(pkg_version)" = "$version-$release"
+check "upgrade keeps the store byte for byte (outpost.db and its WAL)" bash -c \
+  '[ "$(cat /var/lib/outpost/outpost.db /var/lib/outpost/outpost.db-wal | sha256sum)" = "$1" ]' _ "$store_sum"
+check "upgrade keeps /var/lib/outpost 0700 root:root" mode_is /var/lib/outpost 700 root:root
+check "upgrade keeps the operator's configuration" test "$(sha256sum </etc/outpost/outpost.yaml)" = "$config_sum"
+check "a configured node is not told to configure it" bash -c '! grep -q "NOT started" "$1"' _ "$work/upgrade.log"
+check "outpostd --check-config accepts the kept configuration" \
+  /usr/bin/outpostd --check-config --config /etc/outpost/outpost.yaml
+check "upgrade started no agent here (no systemd as PID 1)" test -z "$(agent_pids)"
+
+apt_get purge outpost >"$work/purge2.log" 2>&1
+check "purge after upgrade succeeds" test $? -eq 0
+check "after purge: nothing is left, store included" absent "${leftovers[@]}"
+
+echo
+if [ "$failures" -eq 0 ]; then
+  echo "packaging test: all $checks checks passed"
+  exit 0
+fi
+echo "packaging test: $failures of $checks checks FAILED"
+exit 1
