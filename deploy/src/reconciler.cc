@@ -369,9 +369,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (it->second.spec) selector[kPodKey] = labelValue(key);
     auto observed = observe(it->second.spec ? selector : Labels{{kManaged, "true"}});
     if (!observed) return;
-    syncWorker(it->second, *observed);
-    if (!it->second.spec) {
-      // Deleting: everything of the old uids under this key goes too.
+    bool deleting = !it->second.spec;
+    syncWorker(it->second, *observed);  // may erase the worker
+    if (deleting) {
+      // Everything of the old uids under this key goes too.
       std::set<std::string> uids;
       for (const auto& [k, w] : workers_) {
         if (w.spec) uids.insert(w.spec->uid);
@@ -856,7 +857,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   }
 
   // A pod no longer desired: its containers stop within the grace period, then everything goes.
-  void terminate(const std::string& key) {
+  void terminate(std::string key) {
     auto observed = observe({{kManaged, "true"}, {kPodKey, labelValue(key)}});
     if (!observed) return;
     std::set<std::string> uids;

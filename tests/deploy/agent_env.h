@@ -1,0 +1,53 @@
+#pragma once
+// The deploy half of an agent for tests: its loop, a runtime, the reconciler, in-memory ports.
+
+#include <atomic>
+#include <memory>
+
+#include "deploy_fixture.h"
+#include "outpost/core/event_loop.h"
+#include "outpost/core/log.h"
+#include "outpost/deploy/reconciler.h"
+#include "support/test_util.h"
+
+namespace outpost::test {
+
+class DeployAgent {
+ public:
+  DeployAgent(deploy::Runtime& runtime, MemoryDesired& desired, MemorySink& sink,
+              core::Clock& clock, deploy::ReconcilerConfig config)
+      : logging_(core::Logging::Options{core::LogLevel::kWarn, false, ""}),
+        loop_("deploy-test", clock) {
+    reconciler_ = std::make_unique<deploy::Reconciler>(loop_, runtime, desired, sink,
+                                                       std::move(config), logging_.get("deploy"));
+    loop_.start();
+  }
+  ~DeployAgent() {
+    reconciler_->stop();
+    loop_.stop();
+    reconciler_.reset();
+  }
+  // Starts and waits for the cold boot pass.
+  bool start() {
+    reconciler_->start([this] { coldBoot_ = true; });
+    return waitFor([this] { return coldBoot_.load(); }, std::chrono::seconds(60));
+  }
+  deploy::Reconciler& reconciler() { return *reconciler_; }
+  // Runs a full pass and waits until it is done.
+  void pass() {
+    reconciler_->syncAll();
+    loop_.runSync([] {}, std::chrono::seconds(60));
+  }
+  void changed(std::vector<std::string> keys) {
+    reconciler_->onDesiredChanged(std::move(keys));
+    loop_.runSync([] {}, std::chrono::seconds(60));
+  }
+
+ private:
+  core::Logging logging_;
+  core::EventLoop loop_;
+  std::unique_ptr<deploy::Reconciler> reconciler_;
+  std::atomic<bool> coldBoot_{false};
+};
+
+}  // namespace outpost::test

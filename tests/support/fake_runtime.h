@@ -1,0 +1,72 @@
+#pragma once
+// FakeRuntime: an in-memory Runtime that behaves like containerd's CRI for the calls deploy makes
+// (checked against the real one in tests/deploy/fake_runtime_test.cc). Containers "run" until a
+// test makes them exit.
+
+#include <mutex>
+#include <set>
+
+#include "outpost/deploy/runtime.h"
+
+namespace outpost::test {
+
+class FakeRuntime final : public deploy::Runtime {
+ public:
+  FakeRuntime();
+
+  // Test controls.
+  void addImage(const std::string& image);
+  // A running container exits with `code` (as if its process ended).
+  void exitContainer(const std::string& id, int32_t code);
+  // Every sandbox and container process dies (a power cut).
+  void killAll();
+  // While down, every call fails with UNAVAILABLE.
+  void setDown(bool down);
+  size_t calls(const std::string& name);
+
+  // Runtime
+  core::Result<deploy::VersionInfo> version() override;
+  core::Result<std::string> runPodSandbox(const deploy::PodSandboxConfig& config,
+                                          const std::string& runtimeHandler) override;
+  core::Status stopPodSandbox(const std::string& id) override;
+  core::Status removePodSandbox(const std::string& id) override;
+  core::Result<deploy::PodSandboxStatus> podSandboxStatus(const std::string& id) override;
+  core::Result<std::vector<deploy::PodSandbox>> listPodSandbox(
+      const deploy::SandboxFilter& filter) override;
+  core::Result<std::string> createContainer(const std::string& podSandboxId,
+                                            const deploy::ContainerConfig& config,
+                                            const deploy::PodSandboxConfig& sandboxConfig) override;
+  core::Status startContainer(const std::string& id) override;
+  core::Status stopContainer(const std::string& id, std::chrono::seconds grace) override;
+  core::Status removeContainer(const std::string& id) override;
+  core::Result<std::vector<deploy::Container>> listContainers(
+      const deploy::ContainerFilter& filter) override;
+  core::Result<deploy::ContainerStatus> containerStatus(const std::string& id) override;
+  core::Result<deploy::ExecResult> execSync(const std::string& id,
+                                            const std::vector<std::string>& cmd,
+                                            std::chrono::seconds timeout) override;
+  core::Result<std::optional<deploy::ImageInfo>> imageStatus(const std::string& image) override;
+  core::Result<std::string> pullImage(const std::string& image) override;
+
+ private:
+  struct Sandbox {
+    deploy::PodSandboxStatus status;
+  };
+  struct Ctr {
+    deploy::ContainerStatus status;
+    deploy::ContainerConfig config;
+  };
+  core::Status enter(const char* call);
+  deploy::UnixNanos now();
+
+  std::mutex mu_;
+  bool down_ = false;
+  uint64_t nextId_ = 1;
+  deploy::UnixNanos lastNow_ = 0;
+  std::set<std::string> images_;
+  std::map<std::string, Sandbox> sandboxes_;
+  std::map<std::string, Ctr> containers_;
+  std::map<std::string, size_t> calls_;
+};
+
+}  // namespace outpost::test
