@@ -1,0 +1,53 @@
+#pragma once
+// CloudLink: the node's session with the cloud, as agent/ drives it. Desired state in, status out.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "outpost/core/bus.h"
+#include "outpost/core/clock.h"
+#include "outpost/core/status.h"
+
+namespace outpost::cloudhub {
+
+enum class LinkState { kDisconnected, kConnecting, kConnected };
+std::string_view linkStateName(LinkState s);
+
+// Published whenever the link's state changes.
+struct LinkEvent {
+  LinkState state = LinkState::kDisconnected;
+  std::string detail;  // the broker or server, or why the link went down
+};
+inline constexpr core::Topic<LinkEvent> kLinkEvents{"cloudhub.link"};
+
+// What `outpostctl status` shows of the link.
+struct LinkStatus {
+  LinkState state = LinkState::kDisconnected;
+  std::string endpoint;
+  std::string lastError;
+  int64_t reconnects = 0;
+  double offlineSeconds = 0;               // length of the current outage (0 when connected)
+  double offlineSecondsTotal = 0;          // all outages since start
+  std::optional<core::WallTime> lastSync;  // when the desired set was last known complete
+  int64_t messagesIn = 0, messagesOut = 0, messagesInvalid = 0;
+};
+
+class CloudLink {
+ public:
+  virtual ~CloudLink() = default;
+  // Starts connecting in the background; returns at once (being offline is normal).
+  virtual core::Status start() = 0;
+  // Disconnects (sending nothing more) and stops the link's thread.
+  virtual void stop() = 0;
+  virtual LinkStatus status() const = 0;
+  // Tells the link the outbox has new rows, so it drains without waiting for its next poll.
+  virtual void outboxChanged() = 0;
+  // True when the link's thread answers within `timeout`.
+  virtual bool alive(std::chrono::milliseconds timeout) = 0;
+};
+using CloudLinkPtr = std::unique_ptr<CloudLink>;
+
+}  // namespace outpost::cloudhub

@@ -1,0 +1,610 @@
+// The MQTT cloud link: subscribes to the node's desired state, stores it durably, acknowledges it,
+// prunes what the publisher no longer lists (the manifest), and drains the outbox upstream.
+
+#include "outpost/cloudhub/mqtt_link.h"
+
+#include <future>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "backoff.h"
+#include "outpost/core/event_loop.h"
+#include "outpost/metadb/types.h"
+#include "paho_client.h"
+#include "rate_limiter.h"
+
+namespace outpost::cloudhub {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kDrainPage = 64;
+constexpr std::string_view kOriginNode = "mqtt:node";
+
+bool isDecimal(std::string_view s) {
+  return !s.empty() && s.size() <= 18 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Kinds of outbox rows that are the latest state of an object: published retained on its status
+// topic.
+bool isStatusKind(std::string_view kind) {
+  return kind == "podstatus" || kind == "nodestatus" || kind == "devicestatus";
+}
+
+}  // namespace
+
+std::string_view linkStateName(LinkState s) {
+  switch (s) {
+    case LinkState::kDisconnected:
+      return "disconnected";
+    case LinkState::kConnecting:
+      return "connecting";
+    case LinkState::kConnected:
+      return "connected";
+  }
+  return "unknown";
+}
+
+class MqttLink final : public CloudLink {
+ public:
+  MqttLink(MqttLinkOptions o, metadb::Store& store, core::Bus& bus, core::Clock& clock,
+           core::Logging& logging, core::MetricsRegistry& metrics)
+      : opts_(std::move(o)),
+        topics_{opts_.prefix},
+        store_(store),
+        bus_(bus),
+        clock_(clock),
+        log_(logging.get("cloudhub")),
+        loop_("cloudhub", clock),
+        backoff_(opts_.reconnectBase, opts_.reconnectCap),
+        limiter_(clock, opts_.rateQps, opts_.rateBurst),
+        linkUp_(metrics.gauge("outpost_cloud_link_up", "1 when the cloud link is connected.",
+                              {{"transport", "mqtt"}})),
+        reconnects_(metrics.counter("outpost_cloud_reconnects_total",
+                                    "Connection attempts after the first.",
+                                    {{"transport", "mqtt"}})),
+        received_(metrics.counter("outpost_cloud_messages_received_total",
+                                  "Messages received from the cloud.", {{"transport", "mqtt"}})),
+        sent_(metrics.counter("outpost_cloud_messages_sent_total",
+                              "Messages the cloud accepted from this node.",
+                              {{"transport", "mqtt"}})),
+        invalidTooLarge_(metrics.counter("outpost_cloud_messages_invalid_total",
+                                         "Messages refused, by reason.",
+                                         {{"reason", "too_large"}})),
+        invalidMalformed_(metrics.counter("outpost_cloud_messages_invalid_total",
+                                          "Messages refused, by reason.",
+                                          {{"reason", "malformed"}})),
+        invalidContent_(metrics.counter("outpost_cloud_messages_invalid_total",
+                                        "Messages refused, by reason.", {{"reason", "invalid"}})),
+        invalidAddress_(metrics.counter("outpost_cloud_messages_invalid_total",
+                                        "Messages refused, by reason.",
+                                        {{"reason", "misaddressed"}})) {
+    metrics.gaugeCallback("outpost_cloud_offline_seconds",
+                          "Length of the current outage of the cloud link (0 when connected).",
+                          [this] { return status().offlineSeconds; }, {{"transport", "mqtt"}});
+    metrics.gaugeCallback("outpost_cloud_offline_seconds_total",
+                          "Time the cloud link was down since start.",
+                          [this] { return status().offlineSecondsTotal; }, {{"transport", "mqtt"}});
+  }
+
+  ~MqttLink() override { stop(); }
+
+  // ---- CloudLink
+  core::Status start() override {
+    offlineSince_ = clock_.now();
+    loop_.start();
+    core::Status opened;
+    if (!loop_.runSync([&] {
+          auto r = store_.openReader();
+          if (!r.isOk()) {
+            opened = r.status();
+            return;
+          }
+          reader_ = std::move(r).value();
+        })) {
+      return core::internalError("cloudhub loop did not start");
+    }
+    OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
+    MqttConnectOptions c;
+    c.uri = opts_.broker;
+    c.clientId = opts_.nodeName;
+    c.cleanSession = false;
+    c.keepAlive = std::chrono::duration_cast<std::chrono::seconds>(opts_.keepAlive);
+    if (c.keepAlive.count() < 1) c.keepAlive = std::chrono::seconds(1);
+    c.connectTimeout = std::chrono::duration_cast<std::chrono::seconds>(opts_.connectTimeout);
+    c.username = opts_.username;
+    c.password = opts_.password;
+    c.caFile = opts_.caFile;
+    c.certFile = opts_.certFile;
+    c.keyFile = opts_.keyFile;
+    c.willTopic = topics_.online(opts_.nodeName);
+    c.willPayload = "false";
+    MqttCallbacks cb;
+    cb.connected = [this] { loop_.post([this] { onConnected(); }); };
+    cb.failed = [this](std::string why) { loop_.post([this, why] { onFailed(why); }); };
+    cb.message = [this](std::string topic, std::string payload, bool) {
+      loop_.post([this, topic = std::move(topic), payload = std::move(payload)] {
+        onMessage(topic, payload);
+      });
+    };
+    connectOptions_ = c;
+    client_ = std::make_unique<PahoClient>(std::move(c), std::move(cb));
+    pollTimer_ = loop_.runEvery(opts_.outboxPoll, [this] { drain(); });
+    loop_.post([this] { connectNow(); });
+    return core::okStatus();
+  }
+
+  void stop() override {
+    if (stopped_.exchange(true)) return;
+    loop_.runSync([this] {
+      stopping_ = true;
+      loop_.cancel(reconnectTimer_);
+      loop_.cancel(pollTimer_);
+    });
+    if (client_) {
+      if (client_->connected()) {
+        // A clean disconnect does not fire the will: say "offline" ourselves.
+        auto done = std::make_shared<std::promise<void>>();
+        auto fut = done->get_future();
+        client_->publish(topics_.online(opts_.nodeName), "false", true,
+                         [done](core::Status) { done->set_value(); });
+        fut.wait_for(std::chrono::milliseconds(300));
+      }
+      client_.reset();  // disconnects and joins Paho's threads: no callback runs after this
+    }
+    loop_.runSync([this] { reader_.reset(); });
+    loop_.stop();
+  }
+
+  LinkStatus status() const override {
+    std::lock_guard lock(mu_);
+    LinkStatus s = status_;
+    auto now = clock_.now();
+    if (s.state != LinkState::kConnected) {
+      s.offlineSeconds = std::chrono::duration<double>(now - offlineSince_).count();
+      s.offlineSecondsTotal += s.offlineSeconds;
+    }
+    return s;
+  }
+
+  void outboxChanged() override {
+    loop_.post([this] { drain(); });
+  }
+
+  bool alive(std::chrono::milliseconds timeout) override {
+    return loop_.runSync([] {}, timeout);
+  }
+
+ private:
+  // ---- connection
+  void setState(LinkState st, const std::string& detail) {
+    {
+      std::lock_guard lock(mu_);
+      if (st == status_.state) return;
+      auto now = clock_.now();
+      if (status_.state == LinkState::kConnected && st != LinkState::kConnected) {
+        offlineSince_ = now;
+      } else if (status_.state != LinkState::kConnected && st == LinkState::kConnected) {
+        status_.offlineSecondsTotal += std::chrono::duration<double>(now - offlineSince_).count();
+      }
+      status_.state = st;
+      status_.endpoint = opts_.broker;
+      if (st != LinkState::kConnected && !detail.empty()) status_.lastError = detail;
+    }
+    linkUp_.set(st == LinkState::kConnected ? 1 : 0);
+    bus_.publish(kLinkEvents, LinkEvent{st, detail});
+  }
+
+  void connectNow() {
+    if (stopping_) return;
+    setState(LinkState::kConnecting, opts_.broker);
+    log_.debug("connecting to ", opts_.broker, " as ", opts_.nodeName);
+    core::Status s = client_->connect();
+    if (!s.isOk()) onFailed(s.message());
+  }
+
+  void onConnected() {
+    if (stopping_) return;
+    backoff_.reset();
+    setState(LinkState::kConnected, opts_.broker);
+    log_.info("connected to ", opts_.broker);
+    client_->publish(topics_.online(opts_.nodeName), "true", true, [](core::Status) {});
+    // Subscribing again on every connect makes the broker resend every retained desired object.
+    std::vector<std::string> subs = {topics_.desired(opts_.nodeName, "#"),
+                                     topics_.manifest(opts_.nodeName),
+                                     topics_.down(opts_.nodeName)};
+    for (const auto& g : opts_.groups) {
+      subs.push_back(topics_.groupDesired(g, "#"));
+      subs.push_back(topics_.groupManifest(g));
+    }
+    client_->subscribe(subs, [this](core::Status s) {
+      loop_.post([this, s] {
+        if (!s.isOk()) log_.error("subscribing failed: ", s.message());
+      });
+    });
+    drain();
+  }
+
+  void onFailed(const std::string& why) {
+    if (stopping_) return;
+    bool wasConnected = status().state == LinkState::kConnected;
+    if (!wasConnected && status().state == LinkState::kDisconnected) return;  // already scheduled
+    setState(LinkState::kDisconnected, why);
+    inFlight_.clear();
+    bool tls = opts_.broker.rfind("ssl://", 0) == 0 || opts_.broker.rfind("wss://", 0) == 0 ||
+               opts_.broker.rfind("mqtts://", 0) == 0;
+    if (tls && !wasConnected && backoff_.attempts() == 0) {
+      // Paho only says "TCP/TLS connect failure": find out why, once per outage, for the operator.
+      core::Status probe = probeTls(connectOptions_, std::chrono::seconds(5));
+      if (!probe.isOk()) log_.error("TLS with ", opts_.broker, " failed: ", probe.message());
+    }
+    auto delay = backoff_.next();
+    if (wasConnected) {
+      log_.warn("cloud link down: ", why, "; reconnecting in ",
+                std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(), " ms");
+    } else {
+      log_.warn(why, "; retrying in ",
+                std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(), " ms");
+    }
+    reconnects_.inc();
+    {
+      std::lock_guard lock(mu_);
+      status_.reconnects++;
+    }
+    reconnectTimer_ = loop_.runAfter(delay, [this] { connectNow(); });
+  }
+
+  // ---- downstream
+  void invalid(core::Counter& counter, const std::string& topic, const std::string& why) {
+    counter.inc();
+    {
+      std::lock_guard lock(mu_);
+      status_.messagesInvalid++;
+    }
+    log_.warn("ignored message on ", topic, ": ", why);
+  }
+
+  void onMessage(const std::string& topic, const std::string& payload) {
+    if (stopping_) return;
+    received_.inc();
+    {
+      std::lock_guard lock(mu_);
+      status_.messagesIn++;
+    }
+    std::string rest =
+        topic.rfind(opts_.prefix + "/", 0) == 0 ? topic.substr(opts_.prefix.size() + 1) : "";
+    std::string nodePrefix = "nodes/" + opts_.nodeName + "/";
+    if (rest.rfind(nodePrefix, 0) == 0) {
+      std::string tail = rest.substr(nodePrefix.size());
+      if (tail.rfind("desired/", 0) == 0)
+        return onDesired(topic, std::string(kOriginNode), tail.substr(8), payload);
+      if (tail == "manifest") return onManifest(topic, std::string(kOriginNode), payload);
+      if (tail == "down") return onDown(topic, payload);
+    }
+    for (const auto& g : opts_.groups) {
+      std::string groupPrefix = "groups/" + g + "/";
+      if (rest.rfind(groupPrefix, 0) != 0) continue;
+      std::string tail = rest.substr(groupPrefix.size());
+      if (tail.rfind("desired/", 0) == 0)
+        return onDesired(topic, "mqtt:group:" + g, tail.substr(8), payload);
+      if (tail == "manifest") return onManifest(topic, "mqtt:group:" + g, payload);
+    }
+    invalid(invalidAddress_, topic, "not a topic of node " + opts_.nodeName);
+  }
+
+  void onDesired(const std::string& topic, const std::string& origin, const std::string& key,
+                 const std::string& payload) {
+    auto parts = metadb::parseKey(key);
+    if (!parts.isOk()) return invalid(invalidAddress_, topic, parts.status().message());
+    metadb::ResourceChange change;
+    change.key = key;
+    change.origin = origin;
+    std::optional<Envelope> env;
+    if (payload.empty()) {
+      change.kind = metadb::ResourceChange::Kind::kDelete;  // the retained object was cleared
+    } else {
+      Decoded d = decode(payload, opts_.encoding, opts_.maxMessageBytes);
+      if (d.failure) {
+        auto& counter = d.failure->kind == DecodeError::kTooLarge    ? invalidTooLarge_
+                        : d.failure->kind == DecodeError::kMalformed ? invalidMalformed_
+                                                                     : invalidContent_;
+        return invalid(counter, topic, d.failure->reason);
+      }
+      env = std::move(d.envelope);
+      if (!env->route.resource.empty() && env->route.resource != key) {
+        return invalid(invalidAddress_, topic,
+                       "route.resource \"" + env->route.resource + "\" does not match the topic");
+      }
+      const std::string& op = env->route.operation;
+      if (op == "delete") {
+        change.kind = metadb::ResourceChange::Kind::kDelete;
+      } else if (op == "insert" || op == "update" || op == "patch") {
+        auto object = contentObject(*env);
+        if (!object) return invalid(invalidContent_, topic, "content is not a JSON object");
+        change.object = *object;
+        json obj = json::parse(*object);
+        std::string version = env->header.resourceVersion;
+        if (version.empty()) {
+          auto meta = obj.find("metadata");
+          if (meta != obj.end() && meta->is_object()) {
+            auto rv = meta->find("resourceVersion");
+            if (rv != meta->end() && rv->is_string()) version = rv->get<std::string>();
+            auto uid = meta->find("uid");
+            if (uid != meta->end() && uid->is_string()) change.uid = uid->get<std::string>();
+          }
+        } else if (auto meta = obj.find("metadata"); meta != obj.end() && meta->is_object()) {
+          if (auto uid = meta->find("uid"); uid != meta->end() && uid->is_string())
+            change.uid = uid->get<std::string>();
+        }
+        if (!isDecimal(version)) {
+          return invalid(invalidContent_, topic,
+                         "resource version \"" + version + "\" is not a decimal number");
+        }
+        change.version = version;
+      } else {
+        return invalid(invalidContent_, topic,
+                       "operation \"" + op + "\" cannot carry desired state");
+      }
+      if (change.kind == metadb::ResourceChange::Kind::kDelete)
+        change.version = env->header.resourceVersion;
+      if (!change.version.empty() && !isDecimal(change.version)) {
+        return invalid(invalidContent_, topic,
+                       "resource version \"" + change.version + "\" is not a decimal number");
+      }
+    }
+    metadb::WriteBatch batch;
+    batch.apply(std::move(change));
+    store_.write(std::move(batch), loop_,
+                 [this, key, env = std::move(env)](core::Result<metadb::WriteResult> r) {
+                   if (!r.isOk()) {
+                     // Not acknowledged: the retained copy comes again on the next connect.
+                     log_.error("storing ", key, " failed: ", r.status().toString());
+                     return;
+                   }
+                   const char* outcome = r->changes[0] == metadb::ApplyOutcome::kApplied ? "applied"
+                                         : r->changes[0] == metadb::ApplyOutcome::kStale
+                                             ? "stale"
+                                             : "deleted";
+                   log_.debug(key, ": ", outcome);
+                   if (env) ack(*env, key);
+                   scheduleConvergenceCheck();
+                 });
+  }
+
+  void ack(const Envelope& received, const std::string& key) {
+    if (status().state != LinkState::kConnected) return;
+    Envelope a;
+    a.header.msgId = newMessageId();
+    a.header.parentMsgId = received.header.msgId;
+    a.header.timestamp = core::toUnixMillis(clock_.wallNow());
+    a.route.source = received.route.source;
+    a.route.group = received.route.group;
+    a.route.operation = "response";
+    a.route.resource = key;
+    setContentString(a, "OK");
+    client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
+                     [this](core::Status s) {
+                       if (s.isOk()) countSent();
+                     });
+  }
+
+  void onDown(const std::string& topic, const std::string& payload) {
+    Decoded d = decode(payload, opts_.encoding, opts_.maxMessageBytes);
+    if (d.failure) return invalid(invalidMalformed_, topic, d.failure->reason);
+    log_.debug("message on down: ", d.envelope->route.operation, " ", d.envelope->route.resource);
+  }
+
+  // ---- completeness: the manifest lists every desired key of a scope with its version
+  struct Manifest {
+    int64_t generation = 0;
+    std::map<std::string, int64_t> objects;
+    bool converged = false;
+  };
+
+  void onManifest(const std::string& topic, const std::string& origin, const std::string& payload) {
+    if (payload.empty()) {
+      manifests_.erase(origin);
+      return;
+    }
+    json j = json::parse(payload, nullptr, false);
+    if (!j.is_object() || !j.contains("objects") || !j["objects"].is_object()) {
+      return invalid(invalidMalformed_, topic,
+                     "a manifest must be {\"generation\": n, \"objects\": {key: version}}");
+    }
+    Manifest m;
+    if (auto g = j.find("generation"); g != j.end() && g->is_number_integer())
+      m.generation = g->get<int64_t>();
+    for (const auto& [k, v] : j["objects"].items()) {
+      std::string version = v.is_string()           ? v.get<std::string>()
+                            : v.is_number_integer() ? std::to_string(v.get<int64_t>())
+                                                    : "";
+      if (!isDecimal(version) || !metadb::parseKey(k).isOk()) {
+        return invalid(invalidContent_, topic,
+                       "manifest entry \"" + k + "\" is not a key with a decimal version");
+      }
+      m.objects[k] = std::stoll(version);
+    }
+    log_.debug("manifest for ", origin, ": generation ", m.generation, ", ", m.objects.size(),
+               " objects");
+    manifests_[origin] = std::move(m);
+    scheduleConvergenceCheck();
+  }
+
+  void scheduleConvergenceCheck() {
+    if (checkPosted_) return;
+    bool pending = std::any_of(manifests_.begin(), manifests_.end(),
+                               [](const auto& m) { return !m.second.converged; });
+    if (!pending) return;
+    checkPosted_ = true;
+    loop_.post([this] {
+      checkPosted_ = false;
+      checkConvergence();
+    });
+  }
+
+  // Once everything a manifest lists is stored at its version or newer, objects of that scope that
+  // no manifest lists any more were deleted while we were away: delete them too.
+  void checkConvergence() {
+    if (stopping_ || !reader_) return;
+    auto all = reader_->listPrefix("");
+    if (!all.isOk()) {
+      log_.error("reading desired state: ", all.status().toString());
+      return;
+    }
+    std::map<std::string, const metadb::Resource*> stored;
+    for (const auto& r : *all) stored[r.key] = &r;
+    std::set<std::string> listed;
+    for (const auto& [origin, m] : manifests_) {
+      for (const auto& [k, v] : m.objects) listed.insert(k);
+    }
+    for (auto& [origin, m] : manifests_) {
+      if (m.converged) continue;
+      bool complete = std::all_of(m.objects.begin(), m.objects.end(), [&](const auto& kv) {
+        auto it = stored.find(kv.first);
+        return it != stored.end() && it->second->version >= kv.second;
+      });
+      if (!complete) continue;
+      metadb::WriteBatch batch;
+      size_t removed = 0;
+      for (const auto& r : *all) {
+        if (r.origin != origin || listed.count(r.key)) continue;
+        batch.apply({metadb::ResourceChange::Kind::kDelete, r.key, "", "", "", origin});
+        ++removed;
+      }
+      m.converged = true;
+      auto now = clock_.wallNow();
+      batch.putKv("sync." + origin + ".generation", std::to_string(m.generation));
+      batch.putKv("sync.last", std::to_string(core::toUnixMillis(now)));
+      std::string scope = origin;
+      int64_t generation = m.generation;
+      store_.write(
+          std::move(batch), loop_,
+          [this, scope, generation, removed, now](core::Result<metadb::WriteResult> r) {
+            if (!r.isOk()) {
+              log_.error("pruning objects no longer desired failed: ", r.status().toString());
+              auto it = manifests_.find(scope);
+              if (it != manifests_.end()) it->second.converged = false;
+              return;
+            }
+            {
+              std::lock_guard lock(mu_);
+              status_.lastSync = now;
+            }
+            log_.info("desired set of ", scope, " complete (generation ", generation, "), ",
+                      removed, removed == 1 ? " object" : " objects", " no longer desired removed");
+          });
+    }
+  }
+
+  // ---- upstream
+  void countSent() {
+    sent_.inc();
+    std::lock_guard lock(mu_);
+    status_.messagesOut++;
+  }
+
+  std::string upstreamPayload(const metadb::OutboxEntry& e) {
+    Envelope env;
+    env.header.msgId = newMessageId();
+    env.header.timestamp = core::toUnixMillis(clock_.wallNow());
+    env.route.source = e.kind == "devicestatus" || e.kind.rfind("twin", 0) == 0 ? "twin" : "edged";
+    env.route.group = "resource";
+    env.route.operation = isStatusKind(e.kind) ? "patch" : "update";
+    env.route.resource = e.key;
+    env.content = json::accept(e.payload) ? e.payload : json(e.payload).dump();
+    return encode(env, opts_.encoding);
+  }
+
+  void drain() {
+    if (stopping_ || !reader_ || status().state != LinkState::kConnected) return;
+    auto due = reader_->outboxDue(kDrainPage + inFlight_.size());
+    if (!due.isOk()) {
+      log_.error("reading the outbox: ", due.status().toString());
+      return;
+    }
+    size_t sentNow = 0;
+    for (const auto& e : *due) {
+      if (inFlight_.count(e.ref.id)) continue;
+      if (!limiter_.tryTake()) {
+        if (!limitTimerArmed_) {
+          limitTimerArmed_ = true;
+          loop_.runAfter(limiter_.waitTime(), [this] {
+            limitTimerArmed_ = false;
+            drain();
+          });
+        }
+        return;
+      }
+      inFlight_.insert(e.ref.id);
+      ++sentNow;
+      std::string topic =
+          isStatusKind(e.kind) ? topics_.status(opts_.nodeName, e.key) : topics_.up(opts_.nodeName);
+      metadb::OutboxRef ref = e.ref;
+      client_->publish(
+          topic, upstreamPayload(e), isStatusKind(e.kind),
+          [this, ref](core::Status s) { loop_.post([this, ref, s] { onSent(ref, s); }); });
+    }
+    if (sentNow == kDrainPage) loop_.post([this] { drain(); });
+  }
+
+  void onSent(metadb::OutboxRef ref, const core::Status& s) {
+    metadb::WriteBatch batch;
+    if (s.isOk()) {
+      countSent();
+      batch.ack(ref);  // the broker has it: the row may go
+    } else {
+      log_.warn("sending outbox row ", ref.id, " failed: ", s.message());
+      batch.retryLater(ref);
+    }
+    store_.write(std::move(batch), loop_, [this, ref](core::Result<metadb::WriteResult> r) {
+      inFlight_.erase(ref.id);
+      if (!r.isOk()) log_.error("updating the outbox: ", r.status().toString());
+      drain();
+    });
+  }
+
+  MqttLinkOptions opts_;
+  MqttTopics topics_;
+  metadb::Store& store_;
+  core::Bus& bus_;
+  core::Clock& clock_;
+  core::Logger log_;
+  core::EventLoop loop_;
+  Backoff backoff_;
+  RateLimiter limiter_;
+  core::Gauge& linkUp_;
+  core::Counter& reconnects_;
+  core::Counter& received_;
+  core::Counter& sent_;
+  core::Counter& invalidTooLarge_;
+  core::Counter& invalidMalformed_;
+  core::Counter& invalidContent_;
+  core::Counter& invalidAddress_;
+
+  std::unique_ptr<PahoClient> client_;
+  MqttConnectOptions connectOptions_;
+  metadb::StoreReaderPtr reader_;  // used on the loop only
+  std::map<std::string, Manifest> manifests_;
+  std::set<int64_t> inFlight_;
+  bool checkPosted_ = false;
+  bool limitTimerArmed_ = false;
+  bool stopping_ = false;
+  std::atomic<bool> stopped_{false};
+  core::TimerId reconnectTimer_ = 0, pollTimer_ = 0;
+
+  mutable std::mutex mu_;
+  LinkStatus status_;
+  core::MonoTime offlineSince_;
+};
+
+CloudLinkPtr makeMqttLink(MqttLinkOptions options, metadb::Store& store, core::Bus& bus,
+                          core::Clock& clock, core::Logging& logging,
+                          core::MetricsRegistry& metrics) {
+  return std::make_unique<MqttLink>(std::move(options), store, bus, clock, logging, metrics);
+}
+
+}  // namespace outpost::cloudhub

@@ -1,0 +1,416 @@
+// The MQTT cloud link against a real mosquitto: desired state in, acks and status out, through
+// outages.
+#include "outpost/cloudhub/mqtt_link.h"
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "outpost/cloudhub/envelope.h"
+#include "outpost/metadb/sqlite_store.h"
+#include "support/mosquitto.h"
+#include "support/mqtt_client.h"
+
+using namespace outpost;
+using namespace outpost::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+const cloudhub::MqttTopics kTopics{"outpost/v1"};
+constexpr const char* kNode = "edge-1";
+
+// One agent's store and link, as the agent would wire them.
+struct Agent {
+  Agent(TempDir& dir, cloudhub::MqttLinkOptions o, core::Clock& clk)
+      : clock(clk),
+        logPath((dir / "agent.log").string()),
+        logging({core::LogLevel::kDebug, false, logPath}),
+        options(std::move(o)) {
+    metadb::StoreOptions so;
+    so.path = (dir / "outpost.db").string();
+    auto s = metadb::openSqliteStore(so, clock, bus, logging, metrics);
+    REQUIRE(s.isOk());
+    store = std::move(s).value();
+    link = cloudhub::makeMqttLink(options, *store, bus, clock, logging, metrics);
+    REQUIRE(link->start().isOk());
+    auto r = store->openReader();
+    REQUIRE(r.isOk());
+    reader = std::move(r).value();
+  }
+  ~Agent() {
+    link->stop();
+    link.reset();
+    reader.reset();
+    store.reset();
+  }
+  std::optional<metadb::Resource> get(const std::string& key) {
+    auto r = reader->get(key);
+    REQUIRE(r.isOk());
+    return *r;
+  }
+  std::vector<std::string> podKeys() {
+    auto r = reader->list("pod");
+    REQUIRE(r.isOk());
+    std::vector<std::string> keys;
+    for (const auto& res : *r) keys.push_back(res.key);
+    return keys;
+  }
+  bool connected() { return link->status().state == cloudhub::LinkState::kConnected; }
+  std::string log() {
+    logging.flush();
+    return readFile(logPath);
+  }
+
+  core::Clock& clock;
+  std::string logPath;
+  core::Bus bus;
+  core::Logging logging;
+  core::MetricsRegistry metrics;
+  cloudhub::MqttLinkOptions options;
+  std::unique_ptr<metadb::SqliteStore> store;
+  cloudhub::CloudLinkPtr link;
+  metadb::StoreReaderPtr reader;
+};
+
+cloudhub::MqttLinkOptions linkOptions(const std::string& broker) {
+  cloudhub::MqttLinkOptions o;
+  o.nodeName = kNode;
+  o.groups = {"stores"};
+  o.broker = broker;
+  o.reconnectBase = 50ms;
+  o.reconnectCap = 500ms;
+  o.keepAlive = 2s;
+  return o;
+}
+
+std::string podEnvelope(const std::string& name, int64_t version, const std::string& msgId,
+                        const std::string& image = "busybox") {
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", name}, {"namespace", "default"}, {"uid", "uid-" + name}}},
+              {"spec", {{"containers", json::array({{{"name", "main"}, {"image", image}}})}}}};
+  json env = {{"header",
+               {{"msg_id", msgId}, {"timestamp", 1}, {"resourceversion", std::to_string(version)}}},
+              {"route",
+               {{"source", "outpostctl"},
+                {"group", "resource"},
+                {"operation", "update"},
+                {"resource", "default/pod/" + name}}},
+              {"content", pod}};
+  return env.dump();
+}
+
+// The cloud side: publishes desired objects (retained) and keeps the node's manifest up to date.
+struct Cloud {
+  explicit Cloud(const std::string& broker, const TlsFiles* tls = nullptr) : client(broker, tls) {
+    client.subscribe(kTopics.up(kNode));
+    client.subscribe("outpost/v1/nodes/" + std::string(kNode) + "/status/#");
+  }
+  void put(const std::string& name, int64_t version, const std::string& image = "busybox") {
+    std::string key = "default/pod/" + name;
+    client.publish(kTopics.desired(kNode, key),
+                   podEnvelope(name, version, "msg-" + name + "-" + std::to_string(version), image),
+                   true);
+    manifest[key] = version;
+    publishManifest();
+  }
+  void remove(const std::string& name) {
+    std::string key = "default/pod/" + name;
+    client.publish(kTopics.desired(kNode, key), "", true);
+    manifest.erase(key);
+    publishManifest();
+  }
+  void publishManifest() {
+    json objects = json::object();
+    for (const auto& [k, v] : manifest) objects[k] = std::to_string(v);
+    client.publish(kTopics.manifest(kNode),
+                   json{{"generation", ++generation}, {"objects", objects}}.dump(), true);
+  }
+  bool acked(const std::string& msgId) {
+    for (const auto& m : client.messagesOn(kTopics.up(kNode))) {
+      auto j = json::parse(m.payload, nullptr, false);
+      if (j.is_object() && j["header"].value("parent_msg_id", "") == msgId &&
+          j["content"] == "OK" && j["route"]["operation"] == "response") {
+        return true;
+      }
+    }
+    return false;
+  }
+  MqttTestClient client;
+  std::map<std::string, int64_t> manifest;
+  int64_t generation = 0;
+};
+
+std::vector<std::string> keysOf(const std::map<std::string, int64_t>& m) {
+  std::vector<std::string> keys;
+  for (const auto& kv : m) keys.push_back(kv.first);
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("a desired object published to the broker is stored durably, then acknowledged on up") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+
+  cloud.put("web", 7);
+  REQUIRE(waitFor([&] { return cloud.acked("msg-web-7"); }));
+  // The ack came after the commit: a fresh reader sees the object at once.
+  auto stored = agent.get("default/pod/web");
+  REQUIRE(stored);
+  CHECK(stored->version == 7);
+  CHECK(stored->uid == "uid-web");
+  CHECK(json::parse(stored->object)["spec"]["containers"][0]["image"] == "busybox");
+
+  // The ack's route copies the source and group of the desired message.
+  for (const auto& m : cloud.client.messagesOn(kTopics.up(kNode))) {
+    auto j = json::parse(m.payload);
+    if (j["header"]["parent_msg_id"] != "msg-web-7") continue;
+    CHECK(j["route"]["source"] == "outpostctl");
+    CHECK(j["route"]["group"] == "resource");
+    CHECK(j["route"]["resource"] == "default/pod/web");
+  }
+  // An older version published later is stale: acknowledged, stored data unchanged.
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/web"),
+                       podEnvelope("web", 3, "msg-old", "old"), true);
+  REQUIRE(waitFor([&] { return cloud.acked("msg-old"); }));
+  CHECK(agent.get("default/pod/web")->version == 7);
+  CHECK(agent.link->status().messagesIn >= 2);
+
+  // The node says it is online (retained), and status rows go out.
+  MqttTestClient watcher(broker.uri());
+  watcher.subscribe(kTopics.online(kNode));
+  REQUIRE(waitFor([&] { return !watcher.messagesOn(kTopics.online(kNode)).empty(); }));
+  CHECK(watcher.messagesOn(kTopics.online(kNode)).back().payload == "true");
+}
+
+TEST_CASE("desired state for the node's groups is stored too") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  cloud.client.publish(kTopics.groupDesired("stores", "default/pod/till"),
+                       podEnvelope("till", 2, "g1"), true);
+  cloud.client.publish(kTopics.groupDesired("factories", "default/pod/robot"),
+                       podEnvelope("robot", 2, "g2"), true);
+  REQUIRE(waitFor([&] { return agent.get("default/pod/till").has_value(); }));
+  CHECK(agent.get("default/pod/till")->origin == "mqtt:group:stores");
+  CHECK_FALSE(agent.get("default/pod/robot").has_value());
+}
+
+TEST_CASE(
+    "objects added, changed and deleted while the agent was away converge exactly when it "
+    "returns") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  for (auto name : {"a", "b", "c", "d"}) cloud.put(name, 1);
+  {
+    Agent agent(dir, opts, clock);
+    REQUIRE(waitFor([&] { return agent.podKeys() == keysOf(cloud.manifest); }));
+  }
+  // While the agent is down: one changed, two deleted, two added.
+  cloud.put("b", 2, "changed");
+  cloud.remove("c");
+  cloud.remove("d");
+  cloud.put("e", 1);
+  cloud.put("f", 1);
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.podKeys() == keysOf(cloud.manifest); }));
+  CHECK(agent.podKeys() == std::vector<std::string>{"default/pod/a", "default/pod/b",
+                                                    "default/pod/e", "default/pod/f"});
+  CHECK(agent.get("default/pod/b")->version == 2);
+  REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+  CHECK(agent.log().find("no longer desired removed") != std::string::npos);
+}
+
+TEST_CASE("a broker restart loses nothing: the link comes back and converges") {
+  TempDir dir;
+  Mosquitto broker;
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  Agent agent(dir, opts, clock);
+  {
+    Cloud cloud(broker.uri());
+    cloud.put("keep", 1);
+    cloud.put("gone", 1);
+    REQUIRE(waitFor([&] { return agent.podKeys().size() == 2; }));
+    broker.stop();
+    REQUIRE(waitFor([&] { return !agent.connected(); }));
+    CHECK_FALSE(agent.link->status().lastError.empty());
+    broker.start();
+  }
+  Cloud cloud(broker.uri());
+  cloud.manifest = {{"default/pod/keep", 1}, {"default/pod/gone", 1}};
+  cloud.generation = 10;
+  cloud.remove("gone");
+  cloud.put("new", 1);
+  REQUIRE(waitFor([&] { return agent.connected(); }, 20s));
+  REQUIRE(waitFor([&] {
+    return agent.podKeys() == std::vector<std::string>{"default/pod/keep", "default/pod/new"};
+  }));
+  CHECK(agent.link->status().reconnects >= 1);
+  CHECK(agent.metrics.render().find("outpost_cloud_reconnects_total{transport=\"mqtt\"}") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "malformed, oversized and misaddressed messages are counted and logged, and the link goes on") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  opts.maxMessageBytes = 4096;
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/x"), "{not json");
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/y"), std::string(5000, 'x'));
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/z"),
+                       podEnvelope("other", 1, "m"));  // wrong resource
+  cloud.client.publish(kTopics.desired(kNode, "no-key"), podEnvelope("no-key", 1, "m2"));
+  json badVersion = json::parse(podEnvelope("v", 1, "m3"));
+  badVersion["header"]["resourceversion"] = "abc";
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/v"), badVersion.dump());
+  REQUIRE(waitFor([&] { return agent.link->status().messagesInvalid == 5; }));
+  cloud.put("fine", 1);
+  REQUIRE(waitFor([&] { return agent.get("default/pod/fine").has_value(); }));
+  CHECK(agent.podKeys() == std::vector<std::string>{"default/pod/fine"});
+  std::string metrics = agent.metrics.render();
+  CHECK(metrics.find("outpost_cloud_messages_invalid_total{reason=\"malformed\"} 1") !=
+        std::string::npos);
+  CHECK(metrics.find("outpost_cloud_messages_invalid_total{reason=\"too_large\"} 1") !=
+        std::string::npos);
+  CHECK(metrics.find("outpost_cloud_messages_invalid_total{reason=\"misaddressed\"} 2") !=
+        std::string::npos);
+  CHECK(metrics.find("outpost_cloud_messages_invalid_total{reason=\"invalid\"} 1") !=
+        std::string::npos);
+  std::string log = agent.log();
+  CHECK(log.find("ignored message on outpost/v1/nodes/edge-1/desired/default/pod/y: frame of 5000 "
+                 "bytes exceeds") != std::string::npos);
+  CHECK(log.find("does not match the topic") != std::string::npos);
+}
+
+TEST_CASE(
+    "status rows leave the outbox only once the broker accepted them, including after an outage") {
+  TempDir dir;
+  Mosquitto broker;
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  broker.stop();
+  REQUIRE(waitFor([&] { return !agent.connected(); }));
+
+  // Status produced offline is kept.
+  core::EventLoop caller("caller", clock);
+  caller.start();
+  std::atomic<bool> written{false};
+  metadb::WriteBatch batch;
+  batch.enqueue({"podstatus", "default/pod/web", R"({"status":{"phase":"Running"}})", 0});
+  agent.store->write(std::move(batch), caller,
+                     [&](core::Result<metadb::WriteResult> r) { written = r.isOk(); });
+  REQUIRE(waitFor([&] { return written.load(); }));
+  agent.link->outboxChanged();
+  CHECK(agent.reader->outboxStats()->rows == 1);
+
+  broker.start();
+  MqttTestClient dashboard(broker.uri());
+  dashboard.subscribe(kTopics.status(kNode, "#"));
+  REQUIRE(waitFor([&] { return agent.reader->outboxStats()->rows == 0; }, 20s));
+  REQUIRE(waitFor(
+      [&] { return !dashboard.messagesOn(kTopics.status(kNode, "default/pod/web")).empty(); }));
+  auto msg = dashboard.messagesOn(kTopics.status(kNode, "default/pod/web")).back();
+  auto env = cloudhub::decode(msg.payload, cloudhub::Encoding::kJson).envelope;
+  REQUIRE(env);
+  CHECK(json::parse(env->content)["status"]["phase"] == "Running");
+  // Retained: a dashboard that subscribes later still sees the latest status.
+  MqttTestClient late(broker.uri());
+  late.subscribe(kTopics.status(kNode, "#"));
+  REQUIRE(
+      waitFor([&] { return !late.messagesOn(kTopics.status(kNode, "default/pod/web")).empty(); }));
+  CHECK(late.messagesOn(kTopics.status(kNode, "default/pod/web")).back().retained);
+}
+
+TEST_CASE("the outbox drains no faster than the configured rate") {
+  TempDir dir;
+  Mosquitto broker;
+  core::ManualClock clock;
+  auto opts = linkOptions(broker.uri());
+  opts.rateQps = 2;
+  opts.rateBurst = 3;
+  Agent agent(dir, opts, clock);
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe(kTopics.up(kNode));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+
+  core::EventLoop caller("caller", clock);
+  caller.start();
+  std::atomic<bool> written{false};
+  metadb::WriteBatch batch;
+  for (int i = 0; i < 10; ++i)
+    batch.enqueue({"event", "default/event/e" + std::to_string(i), "{}", 0});
+  agent.store->write(std::move(batch), caller,
+                     [&](core::Result<metadb::WriteResult> r) { written = r.isOk(); });
+  REQUIRE(waitFor([&] { return written.load(); }));
+  agent.link->outboxChanged();
+  REQUIRE(waitFor([&] { return cloud.messagesOn(kTopics.up(kNode)).size() == 3; }));  // the burst
+  REQUIRE(agent.link->alive(1s));
+  CHECK(cloud.messagesOn(kTopics.up(kNode)).size() == 3);
+  clock.advance(1s);  // two more tokens
+  REQUIRE(waitFor([&] { return cloud.messagesOn(kTopics.up(kNode)).size() == 5; }));
+  REQUIRE(agent.link->alive(1s));
+  CHECK(cloud.messagesOn(kTopics.up(kNode)).size() == 5);
+  clock.advance(10s);  // a long quiet time saves up no more than the burst
+  REQUIRE(waitFor([&] { return cloud.messagesOn(kTopics.up(kNode)).size() == 8; }));
+  REQUIRE(agent.link->alive(1s));
+  CHECK(cloud.messagesOn(kTopics.up(kNode)).size() == 8);
+  clock.advance(1s);
+  REQUIRE(waitFor([&] { return cloud.messagesOn(kTopics.up(kNode)).size() == 10; }));
+}
+
+TEST_CASE("TLS with client certificates works, and a wrong CA is refused with a clear log line") {
+  TempDir dir;
+  TempDir otherDir;
+  TlsFiles tls = makeTlsFiles(dir.path());
+  TlsFiles other = makeTlsFiles(otherDir.path());
+  Mosquitto broker(&tls);
+  core::SystemClock clock;
+  {
+    Cloud cloud(broker.uri(), &tls);
+    auto opts = linkOptions(broker.uri());
+    opts.caFile = tls.ca;
+    opts.certFile = tls.clientCert;
+    opts.keyFile = tls.clientKey;
+    Agent agent(dir, opts, clock);
+    REQUIRE(waitFor([&] { return agent.connected(); }));
+    cloud.put("secure", 1);
+    REQUIRE(waitFor([&] { return cloud.acked("msg-secure-1"); }));
+  }
+  TempDir dir2;
+  auto opts = linkOptions(broker.uri());
+  opts.caFile = other.ca;  // does not sign the broker's certificate
+  opts.certFile = tls.clientCert;
+  opts.keyFile = tls.clientKey;
+  Agent agent(dir2, opts, clock);
+  REQUIRE(waitFor([&] { return agent.link->status().reconnects >= 1; }));
+  CHECK_FALSE(agent.connected());
+  INFO(agent.log());
+  REQUIRE(waitFor([&] {
+    return agent.log().find("TLS with " + broker.uri() + " failed") != std::string::npos;
+  }));
+  CHECK(agent.log().find("certificate verify failed") != std::string::npos);
+}
