@@ -310,8 +310,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (node_.runtimeReady || node_.runtimeMessage.empty()) {
       log_.warn("runtime unreachable: ", s.toString());
     }
+    bool changed = node_.runtimeReady;
     node_.runtimeReady = false;
     node_.runtimeMessage = "container runtime: " + s.toString();
+    if (changed) reportNode();
   }
 
   void runtimeUp() {

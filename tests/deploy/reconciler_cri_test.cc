@@ -235,7 +235,8 @@ TEST_CASE("an unsupported field is reported as a condition; runtimeClassName pic
   REQUIRE(sbs.size() == 1);
   CHECK(sbs[0].runtimeHandler == ContainerdHarness::kAltHandler);
   bool reported = false;
-  for (const auto& c : f.sink.pod(key)["conditions"]) {
+  const json status = f.sink.pod(key);
+  for (const auto& c : status["conditions"]) {
     if (c["type"] == "Unsupported") {
       reported = c["status"] == "True" && c["reason"] == "UnsupportedField" &&
                  c["message"].get<std::string>().find("spec.containers[0].readinessProbe") !=
