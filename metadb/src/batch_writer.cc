@@ -23,6 +23,15 @@ Result<int64_t> parseVersion(std::string_view text) {
   return v;
 }
 
+bool writesWithOneStatement(const WriteBatch& batch) {
+  if (batch.size() != 1) return batch.empty();
+  const WriteOp& op = batch.ops().front();
+  if (const auto* c = std::get_if<ResourceChange>(&op))
+    return c->kind == ResourceChange::Kind::kUpsert;
+  return std::holds_alternative<OutboxAck>(op) || std::holds_alternative<OutboxRetry>(op) ||
+         std::holds_alternative<KvPut>(op) || std::holds_alternative<KvErase>(op);
+}
+
 Result<std::unique_ptr<BatchWriter>> BatchWriter::create(sql::Connection& db,
                                                          const StoreOptions& options) {
   std::unique_ptr<BatchWriter> w(new BatchWriter(db, options));

@@ -27,6 +27,10 @@ struct BatchEffects {
 // Parses a resource version: a non-empty decimal integer that fits in 63 bits.
 core::Result<int64_t> parseVersion(std::string_view text);
 
+// True when applying `batch` writes with at most one statement (one upsert, ack, retry or kv
+// operation), so a failure leaves nothing behind without a savepoint.
+bool writesWithOneStatement(const WriteBatch& batch);
+
 class BatchWriter {
  public:
   static core::Result<std::unique_ptr<BatchWriter>> create(sql::Connection& db,

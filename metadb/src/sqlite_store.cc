@@ -35,7 +35,7 @@ SqliteStoreImpl::SqliteStoreImpl(const StoreOptions& options, core::Clock& clock
 
 SqliteStoreImpl::~SqliteStoreImpl() {
   if (db_.get() != nullptr) {
-    if (!loop_.runSync([this] { commitPending(); }, std::chrono::minutes(1))) {
+    if (!loop_.runSync([this] { flushAll(); }, std::chrono::minutes(1))) {
       log_.error("store did not finish its last commit within a minute at shutdown");
     }
   }
@@ -71,8 +71,22 @@ Status SqliteStoreImpl::open() {
 }
 
 void SqliteStoreImpl::write(WriteBatch batch, core::EventLoop& loop, WriteCallback done) {
-  auto p = std::make_shared<Pending>(Pending{std::move(batch), &loop, std::move(done)});
-  loop_.post([this, p] { add(std::move(*p)); });
+  const size_t ops = opsOf(batch);
+  bool first = false, full = false;
+  {
+    // Writers only touch the intake: the loop is woken when it goes from empty to non-empty (to
+    // start the commit window) and when it holds a full batch, not once per write.
+    std::lock_guard lock(intakeMu_);
+    first = intake_.empty();
+    intake_.push_back(Pending{std::move(batch), &loop, std::move(done)});
+    intakeOps_ += ops;
+    if (intakeOps_ >= options_.maxBatch && !fullSignalled_) full = fullSignalled_ = true;
+  }
+  if (full) {
+    loop_.post([this] { commitPending(); });
+  } else if (first) {
+    loop_.post([this] { startWindow(); });
+  }
 }
 
 Result<StoreReaderPtr> SqliteStoreImpl::openReader() {
@@ -80,34 +94,48 @@ Result<StoreReaderPtr> SqliteStoreImpl::openReader() {
   return makeReader(std::move(db), clock_);
 }
 
-void SqliteStoreImpl::add(Pending p) {
-  pendingOps_ += std::max<size_t>(1, p.batch.size());
-  pending_.push_back(std::move(p));
-  if (pendingOps_ >= options_.maxBatch) {
+size_t SqliteStoreImpl::opsOf(const WriteBatch& batch) { return std::max<size_t>(1, batch.size()); }
+
+void SqliteStoreImpl::startWindow() {
+  if (timer_) return;
+  if (options_.commitWindow <= core::Duration::zero()) {
     commitPending();
     return;
   }
-  if (commitScheduled_) return;
-  commitScheduled_ = true;
-  if (options_.commitWindow <= core::Duration::zero()) {
-    // Behind the writes already queued on the loop, which therefore join this commit.
-    loop_.post([this] { commitPending(); });
-  } else {
-    timer_ = loop_.runAfter(options_.commitWindow, [this] {
-      timer_.reset();
-      commitPending();
-    });
-  }
+  timer_ = loop_.runAfter(options_.commitWindow, [this] {
+    timer_.reset();
+    commitPending();
+  });
 }
 
-void SqliteStoreImpl::commitPending() {
+bool SqliteStoreImpl::commitPending() {
   if (timer_) loop_.cancel(*std::exchange(timer_, std::nullopt));
-  commitScheduled_ = false;
-  if (pending_.empty()) return;
-  std::vector<Pending> group = std::move(pending_);
-  pending_.clear();
-  pendingOps_ = 0;
+  std::vector<Pending> group;
+  bool more = false, leftover = false;
+  {
+    // At most maxBatch operations per commit (a bigger single batch commits alone).
+    std::lock_guard lock(intakeMu_);
+    size_t ops = 0;
+    while (!intake_.empty() &&
+           (group.empty() || ops + opsOf(intake_.front().batch) <= options_.maxBatch)) {
+      ops += opsOf(intake_.front().batch);
+      group.push_back(std::move(intake_.front()));
+      intake_.pop_front();
+    }
+    intakeOps_ -= ops;
+    more = fullSignalled_ = intakeOps_ >= options_.maxBatch;
+    leftover = !intake_.empty();
+  }
+  if (!group.empty()) commitGroup(group);
+  if (more) {
+    loop_.post([this] { commitPending(); });
+  } else if (leftover) {
+    startWindow();  // what arrived during this commit waits for its own window
+  }
+  return leftover;
+}
 
+void SqliteStoreImpl::commitGroup(std::vector<Pending>& group) {
   const core::MonoTime started = realClock_.now();
   const int64_t nowMs = core::toUnixMillis(clock_.wallNow());
   std::vector<Outcome> out(group.size());
@@ -141,15 +169,19 @@ bool SqliteStoreImpl::commitTogether(std::vector<Pending>& group, int64_t nowMs,
   };
   if (!step(begin_).isOk()) return false;
   for (size_t i = 0; i < group.size(); ++i) {
-    // Each caller's batch in a savepoint: all of it or nothing, without touching the others.
-    if (!step(savepoint_).isOk()) return rollback(), false;
+    // Each caller's batch in a savepoint: all of it or nothing, without touching the others. A
+    // batch that writes with one statement needs none: SQLite undoes a failed statement by itself.
+    const bool savepoint = !writesWithOneStatement(group[i].batch);
+    if (savepoint && !step(savepoint_).isOk()) return rollback(), false;
     Status s = writer_->apply(group[i].batch, nowMs, out[i].effects);
     if (s.isOk()) {
-      if (!step(release_).isOk()) return rollback(), false;
+      if (savepoint && !step(release_).isOk()) return rollback(), false;
       continue;
     }
     if (db_.autocommit()) return false;  // SQLite already rolled the whole transaction back
-    if (!step(rollbackTo_).isOk() || !step(release_).isOk()) return rollback(), false;
+    if (savepoint && (!step(rollbackTo_).isOk() || !step(release_).isOk())) {
+      return rollback(), false;
+    }
     out[i] = Outcome{std::move(s), {}};
   }
   if (!step(commit_).isOk()) return rollback(), false;
@@ -213,12 +245,27 @@ void SqliteStoreImpl::finish(std::vector<Pending>& group, std::vector<Outcome>& 
   if (outbox || transactions > 0) refreshGauges();
   if (!changed.keys.empty() || !changed.devices.empty()) bus_.publish(kKeysChanged, changed);
 
+  // Completions for the same loop go in one task (in commit order): one wake-up per loop and
+  // commit, not one per caller.
+  using Delivery = std::vector<std::pair<WriteCallback, Result<WriteResult>>>;
+  std::vector<std::pair<core::EventLoop*, std::shared_ptr<Delivery>>> byLoop;
   for (size_t i = 0; i < group.size(); ++i) {
-    Result<WriteResult> result = out[i].status.isOk()
-                                     ? Result<WriteResult>(std::move(out[i].effects.result))
-                                     : Result<WriteResult>(out[i].status);
-    group[i].loop->post([done = std::move(group[i].done), result = std::move(result)]() mutable {
-      if (done) done(std::move(result));
+    auto it = std::find_if(byLoop.begin(), byLoop.end(),
+                           [&](const auto& e) { return e.first == group[i].loop; });
+    if (it == byLoop.end()) {
+      byLoop.emplace_back(group[i].loop, std::make_shared<Delivery>());
+      it = std::prev(byLoop.end());
+    }
+    it->second->emplace_back(std::move(group[i].done),
+                             out[i].status.isOk()
+                                 ? Result<WriteResult>(std::move(out[i].effects.result))
+                                 : Result<WriteResult>(out[i].status));
+  }
+  for (auto& [loop, delivery] : byLoop) {
+    loop->post([delivery = std::move(delivery)] {
+      for (auto& [done, result] : *delivery) {
+        if (done) done(std::move(result));
+      }
     });
   }
 }
@@ -262,7 +309,7 @@ Status SqliteStoreImpl::setMaxPageCount(int64_t pages) {
 
 Status SqliteStoreImpl::pruneTombstones() {
   return runOnLoop([&]() -> Status {
-    commitPending();
+    flushAll();
     const int64_t cutoff = core::toUnixMillis(clock_.wallNow() - options_.tombstoneRetention);
     OUTPOST_RETURN_IF_ERROR(db_.exec("BEGIN IMMEDIATE"));
     auto pruned = writer_->pruneTombstones(cutoff);
@@ -277,9 +324,14 @@ Status SqliteStoreImpl::pruneTombstones() {
   });
 }
 
+void SqliteStoreImpl::flushAll() {
+  while (commitPending()) {
+  }
+}
+
 void SqliteStoreImpl::flush() {
   Status s = runOnLoop([this] {
-    commitPending();
+    flushAll();
     return core::okStatus();
   });
   if (!s.isOk()) log_.error("flush: ", s.toString());

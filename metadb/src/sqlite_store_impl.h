@@ -1,7 +1,9 @@
 #pragma once
 // SqliteStoreImpl: the writer connection on the "metadb" loop, with group commit.
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,9 +44,13 @@ class SqliteStoreImpl final : public SqliteStore {
     BatchEffects effects;
   };
 
+  static size_t opsOf(const WriteBatch& batch);
   // All of these run on loop_.
-  void add(Pending p);
-  void commitPending();
+  void startWindow();
+  // Commits up to maxBatch operations from the intake; true when more are waiting.
+  bool commitPending();
+  void flushAll();
+  void commitGroup(std::vector<Pending>& group);
   bool commitTogether(std::vector<Pending>& group, int64_t nowMs, std::vector<Outcome>& out);
   void commitAlone(Pending& p, int64_t nowMs, Outcome& out);
   void finish(std::vector<Pending>& group, std::vector<Outcome>& out, core::MonoTime started,
@@ -70,9 +76,12 @@ class SqliteStoreImpl final : public SqliteStore {
   std::unique_ptr<BatchWriter> writer_;
   sql::Statement begin_, commit_, rollback_, savepoint_, release_, rollbackTo_, stats_, pages_;
 
-  std::vector<Pending> pending_;
-  size_t pendingOps_ = 0;
-  bool commitScheduled_ = false;
+  // Batches waiting for a commit; filled by any thread, drained by loop_.
+  std::mutex intakeMu_;
+  std::deque<Pending> intake_;
+  size_t intakeOps_ = 0;
+  bool fullSignalled_ = false;  // a commit of a full batch is already posted
+
   std::optional<core::TimerId> timer_;
   std::optional<core::TimerId> pruneTimer_;
   core::Code lastError_ = core::Code::kOk;
