@@ -1,0 +1,78 @@
+#pragma once
+// TwinService: KubeEdge-compatible device twins on the local MQTT broker (PROTOCOL.md §2), kept in
+// the store and synced to the cloud through the outbox. Only agent/ (and tests) build one.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "outpost/core/bus.h"
+#include "outpost/core/clock.h"
+#include "outpost/core/log.h"
+#include "outpost/core/metrics.h"
+#include "outpost/core/status.h"
+#include "outpost/metadb/store.h"
+
+namespace outpost::twin {
+
+// How a device id appears in topics: "<namespace>/<name>" (KubeEdge 1.17+, two topic segments) or
+// "<name>" (up to 1.16, one segment).
+enum class DeviceIdForm { kNamespaced, kName };
+
+struct TwinOptions {
+  std::string nodeName;                         // devices whose spec.nodeName is this are served
+  std::string broker = "tcp://127.0.0.1:1883";  // the local broker: tcp:// or ssl://
+  std::string clientId;                         // empty: "outpost-twin-<nodeName>"
+  std::string username;
+  std::string password;
+  std::string caFile, certFile, keyFile;  // TLS (ssl://)
+  DeviceIdForm deviceIdForm = DeviceIdForm::kNamespaced;
+  core::Duration keepAlive = std::chrono::seconds(15);
+  core::Duration connectTimeout = std::chrono::seconds(10);
+  // Reconnect back-off with full jitter: the n-th retry waits uniform [0, min(cap, base * 2^n)].
+  core::Duration reconnectBase = std::chrono::seconds(1);
+  core::Duration reconnectCap = std::chrono::seconds(30);
+  size_t maxPayloadBytes = 64 * 1024;  // bigger requests are answered 400
+  // Called (on the twin loop) after rows were committed to the outbox, so the cloud link drains
+  // them at once. May be empty.
+  std::function<void()> outboxChanged;
+};
+
+// What `outpostctl status` shows of the twins.
+struct TwinStatus {
+  bool connected = false;
+  std::string broker;
+  std::string lastError;
+  int64_t devices = 0;
+  int64_t updatesOk = 0;
+  int64_t updatesFailed = 0;
+  int64_t reconnects = 0;
+};
+
+class TwinService {
+ public:
+  virtual ~TwinService() = default;
+  // Loads devices and twins from the store, reconciles them with the Device objects, and starts
+  // connecting to the broker in the background (an absent broker is not an error).
+  virtual core::Status start() = 0;
+  // Disconnects and stops the service's thread. Idempotent.
+  virtual void stop() = 0;
+  virtual TwinStatus status() const = 0;
+  // True when the service's thread answers within `timeout`.
+  virtual bool alive(std::chrono::milliseconds timeout) = 0;
+  // A twin change from the cloud in KubeEdge's `device/<id>/twin/cloud_updated` form (content
+  // {"twin": {prop: {expected, actual, expected_version, actual_version, metadata}}}): applied per
+  // PROTOCOL.md §2's version rule; what is rejected sends the edge's twin back through the outbox.
+  // Callable from any thread; `done` (may be empty) runs on the twin loop after the commit.
+  virtual void applyCloudTwin(std::string deviceId, std::string content,
+                              std::function<void(core::Status)> done) = 0;
+};
+using TwinServicePtr = std::unique_ptr<TwinService>;
+
+TwinServicePtr makeTwinService(TwinOptions options, metadb::Store& store, core::Bus& bus,
+                               core::Clock& clock, core::Logging& logging,
+                               core::MetricsRegistry& metrics);
+
+}  // namespace outpost::twin

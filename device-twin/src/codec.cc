@@ -1,0 +1,76 @@
+#include "codec.h"
+
+#include "outpost/twin/rules.h"
+
+namespace outpost::twin {
+
+namespace {
+
+json valueJson(const metadb::TwinValue& v) {
+  return {{"value", v.value}, {"metadata", {{"timestamp", v.timestampMs}}}};
+}
+
+json versionJson(const metadb::VersionVector& v) { return {{"cloud", v.cloud}, {"edge", v.edge}}; }
+
+std::string stringAt(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+bool isDeleted(const metadb::TwinProperty& p) { return p.type == kDeletedType; }
+
+json propertyJson(const metadb::TwinProperty& p, PropertyView view) {
+  json j = json::object();
+  if (view.expected && p.expected) j["expected"] = valueJson(*p.expected);
+  if (view.actual && p.actual) j["actual"] = valueJson(*p.actual);
+  j["optional"] = p.optional;
+  j["metadata"] = {{"type", p.type}};
+  if (view.versions) {
+    j["expected_version"] = versionJson(p.expectedVersion);
+    j["actual_version"] = versionJson(p.actualVersion);
+  }
+  return j;
+}
+
+json documentSide(const std::optional<metadb::TwinProperty>& p) {
+  if (!p || isDeleted(*p)) return nullptr;
+  return propertyJson(*p);
+}
+
+core::Result<DeviceObject> parseDeviceObject(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return core::invalidArgument("the Device object is not a JSON object");
+  DeviceObject d;
+  auto meta = j.find("metadata");
+  if (meta != j.end() && meta->is_object()) {
+    d.ns = stringAt(*meta, "namespace");
+    d.name = stringAt(*meta, "name");
+    auto ann = meta->find("annotations");
+    if (ann != meta->end() && ann->is_object()) d.description = stringAt(*ann, "description");
+  }
+  auto spec = j.find("spec");
+  if (spec == j.end() || !spec->is_object()) return d;
+  d.nodeName = stringAt(*spec, "nodeName");
+  if (auto ref = spec->find("deviceModelRef"); ref != spec->end() && ref->is_object())
+    d.model = stringAt(*ref, "name");
+  auto props = spec->find("properties");
+  if (props == spec->end() || !props->is_array()) return d;
+  for (const auto& p : *props) {
+    if (!p.is_object()) continue;
+    auto desired = p.find("desired");
+    if (desired == p.end() || !desired->is_object()) continue;
+    auto value = desired->find("value");
+    if (value == desired->end() || !value->is_string()) continue;
+    DesiredProperty dp;
+    dp.name = stringAt(p, "name");
+    dp.value = value->get<std::string>();
+    if (auto m = desired->find("metadata"); m != desired->end() && m->is_object())
+      dp.type = stringAt(*m, "type");
+    d.desired.push_back(std::move(dp));
+  }
+  return d;
+}
+
+}  // namespace outpost::twin

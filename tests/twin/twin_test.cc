@@ -1,0 +1,605 @@
+// Device twins against a real mosquitto, the device played by an MQTT client: every topic and
+// error of PROTOCOL.md §2, Device objects from the cloud, outages and restarts.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "outpost/metadb/sqlite_store.h"
+#include "outpost/twin/twin_service.h"
+#include "support/mosquitto.h"
+#include "support/mqtt_client.h"
+
+using namespace outpost;
+using namespace outpost::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kNode = "edge-1";
+const std::string kDev = "default/thermo";  // the namespaced id of the device "thermo"
+const std::string kTopic = "$hw/events/device/default/thermo/";
+
+// One agent's store and twin service, as agent/ wires them.
+struct Agent {
+  Agent(TempDir& dir, const std::string& broker, twin::DeviceIdForm form = {})
+      : logPath((dir / "agent.log").string()),
+        logging({core::LogLevel::kDebug, false, logPath}),
+        loop("test", clock) {
+    loop.start();
+    metadb::StoreOptions so;
+    so.path = (dir / "outpost.db").string();
+    so.commitWindow = 0ms;
+    auto s = metadb::openSqliteStore(so, clock, bus, logging, metrics);
+    REQUIRE(s.isOk());
+    store = std::move(s).value();
+    auto r = store->openReader();
+    REQUIRE(r.isOk());
+    reader = std::move(r).value();
+    options.nodeName = kNode;
+    options.broker = broker;
+    options.deviceIdForm = form;
+    options.reconnectBase = 50ms;
+    options.reconnectCap = 300ms;
+    options.keepAlive = 2s;
+    options.outboxChanged = [this] { outboxSignals++; };
+  }
+  ~Agent() {
+    if (twin) twin->stop();
+    twin.reset();
+    reader.reset();
+    store.reset();
+    loop.stop();
+  }
+  void start() {
+    twin = twin::makeTwinService(options, *store, bus, clock, logging, metrics);
+    REQUIRE(twin->start().isOk());
+  }
+  void restart() {
+    twin->stop();
+    start();
+  }
+  bool connected() { return twin->status().connected; }
+
+  core::Status write(metadb::WriteBatch batch) {
+    std::promise<core::Status> p;
+    store->write(std::move(batch), loop,
+                 [&](core::Result<metadb::WriteResult> r) { p.set_value(r.status()); });
+    return p.get_future().get();
+  }
+  // Stores a Device object as the cloud link would (a desired resource of type "device").
+  void putDevice(const std::string& name, const std::string& node,
+                 const std::map<std::string, std::string>& desired, const std::string& type = "") {
+    json props = json::array();
+    for (const auto& [k, v] : desired) {
+      json d = {{"value", v}};
+      if (!type.empty()) d["metadata"] = {{"type", type}};
+      props.push_back({{"name", k}, {"desired", d}});
+    }
+    json obj = {{"apiVersion", "devices.kubeedge.io/v1beta1"},
+                {"kind", "Device"},
+                {"metadata", {{"name", name}, {"namespace", "default"}, {"uid", "uid-" + name}}},
+                {"spec",
+                 {{"deviceModelRef", {{"name", "thermo-model"}}},
+                  {"nodeName", node},
+                  {"properties", props}}}};
+    metadb::ResourceChange c;
+    c.key = "default/device/" + name;
+    c.version = std::to_string(++version);
+    c.uid = "uid-" + name;
+    c.object = obj.dump();
+    c.origin = "cloud";
+    REQUIRE(write(metadb::WriteBatch().apply(std::move(c))).isOk());
+  }
+  void deleteDevice(const std::string& name) {
+    metadb::ResourceChange c;
+    c.kind = metadb::ResourceChange::Kind::kDelete;
+    c.key = "default/device/" + name;
+    c.version = std::to_string(++version);
+    REQUIRE(write(metadb::WriteBatch().apply(std::move(c))).isOk());
+  }
+  std::vector<metadb::OutboxEntry> outbox() {
+    auto r = reader->outboxDue(1000);
+    REQUIRE(r.isOk());
+    return *r;
+  }
+  std::vector<metadb::TwinProperty> storedTwin(const std::string& id) {
+    auto r = reader->twin(id);
+    REQUIRE(r.isOk());
+    return *r;
+  }
+  double metric(const std::string& line) {
+    auto text = metrics.render();
+    auto pos = text.find("\n" + line + " ");
+    if (pos == std::string::npos) return -1;
+    return std::stod(text.substr(pos + line.size() + 2));
+  }
+
+  core::SystemClock clock;
+  std::string logPath;
+  core::Bus bus;
+  core::Logging logging;
+  core::MetricsRegistry metrics;
+  core::EventLoop loop;
+  std::unique_ptr<metadb::SqliteStore> store;
+  metadb::StoreReaderPtr reader;
+  twin::TwinOptions options;
+  twin::TwinServicePtr twin;
+  std::atomic<int> outboxSignals{0};
+  int64_t version = 0;
+};
+
+// The device (or its mapper): publishes requests and collects what the agent publishes.
+struct Device {
+  explicit Device(const std::string& broker) : client(broker) { client.subscribe("$hw/events/#"); }
+
+  // Publishes `request` on `kTopic + tail` and waits for the n-th message on `answerTail`.
+  json call(const std::string& tail, const json& request, const std::string& answerTail) {
+    return callRaw(tail, request.dump(), answerTail);
+  }
+  json callRaw(const std::string& tail, const std::string& payload, const std::string& answerTail,
+               const std::string& prefix = kTopic) {
+    size_t before = client.messagesOn(prefix + answerTail).size();
+    client.publish(prefix + tail, payload);
+    REQUIRE(waitFor([&] { return client.messagesOn(prefix + answerTail).size() > before; }));
+    return json::parse(client.messagesOn(prefix + answerTail)[before].payload);
+  }
+  std::vector<json> on(const std::string& topic) {
+    std::vector<json> out;
+    for (const auto& m : client.messagesOn(topic)) out.push_back(json::parse(m.payload));
+    return out;
+  }
+  json waitNext(const std::string& topic, size_t index) {
+    REQUIRE(waitFor([&] { return client.messagesOn(topic).size() > index; }));
+    return json::parse(client.messagesOn(topic)[index].payload);
+  }
+  MqttTestClient client;
+};
+
+json update(const std::string& eventId, const json& twin) {
+  return {{"event_id", eventId}, {"timestamp", 1}, {"twin", twin}};
+}
+json actual(const std::string& value, const std::string& type = "") {
+  json p = {{"actual", {{"value", value}}}};
+  if (!type.empty()) p["metadata"] = {{"type", type}};
+  return p;
+}
+
+// A started agent with the device "thermo" bound to it and the device's client subscribed.
+struct Fixture {
+  Fixture() : agent(dir, broker.uri()), device(broker.uri()) {
+    agent.start();
+    REQUIRE(waitFor([&] { return agent.connected(); }));
+    agent.putDevice("thermo", kNode, {});
+    REQUIRE(waitFor([&] { return agent.twin->status().devices == 1; }));
+    device.waitNext("$hw/events/node/edge-1/membership/updated", 0);
+  }
+  TempDir dir;
+  Mosquitto broker;
+  Agent agent;
+  Device device;
+};
+
+}  // namespace
+
+TEST_CASE("a Device object for this node joins the membership; membership/get lists it") {
+  TempDir dir;
+  Mosquitto broker;
+  Agent agent(dir, broker.uri());
+  Device device(broker.uri());
+  agent.start();
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+
+  agent.putDevice("other-node-dev", "edge-2", {});
+  agent.putDevice("thermo", kNode, {});
+  auto m = device.waitNext("$hw/events/node/edge-1/membership/updated", 0);
+  CHECK(m["added_devices"] == json::array({{{"id", kDev}, {"name", "thermo"}}}));
+  CHECK(m["removed_devices"].is_null());
+  CHECK(m["event_id"].get<std::string>().size() == 36);
+  CHECK(agent.metric("outpost_twin_devices") == 1);
+  CHECK(agent.metric("outpost_twin_link_up") == 1);
+
+  json got = device.callRaw("membership/get", R"({"event_id":"m1"})", "membership/get/result",
+                            "$hw/events/node/edge-1/");
+  CHECK(got["event_id"] == "m1");
+  CHECK(got["timestamp"].is_number_integer());
+  REQUIRE(got["devices"].size() == 1);
+  CHECK(got["devices"][0]["id"] == kDev);
+  CHECK(got["devices"][0]["name"] == "thermo");
+}
+
+TEST_CASE("a device moved to another node or deleted leaves the membership") {
+  Fixture f;
+  f.agent.putDevice("pump", kNode, {});
+  f.device.waitNext("$hw/events/node/edge-1/membership/updated", 1);
+
+  f.agent.putDevice("thermo", "edge-2", {});  // moved away
+  auto m = f.device.waitNext("$hw/events/node/edge-1/membership/updated", 2);
+  CHECK(m["added_devices"].is_null());
+  CHECK(m["removed_devices"] == json::array({{{"id", kDev}, {"name", "thermo"}}}));
+  CHECK(f.agent.twin->status().devices == 1);
+  CHECK_FALSE(f.agent.reader->device(kDev)->has_value());
+
+  f.agent.deleteDevice("pump");  // deleted in the cloud
+  m = f.device.waitNext("$hw/events/node/edge-1/membership/updated", 3);
+  CHECK(m["removed_devices"][0]["id"] == "default/pump");
+  CHECK(f.agent.twin->status().devices == 0);
+
+  // A request for a device that left is answered 404.
+  json r = f.device.call("twin/get", {{"event_id", "g"}}, "twin/get/result");
+  CHECK(r["code"] == 404);
+}
+
+TEST_CASE("a twin update is stored and answered with result, document and delta") {
+  Fixture f;
+  json req = update("e1", {{"temperature",
+                            {{"actual", {{"value", "21"}}},
+                             {"expected", {{"value", "25"}}},
+                             {"metadata", {{"type", "int"}}}}},
+                           {"mode", actual("eco")}});
+  json r = f.device.call("twin/update", req, "twin/update/result");
+  CHECK(r["event_id"] == "e1");
+  CHECK_FALSE(r.contains("code"));
+  auto& t = r["twin"]["temperature"];
+  CHECK(t["actual"]["value"] == "21");
+  CHECK(t["expected"]["value"] == "25");
+  CHECK(t["actual"]["metadata"]["timestamp"].is_number_integer());
+  CHECK(t["optional"] == true);
+  CHECK(t["metadata"]["type"] == "int");
+  CHECK_FALSE(t.contains("expected_version"));  // versions never reach the local broker
+  CHECK(r["twin"]["mode"]["actual"]["value"] == "eco");
+  CHECK_FALSE(r["twin"]["mode"].contains("expected"));  // only the sides updated
+  CHECK(r["twin"]["mode"]["metadata"]["type"] == "string");
+
+  json doc = f.device.waitNext(kTopic + "twin/update/document", 0);
+  CHECK(doc["event_id"] == "e1");
+  CHECK(doc["twin"]["temperature"]["last"].is_null());
+  CHECK(doc["twin"]["temperature"]["current"]["expected"]["value"] == "25");
+  CHECK(doc["twin"]["mode"]["current"]["actual"]["value"] == "eco");
+
+  json delta = f.device.waitNext(kTopic + "twin/update/delta", 0);
+  CHECK(delta["event_id"] != "e1");
+  CHECK(delta["delta"] == json{{"temperature", "25"}});
+  CHECK(delta["twin"].contains("temperature"));
+  CHECK_FALSE(delta["twin"].contains("mode"));  // no expected value
+
+  // The device catches up: the document has last and current; no delta is left to send.
+  r = f.device.call("twin/update", update("e2", {{"temperature", actual("25")}}),
+                    "twin/update/result");
+  CHECK(r["twin"]["temperature"]["actual"]["value"] == "25");
+  CHECK(r["twin"]["temperature"]["metadata"]["type"] == "int");  // the stored type
+  doc = f.device.waitNext(kTopic + "twin/update/document", 1);
+  CHECK(doc["twin"]["temperature"]["last"]["actual"]["value"] == "21");
+  CHECK(doc["twin"]["temperature"]["current"]["actual"]["value"] == "25");
+
+  // Stored, with the edge counter of each updated side moved.
+  auto twin = f.agent.storedTwin(kDev);
+  REQUIRE(twin.size() == 2);
+  CHECK(twin[1].name == "temperature");
+  CHECK(twin[1].actual->value == "25");
+  CHECK(twin[1].expected->value == "25");
+  CHECK(twin[1].actualVersion == metadb::VersionVector{0, 2});
+  CHECK(twin[1].expectedVersion == metadb::VersionVector{0, 1});
+  CHECK(f.agent.metric("outpost_twin_updates_total{result=\"ok\"}") == 2);
+
+  // A later unrelated update sends no delta once expected == actual everywhere.
+  f.device.call("twin/update", update("e3", {{"mode", actual("boost")}}), "twin/update/result");
+  f.device.waitNext(kTopic + "twin/update/document", 2);
+  CHECK(f.device.on(kTopic + "twin/update/delta").size() == 1);
+}
+
+TEST_CASE("offline: twin changes are queued in the outbox, one row per device, with versions") {
+  Fixture f;  // no cloud link at all: the outbox keeps everything
+  f.device.call("twin/update", update("a", {{"temperature", actual("21", "int")}}),
+                "twin/update/result");
+  f.device.call("twin/update", update("b", {{"humidity", actual("40", "float")}}),
+                "twin/update/result");
+  REQUIRE(waitFor([&] { return f.agent.outboxSignals >= 2; }));
+  auto rows = f.agent.outbox();
+  REQUIRE(rows.size() == 1);  // coalesced
+  CHECK(rows[0].kind == "twin");
+  CHECK(rows[0].key == "device/default/thermo/twin/edge_updated");
+  json p = json::parse(rows[0].payload);
+  CHECK(p["event_id"].is_string());
+  CHECK(p["timestamp"].is_number_integer());
+  CHECK(p["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(p["twin"]["temperature"]["actual_version"] == json{{"cloud", 0}, {"edge", 1}});
+  CHECK(p["twin"]["temperature"]["expected_version"] == json{{"cloud", 0}, {"edge", 0}});
+  CHECK(p["twin"]["humidity"]["metadata"]["type"] == "float");
+
+  // A deleted property goes to the cloud as "deleted" so the cloud hears of it.
+  json r = f.device.call("twin/update", update("c", {{"humidity", nullptr}}), "twin/update/result");
+  CHECK(r["twin"]["humidity"].is_null());
+  REQUIRE(waitFor([&] { return f.agent.outboxSignals >= 3; }));
+  p = json::parse(f.agent.outbox()[0].payload);
+  CHECK(p["twin"]["humidity"]["metadata"]["type"] == "deleted");
+  CHECK_FALSE(p["twin"]["humidity"].contains("actual"));
+}
+
+TEST_CASE("twin get returns the whole twin, without deleted properties") {
+  Fixture f;
+  f.device.call("twin/update",
+                update("u", {{"temperature", actual("21", "int")}, {"mode", actual("eco")}}),
+                "twin/update/result");
+  json r = f.device.call("twin/update", update("d", {{"mode", nullptr}}), "twin/update/result");
+  CHECK(r["twin"] == json{{"mode", nullptr}});
+  json doc = f.device.waitNext(kTopic + "twin/update/document", 1);
+  CHECK(doc["twin"]["mode"]["last"]["actual"]["value"] == "eco");
+  CHECK(doc["twin"]["mode"]["current"].is_null());
+
+  json got = f.device.call("twin/get", {{"event_id", "g1"}}, "twin/get/result");
+  CHECK(got["event_id"] == "g1");
+  CHECK(got["twin"].size() == 1);
+  CHECK(got["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(got["twin"]["temperature"]["metadata"]["type"] == "int");
+
+  // Deleting what does not exist is answered, and changes nothing.
+  r = f.device.call("twin/update", update("d2", {{"nothing", nullptr}}), "twin/update/result");
+  CHECK(r["twin"]["nothing"].is_null());
+  CHECK_FALSE(r.contains("code"));
+}
+
+TEST_CASE("bad requests are answered 400 and unknown devices 404, with the request's event_id") {
+  Fixture f;
+  auto expectError = [&](const std::string& payload, int code, const std::string& eventId,
+                         const std::string& reasonPart, const std::string& prefix = kTopic) {
+    json r = f.device.callRaw("twin/update", payload, "twin/update/result", prefix);
+    CAPTURE(payload);
+    CHECK(r["code"] == code);
+    CHECK(r["event_id"] == eventId);
+    CHECK(r["timestamp"].is_number_integer());
+    CHECK(r["reason"].get<std::string>().find(reasonPart) != std::string::npos);
+    CHECK_FALSE(r.contains("twin"));
+  };
+  expectError("{not json", 400, "", "JSON");
+  expectError(R"({"event_id":"n1"})", 400, "n1", "no twin");
+  expectError(R"({"event_id":"n2","twin":{}})", 400, "n2", "no twin");
+  expectError(R"({"event_id":"n3","twin":{"bad name":{"actual":{"value":"1"}}}})", 400, "n3",
+              "name");
+  expectError(R"({"event_id":"n4","twin":{"p":{"actual":{"value":"a b"}}}})", 400, "n4", "value");
+  expectError(update("n5", {{"p", {{"actual", {{"value", std::string(513, 'v')}}}}}}).dump(), 400,
+              "n5", "value");
+  expectError(
+      R"({"event_id":"n6","twin":{"p":{"actual":{"value":"1"},"metadata":{"type":"double"}}}})",
+      400, "n6", "type");
+  expectError(
+      R"({"event_id":"n7","twin":{"p":{"actual":{"value":"warm"},"metadata":{"type":"int"}}}})",
+      400, "n7", "not of type int");
+  expectError(R"({"event_id":"n8","twin":{"p":{"actual":{"value":21}}}})", 400, "n8", "string");
+  expectError(R"({"event_id":"n9","twin":{"p":"x"}})", 400, "n9", "not an object");
+  expectError(R"({"event_id":"u1","twin":{"p":{"actual":{"value":"1"}}}})", 404, "u1", "ghost",
+              "$hw/events/device/default/ghost/");
+
+  // A rejected request changes nothing, even for its valid properties.
+  expectError(
+      R"({"event_id":"n10","twin":{"ok":{"actual":{"value":"1"}},"bad":{"actual":{"value":"!"}}}})",
+      400, "n10", "bad");
+  CHECK(f.agent.storedTwin(kDev).empty());
+  CHECK(f.agent.outbox().empty());
+  CHECK(f.agent.metric("outpost_twin_updates_total{result=\"error\"}") == 12);
+
+  // The other requests validate too.
+  json r = f.device.callRaw("twin/get", "[]", "twin/get/result");
+  CHECK(r["code"] == 400);
+  r = f.device.callRaw("twin/get", R"({"event_id":"g"})", "twin/get/result",
+                       "$hw/events/device/default/ghost/");
+  CHECK(r["code"] == 404);
+  CHECK(r["event_id"] == "g");
+  r = f.device.call("state/update", {{"event_id", "s"}, {"state", "sleepy"}},
+                    "state/update/result");
+  CHECK(r["code"] == 400);
+  CHECK(r["event_id"] == "s");
+  r = f.device.callRaw("state/update", R"({"event_id":"s2","state":"online"})",
+                       "state/update/result", "$hw/events/device/default/ghost/");
+  CHECK(r["code"] == 404);
+}
+
+TEST_CASE("a store failure is answered 500 and leaves the twin as it was") {
+  Fixture f;
+  f.device.call("twin/update", update("ok", {{"small", actual("1")}}), "twin/update/result");
+  // No page more than the file has now: the disk is full. SQLite keeps the cap at the current size
+  // when asked for less, and the store says so.
+  auto capped = f.agent.store->setMaxPageCount(1);
+  REQUIRE(capped.code() == core::Code::kFailedPrecondition);
+  json big = json::object();
+  for (int i = 0; i < 100; ++i) big["p" + std::to_string(i)] = actual(std::string(500, 'x'));
+  json r = f.device.call("twin/update", update("big", big), "twin/update/result");
+  CHECK(r["code"] == 500);
+  CHECK(r["event_id"] == "big");
+  CHECK(f.agent.storedTwin(kDev).size() == 1);
+  // The service forgot what did not commit: get shows the stored twin only.
+  json got = f.device.call("twin/get", {{"event_id", "g"}}, "twin/get/result");
+  CHECK(got["twin"].size() == 1);
+
+  REQUIRE(f.agent.store->setMaxPageCount(100000).isOk());  // space returns
+  r = f.device.call("twin/update", update("big2", big), "twin/update/result");
+  CHECK_FALSE(r.contains("code"));
+  CHECK(f.agent.storedTwin(kDev).size() == 101);
+}
+
+TEST_CASE("a state update is stored, answered and queued for the cloud") {
+  Fixture f;
+  json r =
+      f.device.call("state/update", {{"event_id", "s1"}, {"timestamp", 1}, {"state", "OnLine"}},
+                    "state/update/result");
+  CHECK(r["event_id"] == "s1");
+  CHECK(r["device"]["name"] == "thermo");
+  CHECK(r["device"]["state"] == "online");
+  CHECK(r["device"]["last_online"].get<std::string>().size() == 19);
+  auto stored = f.agent.reader->device(kDev);
+  REQUIRE(stored->has_value());
+  CHECK((*stored)->state == "online");
+  REQUIRE(waitFor([&] { return f.agent.outboxSignals >= 1; }));
+  auto rows = f.agent.outbox();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].kind == "devicestatus");
+  CHECK(rows[0].key == "device/default/thermo/state/update");
+  json content = json::parse(rows[0].payload);
+  REQUIRE(content.is_string());  // the state result as a JSON string
+  CHECK(json::parse(content.get<std::string>())["device"]["state"] == "online");
+
+  json m =
+      f.device.callRaw("membership/get", "{}", "membership/get/result", "$hw/events/node/edge-1/");
+  CHECK(m["devices"][0]["state"] == "online");
+  CHECK(m["devices"][0].contains("last_online"));
+}
+
+TEST_CASE("a desired value changed in the cloud reaches the device as document and delta") {
+  Fixture f;
+  f.device.call("twin/update", update("a", {{"setpoint", actual("20", "int")}}),
+                "twin/update/result");
+  f.agent.putDevice("thermo", kNode, {{"setpoint", "23"}});
+  json delta = f.device.waitNext(kTopic + "twin/update/delta", 0);
+  CHECK(delta["delta"] == json{{"setpoint", "23"}});
+  CHECK(delta["twin"]["setpoint"]["expected"]["value"] == "23");
+  CHECK(delta["twin"]["setpoint"]["actual"]["value"] == "20");
+  CHECK(delta["twin"]["setpoint"]["metadata"]["type"] == "int");  // the twin's type is kept
+  json doc = f.device.waitNext(kTopic + "twin/update/document", 1);
+  CHECK(doc["twin"]["setpoint"]["last"]["actual"]["value"] == "20");
+  CHECK(doc["twin"]["setpoint"]["current"]["expected"]["value"] == "23");
+  auto twin = f.agent.storedTwin(kDev);
+  REQUIRE(twin.size() == 1);
+  CHECK(twin[0].expectedVersion == metadb::VersionVector{1, 0});
+
+  // The same desired value again (a new resource version) changes nothing.
+  f.agent.putDevice("thermo", kNode, {{"setpoint", "23"}, {"unit", "C"}});
+  json delta2 = f.device.waitNext(kTopic + "twin/update/delta", 1);
+  CHECK(delta2["delta"] == json({{"setpoint", "23"}, {"unit", "C"}}));
+  CHECK(f.agent.storedTwin(kDev)[0].expectedVersion == metadb::VersionVector{1, 0});
+
+  // A value the device set locally stays until the cloud changes its desired value.
+  f.device.call("twin/update", update("b", {{"setpoint", {{"expected", {{"value", "19"}}}}}}),
+                "twin/update/result");
+  f.agent.putDevice("thermo", kNode, {{"setpoint", "23"}, {"unit", "F"}});
+  REQUIRE(waitFor([&] {
+    auto t = f.agent.storedTwin(kDev);
+    return t.size() == 2 && t[1].expected && t[1].expected->value == "F";
+  }));
+  CHECK(f.agent.storedTwin(kDev)[0].expected->value == "19");
+  f.agent.putDevice("thermo", kNode, {{"setpoint", "24"}, {"unit", "F"}});
+  REQUIRE(waitFor([&] { return f.agent.storedTwin(kDev)[0].expected->value == "24"; }));
+  CHECK(f.agent.storedTwin(kDev)[0].expectedVersion == metadb::VersionVector{2, 1});
+
+  // A desired value that does not fit the property's type is ignored.
+  f.agent.putDevice("thermo", kNode, {{"setpoint", "warm"}, {"unit", "F"}});
+  f.agent.putDevice("pump", kNode, {});  // a later change, to know the first was handled
+  f.device.waitNext("$hw/events/node/edge-1/membership/updated", 1);
+  CHECK(f.agent.storedTwin(kDev)[0].expected->value == "24");
+}
+
+TEST_CASE("twins survive an agent restart, and changes made while it was down are applied") {
+  Fixture f;
+  f.device.call("twin/update",
+                update("a", {{"temperature",
+                              {{"actual", {{"value", "21"}}},
+                               {"expected", {{"value", "22"}}},
+                               {"metadata", {{"type", "int"}}}}}}),
+                "twin/update/result");
+  f.agent.twin->stop();
+  f.agent.putDevice("thermo", kNode, {{"temperature", "24"}});  // while the twin is down
+  f.agent.start();
+  REQUIRE(waitFor([&] { return f.agent.connected(); }));
+  CHECK(f.agent.twin->status().devices == 1);
+
+  json delta = f.device.waitNext(kTopic + "twin/update/delta", 1);
+  CHECK(delta["delta"] == json{{"temperature", "24"}});
+  json got = f.device.call("twin/get", {{"event_id", "g"}}, "twin/get/result");
+  CHECK(got["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(got["twin"]["temperature"]["expected"]["value"] == "24");
+  CHECK(got["twin"]["temperature"]["metadata"]["type"] == "int");
+  // No membership event for a device that was already a member.
+  CHECK(f.device.on("$hw/events/node/edge-1/membership/updated").size() == 1);
+
+  // A request sent while the agent was away is served from its persistent session.
+  f.agent.twin->stop();
+  f.device.client.publish(kTopic + "twin/update", update("away", {{"mode", actual("eco")}}).dump());
+  f.agent.start();
+  json r = f.device.waitNext(kTopic + "twin/update/result", 1);
+  CHECK(r["event_id"] == "away");
+}
+
+TEST_CASE("after a broker restart the agent reconnects, resubscribes and answers again") {
+  Fixture f;
+  f.device.call("twin/update", update("a", {{"mode", actual("eco")}}), "twin/update/result");
+  f.broker.stop();
+  REQUIRE(waitFor([&] { return !f.agent.connected(); }));
+  CHECK(f.agent.metric("outpost_twin_link_up") == 0);
+  f.broker.start();
+  REQUIRE(waitFor([&] { return f.agent.connected(); }));
+  Device device2(f.broker.uri());  // the old client does not reconnect by itself
+  json r = device2.call("twin/get", {{"event_id", "g"}}, "twin/get/result");
+  CHECK(r["twin"]["mode"]["actual"]["value"] == "eco");
+  CHECK(f.agent.twin->status().reconnects >= 1);
+}
+
+TEST_CASE("cloud twin updates follow the version rule; what is rejected goes back to the cloud") {
+  Fixture f;
+  f.device.call("twin/update", update("a", {{"setpoint", actual("20", "int")}}),
+                "twin/update/result");
+  REQUIRE(waitFor([&] { return f.agent.outboxSignals >= 1; }));
+  auto apply = [&](const json& content) {
+    std::promise<core::Status> p;
+    f.agent.twin->applyCloudTwin(kDev, content.dump(), [&](core::Status s) { p.set_value(s); });
+    return p.get_future().get();
+  };
+  // Newer on both counters: accepted, versions copied, the device hears of it.
+  json ok = {
+      {"twin",
+       {{"setpoint",
+         {{"expected", {{"value", "22"}}}, {"expected_version", {{"cloud", 1}, {"edge", 0}}}}}}}};
+  REQUIRE(apply(ok).isOk());
+  auto twin = f.agent.storedTwin(kDev);
+  CHECK(twin[0].expected->value == "22");
+  CHECK(twin[0].expectedVersion == metadb::VersionVector{1, 0});
+  json delta = f.device.waitNext(kTopic + "twin/update/delta", 0);
+  CHECK(delta["delta"] == json{{"setpoint", "22"}});
+
+  // The edge changed actual (edge = 2 now): a cloud actual that has not seen it is rejected, and
+  // the edge's twin is queued again.
+  f.device.call("twin/update", update("b", {{"setpoint", actual("21")}}), "twin/update/result");
+  auto rowsBefore = f.agent.outbox();
+  REQUIRE(rowsBefore.size() == 1);
+  int signals = f.agent.outboxSignals;
+  json stale = {
+      {"twin",
+       {{"setpoint",
+         {{"actual", {{"value", "99"}}}, {"actual_version", {{"cloud", 0}, {"edge", 1}}}}}}}};
+  REQUIRE(apply(stale).isOk());
+  CHECK(f.agent.storedTwin(kDev)[0].actual->value == "21");
+  CHECK(f.agent.outboxSignals > signals);
+  auto rows = f.agent.outbox();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].ref.generation > rowsBefore[0].ref.generation);
+  CHECK(json::parse(rows[0].payload)["twin"]["setpoint"]["actual"]["value"] == "21");
+
+  // Without versions: rejected.
+  json bare = {{"twin", {{"setpoint", {{"expected", {{"value", "30"}}}}}}}};
+  REQUIRE(apply(bare).isOk());
+  CHECK(f.agent.storedTwin(kDev)[0].expected->value == "22");
+
+  // Unknown device.
+  std::promise<core::Status> p;
+  f.agent.twin->applyCloudTwin("default/ghost", ok.dump(), [&](core::Status s) { p.set_value(s); });
+  CHECK(p.get_future().get().code() == core::Code::kNotFound);
+}
+
+TEST_CASE("with one-segment device ids (KubeEdge up to 1.16) topics name the device alone") {
+  TempDir dir;
+  Mosquitto broker;
+  Agent agent(dir, broker.uri(), twin::DeviceIdForm::kName);
+  Device device(broker.uri());
+  agent.start();
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  agent.putDevice("thermo", kNode, {});
+  auto m = device.waitNext("$hw/events/node/edge-1/membership/updated", 0);
+  CHECK(m["added_devices"][0]["id"] == "thermo");
+  json r = device.callRaw("twin/update", update("e", {{"p", actual("1")}}).dump(),
+                          "twin/update/result", "$hw/events/device/thermo/");
+  CHECK(r["twin"]["p"]["actual"]["value"] == "1");
+  r = device.callRaw("twin/get", R"({"event_id":"g"})", "twin/get/result",
+                     "$hw/events/device/thermo/");
+  CHECK(r["twin"]["p"]["actual"]["value"] == "1");
+}
