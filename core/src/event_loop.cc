@@ -43,8 +43,9 @@ void EventLoop::stop() {
 void EventLoop::post(Task task) {
   std::lock_guard lock(mu_);
   if (stopping_) return;
+  const bool wasEmpty = tasks_.empty();
   tasks_.push_back(std::move(task));
-  cv_.notify_one();
+  if (wasEmpty) cv_.notify_one();  // the loop only sleeps while its queue is empty
 }
 
 TimerId EventLoop::runAfter(Duration delay, Task task) {

@@ -105,7 +105,8 @@ class [[nodiscard]] Result {
     assert(isOk());
     return std::get<T>(data_);
   }
-  T&& value() && {
+  // On a temporary the value is moved out, so `*makeResult()` never dangles.
+  T value() && {
     assert(isOk());
     return std::get<T>(std::move(data_));
   }
@@ -113,6 +114,7 @@ class [[nodiscard]] Result {
 
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
+  T operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
