@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "modules.h"
 #include "outpost/agent/api_server.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/metrics.h"
@@ -20,7 +21,12 @@ class ApiModule final : public Module {
   ApiModule(ApiServer& server, const ApiConfig& config) : server_(server), config_(config) {}
   std::string name() const override { return "api"; }
   core::Status start() override { return server_.start(config_.socket, config_.metricsAddress); }
-  void stop() override { server_.stop(); }
+  void stop() override {
+    server_.stop();
+    if (afterStop_) afterStop_();
+  }
+  // Runs once the API thread is gone (releases what only it used).
+  void afterStop(std::function<void()> f) { afterStop_ = std::move(f); }
   std::string describe() const override {
     std::string d = "unix:" + config_.socket;
     if (auto tcp = server_.tcpAddress(); !tcp.empty()) d += ", http://" + tcp;
@@ -31,6 +37,7 @@ class ApiModule final : public Module {
  private:
   ApiServer& server_;
   const ApiConfig& config_;
+  std::function<void()> afterStop_;
 };
 
 }  // namespace
@@ -45,6 +52,9 @@ class Agent::Impl {
         lifecycle_(log_),
         api_(logging.get("api")),
         apiModule_(api_, config_.api),
+        store_(context()),
+        cloud_(context(), store_),
+        deploy_(context(), store_, cloud_),
         started_(clock.now()) {
     registerProcessMetrics(metrics_);
     metrics_
@@ -52,9 +62,17 @@ class Agent::Impl {
                {{"version", OUTPOST_VERSION}})
         .set(1);
     addRoutes();
-    // Start order: the API first, so that `outpostctl status` can watch the others start.
+    apiModule_.afterStop([this] { apiReader_.reset(); });
+    // Start order: the store, then the API (so `outpostctl status` can watch the rest start, and
+    // the API stops before the store it reads), then the workloads from the store alone (offline
+    // cold boot), and the cloud link last.
+    lifecycle_.add(store_);
     lifecycle_.add(apiModule_);
+    if (config_.runtime.enabled) lifecycle_.add(deploy_);
+    lifecycle_.add(cloud_);
   }
+
+  Context context() { return Context{config_, logging_, clock_, bus_, metrics_}; }
 
   void addRoutes() {
     api_.route("GET", "/healthz", Listener::kBoth, [](const ApiRequest&) {
@@ -70,6 +88,63 @@ class Agent::Impl {
     api_.route("GET", "/v1/status", Listener::kUnix, [this](const ApiRequest&) {
       return ApiResponse{200, "application/json", statusJson()};
     });
+    api_.route("GET", "/v1/resources", Listener::kUnix,
+               [this](const ApiRequest& req) { return resources(req); });
+  }
+
+  // The API thread's own read-only view of the store (opened on first use; the API stops before the
+  // store).
+  metadb::StoreReader* apiReader() {
+    if (!apiReader_ && store_.store()) {
+      auto r = store_.store()->openReader();
+      if (r.isOk()) apiReader_ = std::move(r).value();
+    }
+    return apiReader_.get();
+  }
+
+  ApiResponse resources(const ApiRequest& req) {
+    auto* reader = apiReader();
+    if (!reader) return {503, "application/json", R"({"error":"the store is not open"})"};
+    auto type = req.query.find("type");
+    if (type == req.query.end() || type->second.empty()) {
+      return {400, "application/json",
+              R"x({"error":"the type parameter is required (pod, configmap, secret, device)"})x"};
+    }
+    std::optional<std::string_view> ns;
+    if (auto it = req.query.find("namespace"); it != req.query.end() && !it->second.empty())
+      ns = it->second;
+    auto list = reader->list(type->second, ns);
+    if (!list.isOk())
+      return {500, "application/json", nlohmann::json{{"error", list.status().toString()}}.dump()};
+    auto name = req.query.find("name");
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : *list) {
+      if (name != req.query.end() && !name->second.empty() && r.name != name->second) continue;
+      nlohmann::json object = nlohmann::json::parse(r.object, nullptr, false);
+      if (r.type == "secret") hideSecretValues(object);
+      out.push_back({{"key", r.key},
+                     {"namespace", r.ns},
+                     {"type", r.type},
+                     {"name", r.name},
+                     {"uid", r.uid},
+                     {"resourceVersion", std::to_string(r.version)},
+                     {"origin", r.origin},
+                     {"updated", core::toUnixMillis(r.updated)},
+                     {"object", object}});
+    }
+    return {200, "application/json", out.dump()};
+  }
+
+  // Secret values never leave the agent through its API: only their sizes do.
+  static void hideSecretValues(nlohmann::json& secret) {
+    for (const char* field : {"data", "stringData"}) {
+      auto it = secret.find(field);
+      if (it == secret.end() || !it->is_object()) continue;
+      for (auto& [k, v] : it->items()) {
+        size_t n = v.is_string() ? v.get<std::string>().size() : v.dump().size();
+        v = "(hidden, " + std::to_string(n) + " bytes)";
+      }
+    }
   }
 
   std::string statusJson() const {
@@ -81,6 +156,21 @@ class Agent::Impl {
     j["ready"] = lifecycle_.ready();
     j["log_level"] = std::string(core::logLevelName(logging_.level()));
     j["api"] = {{"socket", config_.api.socket}, {"metrics_address", api_.tcpAddress()}};
+    if (auto* link = cloud_.link()) {
+      auto s = link->status();
+      nlohmann::json c = {{"transport", config_.cloud.transport},
+                          {"state", std::string(cloudhub::linkStateName(s.state))},
+                          {"endpoint", s.endpoint},
+                          {"last_error", s.lastError},
+                          {"reconnects", s.reconnects},
+                          {"offline_seconds", s.offlineSeconds},
+                          {"messages_in", s.messagesIn},
+                          {"messages_out", s.messagesOut},
+                          {"messages_invalid", s.messagesInvalid}};
+      c["last_sync"] =
+          s.lastSync ? nlohmann::json(core::toUnixMillis(*s.lastSync)) : nlohmann::json(nullptr);
+      j["cloud"] = c;
+    }
     auto& mods = j["modules"] = nlohmann::json::array();
     for (const auto& m : lifecycle_.status()) {
       mods.push_back({{"name", m.name}, {"state", moduleStateName(m.state)}, {"detail", m.detail}});
@@ -97,6 +187,10 @@ class Agent::Impl {
   Lifecycle lifecycle_;
   ApiServer api_;
   ApiModule apiModule_;
+  StoreModule store_;
+  CloudModule cloud_;
+  DeployModule deploy_;
+  metadb::StoreReaderPtr apiReader_;  // used on the API thread only
   core::MonoTime started_;
 };
 

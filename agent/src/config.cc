@@ -222,6 +222,7 @@ std::vector<Field> schema(Config& c) {
       intField("store.outbox_max_rows", c.store.outboxMaxRows),
       intField("store.outbox_max_bytes", c.store.outboxMaxBytes),
       durationField("store.commit_window", c.store.commitWindow),
+      boolField("runtime.enabled", c.runtime.enabled),
       stringField("runtime.endpoint", c.runtime.endpoint),
       stringField("runtime.namespace", c.runtime.ns),
       stringField("runtime.sandbox_image", c.runtime.sandboxImage),

@@ -2,15 +2,21 @@
 // (docs/local-api.md).
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "manifests.h"
 #include "outpost/agent/agent.h"
 #include "outpost/agent/api_server.h"
 #include "outpost/agent/config.h"
 #include "outpost/agent/exit_codes.h"
+#include "outpost/cloudhub/desired_publisher.h"
 #include "version.h"
 
 namespace outpost::agent {
@@ -21,6 +27,14 @@ struct Globals {
   std::string socket;
   std::string config = "/etc/outpost/outpost.yaml";
   std::string output = "table";
+};
+
+// Where desired state is published: flags, else the agent's configuration.
+struct PublishFlags {
+  std::string node, group, broker, ca, cert, key, prefix;
+  std::vector<std::string> files;
+  std::string ns = "default";
+  std::vector<std::string> args;  // TYPE NAME
 };
 
 // --socket wins; else the agent's configuration names it; else the default path.
@@ -79,6 +93,213 @@ int cmdStatus(const Globals& g) {
   return printStatus(j, g.output);
 }
 
+std::string readInput(const std::string& path) {
+  std::stringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+  } else {
+    std::ifstream f(path);
+    if (!f) return {};
+    ss << f.rdbuf();
+  }
+  return ss.str();
+}
+
+// Plural and short names operators type, as kubectl accepts them.
+std::string canonicalType(std::string t) {
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  static const std::map<std::string, std::string> kAliases = {{"pods", "pod"},
+                                                              {"po", "pod"},
+                                                              {"configmaps", "configmap"},
+                                                              {"cm", "configmap"},
+                                                              {"secrets", "secret"},
+                                                              {"devices", "device"},
+                                                              {"devicemodels", "devicemodel"}};
+  auto it = kAliases.find(t);
+  return it == kAliases.end() ? t : it->second;
+}
+
+// Connects to the broker named by the flags or the configuration, for the scope named likewise.
+int withPublisher(
+    const Globals& g, const PublishFlags& f,
+    const std::function<int(cloudhub::DesiredPublisher&, const cloudhub::Scope&)>& body) {
+  LoadResult loaded = loadConfigFile(g.config, processEnvironment());
+  const Config& c = loaded.config;
+  if (!f.node.empty() && !f.group.empty()) {
+    std::cerr << "outpostctl: give --node or --group, not both\n";
+    return kExitUsage;
+  }
+  cloudhub::Scope scope;
+  if (!f.group.empty()) {
+    scope = {cloudhub::Scope::Kind::kGroup, f.group};
+  } else {
+    scope = {cloudhub::Scope::Kind::kNode, f.node.empty() ? c.node.name : f.node};
+  }
+  if (scope.name.empty()) {
+    std::cerr
+        << "outpostctl: no target: give --node NAME or --group NAME (or --config with node.name)\n";
+    return kExitUsage;
+  }
+  cloudhub::PublisherOptions o;
+  o.broker = f.broker.empty() ? c.cloud.mqtt.broker : f.broker;
+  o.prefix = f.prefix.empty() ? c.cloud.mqtt.prefix : f.prefix;
+  o.encoding = cloudhub::parseEncoding(c.cloud.mqtt.encoding).value_or(cloudhub::Encoding::kJson);
+  o.caFile = f.ca.empty() ? c.cloud.tls.ca : f.ca;
+  o.certFile = f.cert.empty() ? c.cloud.tls.cert : f.cert;
+  o.keyFile = f.key.empty() ? c.cloud.tls.key : f.key;
+  o.username = c.cloud.mqtt.username;
+  auto pub = cloudhub::DesiredPublisher::connect(o);
+  if (!pub.isOk()) {
+    std::cerr << "outpostctl: cannot reach the broker " << o.broker << ": "
+              << pub.status().message() << "\n";
+    return kExitUnavailable;
+  }
+  return body(**pub, scope);
+}
+
+std::string scopeText(const cloudhub::Scope& s) {
+  return (s.kind == cloudhub::Scope::Kind::kNode ? "node " : "group ") + s.name;
+}
+
+core::Result<std::vector<ManifestObject>> readManifestFiles(const std::vector<std::string>& files) {
+  std::vector<ManifestObject> all;
+  for (const auto& file : files) {
+    std::string text = readInput(file);
+    if (text.empty()) return core::invalidArgument("cannot read " + file + " (or it is empty)");
+    auto objs = parseManifests(text, file == "-" ? "standard input" : file);
+    if (!objs.isOk()) return objs.status();
+    for (auto& o : *objs) all.push_back(std::move(o));
+  }
+  return all;
+}
+
+int cmdApply(const Globals& g, const PublishFlags& f) {
+  auto objs = readManifestFiles(f.files);
+  if (!objs.isOk()) {
+    std::cerr << "outpostctl: " << objs.status().message() << "\n";
+    return kExitFailure;
+  }
+  return withPublisher(g, f, [&](cloudhub::DesiredPublisher& pub, const cloudhub::Scope& scope) {
+    std::vector<cloudhub::DesiredObject> desired;
+    for (const auto& o : *objs) desired.push_back({o.key, o.json});
+    auto done = pub.apply(scope, desired);
+    if (!done.isOk()) {
+      std::cerr << "outpostctl: " << done.status().message() << "\n";
+      return kExitFailure;
+    }
+    for (const auto& p : *done) {
+      std::cout << p.key << " published for " << scopeText(scope) << " (version "
+                << p.resourceVersion << ")\n";
+    }
+    return kExitOk;
+  });
+}
+
+int cmdDelete(const Globals& g, const PublishFlags& f) {
+  std::vector<std::string> keys;
+  if (!f.files.empty()) {
+    auto objs = readManifestFiles(f.files);
+    if (!objs.isOk()) {
+      std::cerr << "outpostctl: " << objs.status().message() << "\n";
+      return kExitFailure;
+    }
+    for (const auto& o : *objs) keys.push_back(o.key);
+  } else if (f.args.size() == 2) {
+    keys.push_back(f.ns + "/" + canonicalType(f.args[0]) + "/" + f.args[1]);
+  } else {
+    std::cerr << "outpostctl: delete needs -f FILE, or TYPE NAME\n";
+    return kExitUsage;
+  }
+  return withPublisher(g, f, [&](cloudhub::DesiredPublisher& pub, const cloudhub::Scope& scope) {
+    auto done = pub.remove(scope, keys);
+    if (!done.isOk()) {
+      std::cerr << "outpostctl: " << done.status().message() << "\n";
+      return kExitFailure;
+    }
+    for (const auto& k : keys) {
+      bool listed = std::find(done->begin(), done->end(), k) != done->end();
+      std::cout << k << (listed ? " deleted for " : " was not desired for ") << scopeText(scope)
+                << "\n";
+    }
+    return kExitOk;
+  });
+}
+
+std::string age(int64_t updatedMs) {
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  return formatUptime(static_cast<double>(std::max<int64_t>(0, now - updatedMs)) / 1000.0);
+}
+
+int cmdGet(const Globals& g, const PublishFlags& f) {
+  if (f.args.empty() || f.args.size() > 2) {
+    std::cerr << "outpostctl: get needs TYPE [NAME]\n";
+    return kExitUsage;
+  }
+  std::string type = canonicalType(f.args[0]);
+  std::string target = "/v1/resources?type=" + type;
+  if (f.ns != "*") target += "&namespace=" + f.ns;
+  if (f.args.size() == 2) target += "&name=" + f.args[1];
+  auto r = callUnixSocket(socketPath(g), "GET", target);
+  if (!r.isOk()) {
+    std::cerr << "outpostctl: " << r.status().message()
+              << "\nIs outpostd running? (or pass --socket PATH)\n";
+    return kExitUnavailable;
+  }
+  if (r->status != 200) {
+    std::cerr << "outpostctl: the agent answered " << r->status << ": " << r->body << "\n";
+    return kExitFailure;
+  }
+  auto items = nlohmann::json::parse(r->body, nullptr, false);
+  if (!items.is_array()) {
+    std::cerr << "outpostctl: the agent's answer is not a list\n";
+    return kExitFailure;
+  }
+  if (f.args.size() == 2 && items.empty()) {
+    std::cerr << "outpostctl: " << type << " \"" << f.args[1] << "\" not found in namespace "
+              << f.ns << "\n";
+    return kExitFailure;
+  }
+  nlohmann::json objects = nlohmann::json::array();
+  for (const auto& it : items) objects.push_back(it["object"]);
+  nlohmann::json doc =
+      f.args.size() == 2
+          ? objects[0]
+          : nlohmann::json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", objects}};
+  if (g.output == "json") {
+    std::cout << doc.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (g.output == "yaml") {
+    std::cout << jsonToYaml(doc.dump());
+    return kExitOk;
+  }
+  if (items.empty()) {
+    std::cout << "No " << type << " objects found" << (f.ns == "*" ? "" : " in namespace " + f.ns)
+              << ".\n";
+    return kExitOk;
+  }
+  std::cout << std::left << std::setw(16) << "NAMESPACE" << std::setw(32) << "NAME" << std::setw(16)
+            << "VERSION";
+  if (type == "secret" || type == "configmap") std::cout << std::setw(6) << "DATA";
+  std::cout << "AGE\n";
+  for (const auto& it : items) {
+    std::cout << std::left << std::setw(16) << it.value("namespace", "") << std::setw(32)
+              << it.value("name", "") << std::setw(16) << it.value("resourceVersion", "");
+    if (type == "secret" || type == "configmap") {
+      size_t n = 0;
+      for (const char* field : {"data", "stringData", "binaryData"}) {
+        if (it["object"].contains(field) && it["object"][field].is_object())
+          n += it["object"][field].size();
+      }
+      std::cout << std::setw(6) << n;
+    }
+    std::cout << age(it.value("updated", int64_t{0})) << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int runCtl(int argc, char** argv) {
@@ -94,6 +315,10 @@ int runCtl(int argc, char** argv) {
       "Examples:\n"
       "  outpostctl status                 the agent's version, node, uptime and modules\n"
       "  outpostctl status -o json         the same as JSON, for scripts\n"
+      "  outpostctl apply -f hello-pod.yaml --node store-17\n"
+      "                                    publish desired state to the broker for one node\n"
+      "  outpostctl delete pod hello --group tills\n"
+      "  outpostctl get pods               what this node holds\n"
       "Exit codes: 0 ok, 1 the agent answered an error, 64 bad command line, 69 agent "
       "unreachable.");
 
@@ -101,6 +326,37 @@ int runCtl(int argc, char** argv) {
       app.add_subcommand("status", "show the agent's version, node, uptime and module states");
   status->add_option("-o,--output", g.output, "output format")
       ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+
+  PublishFlags pf;
+  auto addTarget = [&](CLI::App* cmd) {
+    auto* node = cmd->add_option("--node", pf.node,
+                                 "publish for this node (default: node.name of --config)");
+    cmd->add_option("--group", pf.group, "publish for every node of this group")->excludes(node);
+    cmd->add_option("--broker", pf.broker, "broker URI (default: cloud.mqtt.broker of --config)");
+    cmd->add_option("--prefix", pf.prefix, "topic prefix (default: cloud.mqtt.prefix)");
+    cmd->add_option("--ca", pf.ca, "CA file for ssl:// and wss:// (default: cloud.tls.ca)");
+    cmd->add_option("--cert", pf.cert, "client certificate (default: cloud.tls.cert)");
+    cmd->add_option("--key", pf.key, "client key (default: cloud.tls.key)");
+  };
+  auto* apply = app.add_subcommand(
+      "apply", "publish desired objects from Kubernetes-style YAML or JSON files");
+  apply
+      ->add_option("-f,--filename", pf.files,
+                   "file with one or more documents ('-' reads standard input)")
+      ->required();
+  addTarget(apply);
+  auto* del = app.add_subcommand("delete", "withdraw desired objects (-f FILE, or TYPE NAME)");
+  del->add_option("-f,--filename", pf.files, "file naming the objects ('-' reads standard input)");
+  del->add_option("-n,--namespace", pf.ns, "namespace for TYPE NAME")->capture_default_str();
+  del->add_option("args", pf.args, "TYPE NAME");
+  addTarget(del);
+  auto* get = app.add_subcommand(
+      "get", "list what the local agent holds: pods, configmaps, secrets (values hidden), devices");
+  get->add_option("args", pf.args, "TYPE [NAME]")->required();
+  get->add_option("-n,--namespace", pf.ns, "namespace ('*' for all)")->capture_default_str();
+  get->add_option("-o,--output", g.output, "output format")
+      ->check(CLI::IsMember({"table", "json", "yaml"}))
       ->capture_default_str();
 
   try {
@@ -114,6 +370,9 @@ int runCtl(int argc, char** argv) {
     return kExitUsage;
   }
   if (status->parsed()) return cmdStatus(g);
+  if (apply->parsed()) return cmdApply(g, pf);
+  if (del->parsed()) return cmdDelete(g, pf);
+  if (get->parsed()) return cmdGet(g, pf);
   return kExitUsage;
 }
 

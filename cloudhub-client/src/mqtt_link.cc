@@ -144,6 +144,7 @@ class MqttLink final : public CloudLink {
       stopping_ = true;
       loop_.cancel(reconnectTimer_);
       loop_.cancel(pollTimer_);
+      loop_.cancel(resyncTimer_);
     });
     if (client_) {
       if (client_->connected()) {
@@ -213,7 +214,12 @@ class MqttLink final : public CloudLink {
     setState(LinkState::kConnected, opts_.broker);
     log_.info("connected to ", opts_.broker);
     client_->publish(topics_.online(opts_.nodeName), "true", true, [](core::Status) {});
-    // Subscribing again on every connect makes the broker resend every retained desired object.
+    subscribeAll();
+    drain();
+  }
+
+  // Subscribing (again) makes the broker send every retained desired object of the node's scopes.
+  void subscribeAll() {
     std::vector<std::string> subs = {topics_.desired(opts_.nodeName, "#"),
                                      topics_.manifest(opts_.nodeName),
                                      topics_.down(opts_.nodeName)};
@@ -226,7 +232,6 @@ class MqttLink final : public CloudLink {
         if (!s.isOk()) log_.error("subscribing failed: ", s.message());
       });
     });
-    drain();
   }
 
   void onFailed(const std::string& why) {
@@ -401,6 +406,10 @@ class MqttLink final : public CloudLink {
   // ---- completeness: the manifest lists every desired key of a scope with its version
   struct Manifest {
     int64_t generation = 0;
+    // The newest resource version the publisher had assigned in this scope when it wrote the
+    // manifest. An object stored at a newer version was published after the manifest and is not
+    // pruned by it.
+    int64_t version = 0;
     std::map<std::string, int64_t> objects;
     bool converged = false;
   };
@@ -427,6 +436,11 @@ class MqttLink final : public CloudLink {
                        "manifest entry \"" + k + "\" is not a key with a decimal version");
       }
       m.objects[k] = std::stoll(version);
+      m.version = std::max(m.version, m.objects[k]);
+    }
+    if (auto v = j.find("version");
+        v != j.end() && v->is_string() && isDecimal(v->get<std::string>())) {
+      m.version = std::max<int64_t>(m.version, std::stoll(v->get<std::string>()));
     }
     log_.debug("manifest for ", origin, ": generation ", m.generation, ", ", m.objects.size(),
                " objects");
@@ -463,15 +477,19 @@ class MqttLink final : public CloudLink {
     }
     for (auto& [origin, m] : manifests_) {
       if (m.converged) continue;
-      bool complete = std::all_of(m.objects.begin(), m.objects.end(), [&](const auto& kv) {
-        auto it = stored.find(kv.first);
-        return it != stored.end() && it->second->version >= kv.second;
-      });
-      if (!complete) continue;
+      std::vector<std::string> missing;
+      for (const auto& [k, v] : m.objects) {
+        auto it = stored.find(k);
+        if (it == stored.end() || it->second->version < v) missing.push_back(k);
+      }
+      if (!missing.empty()) {
+        armResync(origin, missing);
+        continue;
+      }
       metadb::WriteBatch batch;
       size_t removed = 0;
       for (const auto& r : *all) {
-        if (r.origin != origin || listed.count(r.key)) continue;
+        if (r.origin != origin || listed.count(r.key) || r.version > m.version) continue;
         batch.apply({metadb::ResourceChange::Kind::kDelete, r.key, "", "", "", origin});
         ++removed;
       }
@@ -494,10 +512,34 @@ class MqttLink final : public CloudLink {
               std::lock_guard lock(mu_);
               status_.lastSync = now;
             }
+            resyncDelay_ = kResyncInitial;
             log_.info("desired set of ", scope, " complete (generation ", generation, "), ",
                       removed, removed == 1 ? " object" : " objects", " no longer desired removed");
           });
     }
+  }
+
+  // A manifest lists objects we do not hold at its version yet. They normally arrive within moments
+  // (the broker resends every retained object on subscribe); if not, ask again by subscribing anew,
+  // with a growing pause, and say which are missing.
+  void armResync(const std::string& origin, const std::vector<std::string>& missing) {
+    std::string some;
+    for (size_t i = 0; i < missing.size() && i < 3; ++i) some += (i ? ", " : "") + missing[i];
+    log_.debug("desired set of ", origin, " not complete yet: ", missing.size(), " missing (", some,
+               missing.size() > 3 ? ", ..." : "", ")");
+    if (resyncTimer_ != 0) return;
+    resyncTimer_ = loop_.runAfter(resyncDelay_, [this, origin] {
+      resyncTimer_ = 0;
+      auto it = manifests_.find(origin);
+      if (stopping_ || it == manifests_.end() || it->second.converged) return;
+      checkConvergence();
+      if (it->second.converged || status().state != LinkState::kConnected) return;
+      log_.warn("desired set of ", origin, " still incomplete after ",
+                std::chrono::duration_cast<std::chrono::milliseconds>(resyncDelay_).count(),
+                " ms; asking the broker to send it again");
+      resyncDelay_ = std::min(resyncDelay_ * 2, kResyncMax);
+      subscribeAll();
+    });
   }
 
   // ---- upstream
@@ -594,7 +636,10 @@ class MqttLink final : public CloudLink {
   bool limitTimerArmed_ = false;
   bool stopping_ = false;
   std::atomic<bool> stopped_{false};
-  core::TimerId reconnectTimer_ = 0, pollTimer_ = 0;
+  core::TimerId reconnectTimer_ = 0, pollTimer_ = 0, resyncTimer_ = 0;
+  static constexpr core::Duration kResyncInitial = std::chrono::seconds(2);
+  static constexpr core::Duration kResyncMax = std::chrono::seconds(60);
+  core::Duration resyncDelay_ = kResyncInitial;
 
   mutable std::mutex mu_;
   LinkStatus status_;

@@ -18,6 +18,7 @@ std::string outpostctl() { return (binDir() / "outpostctl").string(); }
 
 std::string writeConfig(const TempDir& dir, const std::string& extra = "") {
   std::string text = "node: {name: test-node, state_dir: " + (dir / "state").string() + "}\n" +
+                     "runtime: {enabled: false}\ncloud: {mqtt: {broker: \"tcp://127.0.0.1:1\"}}\n" +
                      "api: {socket: " + (dir / "outpost.sock").string() +
                      ", metrics_address: \"127.0.0.1:0\"}\n" + extra;
   writeFile(dir / "outpost.yaml", text);
@@ -41,7 +42,8 @@ TEST_CASE("outpostd starts, reports ready and status, and stops on SIGTERM withi
   CHECK(status["version"].get<std::string>().size() > 0);
   CHECK(status["uptime_seconds"].get<double>() >= 0);
   REQUIRE(status["modules"].is_array());
-  CHECK(status["modules"][0]["name"] == "api");
+  CHECK(status["modules"][0]["name"] == "metadb");
+  CHECK(status["modules"][1]["name"] == "api");
 
   // /readyz and /metrics on the address the agent bound (port 0 in the config).
   std::string metricsAddress = status["api"]["metrics_address"];

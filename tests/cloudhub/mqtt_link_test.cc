@@ -414,3 +414,36 @@ TEST_CASE("TLS with client certificates works, and a wrong CA is refused with a 
   }));
   CHECK(agent.log().find("certificate verify failed") != std::string::npos);
 }
+
+TEST_CASE(
+    "an object newer than the manifest the node holds is kept; a later manifest without it prunes "
+    "it") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  Agent agent(dir, linkOptions(broker.uri()), clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto manifest = [&](json objects, int64_t version) {
+    cloud.client.publish(
+        kTopics.manifest(kNode),
+        json{{"generation", version}, {"version", std::to_string(version)}, {"objects", objects}}
+            .dump(),
+        true);
+  };
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/a"), podEnvelope("a", 1, "ma"), true);
+  manifest({{"default/pod/a", "1"}}, 1);
+  REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+  // b is published after the manifest the node holds, which does not list it yet.
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/b"), podEnvelope("b", 2, "mb"), true);
+  REQUIRE(waitFor([&] { return cloud.acked("mb"); }));
+  manifest({{"default/pod/a", "1"}},
+           1);  // the same manifest again: still complete, b is newer than it
+  REQUIRE(agent.link->alive(1s));
+  REQUIRE(
+      waitFor([&] { return agent.log().find("generation 1), 0 objects") != std::string::npos; }));
+  CHECK(agent.podKeys() == std::vector<std::string>{"default/pod/a", "default/pod/b"});
+  // A manifest written after b (version 3) that does not list it: b was withdrawn.
+  manifest({{"default/pod/a", "1"}}, 3);
+  REQUIRE(waitFor([&] { return agent.podKeys() == std::vector<std::string>{"default/pod/a"}; }));
+}

@@ -62,10 +62,12 @@ struct CloudConfig {
 struct StoreConfig {
   int64_t outboxMaxRows = 100000;
   int64_t outboxMaxBytes = 64LL << 20;
-  Seconds commitWindow = std::chrono::milliseconds(2);
+  // 0: commit as soon as the writer is free; writes that arrive meanwhile share the next commit.
+  Seconds commitWindow = std::chrono::milliseconds(0);
 };
 
 struct RuntimeConfig {
+  bool enabled = true;  // false: no workloads on this node (device twins and the link only)
   std::string endpoint = "unix:///run/containerd/containerd.sock";
   std::string ns = "k8s.io";
   std::string sandboxImage = "registry.k8s.io/pause:3.8";

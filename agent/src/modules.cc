@@ -1,0 +1,283 @@
+#include "modules.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "outpost/cloudhub/mqtt_link.h"
+#include "outpost/deploy/cri_runtime.h"
+#include "outpost/deploy/reconciler.h"
+
+namespace outpost::agent {
+
+namespace {
+std::string readSecretFile(const std::string& path) {
+  if (path.empty()) return "";
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+}  // namespace
+
+// ---- store
+
+std::string StoreModule::path() const { return ctx_.config.node.stateDir + "/outpost.db"; }
+
+core::Status StoreModule::start() {
+  metadb::StoreOptions o;
+  o.path = path();
+  o.commitWindow = ctx_.config.store.commitWindow;
+  o.outboxMaxRows = ctx_.config.store.outboxMaxRows;
+  o.outboxMaxBytes = ctx_.config.store.outboxMaxBytes;
+  auto s = metadb::openSqliteStore(o, ctx_.clock, ctx_.bus, ctx_.logging, ctx_.metrics);
+  if (!s.isOk()) return s.status();
+  store_ = std::move(s).value();
+  return core::okStatus();
+}
+
+void StoreModule::stop() {
+  if (store_) store_->flush();
+  store_.reset();
+}
+
+std::string StoreModule::describe() const { return path(); }
+
+// ---- cloud
+
+core::Status CloudModule::start() {
+  const Config& c = ctx_.config;
+  if (c.cloud.transport != "mqtt") {
+    return core::unimplemented("cloud.transport " + c.cloud.transport +
+                               " is not available in this build; use mqtt");
+  }
+  cloudhub::MqttLinkOptions o;
+  o.nodeName = c.node.name;
+  o.groups = c.node.groups;
+  o.broker = c.cloud.mqtt.broker;
+  o.prefix = c.cloud.mqtt.prefix;
+  o.encoding = *cloudhub::parseEncoding(c.cloud.mqtt.encoding);
+  o.username = c.cloud.mqtt.username;
+  o.password = readSecretFile(c.cloud.mqtt.passwordFile);
+  o.caFile = c.cloud.tls.ca;
+  o.certFile = c.cloud.tls.cert;
+  o.keyFile = c.cloud.tls.key;
+  o.keepAlive = c.cloud.heartbeat;
+  o.rateQps = c.cloud.rateLimitQps;
+  o.rateBurst = c.cloud.rateLimitBurst;
+  o.reconnectBase = c.cloud.reconnectBase;
+  o.reconnectCap = c.cloud.reconnectCap;
+  link_ = cloudhub::makeMqttLink(std::move(o), *store_.store(), ctx_.bus, ctx_.clock, ctx_.logging,
+                                 ctx_.metrics);
+  OUTPOST_RETURN_IF_ERROR(link_->start());
+  started_ = link_.get();
+  return core::okStatus();
+}
+
+void CloudModule::stop() {
+  started_ = nullptr;
+  if (link_) link_->stop();
+}
+
+std::string CloudModule::describe() const {
+  if (!link_) return "";
+  auto s = link_->status();
+  std::string d =
+      std::string(cloudhub::linkStateName(s.state)) + " " + ctx_.config.cloud.mqtt.broker;
+  if (s.state != cloudhub::LinkState::kConnected && !s.lastError.empty())
+    d += " (" + s.lastError + ")";
+  return d;
+}
+
+bool CloudModule::alive(std::chrono::milliseconds timeout) {
+  return !link_ || link_->alive(timeout);
+}
+
+// ---- deploy
+
+namespace {
+
+// Desired pods and the objects they reference, read from the store on deploy's loop.
+class StoreDesiredPods final : public deploy::DesiredPods {
+ public:
+  explicit StoreDesiredPods(core::Logger log) : log_(std::move(log)) {}
+  void setReader(metadb::StoreReaderPtr reader) { reader_ = std::move(reader); }
+
+  // ---- deploy::DesiredPods
+  std::vector<deploy::PodRecord> listPods() override {
+    std::vector<deploy::PodRecord> out;
+    auto pods = reader_->list("pod");
+    if (!pods.isOk()) {
+      log_.error("reading desired pods: ", pods.status().toString());
+      return out;
+    }
+    for (auto& r : *pods) out.push_back({r.key, std::move(r.object)});
+    return out;
+  }
+  std::optional<std::string> getObject(const std::string& key) override {
+    auto r = reader_->get(key);
+    if (!r.isOk()) {
+      log_.error("reading ", key, ": ", r.status().toString());
+      return std::nullopt;
+    }
+    if (!*r) return std::nullopt;
+    return (*r)->object;
+  }
+
+ private:
+  core::Logger log_;
+  metadb::StoreReaderPtr reader_;
+};
+
+// Pod and node status go to the outbox (one row per object: a newer status replaces an unsent one).
+class OutboxStatusSink final : public deploy::StatusSink {
+ public:
+  OutboxStatusSink(metadb::Store& store, core::EventLoop& loop, const CloudModule& cloud,
+                   std::string nodeKey, core::Logger log)
+      : store_(store),
+        loop_(loop),
+        cloud_(cloud),
+        nodeKey_(std::move(nodeKey)),
+        log_(std::move(log)) {}
+
+  // ---- deploy::StatusSink
+  void podStatus(const std::string& key, const std::string& statusJson) override {
+    enqueue("podstatus", key, statusJson);
+  }
+  void podRemoved(const std::string& key) override {
+    enqueue("podstatus", key, R"({"phase":"Removed"})");
+  }
+  void nodeStatus(const std::string& statusJson) override {
+    enqueue("nodestatus", nodeKey_, statusJson, -1);
+  }
+
+ private:
+  void enqueue(const char* kind, const std::string& key, const std::string& payload,
+               int priority = 0) {
+    metadb::WriteBatch batch;
+    batch.enqueue({kind, key, payload, priority});
+    store_.write(std::move(batch), loop_, [this, key](core::Result<metadb::WriteResult> r) {
+      if (!r.isOk()) {
+        log_.error("queueing status of ", key, ": ", r.status().toString());
+        return;
+      }
+      // Offline (or before the link starts) the row simply waits in the outbox.
+      if (auto* link = cloud_.link()) link->outboxChanged();
+    });
+  }
+  metadb::Store& store_;
+  core::EventLoop& loop_;
+  const CloudModule& cloud_;
+  std::string nodeKey_;
+  core::Logger log_;
+};
+
+}  // namespace
+
+class DeployModule::Impl {
+ public:
+  Impl(Context c, StoreModule& s, CloudModule& cl)
+      : ctx(c),
+        store(s),
+        cloud(cl),
+        log(c.logging.get("deploy")),
+        loop("deploy", c.clock),
+        desired(log) {}
+
+  Context ctx;
+  StoreModule& store;
+  CloudModule& cloud;
+  core::Logger log;
+  core::EventLoop loop;
+  StoreDesiredPods desired;
+  std::unique_ptr<OutboxStatusSink> sink;
+  deploy::RuntimePtr runtime;
+  std::unique_ptr<deploy::Reconciler> reconciler;
+  core::Subscription keysChanged;
+  std::atomic<bool> coldBootDone{false};
+  bool started = false;
+};
+
+DeployModule::DeployModule(Context ctx, StoreModule& store, CloudModule& cloud)
+    : impl_(std::make_unique<Impl>(ctx, store, cloud)) {}
+
+DeployModule::~DeployModule() { stop(); }
+
+core::Status DeployModule::start() {
+  Impl& m = *impl_;
+  const Config& c = m.ctx.config;
+  deploy::CriConfig cri;
+  cri.endpoint = c.runtime.endpoint;
+  cri.callTimeout = c.runtime.requestTimeout;
+  auto rt = deploy::makeCriRuntime(cri);
+  if (!rt.isOk()) return rt.status();
+  m.runtime = std::move(rt).value();
+
+  m.loop.start();
+  m.started = true;
+  core::Status opened;
+  m.loop.runSync([&] {
+    auto r = m.store.store()->openReader();
+    if (!r.isOk()) {
+      opened = r.status();
+      return;
+    }
+    m.desired.setReader(std::move(r).value());
+  });
+  OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
+  m.sink = std::make_unique<OutboxStatusSink>(
+      *m.store.store(), m.loop, m.cloud, c.cloud.websocket.nodeNamespace + "/node/" + c.node.name,
+      m.log);
+
+  deploy::ReconcilerConfig rc;
+  rc.stateDir = c.node.stateDir + "/pods";
+  rc.cgroupParent = c.runtime.cgroupParent.empty() ? "" : "/" + c.runtime.cgroupParent;
+  rc.sandboxImage = c.runtime.sandboxImage;
+  rc.resyncInterval = c.runtime.resyncInterval;
+  rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
+  rc.nodeName = c.node.name;
+  m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
+                                                      m.log, &m.ctx.metrics);
+  m.keysChanged =
+      m.ctx.bus.subscribe(metadb::kKeysChanged, m.loop, [this](const metadb::KeysChanged& ev) {
+        std::vector<std::string> keys;
+        for (const auto& k : ev.keys) {
+          if (k.type == "pod" || k.type == "configmap" || k.type == "secret") keys.push_back(k.key);
+        }
+        if (!keys.empty()) impl_->reconciler->onDesiredChanged(std::move(keys));
+      });
+  // Offline cold boot: reconcile from the store before (and whatever) the cloud link does.
+  m.reconciler->start([this] {
+    impl_->coldBootDone = true;
+    impl_->log.info("cold boot reconcile done");
+  });
+  return core::okStatus();
+}
+
+void DeployModule::stop() {
+  Impl& m = *impl_;
+  if (!m.started) return;
+  m.started = false;
+  m.keysChanged.reset();
+  if (m.reconciler) {
+    m.reconciler->stop();
+  }
+  m.loop.runSync([&] { m.desired.setReader(nullptr); }, std::chrono::seconds(2));
+  m.loop.stop();
+  m.reconciler.reset();
+  m.runtime.reset();
+}
+
+std::string DeployModule::describe() const {
+  return std::string(impl_->coldBootDone ? "reconciling" : "cold boot") + " via " +
+         impl_->ctx.config.runtime.endpoint;
+}
+
+bool DeployModule::alive(std::chrono::milliseconds timeout) {
+  return impl_->loop.runSync([] {}, timeout);
+}
+
+}  // namespace outpost::agent

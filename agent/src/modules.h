@@ -1,0 +1,81 @@
+#pragma once
+// The agent's modules as lifecycle units: each builds its part from the configuration and the parts
+// started before it. Only agent/ knows these concrete types.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "outpost/agent/config.h"
+#include "outpost/agent/lifecycle.h"
+#include "outpost/cloudhub/link.h"
+#include "outpost/core/bus.h"
+#include "outpost/core/clock.h"
+#include "outpost/core/event_loop.h"
+#include "outpost/core/log.h"
+#include "outpost/core/metrics.h"
+#include "outpost/metadb/sqlite_store.h"
+
+namespace outpost::agent {
+
+// What every module gets from the agent.
+struct Context {
+  const Config& config;
+  core::Logging& logging;
+  core::Clock& clock;
+  core::Bus& bus;
+  core::MetricsRegistry& metrics;
+};
+
+// The SQLite store under node.state_dir.
+class StoreModule final : public Module {
+ public:
+  explicit StoreModule(Context ctx) : ctx_(ctx) {}
+  std::string name() const override { return "metadb"; }
+  core::Status start() override;
+  void stop() override;
+  std::string describe() const override;
+  metadb::SqliteStore* store() const { return store_.get(); }
+  std::string path() const;
+
+ private:
+  Context ctx_;
+  std::unique_ptr<metadb::SqliteStore> store_;
+};
+
+// The cloud link (MQTT now; KubeEdge WebSocket later).
+class CloudModule final : public Module {
+ public:
+  CloudModule(Context ctx, StoreModule& store) : ctx_(ctx), store_(store) {}
+  std::string name() const override { return "cloudhub"; }
+  core::Status start() override;
+  void stop() override;
+  std::string describe() const override;
+  bool alive(std::chrono::milliseconds timeout) override;
+  // The link once started (nullptr before); safe from any thread.
+  cloudhub::CloudLink* link() const { return started_.load(); }
+
+ private:
+  Context ctx_;
+  StoreModule& store_;
+  cloudhub::CloudLinkPtr link_;
+  std::atomic<cloudhub::CloudLink*> started_{nullptr};
+};
+
+// The pod reconciler on containerd, fed from the store, reporting into the outbox.
+class DeployModule final : public Module {
+ public:
+  DeployModule(Context ctx, StoreModule& store, CloudModule& cloud);
+  ~DeployModule() override;
+  std::string name() const override { return "deploy"; }
+  core::Status start() override;
+  void stop() override;
+  std::string describe() const override;
+  bool alive(std::chrono::milliseconds timeout) override;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace outpost::agent
