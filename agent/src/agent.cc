@@ -55,6 +55,7 @@ class Agent::Impl {
         store_(context()),
         cloud_(context(), store_),
         deploy_(context(), store_, cloud_),
+        twin_(context(), store_, cloud_),
         started_(clock.now()) {
     registerProcessMetrics(metrics_);
     metrics_
@@ -69,6 +70,7 @@ class Agent::Impl {
     lifecycle_.add(store_);
     lifecycle_.add(apiModule_);
     if (config_.runtime.enabled) lifecycle_.add(deploy_);
+    if (config_.device.enabled) lifecycle_.add(twin_);
     lifecycle_.add(cloud_);
   }
 
@@ -190,6 +192,7 @@ class Agent::Impl {
   StoreModule store_;
   CloudModule cloud_;
   DeployModule deploy_;
+  TwinModule twin_;
   metadb::StoreReaderPtr apiReader_;  // used on the API thread only
   core::MonoTime started_;
 };

@@ -8,6 +8,7 @@
 #include "outpost/cloudhub/mqtt_link.h"
 #include "outpost/deploy/cri_runtime.h"
 #include "outpost/deploy/reconciler.h"
+#include "outpost/twin/twin_service.h"
 
 namespace outpost::agent {
 
@@ -278,6 +279,64 @@ std::string DeployModule::describe() const {
 
 bool DeployModule::alive(std::chrono::milliseconds timeout) {
   return impl_->loop.runSync([] {}, timeout);
+}
+
+// ---- device twins
+
+class TwinModule::Impl {
+ public:
+  Impl(Context c, StoreModule& s, CloudModule& cl) : ctx(c), store(s), cloud(cl) {}
+  Context ctx;
+  StoreModule& store;
+  CloudModule& cloud;
+  twin::TwinServicePtr service;
+};
+
+TwinModule::TwinModule(Context ctx, StoreModule& store, CloudModule& cloud)
+    : impl_(std::make_unique<Impl>(ctx, store, cloud)) {}
+
+TwinModule::~TwinModule() { stop(); }
+
+core::Status TwinModule::start() {
+  const Config& c = impl_->ctx.config;
+  twin::TwinOptions o;
+  o.nodeName = c.node.name;
+  o.broker = c.device.broker;
+  o.username = c.device.username;
+  o.password = readSecretFile(c.device.passwordFile);
+  o.caFile = c.device.tls.ca;
+  o.certFile = c.device.tls.cert;
+  o.keyFile = c.device.tls.key;
+  o.deviceIdForm =
+      c.device.deviceIdForm == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
+  o.reconnectBase = c.cloud.reconnectBase;
+  o.reconnectCap = c.cloud.reconnectCap;
+  CloudModule& cloud = impl_->cloud;
+  // Twin changes wait in the outbox; the link (when it runs) sends them at once.
+  o.outboxChanged = [&cloud] {
+    if (auto* link = cloud.link()) link->outboxChanged();
+  };
+  impl_->service = twin::makeTwinService(std::move(o), *impl_->store.store(), impl_->ctx.bus,
+                                         impl_->ctx.clock, impl_->ctx.logging, impl_->ctx.metrics);
+  return impl_->service->start();
+}
+
+void TwinModule::stop() {
+  if (impl_->service) impl_->service->stop();
+  impl_->service.reset();
+}
+
+std::string TwinModule::describe() const {
+  if (!impl_->service) return "";
+  auto s = impl_->service->status();
+  std::string d = std::string(s.connected ? "connected " : "disconnected ") + s.broker + ", " +
+                  std::to_string(s.devices) + (s.devices == 1 ? " device" : " devices");
+  if (!s.connected && !s.lastError.empty()) d += " (" + s.lastError + ")";
+  return d;
+}
+
+bool TwinModule::alive(std::chrono::milliseconds timeout) {
+  return !impl_->service || impl_->service->alive(timeout);
 }
 
 }  // namespace outpost::agent

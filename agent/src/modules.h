@@ -78,4 +78,20 @@ class DeployModule final : public Module {
   std::unique_ptr<Impl> impl_;
 };
 
+// Device twins on the local broker (KubeEdge topic tree), synced to the cloud through the outbox.
+class TwinModule final : public Module {
+ public:
+  TwinModule(Context ctx, StoreModule& store, CloudModule& cloud);
+  ~TwinModule() override;
+  std::string name() const override { return "twin"; }
+  core::Status start() override;
+  void stop() override;
+  std::string describe() const override;
+  bool alive(std::chrono::milliseconds timeout) override;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace outpost::agent

@@ -22,7 +22,8 @@ std::string outpostctl() { return (binDir() / "outpostctl").string(); }
 std::string writeConfig(const TempDir& dir, const Mosquitto& broker) {
   writeFile(dir / "outpost.yaml",
             "node: {name: edge-7, state_dir: " + (dir / "state").string() + "}\n" +
-                "runtime: {enabled: false}\n" + "cloud: {mqtt: {broker: \"" + broker.uri() +
+                "runtime: {enabled: false}\n" + "device: {broker: \"" + broker.uri() + "\"}\n" +
+                "cloud: {mqtt: {broker: \"" + broker.uri() +
                 "\"}, reconnect: {base: 100ms, cap: 1s}}\n" +
                 "api: {socket: " + (dir / "o.sock").string() + ", metrics_address: \"\"}\n");
   return (dir / "outpost.yaml").string();

@@ -18,7 +18,8 @@ std::string outpostctl() { return (binDir() / "outpostctl").string(); }
 
 std::string writeConfig(const TempDir& dir, const std::string& extra = "") {
   std::string text = "node: {name: test-node, state_dir: " + (dir / "state").string() + "}\n" +
-                     "runtime: {enabled: false}\ncloud: {mqtt: {broker: \"tcp://127.0.0.1:1\"}}\n" +
+                     "runtime: {enabled: false}\ndevice: {enabled: false}\ncloud: {mqtt: {broker: "
+                     "\"tcp://127.0.0.1:1\"}}\n" +
                      "api: {socket: " + (dir / "outpost.sock").string() +
                      ", metrics_address: \"127.0.0.1:0\"}\n" + extra;
   writeFile(dir / "outpost.yaml", text);
