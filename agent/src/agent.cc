@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "modules.h"
@@ -88,7 +89,9 @@ class Agent::Impl {
       return ApiResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render()};
     });
     api_.route("GET", "/v1/status", Listener::kUnix, [this](const ApiRequest&) {
-      return ApiResponse{200, "application/json", statusJson()};
+      nlohmann::json j = nlohmann::json::parse(statusJson());
+      addStoreStatus(j);
+      return ApiResponse{200, "application/json", j.dump()};
     });
     api_.route("GET", "/v1/resources", Listener::kUnix,
                [this](const ApiRequest& req) { return resources(req); });
@@ -135,6 +138,21 @@ class Agent::Impl {
                      {"object", object}});
     }
     return {200, "application/json", out.dump()};
+  }
+
+  // The store's file size and outbox, read on the API thread.
+  void addStoreStatus(nlohmann::json& j) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(store_.path(), ec);
+    auto wal = std::filesystem::file_size(store_.path() + "-wal", ec);
+    nlohmann::json st = {{"path", store_.path()}, {"size_bytes", ec ? size : size + wal}};
+    if (auto* reader = apiReader()) {
+      if (auto stats = reader->outboxStats(); stats.isOk()) {
+        st["outbox"] = {
+            {"rows", stats->rows}, {"bytes", stats->bytes}, {"dropped", stats->dropped}};
+      }
+    }
+    j["store"] = st;
   }
 
   // Secret values never leave the agent through its API: only their sizes do.

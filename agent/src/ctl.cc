@@ -63,7 +63,38 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
   std::cout << "Node:     " << j.value("node", "") << "\n"
             << "Version:  " << j.value("version", "") << " (outpostctl " << OUTPOST_VERSION << ")\n"
             << "Uptime:   " << formatUptime(j.value("uptime_seconds", 0.0)) << "\n"
-            << "Ready:    " << (j.value("ready", false) ? "yes" : "no") << "\n\n";
+            << "Ready:    " << (j.value("ready", false) ? "yes" : "no") << "\n";
+  if (j.contains("cloud") && j["cloud"].is_object()) {
+    const auto& c = j["cloud"];
+    std::cout << "Cloud:    " << c.value("state", "") << " (" << c.value("transport", "") << ", "
+              << c.value("endpoint", "") << ")";
+    if (c.value("state", "") != "connected") {
+      std::cout << ", offline for " << formatUptime(c.value("offline_seconds", 0.0));
+      if (!c.value("last_error", "").empty()) std::cout << ": " << c.value("last_error", "");
+    }
+    std::cout << "\n";
+    if (c.contains("last_sync") && c["last_sync"].is_number()) {
+      int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      std::cout << "Synced:   desired set complete "
+                << formatUptime(static_cast<double>(now - c["last_sync"].get<int64_t>()) / 1000.0)
+                << " ago\n";
+    } else {
+      std::cout << "Synced:   not since start\n";
+    }
+  }
+  if (j.contains("store") && j["store"].is_object()) {
+    const auto& st = j["store"];
+    std::cout << "Store:    " << st.value("path", "") << ", "
+              << st.value("size_bytes", int64_t{0}) / 1024 << " KiB\n";
+    if (st.contains("outbox")) {
+      std::cout << "Outbox:   " << st["outbox"].value("rows", int64_t{0}) << " waiting ("
+                << st["outbox"].value("bytes", int64_t{0}) << " bytes), "
+                << st["outbox"].value("dropped", int64_t{0}) << " dropped over quota\n";
+    }
+  }
+  std::cout << "\n";
   std::cout << std::left << std::setw(12) << "MODULE" << std::setw(10) << "STATE"
             << "DETAIL\n";
   for (const auto& m : j.value("modules", nlohmann::json::array())) {

@@ -122,3 +122,24 @@ TEST_CASE("outpostctl says the agent is unreachable with exit 69, and rejects ba
   CHECK(run({outpostctl(), "status", "-o", "xml"}) == outpost::agent::kExitUsage);
   CHECK(run({outpostctl(), "frobnicate"}) == outpost::agent::kExitUsage);
 }
+
+TEST_CASE("status names the store, its outbox and the cloud link's state") {
+  TempDir dir;
+  std::string config = writeConfig(dir);
+  Child agent({outpostd(), "--config", config});
+  std::string out;
+  REQUIRE(waitFor([&] {
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0;
+  }));
+  auto j = nlohmann::json::parse(out);
+  CHECK(j["store"]["path"] == (dir / "state" / "outpost.db").string());
+  CHECK(j["store"]["size_bytes"].get<int64_t>() > 0);
+  CHECK(j["store"]["outbox"]["rows"] == 0);
+  CHECK(j["cloud"]["transport"] == "mqtt");
+  CHECK(j["cloud"]["state"] != "connected");  // the configured broker is not there
+  REQUIRE(run({outpostctl(), "-c", config, "status"}, &out) == 0);
+  CHECK(out.find("Outbox:   0 waiting") != std::string::npos);
+  CHECK(out.find("Cloud:    ") != std::string::npos);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(2s) == 0);
+}
