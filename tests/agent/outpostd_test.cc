@@ -1,7 +1,11 @@
 // The real outpostd and outpostctl programs, as an operator runs them.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "outpost/agent/api_server.h"
@@ -142,4 +146,54 @@ TEST_CASE("status names the store, its outbox and the cloud link's state") {
   CHECK(out.find("Cloud:    ") != std::string::npos);
   agent.signal(SIGTERM);
   CHECK(agent.wait(2s) == 0);
+}
+
+namespace {
+// A datagram socket standing in for systemd's notify socket; collects what outpostd tells it.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::filesystem::path& path) : path_(path.string()) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~NotifySocket() { close(fd_); }
+  // Everything received so far, one datagram per line.
+  std::string received() {
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd_, buf, sizeof buf, 0)) > 0)
+      text_ += std::string(buf, static_cast<size_t>(n)) + "\n";
+    return text_;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::string text_;
+};
+}  // namespace
+
+TEST_CASE(
+    "outpostd tells systemd READY=1 with STATUS lines, pets the watchdog, and says STOPPING=1") {
+  TempDir dir;
+  NotifySocket notify(dir / "notify");
+  std::string config = writeConfig(dir);
+  Child agent(
+      {outpostd(), "--config", config},
+      {"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=200000"});  // 200 ms: a ping every 100 ms
+  REQUIRE(waitFor([&] { return notify.received().find("READY=1") != std::string::npos; }));
+  CHECK(notify.received().find("STATUS=starting metadb") != std::string::npos);
+  CHECK(notify.received().find("STATUS=running") != std::string::npos);
+  REQUIRE(waitFor([&] {
+    std::string t = notify.received();
+    size_t first = t.find("WATCHDOG=1");
+    return first != std::string::npos && t.find("WATCHDOG=1", first + 1) != std::string::npos;
+  }));
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(2s) == 0);
+  CHECK(notify.received().find("STOPPING=1") != std::string::npos);
 }
