@@ -244,7 +244,7 @@ void readHostFacts(NodeFacts& facts) {
   }
 }
 
-std::string nodeStatusJson(const NodeFacts& f) {
+std::string nodeStatusJson(const NodeFacts& f, const std::string& heartbeat) {
   auto cpu = [](int64_t milli) {
     return milli % 1000 == 0 ? std::to_string(milli / 1000) : std::to_string(milli) + "m";
   };
@@ -255,11 +255,13 @@ std::string nodeStatusJson(const NodeFacts& f) {
   json allocatable = {{"cpu", cpu(std::max<int64_t>(0, f.milliCpu - f.reservedMilliCpu))},
                       {"memory", mem(std::max<int64_t>(0, f.memoryBytes - f.reservedMemoryBytes))},
                       {"pods", std::to_string(f.maxPods)}};
-  auto cond = [](const char* type, bool status, const char* reason, const std::string& message) {
-    return json{{"type", type},
-                {"status", status ? "True" : "False"},
-                {"reason", reason},
-                {"message", message}};
+  auto cond = [&](const char* type, bool status, const char* reason, const std::string& message) {
+    json c = {{"type", type},
+              {"status", status ? "True" : "False"},
+              {"reason", reason},
+              {"message", message}};
+    if (!heartbeat.empty()) c["lastHeartbeatTime"] = heartbeat;
+    return c;
   };
   json conditions = json::array(
       {cond("Ready", f.runtimeReady, f.runtimeReady ? "KubeletReady" : "RuntimeNotReady",

@@ -61,6 +61,7 @@ struct NodeFacts {
 
 // The host's facts (CPUs, memory, kernel, OS) into `facts`.
 void readHostFacts(NodeFacts& facts);
-std::string nodeStatusJson(const NodeFacts& facts);
+// The NodeStatus JSON; `heartbeat` (RFC 3339, may be empty) is each condition's lastHeartbeatTime.
+std::string nodeStatusJson(const NodeFacts& facts, const std::string& heartbeat = "");
 
 }  // namespace outpost::deploy

@@ -127,7 +127,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         }
       }));
       self->timers_.push_back(self->loop_.runEvery(self->config_.nodeStatusInterval, [weak] {
-        if (auto s = weak.lock(); s && !s->stopped_) s->reportNode();
+        if (auto s = weak.lock(); s && !s->stopped_) s->reportNode(/*heartbeat=*/true);
       }));
     });
   }
@@ -195,6 +195,13 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::string exitedId;  // the exited container this back-off entry has seen
     core::MonoTime exitSeenAt{};
   };
+  // A failed pull of `image` for one container: no new attempt before `retryAt`.
+  struct PullBackoff {
+    std::string image;
+    core::Duration delay{0};
+    core::MonoTime retryAt{};
+    std::string message;
+  };
   struct Probe {
     std::string containerId;
     core::MonoTime nextAt{};
@@ -206,6 +213,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::string invalid;          // why the desired JSON cannot be run
     std::map<std::string, Backoff> backoff;
     std::map<std::string, Probe> probes;
+    std::map<std::string, PullBackoff> pulls;                            // by container name
     std::map<std::string, std::pair<std::string, std::string>> waiting;  // name -> reason, msg
     std::map<std::string, uint32_t> attempts;  // highest attempt seen per container name
     Transitions transitions;
@@ -694,44 +702,91 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     }
   }
 
+  // The sandbox image: present, or pulled (best effort; RunPodSandbox has the last word).
   core::Status ensureImage(const std::string& image, PullPolicy policy) {
     if (image.empty()) return core::okStatus();
     if (policy != PullPolicy::kAlways) {
       OUTPOST_ASSIGN_OR_RETURN(auto present, runtime_.imageStatus(image));
       if (present) return core::okStatus();
-      if (policy == PullPolicy::kNever) {
-        return core::failedPrecondition("image " + image +
-                                        " is not present and the pull policy is Never");
-      }
     }
     auto ref = runtime_.pullImage(image);
-    if (ref) {
-      stats_.imagesPulled++;
-      return core::okStatus();
+    if (!ref) return ref.status();
+    stats_.imagesPulled++;
+    return core::okStatus();
+  }
+
+  // A container's image, as the kubelet's image manager does it: a present image is used
+  // (IfNotPresent, Never; Always too when its pull fails: offline first); a failed pull waits
+  // with ImagePullBackOff (pullBackoffInitial doubling to pullBackoffMax) before the next one.
+  // True when the image is there; otherwise the container's waiting reason is set.
+  bool imageReady(Worker& w, const ContainerSpec& spec) {
+    if (spec.image.empty()) return true;
+    auto now = loop_.clock().now();
+    auto it = w.pulls.find(spec.name);
+    if (it != w.pulls.end() && it->second.image != spec.image) {
+      w.pulls.erase(it);  // a new image starts afresh
+      it = w.pulls.end();
     }
-    if (policy == PullPolicy::kAlways) {
-      // Offline: a present image is better than no workload.
-      auto present = runtime_.imageStatus(image);
-      if (present && *present) {
-        log_.warn("pull of ", image, " failed (", ref.status().toString(),
-                  "), using the local copy");
-        return core::okStatus();
+    bool backingOff = it != w.pulls.end() && now < it->second.retryAt;
+    if (spec.pullPolicy != PullPolicy::kAlways || backingOff) {
+      auto present = runtime_.imageStatus(spec.image);
+      if (!present) {
+        w.waiting[spec.name] = {"ErrImagePull", present.status().message()};
+        return false;
+      }
+      if (*present) {
+        if (backingOff) log_.info("pod ", w.key, ": image ", spec.image, " is present now");
+        w.pulls.erase(spec.name);
+        return true;
+      }
+      if (spec.pullPolicy == PullPolicy::kNever) {
+        w.waiting[spec.name] = {"ErrImageNeverPull", "Container image \"" + spec.image +
+                                                         "\" is not present with pull policy "
+                                                         "of Never"};
+        return false;
       }
     }
-    return ref.status();
+    if (backingOff) {
+      w.waiting[spec.name] = {"ImagePullBackOff", "Back-off pulling image \"" + spec.image +
+                                                      "\": " + it->second.message};
+      wakeAt(w, it->second.retryAt);
+      return false;
+    }
+    auto ref = runtime_.pullImage(spec.image);
+    if (ref) {
+      stats_.imagesPulled++;
+      w.pulls.erase(spec.name);
+      return true;
+    }
+    if (spec.pullPolicy == PullPolicy::kAlways) {
+      auto present = runtime_.imageStatus(spec.image);
+      if (present && *present) {
+        log_.warn("pull of ", spec.image, " failed (", ref.status().toString(),
+                  "), using the local copy");
+        w.pulls.erase(spec.name);
+        return true;
+      }
+    }
+    auto& b = w.pulls[spec.name];
+    b.image = spec.image;
+    b.delay = b.delay == core::Duration::zero()
+                  ? core::Duration(config_.pullBackoffInitial)
+                  : std::min<core::Duration>(b.delay * 2, config_.pullBackoffMax);
+    b.retryAt = now + b.delay;
+    b.message = ref.status().message();
+    log_.warn("pod ", w.key, ": pulling ", spec.image, " failed (", ref.status().toString(),
+              "), next attempt in ",
+              std::chrono::duration_cast<std::chrono::seconds>(b.delay).count(), " s");
+    w.waiting[spec.name] = {"ErrImagePull", b.message};
+    wakeAt(w, b.retryAt);
+    return false;
   }
 
   void createAndStart(Worker& w, const PodSpec& pod, const ContainerSpec& spec,
                       std::vector<Container>& list, const std::string& sandboxId,
                       const PodSandboxConfig& sandboxConfig,
                       const std::map<std::string, std::string>& volumes) {
-    auto image = ensureImage(spec.image, spec.pullPolicy);
-    if (!image.isOk()) {
-      w.waiting[spec.name] = {
-          spec.pullPolicy == PullPolicy::kNever ? "ErrImageNeverPull" : "ErrImagePull",
-          image.message()};
-      return;
-    }
+    if (!imageReady(w, spec)) return;
     auto env = resolveEnv(spec, pod, desired_, config_.nodeName, hostIp_);
     if (!env) {
       w.waiting[spec.name] = {"CreateContainerConfigError", env.status().message()};
@@ -950,7 +1005,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     sink_.podStatus(w.key, w.lastStatus);
   }
 
-  void reportNode() {
+  // Sends the node status when it changed, or always for a heartbeat.
+  void reportNode(bool heartbeat = false) {
     if (!node_.runtimeReady && node_.runtime.runtimeName.empty()) {
       auto v = runtime_.version();
       if (v) {
@@ -962,9 +1018,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }
     auto json = nodeStatusJson(node_);
-    if (json == lastNode_) return;
+    if (json == lastNode_ && !heartbeat) return;
     lastNode_ = json;
-    sink_.nodeStatus(json);
+    sink_.nodeStatus(nodeStatusJson(node_, rfc3339(loop_.clock().wallNow())));
   }
 
   core::EventLoop& loop_;

@@ -59,6 +59,7 @@ class MemorySink final : public deploy::StatusSink {
   void nodeStatus(const std::string& json) override {
     std::lock_guard<std::mutex> lock(mu_);
     node_ = nlohmann::json::parse(json);
+    nodeReports_++;
   }
   nlohmann::json pod(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -74,6 +75,10 @@ class MemorySink final : public deploy::StatusSink {
   int reports(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
     return reports_[key];
+  }
+  int nodeReports() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return nodeReports_;
   }
   nlohmann::json node() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -92,6 +97,16 @@ class MemorySink final : public deploy::StatusSink {
     }
     return "";
   }
+  // The waiting reason of a container, or "".
+  std::string waitingReason(const std::string& key, const std::string& container) {
+    auto p = pod(key);
+    if (!p.is_object()) return "";
+    for (const auto& c : p.value("containerStatuses", nlohmann::json::array())) {
+      if (c["name"] == container && c["state"].contains("waiting"))
+        return c["state"]["waiting"].value("reason", "");
+    }
+    return "";
+  }
   int restarts(const std::string& key, const std::string& container) {
     auto p = pod(key);
     if (!p.is_object()) return -1;
@@ -107,6 +122,7 @@ class MemorySink final : public deploy::StatusSink {
   std::map<std::string, int> reports_;
   std::vector<std::string> removed_;
   nlohmann::json node_;
+  int nodeReports_ = 0;
 };
 
 // A host-network pod of busybox containers running `sh -c <script>`.

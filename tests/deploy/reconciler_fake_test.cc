@@ -120,5 +120,101 @@ TEST_CASE("status is reported only when it changes") {
   CHECK(sink.node()["nodeInfo"]["containerRuntimeVersion"] == "fake://1.0");
 }
 
+TEST_CASE(
+    "a failed pull backs off like Kubernetes: ErrImagePull, then ImagePullBackOff for 10 s "
+    "doubling to the cap; an image that appears is used at once") {
+  FakeRuntime rt;
+  rt.addImage("img:1");
+  core::ManualClock clock;
+  MemoryDesired desired;
+  MemorySink sink;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  cfg.pullBackoffMax = 40s;
+  const std::string key = "default/pod/pull";
+  auto pod = busyboxPod("pull", "u-pull", "img:absent", {{"c", "run"}});
+  pod["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent";
+  desired.put(key, pod.dump());
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  REQUIRE(agent.start());
+  CHECK(sink.waitingReason(key, "c") == "ErrImagePull");
+  CHECK(rt.calls("PullImage") == 1);
+  size_t pulls = 1;
+  for (auto wait : {10s, 20s, 40s, 40s}) {
+    agent.pass();
+    CHECK(sink.waitingReason(key, "c") == "ImagePullBackOff");
+    clock.advance(wait - 1s);
+    agent.pass();
+    CHECK(rt.calls("PullImage") == pulls);  // polling does not pull during the back-off
+    clock.advance(1s);
+    agent.pass();
+    CHECK(rt.calls("PullImage") == ++pulls);
+    CHECK(sink.waitingReason(key, "c") == "ErrImagePull");
+  }
+  CHECK(sink.phase(key) == "Pending");
+  CHECK(rt.calls("CreateContainer") == 0);
+  // Imported while backing off: used on the next pass, no pull.
+  rt.addImage("img:absent");
+  agent.pass();
+  CHECK(sink.state(key, "c") == "running");
+  CHECK(rt.calls("PullImage") == pulls);
+}
+
+TEST_CASE("pull policy Never with an absent image waits with ErrImageNeverPull and never pulls") {
+  FakeRuntime rt;
+  core::ManualClock clock;
+  MemoryDesired desired;
+  MemorySink sink;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  rt.addImage("img:1");
+  const std::string key = "default/pod/never-pull";
+  auto pod = busyboxPod("never-pull", "u-np", "img:absent", {{"c", "run"}});
+  pod["spec"]["containers"][0]["imagePullPolicy"] = "Never";
+  desired.put(key, pod.dump());
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  REQUIRE(agent.start());
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(30s);
+    agent.pass();
+    CHECK(sink.waitingReason(key, "c") == "ErrImageNeverPull");
+  }
+  CHECK(rt.calls("PullImage") == 0);
+}
+
+TEST_CASE(
+    "node status is sent at the configured interval as a heartbeat, and at once on a change") {
+  FakeRuntime rt;
+  core::ManualClock clock;
+  MemoryDesired desired;
+  MemorySink sink;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  cfg.nodeStatusInterval = 60s;
+  cfg.pollInterval = 1h;
+  cfg.resyncInterval = 1h;
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  REQUIRE(agent.start());
+  REQUIRE(sink.nodeReports() == 1);
+  std::string first = sink.node()["conditions"][0]["lastHeartbeatTime"];
+  clock.advance(59s);
+  agent.pass();
+  CHECK(sink.nodeReports() == 1);
+  clock.advance(1s);
+  REQUIRE(waitFor([&] { return sink.nodeReports() == 2; }, 10s));
+  CHECK(sink.node()["conditions"][0]["lastHeartbeatTime"] != first);
+  CHECK(sink.node()["conditions"][0]["status"] == "True");
+  // The runtime goes away: reported on the next pass, not at the next heartbeat.
+  rt.setDown(true);
+  agent.pass();
+  CHECK(sink.nodeReports() == 3);
+  CHECK(sink.node()["conditions"][0]["status"] == "False");
+  clock.advance(60s);
+  REQUIRE(waitFor([&] { return sink.nodeReports() == 4; }, 10s));
+}
+
 }  // namespace
 }  // namespace outpost::test

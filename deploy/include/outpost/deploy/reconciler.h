@@ -28,12 +28,15 @@ struct ReconcilerConfig {
   std::chrono::milliseconds resyncInterval{60000};
   // Runtime polling (containerd 1.6 has no event stream).
   std::chrono::milliseconds pollInterval{2000};
-  // Node status report interval.
+  // Node status heartbeat: sent at this interval even when unchanged (and at once on a change).
   std::chrono::milliseconds nodeStatusInterval{60000};
   // Crash-loop back-off: initial, cap, and how long a container must run to reset it.
   std::chrono::seconds backoffInitial{10};
   std::chrono::seconds backoffMax{300};
   std::chrono::seconds backoffReset{600};
+  // Image pull back-off after a failed pull (ImagePullBackOff): initial, doubling to the cap.
+  std::chrono::seconds pullBackoffInitial{10};
+  std::chrono::seconds pullBackoffMax{300};
   // Node name reported to fieldRef spec.nodeName and in node status.
   std::string nodeName = "outpost";
   // Resources held back from allocatable.
