@@ -2,9 +2,7 @@
 
 #include <doctest/doctest.h>
 
-#include "agent_env.h"
-#include "cri_env.h"
-#include "outpost/deploy/cri_runtime.h"
+#include "cri_fixture.h"
 
 namespace outpost::test {
 namespace {
@@ -12,57 +10,8 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-constexpr const char* kLoop = "trap 'exit 0' TERM; while true; do sleep 1; done";
-
-struct Fixture {
-  Fixture() : env(CriEnv::get()) {
-    if (!env.available()) return;
-    auto rt = deploy::makeCriRuntime({env.harness().endpoint(), 15s, 15s});
-    REQUIRE(rt.isOk());
-    runtime = std::move(rt).value();
-    config.stateDir = state.path().string();
-    config.cgroupParent = env.harness().cgroupParent();
-    config.sandboxImage = ContainerdHarness::kPause;
-    config.pollInterval = 200ms;
-  }
-  std::unique_ptr<DeployAgent> agent(core::Clock& agentClock) {
-    return std::make_unique<DeployAgent>(*runtime, desired, sink, agentClock, config);
-  }
-  std::vector<deploy::Container> containers(const std::string& uid, bool runningOnly = false) {
-    auto list = runtime->listContainers(
-        {"",
-         "",
-         runningOnly ? std::optional(deploy::ContainerState::kRunning) : std::nullopt,
-         {{"outpost.io/pod-uid", uid}}});
-    return list.isOk() ? *list : std::vector<deploy::Container>{};
-  }
-  std::vector<deploy::PodSandbox> sandboxes(const std::string& uid) {
-    auto list = runtime->listPodSandbox({"", std::nullopt, {{"outpost.io/pod-uid", uid}}});
-    return list.isOk() ? *list : std::vector<deploy::PodSandbox>{};
-  }
-  bool allRunning(const std::string& key, std::initializer_list<const char*> names) {
-    for (const char* n : names)
-      if (sink.state(key, n) != "running") return false;
-    return sink.phase(key) == "Running";
-  }
-
-  CriEnv& env;
-  deploy::RuntimePtr runtime;
-  TempDir state;
-  MemoryDesired desired;
-  MemorySink sink;
-  deploy::ReconcilerConfig config;
-  core::SystemClock clock;
-};
-
-#define REQUIRE_CONTAINERD(f)                 \
-  if (!(f).env.available()) {                 \
-    MESSAGE("skipped: " << (f).env.reason()); \
-    return;                                   \
-  }
-
 TEST_CASE("desired pod runs with its env and configmap; a spec change replaces; delete removes") {
-  Fixture f;
+  CriFixture f;
   REQUIRE_CONTAINERD(f);
   const std::string key = "default/pod/web";
   f.desired.put("default/configmap/web-cfg",
@@ -115,7 +64,7 @@ TEST_CASE("desired pod runs with its env and configmap; a spec change replaces; 
 }
 
 TEST_CASE("agent restart adopts running pods; pods killed while it was down all come back") {
-  Fixture f;
+  CriFixture f;
   REQUIRE_CONTAINERD(f);
   const std::string key = "default/pod/keep";
   f.desired.put(
@@ -156,7 +105,7 @@ TEST_CASE("agent restart adopts running pods; pods killed while it was down all 
 }
 
 TEST_CASE("containerd restarted: the agent recovers and keeps reconciling") {
-  Fixture f;
+  CriFixture f;
   REQUIRE_CONTAINERD(f);
   const std::string key = "default/pod/survivor";
   f.desired.put(
@@ -183,7 +132,7 @@ TEST_CASE("containerd restarted: the agent recovers and keeps reconciling") {
 }
 
 TEST_CASE("a crash-looping container backs off on the injected clock") {
-  Fixture f;
+  CriFixture f;
   REQUIRE_CONTAINERD(f);
   core::ManualClock clock;
   const std::string key = "default/pod/crash";
@@ -217,7 +166,7 @@ TEST_CASE("a crash-looping container backs off on the injected clock") {
 }
 
 TEST_CASE("an unsupported field is reported as a condition; runtimeClassName picks the handler") {
-  Fixture f;
+  CriFixture f;
   REQUIRE_CONTAINERD(f);
   const std::string key = "default/pod/alt";
   auto pod = busyboxPod("alt", "uid-alt", ContainerdHarness::kBusybox, {{"c", kLoop}});
