@@ -13,7 +13,7 @@
 #   containerd_import DIR IMAGE.tar...          # ctr images import, into the CRI's namespace k8s.io
 #   containerd_stop DIR [CGROUP_PARENT]         # containers, shims, containerd, mounts, cgroups
 #   containerd_socket DIR                       # DIR/containerd.sock
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 containerd_socket() { echo "$1/containerd.sock"; }
@@ -164,7 +164,7 @@ containerd_stop() {
     local root dir
     for root in /sys/fs/cgroup /sys/fs/cgroup/*; do
       dir="$root/${cgroup_parent#/}"
-      [ -d "$dir" ] && [ ! -L "$root" ] || continue
+      if [ ! -d "$dir" ] || [ -L "$root" ]; then continue; fi
       find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
   fi

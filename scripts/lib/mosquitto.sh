@@ -7,7 +7,7 @@
 #   mosquitto_start DIR [PORT]   # starts it; PORT defaults to a free one, kept in DIR/port; pid in DIR/pid
 #   mosquitto_stop DIR           # SIGTERM (mosquitto saves its persistence file), wait, SIGKILL
 #   mosquitto_uri DIR            # tcp://127.0.0.1:PORT
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 mosquitto_start() {

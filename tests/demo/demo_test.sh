@@ -20,7 +20,7 @@ leftovers() {
     p=${p#/proc/}
     [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ] && continue
     if [ -e "/proc/$p" ]; then
-      echo "left running: $p $(tr '\0' ' ' 2>/dev/null </proc/$p/cmdline)"
+      echo "left running: $p $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"
       found=1
     fi
   done
@@ -29,14 +29,15 @@ leftovers() {
     grep -F " $work/" /proc/self/mounts
     found=1
   fi
-  for p in $(ls -d /sys/fs/cgroup/*/outpost-demo-* /sys/fs/cgroup/outpost-demo-* 2>/dev/null); do
+  for p in /sys/fs/cgroup/*/outpost-demo-* /sys/fs/cgroup/outpost-demo-*; do
+    [ -d "$p" ] || continue
     grep -qxF "$p" <<<"$cgroups_before" || { echo "left cgroup: $p"; found=1; }
   done
   [ -z "$(ls -A "$work" 2>/dev/null)" ] || { echo "left files:"; ls -la "$work"; found=1; }
   return "$found"
 }
 
-cgroups_before=$(ls -d /sys/fs/cgroup/*/outpost-demo-* /sys/fs/cgroup/outpost-demo-* 2>/dev/null)
+cgroups_before=$(printf '%s\n' /sys/fs/cgroup/*/outpost-demo-* /sys/fs/cgroup/outpost-demo-*)
 # The demo stops itself before ctest's TIMEOUT (600 s) would kill it without a chance to clean up.
 timeout -s TERM -k 30 540 "$src/scripts/demo" --ci --bin "$bin" --logs "$logs" </dev/null
 rc=$?
