@@ -127,6 +127,12 @@ class Agent::Impl {
       if (name != req.query.end() && !name->second.empty() && r.name != name->second) continue;
       nlohmann::json object = nlohmann::json::parse(r.object, nullptr, false);
       if (r.type == "secret") hideSecretValues(object);
+      if (r.type == "pod") {
+        if (auto st = deploy_.podStatus(r.key)) {
+          nlohmann::json status = nlohmann::json::parse(*st, nullptr, false);
+          if (!status.is_discarded()) object["status"] = status;
+        }
+      }
       out.push_back({{"key", r.key},
                      {"namespace", r.ns},
                      {"type", r.type},

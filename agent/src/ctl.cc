@@ -256,6 +256,23 @@ int cmdDelete(const Globals& g, const PublishFlags& f) {
   });
 }
 
+// PHASE (or the first waiting reason, as kubectl shows CrashLoopBackOff), READY n/m, RESTARTS.
+void printPodColumns(const nlohmann::json& status) {
+  std::string phase = status.value("phase", "-");
+  int ready = 0, total = 0, restarts = 0;
+  for (const auto& c : status.value("containerStatuses", nlohmann::json::array())) {
+    ++total;
+    if (c.value("ready", false)) ++ready;
+    restarts += c.value("restartCount", 0);
+    if (c.contains("state") && c["state"].contains("waiting")) {
+      std::string reason = c["state"]["waiting"].value("reason", "");
+      if (!reason.empty() && reason != "ContainerCreating") phase = reason;
+    }
+  }
+  std::string readyText = total ? std::to_string(ready) + "/" + std::to_string(total) : "-";
+  std::cout << std::setw(18) << phase << std::setw(7) << readyText << std::setw(10) << restarts;
+}
+
 std::string age(int64_t updatedMs) {
   int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
@@ -314,6 +331,8 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
   std::cout << std::left << std::setw(16) << "NAMESPACE" << std::setw(32) << "NAME" << std::setw(16)
             << "VERSION";
   if (type == "secret" || type == "configmap") std::cout << std::setw(6) << "DATA";
+  if (type == "pod")
+    std::cout << std::setw(18) << "PHASE" << std::setw(7) << "READY" << std::setw(10) << "RESTARTS";
   std::cout << "AGE\n";
   for (const auto& it : items) {
     std::cout << std::left << std::setw(16) << it.value("namespace", "") << std::setw(32)
@@ -326,6 +345,7 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
       }
       std::cout << std::setw(6) << n;
     }
+    if (type == "pod") printPodColumns(it["object"].value("status", nlohmann::json::object()));
     std::cout << age(it.value("updated", int64_t{0})) << "\n";
   }
   return kExitOk;

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -146,10 +148,25 @@ class OutboxStatusSink final : public deploy::StatusSink {
 
   // ---- deploy::StatusSink
   void podStatus(const std::string& key, const std::string& statusJson) override {
+    {
+      std::lock_guard lock(mu_);
+      latest_[key] = statusJson;
+    }
     enqueue("podstatus", key, statusJson);
   }
   void podRemoved(const std::string& key) override {
+    {
+      std::lock_guard lock(mu_);
+      latest_.erase(key);
+    }
     enqueue("podstatus", key, R"({"phase":"Removed"})");
+  }
+  // The newest status reported for a pod (from any thread), for outpostctl get.
+  std::optional<std::string> latest(const std::string& key) const {
+    std::lock_guard lock(mu_);
+    auto it = latest_.find(key);
+    if (it == latest_.end()) return std::nullopt;
+    return it->second;
   }
   void nodeStatus(const std::string& statusJson) override {
     enqueue("nodestatus", nodeKey_, statusJson, -1);
@@ -173,6 +190,8 @@ class OutboxStatusSink final : public deploy::StatusSink {
   core::EventLoop& loop_;
   const CloudModule& cloud_;
   std::string nodeKey_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::string> latest_;
   core::Logger log_;
 };
 
@@ -270,6 +289,11 @@ void DeployModule::stop() {
   m.loop.stop();
   m.reconciler.reset();
   m.runtime.reset();
+}
+
+std::optional<std::string> DeployModule::podStatus(const std::string& key) const {
+  if (!impl_->sink) return std::nullopt;
+  return impl_->sink->latest(key);
 }
 
 std::string DeployModule::describe() const {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "outpost/agent/config.h"
@@ -68,6 +69,8 @@ class DeployModule final : public Module {
   DeployModule(Context ctx, StoreModule& store, CloudModule& cloud);
   ~DeployModule() override;
   std::string name() const override { return "deploy"; }
+  // The newest status the reconciler reported for the pod at `key` ("<ns>/pod/<name>"); any thread.
+  std::optional<std::string> podStatus(const std::string& key) const;
   core::Status start() override;
   void stop() override;
   std::string describe() const override;

@@ -23,6 +23,7 @@ namespace {
 
 constexpr size_t kDrainPage = 64;
 constexpr std::string_view kOriginNode = "mqtt:node";
+constexpr std::string_view kKvOfflineSince = "cloud.offline_since_ms";
 
 bool isDecimal(std::string_view s) {
   return !s.empty() && s.size() <= 18 &&
@@ -105,6 +106,7 @@ class MqttLink final : public CloudLink {
             return;
           }
           reader_ = std::move(r).value();
+          restoreOutage();
         })) {
       return core::internalError("cloudhub loop did not start");
     }
@@ -192,12 +194,44 @@ class MqttLink final : public CloudLink {
       } else if (status_.state != LinkState::kConnected && st == LinkState::kConnected) {
         status_.offlineSecondsTotal += std::chrono::duration<double>(now - offlineSince_).count();
       }
+      // An outage starts when a connected link goes down, and ends when it is connected again.
+      if (status_.state == LinkState::kConnected || st == LinkState::kConnected) {
+        rememberOutage(st != LinkState::kConnected);
+      }
       status_.state = st;
       status_.endpoint = opts_.broker;
-      if (st != LinkState::kConnected && !detail.empty()) status_.lastError = detail;
+      // Only a failure says why the link is down; "connecting" keeps the last reason.
+      if (st == LinkState::kDisconnected && !detail.empty()) status_.lastError = detail;
     }
     linkUp_.set(st == LinkState::kConnected ? 1 : 0);
     bus_.publish(kLinkEvents, LinkEvent{st, detail});
+  }
+
+  // The start of the current outage is kept in the store, so an agent restarted while offline still
+  // reports how long the site has been cut off, not how long this process has run.
+  void rememberOutage(bool down) {
+    metadb::WriteBatch batch;
+    if (down) {
+      batch.putKv(std::string(kKvOfflineSince),
+                  std::to_string(core::toUnixMillis(clock_.wallNow())));
+    } else {
+      batch.eraseKv(std::string(kKvOfflineSince));
+    }
+    store_.write(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
+      if (!r.isOk()) log_.warn("recording the link's outage: ", r.status().toString());
+    });
+  }
+
+  void restoreOutage() {
+    auto kv = reader_->getKv(kKvOfflineSince);
+    if (!kv.isOk() || !kv->has_value() || !isDecimal(**kv)) {
+      rememberOutage(true);  // offline from now until the first connect
+      return;
+    }
+    auto since = core::WallTime(std::chrono::milliseconds(std::stoll(**kv)));
+    auto ago = std::chrono::duration_cast<core::Duration>(clock_.wallNow() - since);
+    std::lock_guard lock(mu_);
+    if (ago > core::Duration::zero()) offlineSince_ = clock_.now() - ago;
   }
 
   void connectNow() {

@@ -447,3 +447,23 @@ TEST_CASE(
   manifest({{"default/pod/a", "1"}}, 3);
   REQUIRE(waitFor([&] { return agent.podKeys() == std::vector<std::string>{"default/pod/a"}; }));
 }
+
+TEST_CASE(
+    "the length of an outage survives an agent restart, and the reason stays while reconnecting") {
+  TempDir dir;
+  core::ManualClock clock;
+  auto opts = linkOptions("tcp://127.0.0.1:" + std::to_string(freePort()));  // nobody listens there
+  {
+    Agent agent(dir, opts, clock);
+    REQUIRE(waitFor([&] { return agent.link->status().reconnects >= 1; }));
+    clock.advance(100s);
+    CHECK(agent.link->status().offlineSeconds >= 100);
+    std::string why = agent.link->status().lastError;
+    CHECK(why.find("failed") != std::string::npos);
+    clock.advance(10s);  // the retry fires: connecting again keeps the last reason
+    REQUIRE(waitFor([&] { return agent.link->status().reconnects >= 2; }));
+    CHECK(agent.link->status().lastError.find("failed") != std::string::npos);
+  }
+  Agent again(dir, opts, clock);
+  CHECK(again.link->status().offlineSeconds >= 110);
+}
