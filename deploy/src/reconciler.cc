@@ -363,6 +363,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (it->second.spec) uids.insert(it->second.spec->uid);
       syncWorker(it->second, *observed);
     }
+    removeDeadSandboxes();
     collectOrphans(*observed, uids);
     pruneStatusCache(*observed);
     copyStats();
@@ -381,6 +382,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (!observed) return;
     bool deleting = !it->second.spec;
     syncWorker(it->second, *observed);  // may erase the worker
+    removeDeadSandboxes();
     if (deleting) {
       // Everything of the old uids under this key goes too.
       std::set<std::string> uids;
@@ -438,7 +440,18 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     }
     for (const auto& s : sandboxes) {
       if (&s == current) continue;
-      removeSandbox(s, containers, std::chrono::seconds(pod.gracePeriodSeconds));
+      bool live = s.state == SandboxState::kReady ||
+                  std::any_of(containers.begin(), containers.end(), [&](const Container& c) {
+                    return c.podSandboxId == s.id && c.state != ContainerState::kExited;
+                  });
+      if (live) {
+        // It may hold what the new one needs (host ports): it goes first.
+        removeSandbox(s, containers, std::chrono::seconds(pod.gracePeriodSeconds));
+      } else {
+        // Dead (after a reboot, every sandbox is): removed after every pod's pass, off the path
+        // to running.
+        deadSandboxes_.push_back({s, containers});
+      }
     }
     PodSandboxConfig sandboxConfig = makeSandboxConfig(pod, sandboxAttempt);
     std::string sandboxId;
@@ -913,6 +926,12 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     stats_.sandboxesRemoved++;
   }
 
+  void removeDeadSandboxes() {
+    auto dead = std::move(deadSandboxes_);
+    deadSandboxes_.clear();
+    for (const auto& [sandbox, containers] : dead) removeSandbox(sandbox, containers, {});
+  }
+
   // A pod no longer desired: its containers stop within the grace period, then everything goes.
   void terminate(std::string key) {
     auto observed = observe({{kManaged, "true"}, {kPodKey, labelValue(key)}});
@@ -1036,6 +1055,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   std::string lastNode_;
   std::map<std::string, Worker> workers_;
   std::map<std::string, ContainerStatus> statusCache_;
+  // Dead sandboxes replaced during a pass, with their pod's containers: removed at its end.
+  std::vector<std::pair<PodSandbox, std::vector<Container>>> deadSandboxes_;
   std::vector<core::TimerId> timers_;
   ReconcilerStats stats_;
   std::mutex statsMu_;

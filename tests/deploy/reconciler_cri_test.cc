@@ -98,6 +98,10 @@ TEST_CASE("agent restart adopts running pods; pods killed while it was down all 
     CHECK(stats.containersCreated == 2);
     CHECK(stats.imagesPulled == 0);
     REQUIRE(waitFor([&] { return f.allRunning(key, {"a", "b"}); }, 30s));
+    // The dead sandbox went at the end of that pass, with its exited containers.
+    CHECK(f.sandboxes("uid-keep").size() == 1);
+    CHECK(f.containers("uid-keep").size() == 2);
+    CHECK(stats.sandboxesRemoved == 1);
     f.desired.erase(key);
     agent->changed({key});
     REQUIRE(waitFor([&] { return f.sink.removed(key); }, 30s));
