@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "backoff.h"
+#include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/metadb/types.h"
 #include "paho_client.h"
@@ -650,7 +650,7 @@ class MqttLink final : public CloudLink {
   core::Clock& clock_;
   core::Logger log_;
   core::EventLoop loop_;
-  Backoff backoff_;
+  core::Backoff backoff_;
   RateLimiter limiter_;
   core::Gauge& linkUp_;
   core::Counter& reconnects_;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "backoff.h"
+#include "outpost/core/backoff.h"
 #include "codec.h"
 #include "mqtt_client.h"
 #include "outpost/core/event_loop.h"
@@ -110,7 +110,7 @@ class TwinServiceImpl final : public TwinService {
   core::Subscription keysSub_;
   std::map<std::string, DeviceEntry> devices_;
   std::map<std::string, std::string> deviceKeys_;  // device id -> resource key it came from
-  Backoff backoff_;
+  core::Backoff backoff_;
   std::mt19937_64 rng_;
   bool stopping_ = false;
   bool started_ = false;

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "outpost/core/backoff.h"
 #include "support/test_util.h"
 
 using namespace outpost::core;
@@ -125,4 +126,24 @@ TEST_CASE("stopping a loop runs what was queued, joins, and drops later posts") 
   loop.stop();  // idempotent
   CHECK(ran == 2);
   CHECK_FALSE(loop.runSync([] {}, 50ms));
+}
+
+TEST_CASE(
+    "back-off waits are random within a ceiling that doubles up to the cap, and reset starts "
+    "over") {
+  outpost::core::Backoff b(std::chrono::milliseconds(100), std::chrono::milliseconds(1000), 42);
+  std::vector<Duration> ceilings = {100ms, 200ms, 400ms, 800ms, 1000ms, 1000ms};
+  bool varied = false;
+  Duration previous{};
+  for (auto ceiling : ceilings) {
+    Duration d = b.next();
+    CHECK(d >= Duration::zero());
+    CHECK(d <= ceiling);
+    varied = varied || (previous != Duration::zero() && d != previous);
+    previous = d;
+  }
+  CHECK(varied);  // full jitter: not the same wait every time
+  CHECK(b.attempts() == 6);
+  b.reset();
+  CHECK(b.next() <= 100ms);
 }
