@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "outpost/core/backoff.h"
 #include "codec.h"
 #include "mqtt_client.h"
+#include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/twin/twin_service.h"
 
