@@ -425,10 +425,16 @@ class MqttLink final : public CloudLink {
     a.route.operation = "response";
     a.route.resource = key;
     setContentString(a, "OK");
-    client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
-                     [this](core::Status s) {
-                       if (s.isOk()) countSent();
-                     });
+    client_->publish(
+        topics_.up(opts_.nodeName), encode(a, opts_.encoding), false, [this, key](core::Status s) {
+          if (s.isOk()) {
+            countSent();
+            return;
+          }
+          // The object is stored; the cloud resends or the manifest check covers it.
+          loop_.post(
+              [this, key, s] { log_.warn("acknowledging ", key, " failed: ", s.message()); });
+        });
   }
 
   void onDown(const std::string& topic, const std::string& payload) {

@@ -5,9 +5,13 @@
 #include <map>
 #include <mutex>
 
+#include "outpost/core/net.h"
+
 namespace outpost::cloudhub {
 
 namespace {
+
+constexpr int kMaxBufferedMessages = 10000;
 
 // Forwards one operation's outcome; owned by the Impl until Paho is done with it.
 class OpListener final : public mqtt::iaction_listener {
@@ -43,8 +47,11 @@ class PahoClient::Impl {
 
   core::Status init() {
     try {
-      client_ = std::make_unique<mqtt::async_client>(
-          opts_.uri, opts_.clientId, static_cast<mqtt::iclient_persistence*>(nullptr));
+      // Paho refuses a publish once 100 wait in its queue (error -12); a burst of acks can
+      // exceed that, so allow many more (bounded by what the outbox drain and acks put in flight).
+      client_ =
+          std::make_unique<mqtt::async_client>(opts_.uri, opts_.clientId, kMaxBufferedMessages,
+                                               static_cast<mqtt::iclient_persistence*>(nullptr));
     } catch (const std::exception& e) {
       return core::invalidArgument("MQTT client for " + opts_.uri + ": " + e.what());
     }
@@ -100,6 +107,8 @@ class PahoClient::Impl {
     }
     auto& l = listener([this](core::Status s) {
       if (s.isOk()) {
+        // Without this every ack written after a PUBACK waits ~40 ms for the broker's delayed ACK.
+        core::disableNagleTowards(core::uriPort(opts_.uri.c_str()));
         if (cb_.connected) cb_.connected();
       } else if (cb_.failed) {
         cb_.failed("connect to " + opts_.uri + " failed: " + s.message());

@@ -10,6 +10,8 @@
 #include <map>
 #include <mutex>
 
+#include "outpost/core/net.h"
+
 namespace outpost::twin {
 
 namespace {
@@ -17,41 +19,6 @@ namespace {
 bool isTlsUri(const std::string& uri) {
   return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0 ||
          uri.rfind("wss://", 0) == 0;
-}
-
-// The port of a broker URI ("tcp://host:1883" -> 1883); 0 when it has none.
-int uriPort(const std::string& uri) {
-  auto colon = uri.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= uri.size()) return 0;
-  return std::atoi(uri.c_str() + colon + 1);
-}
-
-// Paho C does not disable Nagle's algorithm and offers no socket option. An answer to a device is
-// written right after the PUBACK of its request, so Nagle holds it until the broker's delayed ACK
-// (40 ms on Linux) for every round trip. We set TCP_NODELAY on this process's TCP sockets whose
-// peer is the broker's port (for another client to the same broker it is as harmless).
-void disableNagleTowards(int port) {
-  if (port <= 0) return;
-  DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return;
-  while (dirent* e = readdir(dir)) {
-    char* end = nullptr;
-    long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
-    int peerPort = 0;
-    if (peer.ss_family == AF_INET) {
-      peerPort = ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port);
-    } else if (peer.ss_family == AF_INET6) {
-      peerPort = ntohs(reinterpret_cast<sockaddr_in6*>(&peer)->sin6_port);
-    }
-    if (peerPort != port) continue;
-    int one = 1;
-    setsockopt(static_cast<int>(fd), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  closedir(dir);
 }
 
 // Hands one operation's outcome to its callback exactly once.
@@ -134,7 +101,7 @@ class MqttClient::Impl {
     }
     Listener& l = listener([this](core::Status s) {
       if (s.isOk()) {
-        disableNagleTowards(uriPort(settings_.uri));
+        core::disableNagleTowards(core::uriPort(settings_.uri.c_str()));
         if (handlers_.connected) handlers_.connected();
       } else if (handlers_.down) {
         handlers_.down("connect to " + settings_.uri + " failed: " + s.message());
