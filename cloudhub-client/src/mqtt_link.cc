@@ -3,6 +3,7 @@
 
 #include "outpost/cloudhub/mqtt_link.h"
 
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <mutex>
@@ -159,6 +160,13 @@ class MqttLink final : public CloudLink {
       }
       client_.reset();  // disconnects and joins Paho's threads: no callback runs after this
     }
+    {
+      std::unique_lock lock(writesMu_);
+      if (!writesCv_.wait_for(lock, std::chrono::seconds(10),
+                              [this] { return pendingWrites_ == 0; })) {
+        log_.error("store writes still pending at stop");
+      }
+    }
     loop_.runSync([this] { reader_.reset(); });
     loop_.stop();
   }
@@ -183,6 +191,21 @@ class MqttLink final : public CloudLink {
   }
 
  private:
+  // Every store write goes through here, so stop() can wait for the completions that will be
+  // posted to this link's loop before the loop goes away.
+  void writeStore(metadb::WriteBatch batch, core::EventLoop& loop, metadb::WriteCallback done) {
+    {
+      std::lock_guard lock(writesMu_);
+      ++pendingWrites_;
+    }
+    store_.write(std::move(batch), loop,
+                 [this, done = std::move(done)](core::Result<metadb::WriteResult> r) {
+                   done(std::move(r));
+                   std::lock_guard lock(writesMu_);
+                   if (--pendingWrites_ == 0) writesCv_.notify_all();
+                 });
+  }
+
   // ---- connection
   void setState(LinkState st, const std::string& detail) {
     {
@@ -217,7 +240,7 @@ class MqttLink final : public CloudLink {
     } else {
       batch.eraseKv(std::string(kKvOfflineSince));
     }
-    store_.write(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
+    writeStore(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
       if (!r.isOk()) log_.warn("recording the link's outage: ", r.status().toString());
     });
   }
@@ -397,21 +420,20 @@ class MqttLink final : public CloudLink {
     }
     metadb::WriteBatch batch;
     batch.apply(std::move(change));
-    store_.write(std::move(batch), loop_,
-                 [this, key, env = std::move(env)](core::Result<metadb::WriteResult> r) {
-                   if (!r.isOk()) {
-                     // Not acknowledged: the retained copy comes again on the next connect.
-                     log_.error("storing ", key, " failed: ", r.status().toString());
-                     return;
-                   }
-                   const char* outcome = r->changes[0] == metadb::ApplyOutcome::kApplied ? "applied"
-                                         : r->changes[0] == metadb::ApplyOutcome::kStale
-                                             ? "stale"
-                                             : "deleted";
-                   log_.debug(key, ": ", outcome);
-                   if (env) ack(*env, key);
-                   scheduleConvergenceCheck();
-                 });
+    writeStore(std::move(batch), loop_,
+               [this, key, env = std::move(env)](core::Result<metadb::WriteResult> r) {
+                 if (!r.isOk()) {
+                   // Not acknowledged: the retained copy comes again on the next connect.
+                   log_.error("storing ", key, " failed: ", r.status().toString());
+                   return;
+                 }
+                 const char* outcome = r->changes[0] == metadb::ApplyOutcome::kApplied ? "applied"
+                                       : r->changes[0] == metadb::ApplyOutcome::kStale ? "stale"
+                                                                                       : "deleted";
+                 log_.debug(key, ": ", outcome);
+                 if (env) ack(*env, key);
+                 scheduleConvergenceCheck();
+               });
   }
 
   void ack(const Envelope& received, const std::string& key) {
@@ -539,7 +561,7 @@ class MqttLink final : public CloudLink {
       batch.putKv("sync.last", std::to_string(core::toUnixMillis(now)));
       std::string scope = origin;
       int64_t generation = m.generation;
-      store_.write(
+      writeStore(
           std::move(batch), loop_,
           [this, scope, generation, removed, now](core::Result<metadb::WriteResult> r) {
             if (!r.isOk()) {
@@ -642,7 +664,7 @@ class MqttLink final : public CloudLink {
       log_.warn("sending outbox row ", ref.id, " failed: ", s.message());
       batch.retryLater(ref);
     }
-    store_.write(std::move(batch), loop_, [this, ref](core::Result<metadb::WriteResult> r) {
+    writeStore(std::move(batch), loop_, [this, ref](core::Result<metadb::WriteResult> r) {
       inFlight_.erase(ref.id);
       if (!r.isOk()) log_.error("updating the outbox: ", r.status().toString());
       drain();
@@ -680,6 +702,10 @@ class MqttLink final : public CloudLink {
   static constexpr core::Duration kResyncInitial = std::chrono::seconds(2);
   static constexpr core::Duration kResyncMax = std::chrono::seconds(60);
   core::Duration resyncDelay_ = kResyncInitial;
+
+  std::mutex writesMu_;
+  std::condition_variable writesCv_;
+  int pendingWrites_ = 0;
 
   mutable std::mutex mu_;
   LinkStatus status_;
