@@ -76,9 +76,9 @@ TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clien
 }
 
 Mosquitto::Mosquitto(const TlsFiles* tls) : tls_(tls != nullptr) {
-  std::string conf =
-      "persistence true\npersistence_location " + dir_.path().string() + "/\n" +
-      "user root\nallow_anonymous true\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n";
+  std::string conf = "persistence true\npersistence_location " + dir_.path().string() + "/\n" +
+                     "user root\nallow_anonymous true\nset_tcp_nodelay true\nlog_dest "
+                     "stderr\nlog_type error\nlog_type warning\n";
   for (int attempt = 0; attempt < 5; ++attempt) {
     port_ = freePort();
     std::string text = conf + "listener " + std::to_string(port_) + " 127.0.0.1\n";
