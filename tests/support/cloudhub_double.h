@@ -1,0 +1,97 @@
+#pragma once
+// A CloudHub test double: a TLS WebSocket server on loopback that behaves towards an edge node as
+// KubeEdge's CloudHub does (PROTOCOL.md §1): it checks the upgrade request and the client
+// certificate, records every envelope the edge sends, answers the edge's node, lease and patch
+// requests in the cloud's shapes, sends cloud messages a test asks for, and resends those not yet
+// acknowledged. It can stop forwarding without closing the connection (a silent drop).
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace outpost::test {
+
+struct CloudHubDoubleOptions {
+  std::string caFile;       // CA that client certificates must chain to
+  std::string certFile;     // the server's certificate (for 127.0.0.1 / localhost)
+  std::string keyFile;      // and its key
+  std::string projectId = "e632aba927ea4ac2b575ec1603d56f10";
+  // Resend every cloud message the edge has not acknowledged this often (CloudHub: 5 s).
+  std::chrono::milliseconds resendInterval{5000};
+  // Answer the edge's node insert/query, lease query/insert/update and patches as the cloud does.
+  bool answerRequests = true;
+  // When set, the client certificate's CN must be exactly this (else the upgrade is refused 403).
+  std::optional<std::string> requireCn;
+};
+
+// One envelope received from the edge.
+struct ReceivedFrame {
+  nlohmann::json envelope;  // parsed; frames that are not JSON are kept as a string under "raw"
+  std::chrono::steady_clock::time_point at;
+  int connection = 0;  // which connection (1, 2, ...) it arrived on
+};
+
+// What the double saw of one accepted WebSocket connection.
+struct HubConnection {
+  int id = 0;
+  std::string path;                            // the request target, e.g. /<project>/<node>/events
+  std::map<std::string, std::string> headers;  // upgrade request headers, names lower-cased
+  std::string clientCn, clientO;               // the client certificate's subject
+  std::string clientSerial;                    // hex serial of the client certificate
+  bool open = false;
+};
+
+class CloudHubDouble {
+ public:
+  explicit CloudHubDouble(CloudHubDoubleOptions options);
+  ~CloudHubDouble();  // closes every connection and joins its threads
+  CloudHubDouble(const CloudHubDouble&) = delete;
+  CloudHubDouble& operator=(const CloudHubDouble&) = delete;
+
+  int port() const;
+  std::string url() const;  // wss://127.0.0.1:<port> (the server part; the edge appends the path)
+
+  // Every envelope the edge sent so far, in arrival order (a copy; safe from any thread).
+  std::vector<ReceivedFrame> received() const;
+  // The envelopes whose route matches (empty strings match anything).
+  std::vector<ReceivedFrame> receivedWhere(const std::string& operation,
+                                           const std::string& resourcePrefix = "",
+                                           const std::string& group = "") const;
+  // Waits (real time, with a deadline) until `pred` holds for the received frames.
+  bool waitFor(const std::function<bool(const std::vector<ReceivedFrame>&)>& pred,
+               std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+
+  // Sends a cloud message to the current connection (and to later ones, until acknowledged):
+  // fills header.msg_id (uuid) and timestamp when absent; returns the msg_id.
+  std::string send(nlohmann::json envelope);
+  // Convenience: a pod (or any object) insert/update/delete from the cloud, route
+  // {source "edgecontroller", group "resource", operation, resource "<ns>/<type>/<name>"},
+  // header.resourceversion from the object's metadata.resourceVersion.
+  std::string sendObject(const std::string& operation, const std::string& resource,
+                         const nlohmann::json& object);
+  // True once the edge acked `msgId` (operation response with parent_msg_id = msgId).
+  bool acked(const std::string& msgId) const;
+  int ackCount(const std::string& msgId) const;  // how many acks arrived for it (resends ack again)
+
+  // The objects the double holds as "the cloud's" state: the node the edge registered, the lease.
+  std::optional<nlohmann::json> object(const std::string& resource) const;
+
+  // Silent drop: while false, nothing is read from or written to the connections (no pongs
+  // either), yet the TCP connections stay open.
+  void setForwarding(bool on);
+  void closeConnections();  // a clean WebSocket close of every connection
+  std::vector<HubConnection> connections() const;
+  int openConnections() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace outpost::test
