@@ -44,7 +44,15 @@ void sh(const std::string& cmd) {
 }
 }  // namespace
 
-TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clientCn) {
+TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clientCn,
+                      const std::string& clientO) {
+  for (const std::string* name : {&clientCn, &clientO}) {
+    if (name->find_first_of("/'\\\n") != std::string::npos) {
+      throw std::invalid_argument(
+          "makeTlsFiles: certificate name must not hold / ' \\ or a newline: " + *name);
+    }
+  }
+  std::string clientSubject = (clientO.empty() ? "" : "/O=" + clientO) + "/CN=" + clientCn;
   TlsFiles f;
   std::string d = dir.string();
   f.ca = d + "/ca.crt";
@@ -66,8 +74,8 @@ TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clien
      " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
      "-extfile server.ext -out server.crt" +
      q);
-  sh("cd " + d + " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=" +
-     clientCn + " -keyout client.key -out client.csr" + q);
+  sh("cd " + d + " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '" +
+     clientSubject + "' -keyout client.key -out client.csr" + q);
   sh("cd " + d +
      " && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out "
      "client.crt" +

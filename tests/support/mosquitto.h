@@ -14,8 +14,11 @@ struct TlsFiles {
 };
 
 // Makes a CA, a server certificate for 127.0.0.1/localhost and a client certificate with
-// `clientCn`, all with the openssl command line, under `dir`.
-TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clientCn = "test-node");
+// `clientCn` (and organisation `clientO` when not empty, e.g. CN "system:node:<node>", O
+// "system:nodes" for KubeEdge), all with the openssl command line, under `dir`. Names may not
+// hold a slash, a single quote, a backslash or a newline.
+TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clientCn = "test-node",
+                      const std::string& clientO = "");
 
 class Mosquitto {
  public:
