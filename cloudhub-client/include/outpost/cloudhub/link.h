@@ -3,10 +3,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "outpost/cloudhub/envelope.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/status.h"
@@ -22,6 +24,23 @@ struct LinkEvent {
   std::string detail;  // the broker or server, or why the link went down
 };
 inline constexpr core::Topic<LinkEvent> kLinkEvents{"cloudhub.link"};
+
+// A twin-group message from the cloud for the device twins (KubeEdge 1.14's forms, PROTOCOL.md §2):
+// resource `device/<id>/twin/cloud_updated` (content {"twin": {...}}) or operation `update` on
+// resource `membership` (content {"added_devices": [{"id", "name", "twin"?}], "removed_devices"}).
+// Every cloud link publishes these as it receives them; the twin service subscribes. Nothing is
+// acknowledged until `done` is called.
+struct CloudTwinMessage {
+  Envelope envelope;
+  // Call exactly once, from any thread, when the message is handled: ok once its effect is durable
+  // (also when the version rule rejected it: the edge's value is then on its way back), an error
+  // when it could not be applied (unknown device, bad content). On ok the link that received it
+  // acks it upstream (operation `response`, source `meta`, group `twin`, content "OK"); on an
+  // error it logs and counts the message and does not ack, so the cloud sends it again. Safe to
+  // call after that link stopped (then it does nothing).
+  std::function<void(core::Status)> done;
+};
+inline constexpr core::Topic<CloudTwinMessage> kCloudTwinMessages{"cloudhub.cloud_twin"};
 
 // What `outpostctl status` shows of the link.
 struct LinkStatus {
