@@ -98,6 +98,10 @@ class MqttLink final : public CloudLink {
   // ---- CloudLink
   core::Status start() override {
     offlineSince_ = clock_.now();
+    {
+      std::lock_guard lock(twinAcks_->mu);
+      twinAcks_->link = this;
+    }
     loop_.start();
     core::Status opened;
     if (!loop_.runSync([&] {
@@ -143,6 +147,10 @@ class MqttLink final : public CloudLink {
 
   void stop() override {
     if (stopped_.exchange(true)) return;
+    {
+      std::lock_guard lock(twinAcks_->mu);
+      twinAcks_->link = nullptr;
+    }
     loop_.runSync([this] {
       stopping_ = true;
       loop_.cancel(reconnectTimer_);
@@ -437,32 +445,77 @@ class MqttLink final : public CloudLink {
   }
 
   void ack(const Envelope& received, const std::string& key) {
+    ack(received, key, received.route.source, received.route.group);
+  }
+
+  // An ack (PROTOCOL.md §1): operation `response`, `parent_msg_id` = the cloud's `msg_id`, content
+  // "OK".
+  void ack(const Envelope& received, const std::string& resource, const std::string& source,
+           const std::string& group) {
     if (status().state != LinkState::kConnected) return;
     Envelope a;
     a.header.msgId = newMessageId();
     a.header.parentMsgId = received.header.msgId;
     a.header.timestamp = core::toUnixMillis(clock_.wallNow());
-    a.route.source = received.route.source;
-    a.route.group = received.route.group;
+    a.route.source = source;
+    a.route.group = group;
     a.route.operation = "response";
-    a.route.resource = key;
+    a.route.resource = resource;
     setContentString(a, "OK");
-    client_->publish(
-        topics_.up(opts_.nodeName), encode(a, opts_.encoding), false, [this, key](core::Status s) {
-          if (s.isOk()) {
-            countSent();
-            return;
-          }
-          // The object is stored; the cloud resends or the manifest check covers it.
-          loop_.post(
-              [this, key, s] { log_.warn("acknowledging ", key, " failed: ", s.message()); });
-        });
+    client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
+                     [this, resource](core::Status s) {
+                       if (s.isOk()) {
+                         countSent();
+                         return;
+                       }
+                       // Stored already; the cloud resends or the manifest check covers it.
+                       loop_.post([this, resource, s] {
+                         log_.warn("acknowledging ", resource, " failed: ", s.message());
+                       });
+                     });
   }
 
   void onDown(const std::string& topic, const std::string& payload) {
     Decoded d = decode(payload, opts_.encoding, opts_.maxMessageBytes);
-    if (d.failure) return invalid(invalidMalformed_, topic, d.failure->reason);
+    if (d.failure) {
+      auto& counter = d.failure->kind == DecodeError::kTooLarge    ? invalidTooLarge_
+                      : d.failure->kind == DecodeError::kMalformed ? invalidMalformed_
+                                                                   : invalidContent_;
+      return invalid(counter, topic, d.failure->reason);
+    }
+    if (isCloudTwinMessage(d.envelope->route)) return toTwins(topic, std::move(*d.envelope));
     log_.debug("message on down: ", d.envelope->route.operation, " ", d.envelope->route.resource);
+  }
+
+  // ---- twin-group messages: handed to the twins over the bus, acked once they are durable
+  static bool isCloudTwinMessage(const Route& r) {
+    constexpr std::string_view kPrefix = "device/", kSuffix = "/twin/cloud_updated";
+    std::string_view res = r.resource;
+    if (res == "membership") return r.operation == "update";
+    return res.size() > kPrefix.size() + kSuffix.size() && res.starts_with(kPrefix) &&
+           res.ends_with(kSuffix);
+  }
+
+  void toTwins(const std::string& topic, Envelope env) {
+    log_.debug("twin message on down: ", env.route.operation, " ", env.route.resource);
+    CloudTwinMessage m;
+    m.done = [sink = twinAcks_, env, topic](core::Status s) {
+      std::lock_guard lock(sink->mu);
+      if (!sink->link) return;  // stopped: the cloud sends it again to the next session
+      MqttLink* link = sink->link;
+      link->loop_.post([link, env, topic, s] { link->onTwinHandled(topic, env, s); });
+    };
+    m.envelope = std::move(env);
+    bus_.publish(kCloudTwinMessages, m);
+  }
+
+  void onTwinHandled(const std::string& topic, const Envelope& env, const core::Status& s) {
+    if (stopping_) return;
+    if (!s.isOk()) {
+      return invalid(invalidContent_, topic,
+                     env.route.resource + " (msg_id " + env.header.msgId + "): " + s.message());
+    }
+    ack(env, env.route.resource, "meta", "twin");
   }
 
   // ---- completeness: the manifest lists every desired key of a scope with its version
@@ -688,6 +741,13 @@ class MqttLink final : public CloudLink {
   core::Counter& invalidMalformed_;
   core::Counter& invalidContent_;
   core::Counter& invalidAddress_;
+
+  // Where the twins' `done` callbacks find this link; emptied at stop, so a late one does nothing.
+  struct TwinAcks {
+    std::mutex mu;
+    MqttLink* link = nullptr;
+  };
+  std::shared_ptr<TwinAcks> twinAcks_ = std::make_shared<TwinAcks>();
 
   std::unique_ptr<PahoClient> client_;
   MqttConnectOptions connectOptions_;

@@ -276,4 +276,92 @@ core::Status TwinServiceImpl::applyCloudTwinNow(const std::string& id, const std
   return core::okStatus();
 }
 
+std::string TwinServiceImpl::boundDeviceFor(const std::string& cloudId) const {
+  if (devices_.count(cloudId)) return cloudId;
+  if (opts_.deviceIdForm != DeviceIdForm::kNamespaced || cloudId.find('/') != std::string::npos)
+    return "";
+  std::string found;
+  for (const auto& [id, d] : devices_) {
+    if (d.record.name != cloudId) continue;
+    if (!found.empty()) return "";  // the same name in two namespaces: which one is not clear
+    found = id;
+  }
+  return found;
+}
+
+void TwinServiceImpl::onCloudTwinMessage(const cloudhub::CloudTwinMessage& m) {
+  if (stopping_) return;
+  std::function<void(core::Status)> done = m.done;
+  auto fail = [&](const core::Status& s) {
+    log_.warn("cloud ", m.envelope.route.operation, " of ", m.envelope.route.resource,
+              " not applied: ", s.message());
+    if (done) done(s);
+  };
+  const std::string& resource = m.envelope.route.resource;
+  if (resource == "membership") return onCloudMembership(m.envelope.content, std::move(done));
+  constexpr std::string_view kPrefix = "device/", kSuffix = "/twin/cloud_updated";
+  if (resource.size() <= kPrefix.size() + kSuffix.size() || !resource.starts_with(kPrefix) ||
+      !resource.ends_with(kSuffix)) {
+    return fail(core::invalidArgument("not a twin resource"));
+  }
+  std::string cloudId =
+      resource.substr(kPrefix.size(), resource.size() - kPrefix.size() - kSuffix.size());
+  std::string id = boundDeviceFor(cloudId);
+  if (id.empty()) return fail(core::notFound("device " + cloudId + " is not bound to this node"));
+  core::Status s = applyCloudTwinNow(id, m.envelope.content, done);
+  if (!s.isOk()) fail(s);
+}
+
+// KubeEdge up to 1.14 sent a device's twin inside the membership update that bound it. Here Device
+// objects bind devices; the twins in `added_devices` of devices bound here follow the version rule
+// like cloud_updated. Devices not bound here are skipped (their Device object binds them), and
+// removed_devices are left to the Device object's deletion.
+void TwinServiceImpl::onCloudMembership(const std::string& content,
+                                        std::function<void(core::Status)> done) {
+  json j = json::parse(content, nullptr, false);
+  if (j.is_string()) j = json::parse(j.get<std::string>(), nullptr, false);  // JSON in a string
+  if (!j.is_object()) {
+    if (done) done(core::invalidArgument("the membership update is not a JSON object"));
+    return;
+  }
+  // Called once every twin in it is committed: ok, or the first error.
+  struct Pending {
+    int left = 1;
+    core::Status first = core::okStatus();
+    std::function<void(core::Status)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->done = std::move(done);
+  auto finishOne = [pending](const core::Status& s) {
+    if (!s.isOk() && pending->first.isOk()) pending->first = s;
+    if (--pending->left == 0 && pending->done) pending->done(pending->first);
+  };
+  auto added = j.find("added_devices");
+  if (added != j.end() && added->is_array()) {
+    for (const auto& dev : *added) {
+      if (!dev.is_object() || !dev.contains("id") || !dev["id"].is_string()) {
+        log_.warn("cloud membership update: an added device without an id; skipped");
+        continue;
+      }
+      std::string cloudId = dev["id"].get<std::string>();
+      auto twinIt = dev.find("twin");
+      if (twinIt == dev.end() || !twinIt->is_object() || twinIt->empty()) continue;
+      std::string id = boundDeviceFor(cloudId);
+      if (id.empty()) {
+        log_.info("cloud membership update names device ", cloudId,
+                  ", which no Device object binds to this node; its twin is not kept");
+        continue;
+      }
+      ++pending->left;
+      std::function<void(core::Status)> one = finishOne;
+      core::Status s = applyCloudTwinNow(id, json{{"twin", *twinIt}}.dump(), one);
+      if (!s.isOk()) {
+        log_.warn("cloud twin for ", id, " in a membership update not applied: ", s.message());
+        finishOne(s);
+      }
+    }
+  }
+  finishOne(core::okStatus());
+}
+
 }  // namespace outpost::twin

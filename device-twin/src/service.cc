@@ -53,6 +53,9 @@ core::Status TwinServiceImpl::start() {
         if (!result.isOk()) return;
         keysSub_ = bus_.subscribe(metadb::kKeysChanged, loop_,
                                   [this](const metadb::KeysChanged& ev) { onKeysChanged(ev); });
+        cloudTwinSub_ =
+            bus_.subscribe(cloudhub::kCloudTwinMessages, loop_,
+                           [this](const cloudhub::CloudTwinMessage& m) { onCloudTwinMessage(m); });
         reconcileAll();
         MqttSettings s;
         s.uri = opts_.broker;
@@ -91,6 +94,7 @@ void TwinServiceImpl::stop() {
       [this] {
         stopping_ = true;
         keysSub_.reset();
+        cloudTwinSub_.reset();
         client_.reset();  // disconnects; no Paho callback runs after this
       },
       std::chrono::seconds(10));

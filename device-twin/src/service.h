@@ -16,6 +16,7 @@
 
 #include "codec.h"
 #include "mqtt_client.h"
+#include "outpost/cloudhub/link.h"
 #include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/twin/twin_service.h"
@@ -93,6 +94,12 @@ class TwinServiceImpl final : public TwinService {
   json membershipEntry(const metadb::Device& d) const;
   core::Status applyCloudTwinNow(const std::string& id, const std::string& content,
                                  std::function<void(core::Status)>& done);
+  // A KubeEdge 1.14 twin-group message that a cloud link received (cloud_updated, membership).
+  void onCloudTwinMessage(const cloudhub::CloudTwinMessage& m);
+  void onCloudMembership(const std::string& content, std::function<void(core::Status)> done);
+  // The bound device a cloud message names: its id, or (for a one-segment name from KubeEdge up to
+  // 1.16 while ids are namespaced) the one device of that name. Empty when there is none.
+  std::string boundDeviceFor(const std::string& cloudId) const;
 
   std::string newEventId();
   int64_t nowMs() const { return core::toUnixMillis(clock_.wallNow()); }
@@ -108,6 +115,7 @@ class TwinServiceImpl final : public TwinService {
   metadb::StoreReaderPtr reader_;
   std::unique_ptr<MqttClient> client_;
   core::Subscription keysSub_;
+  core::Subscription cloudTwinSub_;
   std::map<std::string, DeviceEntry> devices_;
   std::map<std::string, std::string> deviceKeys_;  // device id -> resource key it came from
   core::Backoff backoff_;
