@@ -375,14 +375,15 @@ class CertManagerImpl final : public CertificateManager {
 
   // On the loop: every checkInterval and once at start.
   void check() {
-    if (retryPending_) return;
     bool due;
     {
       std::lock_guard lock(stateMu_);
-      if (!state_.present) return;
-      due = clock_.wallNow() >= dueWall_ || clock_.now() >= dueMono_;
+      due = !retryPending_ && state_.present &&
+            (clock_.wallNow() >= dueWall_ || clock_.now() >= dueMono_);
     }
     if (due) renew();
+    std::lock_guard lock(stateMu_);
+    state_.checks++;
   }
 
   void renew() {

@@ -43,6 +43,7 @@ struct CertificateState {
   std::string lastError;  // empty after a success
   int64_t rotations = 0;  // renewals done by this process (bootstraps at start not counted)
   int64_t failures = 0;   // failed renewal attempts
+  int64_t checks = 0;     // times the schedule was looked at (every checkInterval)
 };
 
 class CertificateManager {
