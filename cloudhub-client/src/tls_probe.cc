@@ -1,13 +1,17 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
+#include <algorithm>
 #include <memory>
 
 // OpenSSL's BIO macros are C casts.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
 
 #include "paho_client.h"
+#include "tls_probe.h"
 
 namespace outpost::cloudhub {
 
@@ -21,7 +25,7 @@ std::string opensslError() {
 }
 }  // namespace
 
-core::Status probeTls(const MqttConnectOptions& o, std::chrono::milliseconds timeout) {
+core::Status probeTls(const TlsProbeTarget& o, std::chrono::milliseconds timeout) {
   auto scheme = o.uri.find("://");
   if (scheme == std::string::npos) return core::invalidArgument("no scheme in " + o.uri);
   std::string hostPort = o.uri.substr(scheme + 3);
@@ -67,7 +71,26 @@ core::Status probeTls(const MqttConnectOptions& o, std::chrono::milliseconds tim
     }
     return core::unavailable("TLS handshake failed: " + opensslError());
   }
+  // With TLS 1.3 the server judges the client certificate after the client's handshake is done:
+  // its refusal arrives as an alert on the first read. A server that accepted us waits for a
+  // request, so the read times out.
+  int fd = -1;
+  BIO_get_fd(bio.get(), &fd);
+  if (fd >= 0) {
+    auto ms = std::min<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(1000));
+    timeval tv{static_cast<time_t>(ms.count() / 1000),
+               static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char byte;
+    if (SSL_read(ssl, &byte, 1) <= 0 && ERR_peek_error() != 0) {
+      return core::unavailable("the server refused the client certificate: " + opensslError());
+    }
+  }
   return core::okStatus();
+}
+
+core::Status probeTls(const MqttConnectOptions& o, std::chrono::milliseconds timeout) {
+  return probeTls(TlsProbeTarget{o.uri, o.caFile, o.certFile, o.keyFile}, timeout);
 }
 
 }  // namespace outpost::cloudhub

@@ -66,6 +66,8 @@ class CloudLink {
   virtual void outboxChanged() = 0;
   // True when the link's thread answers within `timeout`.
   virtual bool alive(std::chrono::milliseconds timeout) = 0;
+  // The CA, certificate or key files were replaced (rotation): reconnect with their new contents.
+  virtual void credentialsChanged() {}
 };
 using CloudLinkPtr = std::unique_ptr<CloudLink>;
 

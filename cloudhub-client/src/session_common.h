@@ -1,0 +1,188 @@
+#pragma once
+// Session logic both cloud links share: turning a cloud envelope into a store change, tracking
+// store writes so a link can stop safely, and draining the outbox rate-limited.
+
+#include <algorithm>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "outpost/cloudhub/envelope.h"
+#include "outpost/core/event_loop.h"
+#include "outpost/core/log.h"
+#include "outpost/metadb/store.h"
+#include "outpost/metadb/types.h"
+#include "rate_limiter.h"
+
+namespace outpost::cloudhub {
+
+inline bool isDecimal(std::string_view s) {
+  return !s.empty() && s.size() <= 18 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The store change a cloud message asks for: insert, update and patch carry the object (its
+// resource version from the header, else from metadata.resourceVersion; its uid from metadata);
+// delete withdraws it (a delete's version may be absent). Refused with the reason otherwise.
+inline core::Result<metadb::ResourceChange> resourceChangeFrom(const Envelope& env,
+                                                               const std::string& key,
+                                                               const std::string& origin) {
+  using nlohmann::json;
+  metadb::ResourceChange change;
+  change.key = key;
+  change.origin = origin;
+  const std::string& op = env.route.operation;
+  bool isDelete = op == "delete";
+  if (!isDelete && op != "insert" && op != "update" && op != "patch")
+    return core::invalidArgument("operation \"" + op + "\" cannot carry desired state");
+  change.kind =
+      isDelete ? metadb::ResourceChange::Kind::kDelete : metadb::ResourceChange::Kind::kUpsert;
+  std::string version = env.header.resourceVersion;
+  auto object = contentObject(env);
+  if (!object && !isDelete) return core::invalidArgument("content is not a JSON object");
+  if (object) {
+    json obj = json::parse(*object);
+    if (auto meta = obj.find("metadata"); meta != obj.end() && meta->is_object()) {
+      if (auto rv = meta->find("resourceVersion");
+          version.empty() && rv != meta->end() && rv->is_string())
+        version = rv->get<std::string>();
+      if (auto uid = meta->find("uid"); uid != meta->end() && uid->is_string())
+        change.uid = uid->get<std::string>();
+    }
+    if (!isDelete) change.object = *object;
+  }
+  if ((!isDelete || !version.empty()) && !isDecimal(version))
+    return core::invalidArgument("resource version \"" + version + "\" is not a decimal number");
+  change.version = version;
+  return change;
+}
+
+// The twin-group messages of KubeEdge 1.14 that go to the twins over kCloudTwinMessages:
+// `device/<id>/twin/cloud_updated`, and operation `update` on resource `membership`.
+inline bool isCloudTwinMessage(const Route& r) {
+  constexpr std::string_view kPrefix = "device/", kSuffix = "/twin/cloud_updated";
+  std::string_view res = r.resource;
+  if (res == "membership") return r.operation == "update";
+  return res.size() > kPrefix.size() + kSuffix.size() && res.starts_with(kPrefix) &&
+         res.ends_with(kSuffix);
+}
+
+// Counts store writes in flight, so stop() can wait for the completions that will be posted to the
+// link's loop before the loop goes away.
+class StoreWrites {
+ public:
+  explicit StoreWrites(metadb::Store& store) : store_(store) {}
+
+  void write(metadb::WriteBatch batch, core::EventLoop& loop, metadb::WriteCallback done) {
+    {
+      std::lock_guard lock(mu_);
+      ++pending_;
+    }
+    store_.write(std::move(batch), loop,
+                 [this, done = std::move(done)](core::Result<metadb::WriteResult> r) {
+                   done(std::move(r));
+                   std::lock_guard lock(mu_);
+                   if (--pending_ == 0) cv_.notify_all();
+                 });
+  }
+  // False when writes were still pending after `timeout`.
+  bool waitIdle(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return pending_ == 0; });
+  }
+
+ private:
+  metadb::Store& store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int pending_ = 0;
+};
+
+// Sends due outbox rows, oldest first by priority, at most `page` at a time and within the rate
+// limit; a row leaves the outbox when its send is confirmed and is retried later otherwise. Lives
+// on the link's loop; every call is made there.
+class OutboxDrainer {
+ public:
+  // Sends one row; `done` (on the loop) says whether the cloud has it.
+  using SendFn = std::function<void(const metadb::OutboxEntry&, std::function<void(core::Status)>)>;
+
+  OutboxDrainer(core::EventLoop& loop, StoreWrites& writes, RateLimiter& limiter, core::Logger log,
+                SendFn send, size_t page = 64)
+      : loop_(loop),
+        writes_(writes),
+        limiter_(limiter),
+        log_(std::move(log)),
+        send_(std::move(send)),
+        page_(page) {}
+
+  // Sends what is due, using `reader` (the loop's own store reader).
+  void drain(metadb::StoreReader& reader) {
+    auto due = reader.outboxDue(page_ + inFlight_.size());
+    if (!due.isOk()) {
+      log_.error("reading the outbox: ", due.status().toString());
+      return;
+    }
+    size_t sentNow = 0;
+    for (const auto& e : *due) {
+      if (inFlight_.count(e.ref.id)) continue;
+      if (!limiter_.tryTake()) {
+        if (!limitTimerArmed_) {
+          limitTimerArmed_ = true;
+          loop_.runAfter(limiter_.waitTime(), [this] {
+            limitTimerArmed_ = false;
+            if (redrain_) redrain_();
+          });
+        }
+        return;
+      }
+      inFlight_.insert(e.ref.id);
+      ++sentNow;
+      metadb::OutboxRef ref = e.ref;
+      uint64_t epoch = epoch_;
+      send_(e, [this, ref, epoch](core::Status s) { onSent(ref, epoch, s); });
+    }
+    if (sentNow == page_ && redrain_) loop_.post([this] { redrain_(); });
+  }
+  // Called to drain again (from timers and completions): the link checks it may send, then calls
+  // drain().
+  void setRedrain(std::function<void()> f) { redrain_ = std::move(f); }
+  // The connection went away: rows in flight are sent again on the next one.
+  void reset() {
+    inFlight_.clear();
+    ++epoch_;
+  }
+
+ private:
+  void onSent(metadb::OutboxRef ref, uint64_t epoch, const core::Status& s) {
+    if (epoch != epoch_) return;  // from a connection that is gone; reset() forgot the row already
+    metadb::WriteBatch batch;
+    if (s.isOk()) {
+      batch.ack(ref);  // the cloud has it: the row may go
+    } else {
+      log_.warn("sending outbox row ", ref.id, " failed: ", s.message());
+      batch.retryLater(ref);
+    }
+    writes_.write(std::move(batch), loop_, [this, ref, epoch](core::Result<metadb::WriteResult> r) {
+      if (epoch == epoch_) inFlight_.erase(ref.id);
+      if (!r.isOk()) log_.error("updating the outbox: ", r.status().toString());
+      if (redrain_) redrain_();
+    });
+  }
+
+  core::EventLoop& loop_;
+  StoreWrites& writes_;
+  RateLimiter& limiter_;
+  core::Logger log_;
+  SendFn send_;
+  size_t page_;
+  std::function<void()> redrain_;
+  std::set<int64_t> inFlight_;
+  uint64_t epoch_ = 0;
+  bool limitTimerArmed_ = false;
+};
+
+}  // namespace outpost::cloudhub

@@ -1,0 +1,21 @@
+#pragma once
+// Finds out why a TLS connection fails, in OpenSSL's words, for the operator's log: the client
+// libraries only say "TLS handshake failed".
+
+#include <chrono>
+#include <string>
+
+#include "outpost/core/status.h"
+
+namespace outpost::cloudhub {
+
+struct TlsProbeTarget {
+  std::string uri;  // scheme://host[:port][/path]
+  std::string caFile, certFile, keyFile;
+};
+
+// Connects and runs one handshake (TLS 1.2 or newer, server checked against `caFile` and the
+// host), then hangs up. Ok when the handshake succeeds.
+core::Status probeTls(const TlsProbeTarget& target, std::chrono::milliseconds timeout);
+
+}  // namespace outpost::cloudhub
