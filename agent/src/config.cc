@@ -279,9 +279,11 @@ bool hasScheme(const std::string& uri, std::initializer_list<const char*> scheme
                      [&](const char* s) { return uri.rfind(s, 0) == 0 && uri.size() > strlen(s); });
 }
 
-void checkTls(const TlsConfig& tls, const std::string& prefix, ConfigErrors& errs) {
+// `managed`: the agent writes these files itself (KubeEdge bootstrap), so they may not exist yet.
+void checkTls(const TlsConfig& tls, const std::string& prefix, ConfigErrors& errs,
+              bool managed = false) {
   auto file = [&](const std::string& key, const std::string& path) {
-    if (!path.empty() && !readable(path)) {
+    if (!path.empty() && !managed && !readable(path)) {
       errs.errors.push_back({prefix + "." + key, "cannot read file \"" + path + "\""});
     }
   };
@@ -301,6 +303,20 @@ bool validHostPort(const std::string& text) {
   std::string p = text.substr(colon + 1);
   auto res = std::from_chars(p.data(), p.data() + p.size(), port);
   return res.ec == std::errc() && res.ptr == p.data() + p.size() && port >= 0 && port <= 65535;
+}
+
+// KubeEdge with a certificate service: the agent fetches and rotates the client certificate.
+bool certificatesManaged(const Config& c) {
+  return c.cloud.transport == "websocket" && !c.cloud.websocket.certServer.empty();
+}
+
+// Where managed certificates go when cloud.tls leaves a path empty: <state_dir>/certs/.
+void defaultManagedCertificates(Config& c) {
+  if (!certificatesManaged(c)) return;
+  std::string dir = c.node.stateDir + "/certs/";
+  if (c.cloud.tls.ca.empty()) c.cloud.tls.ca = dir + "ca.crt";
+  if (c.cloud.tls.cert.empty()) c.cloud.tls.cert = dir + "edge.crt";
+  if (c.cloud.tls.key.empty()) c.cloud.tls.key = dir + "edge.key";
 }
 
 void validate(const Config& c, ConfigErrors& errs) {
@@ -328,7 +344,7 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("cloud.reconnect.base", "must be greater than zero");
   if (c.cloud.reconnectCap < c.cloud.reconnectBase)
     add("cloud.reconnect.cap", "must not be smaller than cloud.reconnect.base");
-  checkTls(c.cloud.tls, "cloud.tls", errs);
+  checkTls(c.cloud.tls, "cloud.tls", errs, certificatesManaged(c));
   if (c.cloud.transport == "mqtt") {
     if (!hasScheme(c.cloud.mqtt.broker,
                    {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
@@ -451,6 +467,7 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
       r.errors.errors.push_back({name, "is not a configuration key (see docs/configuration.md)"});
     }
   }
+  defaultManagedCertificates(r.config);
   validate(r.config, r.errors);
   return r;
 }

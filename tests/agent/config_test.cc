@@ -144,3 +144,22 @@ TEST_CASE("the example configurations shipped in examples/ are valid") {
   INFO(r.errors.toString());
   CHECK(r.ok());
 }
+
+TEST_CASE("with a certificate service the client certificate files default under state_dir") {
+  const char* yaml = R"(
+node: {name: edge-1, state_dir: /srv/outpost}
+cloud:
+  transport: websocket
+  websocket: {server: "wss://cloud.example:10000", cert_server: "https://cloud.example:10002"}
+)";
+  auto r = loadConfig(yaml, {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());  // the files do not exist yet: the agent bootstraps them
+  CHECK(r.config.cloud.tls.ca == "/srv/outpost/certs/ca.crt");
+  CHECK(r.config.cloud.tls.cert == "/srv/outpost/certs/edge.crt");
+  CHECK(r.config.cloud.tls.key == "/srv/outpost/certs/edge.key");
+
+  // Without a certificate service the operator's files must be there.
+  auto mqtt = loadConfig("node: {name: edge-1}\ncloud: {tls: {ca: /nonexistent/ca.crt}}\n", {});
+  CHECK(hasError(mqtt, "cloud.tls.ca", "cannot read file"));
+}
