@@ -181,6 +181,10 @@ std::string encode(const Envelope& env, Encoding encoding) {
 }
 
 std::optional<std::string> contentObject(const Envelope& env) {
+  // Decoded content is valid JSON text already: one that opens with '{' is an object, no need to
+  // parse its ~2 KB again.
+  size_t first = env.content.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && env.content[first] == '{') return env.content;
   json c = json::parse(env.content, nullptr, false);
   if (c.is_object()) return env.content;
   if (c.is_string()) {
@@ -188,6 +192,19 @@ std::optional<std::string> contentObject(const Envelope& env) {
     if (inner.is_object()) return inner.dump();
   }
   return std::nullopt;
+}
+
+std::vector<std::string> ackedMessageIds(const Envelope& env) {
+  if (env.route.operation != "response") return {};
+  if (!env.header.parentMsgId.empty()) return {env.header.parentMsgId};
+  if (env.route.resource != kBatchAckResource) return {};
+  json c = json::parse(env.content, nullptr, false);
+  std::vector<std::string> ids;
+  if (!c.is_array()) return ids;
+  for (const auto& id : c) {
+    if (id.is_string()) ids.push_back(id.get<std::string>());
+  }
+  return ids;
 }
 
 void setContentString(Envelope& env, std::string_view text) {

@@ -394,9 +394,10 @@ class MqttLink final : public CloudLink {
         change.kind = metadb::ResourceChange::Kind::kDelete;
       } else if (op == "insert" || op == "update" || op == "patch") {
         auto object = contentObject(*env);
-        if (!object) return invalid(invalidContent_, topic, "content is not a JSON object");
-        change.object = *object;
-        json obj = json::parse(*object);
+        json obj = object ? json::parse(*object, nullptr, false) : json();
+        if (!obj.is_object())
+          return invalid(invalidContent_, topic, "content is not a JSON object");
+        change.object = std::move(*object);
         std::string version = env->header.resourceVersion;
         if (version.empty()) {
           auto meta = obj.find("metadata");
@@ -428,8 +429,13 @@ class MqttLink final : public CloudLink {
     }
     metadb::WriteBatch batch;
     batch.apply(std::move(change));
+    std::optional<PendingAck> toAck;
+    if (env) {
+      toAck = PendingAck{std::move(env->header.msgId), key, std::move(env->route.source),
+                         std::move(env->route.group)};
+    }
     writeStore(std::move(batch), loop_,
-               [this, key, env = std::move(env)](core::Result<metadb::WriteResult> r) {
+               [this, key, toAck = std::move(toAck)](core::Result<metadb::WriteResult> r) mutable {
                  if (!r.isOk()) {
                    // Not acknowledged: the retained copy comes again on the next connect.
                    log_.error("storing ", key, " failed: ", r.status().toString());
@@ -439,23 +445,66 @@ class MqttLink final : public CloudLink {
                                        : r->changes[0] == metadb::ApplyOutcome::kStale ? "stale"
                                                                                        : "deleted";
                  log_.debug(key, ": ", outcome);
-                 if (env) ack(*env, key);
+                 if (toAck) queueAck(std::move(*toAck));
                  scheduleConvergenceCheck();
                });
   }
 
-  void ack(const Envelope& received, const std::string& key) {
-    ack(received, key, received.route.source, received.route.group);
+  // ---- acks: the store hands back every write of one commit in one task; the acks of that task
+  // leave together, as one batch ack when there are several (docs/mqtt-link.md).
+  struct PendingAck {
+    std::string msgId, key, source, group;
+  };
+
+  void queueAck(PendingAck a) {
+    pendingAcks_.push_back(std::move(a));
+    if (ackFlushPosted_) return;
+    ackFlushPosted_ = true;
+    loop_.post([this] {
+      ackFlushPosted_ = false;
+      flushAcks();
+    });
+  }
+
+  void flushAcks() {
+    std::vector<PendingAck> acks;
+    acks.swap(pendingAcks_);
+    if (acks.empty() || status().state != LinkState::kConnected) return;
+    if (acks.size() == 1 || !opts_.batchAcks) {
+      for (const PendingAck& a : acks) ack(a.msgId, a.key, a.source, a.group);
+      return;
+    }
+    for (size_t from = 0; from < acks.size(); from += kMaxAcksPerMessage) {
+      size_t to = std::min(acks.size(), from + kMaxAcksPerMessage);
+      json ids = json::array();
+      for (size_t i = from; i < to; ++i) ids.push_back(acks[i].msgId);
+      Envelope a;
+      a.header.msgId = newMessageId();
+      a.header.timestamp = core::toUnixMillis(clock_.wallNow());
+      a.route.group = "resource";
+      a.route.operation = "response";
+      a.route.resource = std::string(kBatchAckResource);
+      a.content = ids.dump();
+      std::string what = std::to_string(to - from) + " acks";
+      client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
+                       [this, what](core::Status st) { onAckSent(what, st); });
+    }
+  }
+
+  void onAckSent(const std::string& what, const core::Status& s) {
+    if (s.isOk()) return countSent();
+    // Stored already; the cloud resends or the manifest check covers it.
+    loop_.post([this, what, s] { log_.warn("acknowledging ", what, " failed: ", s.message()); });
   }
 
   // An ack (PROTOCOL.md §1): operation `response`, `parent_msg_id` = the cloud's `msg_id`, content
   // "OK".
-  void ack(const Envelope& received, const std::string& resource, const std::string& source,
+  void ack(const std::string& msgId, const std::string& resource, const std::string& source,
            const std::string& group) {
     if (status().state != LinkState::kConnected) return;
     Envelope a;
     a.header.msgId = newMessageId();
-    a.header.parentMsgId = received.header.msgId;
+    a.header.parentMsgId = msgId;
     a.header.timestamp = core::toUnixMillis(clock_.wallNow());
     a.route.source = source;
     a.route.group = group;
@@ -463,16 +512,7 @@ class MqttLink final : public CloudLink {
     a.route.resource = resource;
     setContentString(a, "OK");
     client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
-                     [this, resource](core::Status s) {
-                       if (s.isOk()) {
-                         countSent();
-                         return;
-                       }
-                       // Stored already; the cloud resends or the manifest check covers it.
-                       loop_.post([this, resource, s] {
-                         log_.warn("acknowledging ", resource, " failed: ", s.message());
-                       });
-                     });
+                     [this, resource](core::Status s) { onAckSent(resource, s); });
   }
 
   void onDown(const std::string& topic, const std::string& payload) {
@@ -515,7 +555,7 @@ class MqttLink final : public CloudLink {
       return invalid(invalidContent_, topic,
                      env.route.resource + " (msg_id " + env.header.msgId + "): " + s.message());
     }
-    ack(env, env.route.resource, "meta", "twin");
+    ack(env.header.msgId, env.route.resource, "meta", "twin");
   }
 
   // ---- completeness: the manifest lists every desired key of a scope with its version
@@ -755,6 +795,10 @@ class MqttLink final : public CloudLink {
   std::map<std::string, Manifest> manifests_;
   std::set<int64_t> inFlight_;
   bool checkPosted_ = false;
+  std::vector<PendingAck> pendingAcks_;
+  bool ackFlushPosted_ = false;
+  // A batch ack of a full commit (256 writes) stays around 10 KB.
+  static constexpr size_t kMaxAcksPerMessage = 256;
   bool limitTimerArmed_ = false;
   bool stopping_ = false;
   std::atomic<bool> stopped_{false};

@@ -121,3 +121,32 @@ TEST_CASE("bad frames are refused with a reason naming what was wrong") {
   CHECK(big.failure->kind == DecodeError::kTooLarge);
   CHECK(big.failure->reason.find("2000 bytes") != std::string::npos);
 }
+
+TEST_CASE("an ack names its parent; a batch ack names every msg_id in its content") {
+  Envelope single;
+  single.header.msgId = "a1";
+  single.header.parentMsgId = "m1";
+  single.route.operation = "response";
+  single.route.resource = "default/pod/web";
+  setContentString(single, "OK");
+  CHECK(ackedMessageIds(single) == std::vector<std::string>{"m1"});
+
+  auto batch = decode(R"({"header":{"msg_id":"a2","timestamp":1},
+      "route":{"group":"resource","operation":"response","resource":"acks"},
+      "content":["m1","m2","m3"]})",
+                      Encoding::kJson);
+  REQUIRE(batch.envelope);
+  CHECK(ackedMessageIds(*batch.envelope) == std::vector<std::string>{"m1", "m2", "m3"});
+  // The same through the protobuf encoding.
+  auto viaProto = decode(encode(*batch.envelope, Encoding::kProtobuf), Encoding::kProtobuf);
+  REQUIRE(viaProto.envelope);
+  CHECK(ackedMessageIds(*viaProto.envelope) == std::vector<std::string>{"m1", "m2", "m3"});
+
+  // Not acks: another operation, or a response on another resource without a parent.
+  Envelope update = single;
+  update.route.operation = "update";
+  CHECK(ackedMessageIds(update).empty());
+  Envelope other = batch.envelope.value();
+  other.route.resource = "default/pod/web";
+  CHECK(ackedMessageIds(other).empty());
+}

@@ -4,8 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "outpost/cloudhub/envelope.h"
 #include "outpost/metadb/sqlite_store.h"
@@ -24,13 +26,15 @@ constexpr const char* kNode = "edge-1";
 
 // One agent's store and link, as the agent would wire them.
 struct Agent {
-  Agent(TempDir& dir, cloudhub::MqttLinkOptions o, core::Clock& clk)
+  Agent(TempDir& dir, cloudhub::MqttLinkOptions o, core::Clock& clk,
+        std::optional<core::Duration> commitWindow = std::nullopt)
       : clock(clk),
         logPath((dir / "agent.log").string()),
         logging({core::LogLevel::kDebug, false, logPath}),
         options(std::move(o)) {
     metadb::StoreOptions so;
     so.path = (dir / "outpost.db").string();
+    if (commitWindow) so.commitWindow = *commitWindow;
     auto s = metadb::openSqliteStore(so, clock, bus, logging, metrics);
     REQUIRE(s.isOk());
     store = std::move(s).value();
@@ -129,13 +133,15 @@ struct Cloud {
     client.publish(kTopics.manifest(kNode),
                    json{{"generation", ++generation}, {"objects", objects}}.dump(), true);
   }
+  // True once an ack on up names `msgId`: a single ack (parent_msg_id, "OK") or a batch ack.
   bool acked(const std::string& msgId) {
     for (const auto& m : client.messagesOn(kTopics.up(kNode))) {
-      auto j = json::parse(m.payload, nullptr, false);
-      if (j.is_object() && j["header"].value("parent_msg_id", "") == msgId &&
-          j["content"] == "OK" && j["route"]["operation"] == "response") {
-        return true;
-      }
+      auto d = cloudhub::decode(m.payload, cloudhub::Encoding::kJson);
+      if (!d.envelope) continue;
+      auto ids = cloudhub::ackedMessageIds(*d.envelope);
+      if (std::find(ids.begin(), ids.end(), msgId) == ids.end()) continue;
+      if (ids.size() == 1 && d.envelope->content != "\"OK\"") continue;
+      return true;
     }
     return false;
   }
@@ -190,6 +196,38 @@ TEST_CASE("a desired object published to the broker is stored durably, then ackn
   watcher.subscribe(kTopics.online(kNode));
   REQUIRE(waitFor([&] { return !watcher.messagesOn(kTopics.online(kNode)).empty(); }));
   CHECK(watcher.messagesOn(kTopics.online(kNode)).back().payload == "true");
+}
+
+TEST_CASE("objects stored in one commit are acknowledged by one batch ack naming each msg_id") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  // Published before the node connects: the broker hands all of them over at once on subscribe,
+  // and a long commit window puts them into one commit.
+  for (int i = 0; i < 10; ++i) cloud.put("p" + std::to_string(i), 1);
+  core::SystemClock clock;
+  Agent agent(dir, linkOptions(broker.uri()), clock, std::chrono::milliseconds(500));
+  REQUIRE(waitFor([&] {
+    for (int i = 0; i < 10; ++i) {
+      if (!cloud.acked("msg-p" + std::to_string(i) + "-1")) return false;
+    }
+    return true;
+  }));
+  size_t acks = 0, batches = 0;
+  for (const auto& m : cloud.client.messagesOn(kTopics.up(kNode))) {
+    auto j = json::parse(m.payload);
+    if (j["route"]["operation"] != "response") continue;
+    ++acks;
+    if (j["route"]["resource"] != "acks") continue;
+    ++batches;
+    CHECK_FALSE(j["header"].contains("parent_msg_id"));
+    CHECK(j["content"].is_array());
+    CHECK(j["content"].size() > 1);
+  }
+  CHECK(batches >= 1);
+  CHECK(acks < 10);
+  // Every object is stored before its ack.
+  CHECK(agent.podKeys().size() == 10);
 }
 
 TEST_CASE("desired state for the node's groups is stored too") {

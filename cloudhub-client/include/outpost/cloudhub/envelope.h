@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "outpost/core/status.h"
 
@@ -64,10 +65,20 @@ Decoded decode(std::string_view frame, Encoding encoding,
 std::string encode(const Envelope& env, Encoding encoding);
 
 // The content as a JSON object's text: the object itself, or a string that holds a JSON object (as
-// KubeEdge sends patches). nullopt when the content is neither.
+// KubeEdge sends patches). nullopt when the content is neither. Expects valid JSON content, as
+// decode() leaves it (an object is returned without being parsed again).
 std::optional<std::string> contentObject(const Envelope& env);
 // Sets the content to a JSON string value holding `text` ("OK", "ping").
 void setContentString(Envelope& env, std::string_view text);
+
+// Acks (our MQTT scheme, docs/mqtt-link.md): a single ack is operation `response` with
+// `parent_msg_id`; a batch ack, for several messages stored in one commit, is operation `response`
+// on resource `kBatchAckResource` with no `parent_msg_id` and content a JSON array of the acked
+// `msg_id`s.
+inline constexpr std::string_view kBatchAckResource = "acks";
+// The msg_ids an envelope acknowledges: its parent_msg_id for a single ack, every id of a batch
+// ack, none when it is no ack.
+std::vector<std::string> ackedMessageIds(const Envelope& env);
 
 // A fresh random uuid v4, for message ids.
 std::string newMessageId();

@@ -29,6 +29,9 @@ struct MqttLinkOptions {
   size_t maxMessageBytes = kDefaultMaxMessageBytes;
   core::Duration outboxPoll = std::chrono::seconds(1);  // drain check when nothing signalled
   core::Duration connectTimeout = std::chrono::seconds(10);
+  // Desired objects stored in one commit are acked in one batch ack (docs/mqtt-link.md); false
+  // sends one ack per object, for a publisher that reads only `parent_msg_id`.
+  bool batchAcks = true;
 };
 
 CloudLinkPtr makeMqttLink(MqttLinkOptions options, metadb::Store& store, core::Bus& bus,
