@@ -15,11 +15,14 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "pod_spec.h"
 #include "pod_status.h"
@@ -35,6 +38,10 @@ constexpr const char* kSandboxHash = "outpost.io/sandbox-hash";
 constexpr const char* kContainerName = "outpost.io/container";
 constexpr const char* kContainerHash = "outpost.io/container-hash";
 constexpr const char* kGrace = "outpost.io/grace-seconds";
+constexpr const char* kNormal = "Normal";
+constexpr const char* kWarning = "Warning";
+// Pod phases, as outpost_pods counts them; anything else counts as the last.
+constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Failed", "Unknown"};
 
 std::string label(const Labels& l, const char* key) {
   auto it = l.find(key);
@@ -97,7 +104,12 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       syncHistogram_ = &metrics->histogram("outpost_deploy_sync_seconds",
                                            "Duration of a reconcile pass over all pods",
                                            {0.001, 0.01, 0.1, 1, 10});
+      for (const char* phase : kPhases) {
+        phaseGauges_.push_back(
+            &metrics->gauge("outpost_pods", "Pods on the node by phase", {{"phase", phase}}));
+      }
     }
+    metrics_ = metrics;
     hostIp_ = hostIp();
     node_.nodeName = config_.nodeName;
     node_.reservedMilliCpu = config_.reservedMilliCpu;
@@ -189,6 +201,13 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     return statsCopy_;
   }
 
+  std::optional<PodRuntimeInfo> podInfo(const std::string& key) const {
+    std::lock_guard<std::mutex> lock(infoMu_);
+    auto it = info_.find(key);
+    if (it == info_.end()) return std::nullopt;
+    return it->second;
+  }
+
  private:
   struct Backoff {
     core::Duration delay{0};
@@ -215,7 +234,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::map<std::string, Probe> probes;
     std::map<std::string, PullBackoff> pulls;                            // by container name
     std::map<std::string, std::pair<std::string, std::string>> waiting;  // name -> reason, msg
-    std::map<std::string, uint32_t> attempts;  // highest attempt seen per container name
+    std::map<std::string, uint32_t> attempts;      // highest attempt seen per container name
+    std::map<std::string, std::string> exitNoted;  // name -> id of the last exit made an event
+    std::map<std::string, std::string> warned;     // slot -> reason and message last warned
+    std::string phase;                             // of the last status published
     Transitions transitions;
     std::string lastStatus;
     std::optional<core::TimerId> wakeTimer;
@@ -253,6 +275,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (!parsed) {
       w.invalid = parsed.status().message();
       log_.warn("pod ", key, " cannot run: ", w.invalid);
+      event(w, kWarning, "FailedValidation", "", "The desired pod cannot run: " + w.invalid);
       return;  // keeps what runs from an earlier valid spec
     }
     w.invalid.clear();
@@ -414,6 +437,12 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       return;
     }
     const PodSpec& pod = *w.spec;
+    {
+      std::lock_guard<std::mutex> lock(infoMu_);
+      auto& info = info_[w.key];
+      info.uid = pod.uid;
+      info.logDirectory = logDirectoryOf(pod.uid);
+    }
     std::vector<PodSandbox> sandboxes;
     std::vector<Container> containers;
     for (const auto& s : all.sandboxes) {
@@ -468,6 +497,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       for (const auto* list : {&pod.initContainers, &pod.containers})
         for (const auto& c : *list)
           w.waiting[c.name] = {"CreateContainerConfigError", volumes.status().message()};
+      warnOnce(w, "", "FailedMount", "Volumes not ready: " + volumes.status().message(),
+               "#volumes");
+    } else {
+      w.warned.erase("#volumes");
     }
     if (!current && volumes) {
       if (!ensureImage(config_.sandboxImage, PullPolicy::kIfNotPresent).isOk()) {
@@ -477,6 +510,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       auto id = runtime_.runPodSandbox(sandboxConfig, pod.runtimeClassName);
       if (!id) {
         log_.warn("pod ", w.key, ": RunPodSandbox: ", id.status().toString());
+        warnOnce(w, "", "FailedCreatePodSandBox",
+                 "Failed to create pod sandbox: " + id.status().message(), "#sandbox");
         for (const auto* list : {&pod.initContainers, &pod.containers})
           for (const auto& c : *list)
             w.waiting[c.name] = {"ContainerCreating", id.status().message()};
@@ -485,6 +520,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         stats_.sandboxesCreated++;
         log_.info("pod ", w.key, ": sandbox ", sandboxId.substr(0, 12), " attempt ",
                   sandboxConfig.attempt);
+        w.warned.erase("#sandbox");
+        event(w, kNormal, "SandboxCreated", "",
+              "Pod sandbox " + sandboxId.substr(0, 12) + " created (attempt " +
+                  std::to_string(sandboxConfig.attempt) + ")");
         auto st = runtime_.podSandboxStatus(sandboxId);
         if (st) sandboxCreated = st->sandbox.createdAt;
       }
@@ -580,6 +619,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       return false;
     }
     if (latest.state != ContainerState::kExited) return false;
+    if (v.current) noteExit(w, spec.name, *v.current);
     if (latest.labels.count(kContainerHash) && label(latest.labels, kContainerHash) != spec.hash) {
       createAndStart(w, pod, spec, list, sandboxId, sandboxConfig, volumes);
       return false;
@@ -604,6 +644,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       case ContainerState::kRunning:
         if (changed) {
           log_.info("pod ", w.key, ": container ", spec.name, " spec changed, replacing");
+          event(w, kNormal, "Killing", spec.name,
+                "Stopping container " + spec.name + ": its spec changed, it will be replaced");
           removeContainer(latest, std::chrono::seconds(pod.gracePeriodSeconds));
           list.erase(list.begin());
           w.backoff.erase(spec.name);
@@ -623,6 +665,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         }
         auto st = status(latest);
         if (!st) return;
+        noteExit(w, spec.name, *st);
         bool restart = pod.restartPolicy == RestartPolicy::kAlways ||
                        (pod.restartPolicy == RestartPolicy::kOnFailure && st->exitCode != 0);
         if (restart) restartWithBackoff(w, pod, spec, list, sandboxId, sandboxConfig, volumes, st);
@@ -652,6 +695,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto readyAt = bo.exitSeenAt + bo.delay;
     if (now < readyAt) {
       auto secs = std::chrono::duration_cast<std::chrono::seconds>(bo.delay).count();
+      warnOnce(w, spec.name, "BackOff",
+               "Back-off " + std::to_string(secs) + "s restarting failed container " + spec.name);
       w.waiting[spec.name] = {"CrashLoopBackOff", "back-off " + std::to_string(secs) +
                                                       "s restarting failed container=" + spec.name +
                                                       " pod=" + pod.name + "_" + pod.podNamespace +
@@ -698,6 +743,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       p.nextAt = now + std::chrono::seconds(ps.periodSeconds);
       if (p.failures >= ps.failureThreshold) {
         log_.info("pod ", w.key, ": container ", spec.name, " failed its liveness probe, killing");
+        event(w, kWarning, "Unhealthy", spec.name,
+              "Liveness probe failed " + std::to_string(p.failures) + " times, killing container " +
+                  spec.name);
         auto s = runtime_.stopContainer(c.id, std::chrono::seconds(pod.gracePeriodSeconds));
         if (!s.isOk()) log_.warn("StopContainer: ", s.toString());
         statusCache_.erase(c.id);
@@ -711,6 +759,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto s = runtime_.startContainer(c.id);
     if (!s.isOk()) {
       w.waiting[spec.name] = {"RunContainerError", s.message()};
+      warnOnce(w, spec.name, "Failed", "Error: StartContainer: " + s.message());
       removeContainer(c, {});
     }
   }
@@ -748,7 +797,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         return false;
       }
       if (*present) {
-        if (backingOff) log_.info("pod ", w.key, ": image ", spec.image, " is present now");
+        if (backingOff) {
+          log_.info("pod ", w.key, ": image ", spec.image, " is present now");
+          event(w, kNormal, "Pulled", spec.name,
+                "Container image \"" + spec.image + "\" is present now");
+        }
         w.pulls.erase(spec.name);
         return true;
       }
@@ -756,6 +809,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         w.waiting[spec.name] = {"ErrImageNeverPull", "Container image \"" + spec.image +
                                                          "\" is not present with pull policy "
                                                          "of Never"};
+        warnOnce(w, spec.name, "ErrImageNeverPull", w.waiting[spec.name].second);
         return false;
       }
     }
@@ -769,6 +823,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (ref) {
       stats_.imagesPulled++;
       w.pulls.erase(spec.name);
+      event(w, kNormal, "Pulled", spec.name, "Successfully pulled image \"" + spec.image + "\"");
       return true;
     }
     if (spec.pullPolicy == PullPolicy::kAlways) {
@@ -790,6 +845,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     log_.warn("pod ", w.key, ": pulling ", spec.image, " failed (", ref.status().toString(),
               "), next attempt in ",
               std::chrono::duration_cast<std::chrono::seconds>(b.delay).count(), " s");
+    event(w, kWarning, "Failed", spec.name,
+          "Failed to pull image \"" + spec.image + "\": " + b.message + "; next attempt in " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(b.delay).count()) +
+              " s");
     w.waiting[spec.name] = {"ErrImagePull", b.message};
     wakeAt(w, b.retryAt);
     return false;
@@ -803,6 +862,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto env = resolveEnv(spec, pod, desired_, config_.nodeName, hostIp_);
     if (!env) {
       w.waiting[spec.name] = {"CreateContainerConfigError", env.status().message()};
+      warnOnce(w, spec.name, "Failed", "Error: " + env.status().message());
       return;
     }
     ContainerConfig cc;
@@ -842,8 +902,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (!id) {
       w.waiting[spec.name] = {"CreateContainerError", id.status().message()};
       log_.warn("pod ", w.key, ": CreateContainer ", spec.name, ": ", id.status().toString());
+      warnOnce(w, spec.name, "Failed", "Error: CreateContainer: " + id.status().message());
       return;
     }
+    event(w, kNormal, "Created", spec.name,
+          "Created container " + spec.name + " (attempt " + std::to_string(cc.attempt) + ")");
     stats_.containersCreated++;
     if (createdCounter_) createdCounter_->inc();
     w.attempts[spec.name] = cc.attempt;
@@ -851,8 +914,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (!started.isOk()) {
       w.waiting[spec.name] = {"RunContainerError", started.message()};
       log_.warn("pod ", w.key, ": StartContainer ", spec.name, ": ", started.toString());
+      warnOnce(w, spec.name, "Failed", "Error: StartContainer: " + started.message());
     } else {
       w.waiting.erase(spec.name);
+      w.warned.erase(spec.name);
+      event(w, kNormal, "Started", spec.name, "Started container " + spec.name);
     }
     // The new container becomes the newest of its name for the rest of this pass.
     Container c;
@@ -875,7 +941,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     sc.podNamespace = pod.podNamespace;
     sc.attempt = attempt;
     sc.hostname = pod.hostNetwork ? "" : (pod.hostname.empty() ? pod.name : pod.hostname);
-    sc.logDirectory = (std::filesystem::path(podDir(config_.stateDir, pod.uid)) / "logs").string();
+    sc.logDirectory = logDirectoryOf(pod.uid);
     sc.labels = pod.labels;
     sc.labels[kManaged] = "true";
     sc.labels[kPodUid] = pod.uid;
@@ -890,6 +956,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   }
 
   std::string cgroupOf(const std::string& uid) const { return config_.cgroupParent + "/pod" + uid; }
+
+  std::string logDirectoryOf(const std::string& uid) const {
+    return (std::filesystem::path(podDir(config_.stateDir, uid)) / "logs").string();
+  }
 
   // --- removal ---------------------------------------------------------------------------------
 
@@ -946,6 +1016,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (it->second.wakeTimer) loop_.cancel(*it->second.wakeTimer);
       workers_.erase(it);
     }
+    {
+      std::lock_guard<std::mutex> lock(infoMu_);
+      info_.erase(key);
+    }
+    countPhases();
     log_.info("pod ", key, " removed");
     sink_.podRemoved(key);
   }
@@ -1021,7 +1096,88 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     copyStats();
     if (json == w.lastStatus) return;
     w.lastStatus = std::move(json);
+    auto parsed = nlohmann::json::parse(w.lastStatus, nullptr, false);
+    std::string phase = parsed.is_object() ? parsed.value("phase", "Unknown") : "Unknown";
+    if (phase != w.phase) {
+      w.phase = phase;
+      countPhases();
+    }
     sink_.podStatus(w.key, w.lastStatus);
+  }
+
+  // outpost_pods{phase}: every pod with a published status, by its phase.
+  void countPhases() {
+    if (phaseGauges_.empty()) return;
+    std::vector<int> counts(std::size(kPhases), 0);
+    for (const auto& [key, w] : workers_) {
+      if (w.phase.empty()) continue;
+      size_t i = 0;
+      while (i < std::size(kPhases) && w.phase != kPhases[i]) ++i;
+      counts[i < std::size(kPhases) ? i : std::size(kPhases) - 1]++;  // else Unknown
+    }
+    for (size_t i = 0; i < counts.size(); ++i) phaseGauges_[i]->set(counts[i]);
+  }
+
+  // --- events ----------------------------------------------------------------------------------
+
+  // Records an event in the pod's ring (a repeat of the newest one is counted instead) and counts
+  // it in outpost_deploy_actions_total / outpost_deploy_errors_total.
+  void event(const Worker& w, const char* type, const std::string& reason,
+             const std::string& container, const std::string& message) {
+    auto now = loop_.clock().wallNow();
+    {
+      std::lock_guard<std::mutex> lock(infoMu_);
+      auto& events = info_[w.key].events;
+      if (!events.empty() && events.back().type == type && events.back().reason == reason &&
+          events.back().container == container && events.back().message == message) {
+        events.back().count++;
+        events.back().last = now;
+      } else {
+        events.push_back({now, now, type, reason, container, message, 1});
+        if (events.size() > PodRuntimeInfo::kMaxPodEvents) events.erase(events.begin());
+      }
+    }
+    if (metrics_) {
+      if (std::string_view(type) == kWarning) {
+        metrics_
+            ->counter("outpost_deploy_errors_total",
+                      "Failures the reconciler met, by reason (pod events of type Warning)",
+                      {{"reason", reason}})
+            .inc();
+      } else {
+        metrics_
+            ->counter("outpost_deploy_actions_total",
+                      "Actions the reconciler took, by kind (pod events of type Normal)",
+                      {{"action", reason}})
+            .inc();
+      }
+    }
+  }
+
+  // A warning that a pass would repeat while the cause lasts: recorded when it first appears. One
+  // slot per container (or `slot` for the pod's own steps) remembers the last one, until the step
+  // succeeds and erases it.
+  void warnOnce(Worker& w, const std::string& container, const std::string& reason,
+                const std::string& message, const std::string& slot = "") {
+    std::string what = reason + "\n" + message;
+    auto& last = w.warned[slot.empty() ? container : slot];
+    if (last == what) return;
+    last = what;
+    event(w, kWarning, reason, container, message);
+  }
+
+  // An exited container, once per container.
+  void noteExit(Worker& w, const std::string& name, const ContainerStatus& st) {
+    auto& noted = w.exitNoted[name];
+    if (noted == st.container.id) return;
+    noted = st.container.id;
+    std::string text = "Container " + name + " exited with code " + std::to_string(st.exitCode);
+    if (!st.reason.empty()) text += " (" + st.reason + ")";
+    if (st.exitCode == 0) {
+      event(w, kNormal, "Completed", name, text);
+    } else {
+      event(w, kWarning, "Exited", name, text);
+    }
   }
 
   // Sends the node status when it changed, or always for a heartbeat.
@@ -1050,6 +1206,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   core::Logger log_;
   core::Counter* createdCounter_ = nullptr;
   core::Histogram* syncHistogram_ = nullptr;
+  core::MetricsRegistry* metrics_ = nullptr;
+  std::vector<core::Gauge*> phaseGauges_;  // by kPhases
+  // podInfo(): written on the loop, read from any thread.
+  mutable std::mutex infoMu_;
+  std::map<std::string, PodRuntimeInfo> info_;
   std::string hostIp_;
   NodeFacts node_;
   std::string lastNode_;
@@ -1079,5 +1240,8 @@ void Reconciler::onDesiredChanged(std::vector<std::string> keys) {
 }
 void Reconciler::syncAll() { impl_->syncAll(); }
 ReconcilerStats Reconciler::stats() { return impl_->stats(); }
+std::optional<PodRuntimeInfo> Reconciler::podInfo(const std::string& key) const {
+  return impl_->podInfo(key);
+}
 
 }  // namespace outpost::deploy

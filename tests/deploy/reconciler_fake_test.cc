@@ -220,3 +220,66 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace outpost::test
+
+namespace outpost::test {
+namespace {
+
+TEST_CASE("a pod's event ring keeps the newest 20 events, oldest first") {
+  FakeRuntime rt;
+  rt.addImage("img:1");
+  core::ManualClock clock;
+  MemoryDesired desired;
+  MemorySink sink;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  cfg.backoffMax = 10s;
+  const std::string key = "default/pod/crash";
+  desired.put(key, busyboxPod("crash", "u-crash", "img:1", {{"c", "exit 1"}}).dump());
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  REQUIRE(agent.start());
+  // Each crash adds Exited, BackOff (after the first), Created and Started.
+  for (int i = 0; i < 8; ++i) {
+    std::string id = runningId(rt);
+    REQUIRE(!id.empty());
+    rt.exitContainer(id, 2);
+    agent.pass();
+    clock.advance(10s);
+    agent.pass();
+  }
+  auto info = agent.reconciler().podInfo(key);
+  REQUIRE(info.has_value());
+  REQUIRE(info->events.size() == deploy::PodRuntimeInfo::kMaxPodEvents);
+  CHECK(info->events.front().reason != "SandboxCreated");  // the oldest went first
+  CHECK(info->events.back().reason == "Started");
+  CHECK(info->events[info->events.size() - 2].message == "Created container c (attempt 8)");
+  for (size_t i = 1; i < info->events.size(); ++i)
+    CHECK(info->events[i - 1].first <= info->events[i].first);
+}
+
+TEST_CASE("an invalid desired pod is one Warning event counted at each re-read, not a new row") {
+  FakeRuntime rt;
+  core::ManualClock clock;
+  MemoryDesired desired;
+  MemorySink sink;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  const std::string key = "default/pod/bad";
+  desired.put(key, R"({"metadata":{"name":"bad","uid":"u-bad"},"spec":{"containers":[]}})");
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  REQUIRE(agent.start());
+  agent.pass();  // each full pass re-reads the desired state
+  agent.pass();
+  auto info = agent.reconciler().podInfo(key);
+  REQUIRE(info.has_value());
+  REQUIRE(info->events.size() == 1);
+  CHECK(info->events[0].type == "Warning");
+  CHECK(info->events[0].reason == "FailedValidation");
+  CHECK(info->events[0].message.rfind("The desired pod cannot run: ", 0) == 0);
+  CHECK(info->events[0].count == 3);
+  CHECK_FALSE(agent.reconciler().podInfo("default/pod/other").has_value());
+}
+
+}  // namespace
+}  // namespace outpost::test

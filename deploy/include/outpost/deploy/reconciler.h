@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,28 @@ struct ReconcilerStats {
   uint64_t syncs = 0;
 };
 
+// Something that happened to a pod (pulled, created, started, exited, back-off, an error), as
+// `outpostctl describe` shows it. Repeats of the same event are counted, not stored again.
+struct PodEvent {
+  core::WallTime first;
+  core::WallTime last;
+  std::string type;    // "Normal" or "Warning"
+  std::string reason;  // Pulled, Created, Started, Exited, Completed, BackOff, Failed, Killing, ...
+  std::string container;  // empty for the pod as a whole
+  std::string message;
+  int count = 1;
+};
+
+// What the reconciler knows of one pod beyond its status: where its containers' CRI logs are and
+// its most recent events (the last kMaxPodEvents, since the agent started).
+struct PodRuntimeInfo {
+  static constexpr size_t kMaxPodEvents = 20;
+  std::string uid;
+  // The sandbox's CRI log directory; container `c`'s attempt `n` logs to `<dir>/<c>/<n>.log`.
+  std::string logDirectory;
+  std::vector<PodEvent> events;  // oldest first
+};
+
 // Runs on `loop` (deploy's own EventLoop); every public method is callable from any thread and
 // posts to the loop. Runtime calls are blocking with deadlines, on the loop.
 class Reconciler {
@@ -80,6 +103,9 @@ class Reconciler {
 
   // A copy of the counters (from any thread; waits for the loop).
   ReconcilerStats stats();
+  // The log directory and recent events of the pod at `key`; nullopt when the reconciler has no
+  // such pod. From any thread, without waiting for the loop.
+  std::optional<PodRuntimeInfo> podInfo(const std::string& key) const;
 
  private:
   class Impl;
