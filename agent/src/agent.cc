@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,7 @@
 #include "outpost/agent/api_server.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/metrics.h"
+#include "outpost/twin/rules.h"
 #include "process_metrics.h"
 #include "version.h"
 
@@ -95,6 +97,97 @@ class Agent::Impl {
     });
     api_.route("GET", "/v1/resources", Listener::kUnix,
                [this](const ApiRequest& req) { return resources(req); });
+    api_.route("GET", "/v1/pods/runtime", Listener::kUnix,
+               [this](const ApiRequest& req) { return podRuntime(req); });
+    api_.route("GET", "/v1/twins", Listener::kUnix,
+               [this](const ApiRequest& req) { return twins(req); });
+  }
+
+  static std::string rfc3339(core::WallTime t) {
+    auto ms = core::toUnixMillis(t);
+    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    std::string frac = std::to_string(1000 + ms % 1000).substr(1);  // 3 digits
+    return std::string(buf) + "." + frac + "Z";
+  }
+
+  // Where a pod's container logs are and its recent events, from deploy.
+  ApiResponse podRuntime(const ApiRequest& req) {
+    auto name = req.query.find("name");
+    if (name == req.query.end() || name->second.empty())
+      return {400, "application/json", R"({"error":"the name parameter is required"})"};
+    auto nsIt = req.query.find("namespace");
+    std::string ns = nsIt == req.query.end() || nsIt->second.empty() ? "default" : nsIt->second;
+    std::string key = ns + "/pod/" + name->second;
+    if (!config_.runtime.enabled) {
+      return {404, "application/json",
+              R"x({"error":"the runtime is disabled on this node (runtime.enabled: false)"})x"};
+    }
+    auto info = deploy_.podInfo(key);
+    if (!info) {
+      return {404, "application/json",
+              nlohmann::json{{"error", "pod " + key + " is not known to the reconciler"}}.dump()};
+    }
+    nlohmann::json events = nlohmann::json::array();
+    for (const auto& e : info->events) {
+      events.push_back({{"type", e.type},
+                        {"reason", e.reason},
+                        {"container", e.container},
+                        {"message", e.message},
+                        {"count", e.count},
+                        {"firstTimestamp", rfc3339(e.first)},
+                        {"lastTimestamp", rfc3339(e.last)}});
+    }
+    nlohmann::json out = {
+        {"key", key}, {"uid", info->uid}, {"logDirectory", info->logDirectory}, {"events", events}};
+    return {200, "application/json", out.dump()};
+  }
+
+  // Devices and their twins as the store holds them (the twin service writes there first).
+  ApiResponse twins(const ApiRequest& req) {
+    auto* reader = apiReader();
+    if (!reader) return {503, "application/json", R"({"error":"the store is not open"})"};
+    auto devices = reader->devices();
+    if (!devices.isOk()) {
+      return {500, "application/json",
+              nlohmann::json{{"error", devices.status().toString()}}.dump()};
+    }
+    auto only = req.query.find("device");
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& d : *devices) {
+      if (only != req.query.end() && !only->second.empty() && d.id != only->second) continue;
+      auto props = reader->twin(d.id);
+      if (!props.isOk()) {
+        return {500, "application/json",
+                nlohmann::json{{"error", props.status().toString()}}.dump()};
+      }
+      nlohmann::json properties = nlohmann::json::array();
+      for (const auto& p : *props) {
+        if (p.type == twin::kDeletedType) continue;
+        auto value = [](const std::optional<metadb::TwinValue>& v) {
+          if (!v) return nlohmann::json(nullptr);
+          return nlohmann::json{
+              {"value", v->value},
+              {"timestamp", v->timestampMs},
+              {"updated", rfc3339(core::WallTime(std::chrono::milliseconds(v->timestampMs)))}};
+        };
+        properties.push_back({{"name", p.name},
+                              {"type", p.type},
+                              {"optional", p.optional},
+                              {"expected", value(p.expected)},
+                              {"actual", value(p.actual)}});
+      }
+      out.push_back({{"device", d.id},
+                     {"name", d.name},
+                     {"model", d.model},
+                     {"state", d.state},
+                     {"lastOnline", d.lastOnline},
+                     {"properties", properties}});
+    }
+    return {200, "application/json", out.dump()};
   }
 
   // The API thread's own read-only view of the store (opened on first use; the API stops before the
@@ -161,13 +254,21 @@ class Agent::Impl {
     j["store"] = st;
   }
 
-  // Secret values never leave the agent through its API: only their sizes do.
+  // Secret values never leave the agent through its API: only their sizes do (of the decoded
+  // value for base64 `data`).
   static void hideSecretValues(nlohmann::json& secret) {
     for (const char* field : {"data", "stringData"}) {
       auto it = secret.find(field);
       if (it == secret.end() || !it->is_object()) continue;
+      bool base64 = std::string_view(field) == "data";
       for (auto& [k, v] : it->items()) {
         size_t n = v.is_string() ? v.get<std::string>().size() : v.dump().size();
+        if (base64 && v.is_string()) {
+          const std::string& text = v.get_ref<const std::string&>();
+          size_t pad = 0;
+          while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=') ++pad;
+          n = text.size() / 4 * 3 - std::min(pad, text.size() / 4 * 3);
+        }
         v = "(hidden, " + std::to_string(n) + " bytes)";
       }
     }
@@ -195,6 +296,19 @@ class Agent::Impl {
                           {"messages_invalid", s.messagesInvalid}};
       c["last_sync"] =
           s.lastSync ? nlohmann::json(core::toUnixMillis(*s.lastSync)) : nlohmann::json(nullptr);
+      if (auto cert = cloud_.certificateState()) {
+        auto ms = [](const std::optional<core::WallTime>& t) {
+          return t ? nlohmann::json(core::toUnixMillis(*t)) : nlohmann::json(nullptr);
+        };
+        c["certificate"] = {{"subject", cert->subject},
+                            {"serial", cert->serial},
+                            {"not_after", ms(cert->notAfter)},
+                            {"next_rotation", ms(cert->nextRotation)},
+                            {"last_rotation", ms(cert->lastRotation)},
+                            {"rotations", cert->rotations},
+                            {"failures", cert->failures},
+                            {"last_error", cert->lastError}};
+      }
       j["cloud"] = c;
     }
     auto& mods = j["modules"] = nlohmann::json::array();

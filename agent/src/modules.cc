@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "outpost/cloudhub/mqtt_link.h"
+#include "outpost/cloudhub/websocket_link.h"
 #include "outpost/deploy/cri_runtime.h"
 #include "outpost/deploy/reconciler.h"
 #include "outpost/twin/twin_service.h"
@@ -53,9 +54,25 @@ std::string StoreModule::describe() const { return path(); }
 
 core::Status CloudModule::start() {
   const Config& c = ctx_.config;
-  if (c.cloud.transport != "mqtt") {
-    return core::unimplemented("cloud.transport " + c.cloud.transport +
-                               " is not available in this build; use mqtt");
+  if (c.cloud.transport == "websocket") {
+    cloudhub::WebsocketLinkOptions w;
+    w.nodeName = c.node.name;
+    w.server = c.cloud.websocket.server;
+    w.projectId = c.cloud.websocket.projectId;
+    w.nodeNamespace = c.cloud.websocket.nodeNamespace;
+    w.caFile = c.cloud.tls.ca;
+    w.certFile = c.cloud.tls.cert;
+    w.keyFile = c.cloud.tls.key;
+    w.heartbeat = c.cloud.heartbeat;
+    w.rateQps = c.cloud.rateLimitQps;
+    w.rateBurst = c.cloud.rateLimitBurst;
+    w.reconnectBase = c.cloud.reconnectBase;
+    w.reconnectCap = c.cloud.reconnectCap;
+    link_ = cloudhub::makeWebsocketLink(std::move(w), *store_.store(), ctx_.bus, ctx_.clock,
+                                        ctx_.logging, ctx_.metrics);
+    OUTPOST_RETURN_IF_ERROR(link_->start());
+    started_ = link_.get();
+    return core::okStatus();
   }
   cloudhub::MqttLinkOptions o;
   o.nodeName = c.node.name;
@@ -88,8 +105,7 @@ void CloudModule::stop() {
 std::string CloudModule::describe() const {
   if (!link_) return "";
   auto s = link_->status();
-  std::string d =
-      std::string(cloudhub::linkStateName(s.state)) + " " + ctx_.config.cloud.mqtt.broker;
+  std::string d = std::string(cloudhub::linkStateName(s.state)) + " " + s.endpoint;
   if (s.state != cloudhub::LinkState::kConnected && !s.lastError.empty())
     d += " (" + s.lastError + ")";
   return d;
@@ -97,6 +113,12 @@ std::string CloudModule::describe() const {
 
 bool CloudModule::alive(std::chrono::milliseconds timeout) {
   return !link_ || link_->alive(timeout);
+}
+
+std::optional<cloudhub::CertificateState> CloudModule::certificateState() const {
+  auto* certs = certsStarted_.load();
+  if (!certs) return std::nullopt;
+  return certs->state();
 }
 
 // ---- deploy
@@ -216,6 +238,7 @@ class DeployModule::Impl {
   std::unique_ptr<OutboxStatusSink> sink;
   deploy::RuntimePtr runtime;
   std::unique_ptr<deploy::Reconciler> reconciler;
+  mutable std::mutex reconcilerMu;  // podInfo() on the API thread vs. stop()
   core::Subscription keysChanged;
   std::atomic<bool> coldBootDone{false};
   bool started = false;
@@ -259,8 +282,11 @@ core::Status DeployModule::start() {
   rc.resyncInterval = c.runtime.resyncInterval;
   rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
   rc.nodeName = c.node.name;
-  m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
-                                                      m.log, &m.ctx.metrics);
+  {
+    std::lock_guard lock(m.reconcilerMu);
+    m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
+                                                        m.log, &m.ctx.metrics);
+  }
   m.keysChanged =
       m.ctx.bus.subscribe(metadb::kKeysChanged, m.loop, [this](const metadb::KeysChanged& ev) {
         std::vector<std::string> keys;
@@ -287,13 +313,22 @@ void DeployModule::stop() {
   }
   m.loop.runSync([&] { m.desired.setReader(nullptr); }, std::chrono::seconds(2));
   m.loop.stop();
-  m.reconciler.reset();
+  {
+    std::lock_guard lock(m.reconcilerMu);
+    m.reconciler.reset();
+  }
   m.runtime.reset();
 }
 
 std::optional<std::string> DeployModule::podStatus(const std::string& key) const {
   if (!impl_->sink) return std::nullopt;
   return impl_->sink->latest(key);
+}
+
+std::optional<deploy::PodRuntimeInfo> DeployModule::podInfo(const std::string& key) const {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return std::nullopt;
+  return impl_->reconciler->podInfo(key);
 }
 
 std::string DeployModule::describe() const {

@@ -9,12 +9,14 @@
 
 #include "outpost/agent/config.h"
 #include "outpost/agent/lifecycle.h"
+#include "outpost/cloudhub/certificates.h"
 #include "outpost/cloudhub/link.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/core/log.h"
 #include "outpost/core/metrics.h"
+#include "outpost/deploy/reconciler.h"
 #include "outpost/metadb/sqlite_store.h"
 
 namespace outpost::agent {
@@ -55,12 +57,17 @@ class CloudModule final : public Module {
   bool alive(std::chrono::milliseconds timeout) override;
   // The link once started (nullptr before); safe from any thread.
   cloudhub::CloudLink* link() const { return started_.load(); }
+  // The client certificate when the agent manages it (KubeEdge with cloud.websocket.cert_server),
+  // nullopt otherwise; safe from any thread.
+  std::optional<cloudhub::CertificateState> certificateState() const;
 
  private:
   Context ctx_;
   StoreModule& store_;
   cloudhub::CloudLinkPtr link_;
   std::atomic<cloudhub::CloudLink*> started_{nullptr};
+  cloudhub::CertificateManagerPtr certs_;  // kept until destruction: the API thread may read it
+  std::atomic<cloudhub::CertificateManager*> certsStarted_{nullptr};
 };
 
 // The pod reconciler on containerd, fed from the store, reporting into the outbox.
@@ -71,6 +78,9 @@ class DeployModule final : public Module {
   std::string name() const override { return "deploy"; }
   // The newest status the reconciler reported for the pod at `key` ("<ns>/pod/<name>"); any thread.
   std::optional<std::string> podStatus(const std::string& key) const;
+  // The log directory and recent events of the pod at `key`; nullopt when deploy does not know the
+  // pod (or is stopped). Any thread.
+  std::optional<deploy::PodRuntimeInfo> podInfo(const std::string& key) const;
   core::Status start() override;
   void stop() override;
   std::string describe() const override;
