@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ctl_inspect.h"
 #include "manifests.h"
 #include "outpost/agent/agent.h"
 #include "outpost/agent/api_server.h"
@@ -22,6 +23,10 @@
 namespace outpost::agent {
 
 namespace {
+
+constexpr const char* kExitCodesHelp =
+    "Exit codes: 0 ok, 1 the agent answered an error, 2 not found (object, container, twin or "
+    "log), 64 bad command line, 69 agent or broker unreachable.";
 
 struct Globals {
   std::string socket;
@@ -82,6 +87,26 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
                 << " ago\n";
     } else {
       std::cout << "Synced:   not since start\n";
+    }
+    if (c.contains("certificate") && c["certificate"].is_object()) {
+      const auto& k = c["certificate"];
+      double nowMs = static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+      auto in = [&](const char* key) {
+        double at = k[key].get<double>();
+        return at >= nowMs ? "in " + formatUptime((at - nowMs) / 1000.0)
+                           : formatUptime((nowMs - at) / 1000.0) + " ago";
+      };
+      std::cout << "Cert:     " << k.value("subject", "");
+      if (k.contains("not_after") && k["not_after"].is_number())
+        std::cout << ", expires " << in("not_after");
+      if (k.contains("next_rotation") && k["next_rotation"].is_number())
+        std::cout << ", renews " << in("next_rotation");
+      std::cout << ", " << k.value("rotations", int64_t{0}) << " renewed";
+      if (!k.value("last_error", "").empty())
+        std::cout << ", last renewal failed: " << k.value("last_error", "");
+      std::cout << "\n";
     }
   }
   if (j.contains("store") && j["store"].is_object()) {
@@ -145,6 +170,7 @@ std::string canonicalType(std::string t) {
                                                               {"cm", "configmap"},
                                                               {"secrets", "secret"},
                                                               {"devices", "device"},
+                                                              {"twins", "twin"},
                                                               {"devicemodels", "devicemodel"}};
   auto it = kAliases.find(t);
   return it == kAliases.end() ? t : it->second;
@@ -286,6 +312,11 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
     return kExitUsage;
   }
   std::string type = canonicalType(f.args[0]);
+  if (type == "twin") {
+    InspectOptions o{socketPath(g), g.output, f.ns == "*" ? "default" : f.ns, f.args, "",
+                     false,         -1};
+    return cmdGetTwins(o);
+  }
   std::string target = "/v1/resources?type=" + type;
   if (f.ns != "*") target += "&namespace=" + f.ns;
   if (f.args.size() == 2) target += "&name=" + f.args[1];
@@ -307,7 +338,7 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
   if (f.args.size() == 2 && items.empty()) {
     std::cerr << "outpostctl: " << type << " \"" << f.args[1] << "\" not found in namespace "
               << f.ns << "\n";
-    return kExitFailure;
+    return kExitNotFound;
   }
   nlohmann::json objects = nlohmann::json::array();
   for (const auto& it : items) objects.push_back(it["object"]);
@@ -370,11 +401,19 @@ int runCtl(int argc, char** argv) {
       "                                    publish desired state to the broker for one node\n"
       "  outpostctl delete pod hello --group tills\n"
       "  outpostctl get pods               what this node holds\n"
-      "Exit codes: 0 ok, 1 the agent answered an error, 64 bad command line, 69 agent "
-      "unreachable.");
+      "  outpostctl describe pod hello     containers, conditions and recent events\n"
+      "  outpostctl logs hello -f          a container's output, following restarts\n"
+      "  outpostctl get twins              device twin properties, expected and actual\n"
+      "Run 'outpostctl COMMAND --help' for a command's options and examples.\n" +
+      std::string(kExitCodesHelp));
 
   auto* status =
       app.add_subcommand("status", "show the agent's version, node, uptime and module states");
+  status->footer(
+      "Examples:\n"
+      "  outpostctl status                 link state, time offline, outbox, store, modules\n"
+      "  outpostctl status -o json | jq .cloud\n" +
+      std::string(kExitCodesHelp));
   status->add_option("-o,--output", g.output, "output format")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
@@ -397,18 +436,77 @@ int runCtl(int argc, char** argv) {
                    "file with one or more documents ('-' reads standard input)")
       ->required();
   addTarget(apply);
+  apply->footer(
+      "Examples:\n"
+      "  outpostctl apply -f hello-pod.yaml               for this node (node.name of --config)\n"
+      "  outpostctl apply -f app.yaml --group tills       for every node of a group\n"
+      "  kubectl create cm x --from-file=a.conf -o yaml --dry-run=client | outpostctl apply -f "
+      "-\n" +
+      std::string(kExitCodesHelp));
   auto* del = app.add_subcommand("delete", "withdraw desired objects (-f FILE, or TYPE NAME)");
   del->add_option("-f,--filename", pf.files, "file naming the objects ('-' reads standard input)");
   del->add_option("-n,--namespace", pf.ns, "namespace for TYPE NAME")->capture_default_str();
   del->add_option("args", pf.args, "TYPE NAME");
   addTarget(del);
+  del->footer(
+      "Examples:\n"
+      "  outpostctl delete pod hello                      withdraw default/pod/hello\n"
+      "  outpostctl delete -f hello-pod.yaml --node store-17\n" +
+      std::string(kExitCodesHelp));
   auto* get = app.add_subcommand(
-      "get", "list what the local agent holds: pods, configmaps, secrets (values hidden), devices");
-  get->add_option("args", pf.args, "TYPE [NAME]")->required();
+      "get",
+      "list what the local agent holds: pods, configmaps, secrets (values hidden), devices, twins");
+  get->add_option("args", pf.args, "TYPE [NAME] (TYPE: pods, configmaps, secrets, devices, twins)")
+      ->required();
+  get->footer(
+      "Examples:\n"
+      "  outpostctl get pods                    NAMESPACE NAME VERSION PHASE READY RESTARTS AGE\n"
+      "  outpostctl get pods -n '*'             in every namespace\n"
+      "  outpostctl get pod hello -o yaml       one object with its status\n"
+      "  outpostctl get secrets                 values never leave the agent\n"
+      "  outpostctl get twins [DEVICE]          properties with expected and actual values\n" +
+      std::string(kExitCodesHelp));
   get->add_option("-n,--namespace", pf.ns, "namespace ('*' for all)")->capture_default_str();
   get->add_option("-o,--output", g.output, "output format")
       ->check(CLI::IsMember({"table", "json", "yaml"}))
       ->capture_default_str();
+
+  InspectOptions io;
+  auto* describe = app.add_subcommand(
+      "describe",
+      "show one object in detail: pod, configmap, secret (values hidden), device, twin");
+  describe->add_option("args", io.args, "TYPE NAME")->required()->expected(2);
+  describe->add_option("-n,--namespace", io.ns, "namespace")->capture_default_str();
+  describe->add_option("-o,--output", io.output, "output format")
+      ->check(CLI::IsMember({"table", "json", "yaml"}))
+      ->capture_default_str();
+  describe->footer(
+      "Examples:\n"
+      "  outpostctl describe pod hello        spec summary, containers (image, state, restarts),\n"
+      "                                       conditions and the pod's recent events\n"
+      "  outpostctl describe pod hello -o json\n"
+      "  outpostctl describe secret creds     keys and sizes only\n"
+      "  outpostctl describe device thermostat  the device and its twin\n"
+      "  outpostctl describe twin thermostat\n"
+      "Events are kept in memory (the last 20 per pod, since the agent started).\n" +
+      std::string(kExitCodesHelp));
+  auto* logs = app.add_subcommand("logs", "print a container's output (its CRI log file)");
+  logs->add_option("pod", io.args, "POD")->required()->expected(1);
+  logs->add_option("-c,--container", io.container, "the container (needed when there are several)");
+  logs->add_flag("-f,--follow", io.follow,
+                 "keep printing as the container writes, and follow it across restarts");
+  logs->add_option("--tail", io.tail, "only the last N lines (before following)")
+      ->check(CLI::NonNegativeNumber);
+  logs->add_option("-n,--namespace", io.ns, "namespace")->capture_default_str();
+  logs->footer(
+      "Examples:\n"
+      "  outpostctl logs hello                 the current attempt's output\n"
+      "  outpostctl logs web -c nginx --tail 20\n"
+      "  outpostctl logs hello -f              follow (Ctrl-C stops); ends when the pod is "
+      "removed\n"
+      "outpostctl reads the files on this host (it must run here, with read access to the\n"
+      "agent's state directory); the agent tells it where they are.\n" +
+      std::string(kExitCodesHelp));
 
   try {
     app.parse(argc, argv);
@@ -424,6 +522,10 @@ int runCtl(int argc, char** argv) {
   if (apply->parsed()) return cmdApply(g, pf);
   if (del->parsed()) return cmdDelete(g, pf);
   if (get->parsed()) return cmdGet(g, pf);
+  if (describe->parsed() || logs->parsed()) {
+    io.socket = socketPath(g);
+    return describe->parsed() ? cmdDescribe(io) : cmdLogs(io);
+  }
   return kExitUsage;
 }
 

@@ -7,6 +7,8 @@ namespace outpost::agent {
 inline constexpr int kExitOk = 0;  // stopped cleanly / command succeeded
 inline constexpr int kExitFailure =
     1;  // outpostctl: the request failed (the agent answered an error)
+inline constexpr int kExitNotFound =
+    2;  // outpostctl: the named object, container, twin or log does not exist
 inline constexpr int kExitUsage = 64;  // EX_USAGE: bad command line
 inline constexpr int kExitUnavailable =
     69;  // EX_UNAVAILABLE: a module could not start / agent unreachable
