@@ -1,0 +1,469 @@
+// The KubeEdge WebSocket link against the CloudHub test double (a real TLS WebSocket server on
+// loopback, real certificates made by openssl, a real SQLite store): what the cloud sees on the
+// wire, and what survives drops and restarts.
+#include "outpost/cloudhub/websocket_link.h"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "outpost/cloudhub/envelope.h"
+#include "outpost/metadb/sqlite_store.h"
+#include "support/cloudhub_double.h"
+#include "support/mosquitto.h"
+#include "support/test_util.h"
+
+using namespace outpost;
+using namespace outpost::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kNode = "edge-1";
+const std::string kCn = std::string("system:node:") + kNode;
+
+// The node's store and link, as the agent wires them.
+struct Agent {
+  Agent(const std::filesystem::path& dir, cloudhub::WebsocketLinkOptions o)
+      : logPath((dir / "agent.log").string()),
+        logging({core::LogLevel::kDebug, false, logPath}),
+        options(std::move(o)) {
+    metadb::StoreOptions so;
+    so.path = (dir / "outpost.db").string();
+    auto s = metadb::openSqliteStore(so, clock, bus, logging, metrics);
+    REQUIRE(s.isOk());
+    store = std::move(s).value();
+    link = cloudhub::makeWebsocketLink(options, *store, bus, clock, logging, metrics);
+    REQUIRE(link->start().isOk());
+    auto r = store->openReader();
+    REQUIRE(r.isOk());
+    reader = std::move(r).value();
+  }
+  ~Agent() {
+    link->stop();
+    link.reset();
+    reader.reset();
+    store.reset();
+  }
+  std::optional<metadb::Resource> get(const std::string& key) {
+    auto r = reader->get(key);
+    REQUIRE(r.isOk());
+    return *r;
+  }
+  bool connected() { return link->status().state == cloudhub::LinkState::kConnected; }
+  std::string log() {
+    logging.flush();
+    return readFile(logPath);
+  }
+  void enqueue(const std::string& kind, const std::string& key, const std::string& payload) {
+    metadb::WriteBatch b;
+    b.enqueue({kind, key, payload, 0});
+    std::promise<bool> done;
+    core::EventLoop loop("test", clock);
+    loop.start();
+    store->write(std::move(b), loop,
+                 [&](core::Result<metadb::WriteResult> r) { done.set_value(r.isOk()); });
+    REQUIRE(done.get_future().get());
+    loop.stop();
+    link->outboxChanged();
+  }
+  int64_t outboxRows() {
+    auto s = reader->outboxStats();
+    REQUIRE(s.isOk());
+    return s->rows;
+  }
+
+  core::SystemClock clock;
+  std::string logPath;
+  core::Bus bus;
+  core::Logging logging;
+  core::MetricsRegistry metrics;
+  cloudhub::WebsocketLinkOptions options;
+  std::unique_ptr<metadb::SqliteStore> store;
+  cloudhub::CloudLinkPtr link;
+  metadb::StoreReaderPtr reader;
+};
+
+cloudhub::WebsocketLinkOptions linkOptions(const std::string& server, const TlsFiles& tls) {
+  cloudhub::WebsocketLinkOptions o;
+  o.nodeName = kNode;
+  o.server = server;
+  o.caFile = tls.ca;
+  o.certFile = tls.clientCert;
+  o.keyFile = tls.clientKey;
+  o.heartbeat = 1s;
+  o.leaseInterval = 300ms;
+  o.nodeQueryInterval = 300ms;
+  o.requestTimeout = 2s;
+  o.reconnectBase = 50ms;
+  o.reconnectCap = 300ms;
+  return o;
+}
+
+CloudHubDoubleOptions hubOptions(const TlsFiles& tls) {
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  h.requireCn = kCn;
+  return h;
+}
+
+json pod(const std::string& name, int64_t version, const std::string& image = "busybox",
+         const std::string& uid = "") {
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata",
+           {{"name", name},
+            {"namespace", "default"},
+            {"uid", uid.empty() ? "uid-" + name : uid},
+            {"resourceVersion", std::to_string(version)}}},
+          {"spec", {{"containers", json::array({{{"name", "main"}, {"image", image}}})}}}};
+}
+
+std::string route(const ReceivedFrame& f, const char* field) {
+  return f.envelope.value("route", json::object()).value(field, "");
+}
+
+// The (operation, resource) pairs the edge sent, in order, leaving out `skip` operations.
+std::vector<std::string> sequence(const std::vector<ReceivedFrame>& frames) {
+  std::vector<std::string> out;
+  for (const auto& f : frames) out.push_back(route(f, "operation") + " " + route(f, "resource"));
+  return out;
+}
+
+size_t countOf(const std::vector<ReceivedFrame>& frames, const std::string& op,
+               const std::string& resource) {
+  size_t n = 0;
+  for (const auto& f : frames)
+    if (route(f, "operation") == op && route(f, "resource") == resource) ++n;
+  return n;
+}
+
+struct Setup {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), kCn, "system:nodes");
+};
+
+}  // namespace
+
+TEST_CASE("the link connects on the CloudHub path with the node's headers and certificate") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected() && hub.openConnections() == 1; }));
+  auto c = hub.connections().at(0);
+  CHECK(c.path == "/e632aba927ea4ac2b575ec1603d56f10/edge-1/events");
+  CHECK(c.headers["node_id"] == kNode);
+  CHECK(c.headers["project_id"] == "e632aba927ea4ac2b575ec1603d56f10");
+  CHECK(c.headers["connectionuse"] == "msg");
+  CHECK(c.clientCn == kCn);
+  CHECK(c.clientO == "system:nodes");
+  CHECK(agent.link->status().endpoint == hub.url());
+}
+
+TEST_CASE("a server certificate from another CA is refused, with the reason in the log") {
+  Setup s;
+  TempDir other;
+  TlsFiles stranger = makeTlsFiles(other.path(), kCn, "system:nodes");
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  o.caFile = stranger.ca;  // the node trusts a CA that did not sign the server's certificate
+  Agent agent(s.dir.path(), o);
+  REQUIRE(
+      waitFor([&] { return agent.log().find("certificate verify failed") != std::string::npos; }));
+  CHECK_FALSE(agent.connected());
+  CHECK(hub.received().empty());
+  CHECK(agent.link->status().reconnects >= 1);
+}
+
+TEST_CASE("a client certificate from an untrusted CA is refused by the cloud") {
+  Setup s;
+  TempDir other;
+  TlsFiles stranger = makeTlsFiles(other.path(), kCn, "system:nodes");
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  o.certFile = stranger.clientCert;  // signed by a CA the cloud does not know
+  o.keyFile = stranger.clientKey;
+  Agent agent(s.dir.path(), o);
+  REQUIRE(waitFor([&] { return !hub.refusals().empty(); }));
+  REQUIRE(waitFor(
+      [&] { return agent.log().find("TLS with " + hub.url() + " failed") != std::string::npos; }));
+  CHECK_FALSE(agent.connected());
+  CHECK(hub.openConnections() == 0);
+}
+
+TEST_CASE("a client certificate for another node is refused, and the log says what is expected") {
+  Setup s;
+  CloudHubDoubleOptions h = hubOptions(s.tls);
+  h.requireCn = "system:node:edge-2";  // the cloud knows this node by another name
+  CloudHubDouble hub(h);
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return !hub.refusals().empty(); }));
+  REQUIRE(waitFor(
+      [&] { return agent.log().find("refused the WebSocket upgrade") != std::string::npos; }));
+  CHECK(agent.log().find("CN system:node:edge-1") != std::string::npos);
+  CHECK_FALSE(agent.connected());
+}
+
+TEST_CASE("start-up sequence and cadence: keepalive, membership, registration once, lease, node") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  const std::string nodeKey = "default/node/edge-1";
+  const std::string leaseKey = "kube-node-lease/lease/edge-1";
+  // The lease did not exist: queried, then inserted, then renewed (updates) every interval.
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "update", leaseKey) >= 3; }, 10s));
+  auto frames = hub.received();
+  auto seq = sequence(frames);
+  REQUIRE(seq.size() >= 6);
+  CHECK(seq[0] == "keepalive node");
+  CHECK(seq[1] == "get membership/detail");
+  CHECK(seq[2] == "insert " + nodeKey);
+  CHECK(seq[3] == "query " + leaseKey);
+  CHECK(seq[4] == "query " + nodeKey);
+  CHECK(seq[5] == "patch default/nodepatch/edge-1");
+  CHECK(countOf(frames, "insert", leaseKey) == 1);
+  auto firstUpdate = std::find(seq.begin(), seq.end(), "update " + leaseKey);
+  auto insert = std::find(seq.begin(), seq.end(), "insert " + leaseKey);
+  CHECK(insert < firstUpdate);
+  // Keepalive: source websocket, content "ping"; the membership request names the node.
+  CHECK(route(frames[0], "source") == "websocket");
+  CHECK(frames[0].envelope["content"] == "ping");
+  json membership = json::parse(frames[1].envelope["content"].get<std::string>());
+  CHECK(membership["group_id"] == kNode);
+  CHECK(membership["event_type"] == "group_membership_event");
+  // The registered Node carries no kind, uid or resourceVersion.
+  json node = frames[2].envelope["content"];
+  CHECK(node["metadata"]["name"] == kNode);
+  CHECK_FALSE(node.contains("kind"));
+  CHECK_FALSE(node["metadata"].contains("uid"));
+  // The lease renewals keep the cloud's lease current.
+  auto lease = hub.object(leaseKey);
+  REQUIRE(lease.has_value());
+  CHECK((*lease)["spec"]["holderIdentity"] == kNode);
+  // Keepalives and node queries keep coming.
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "keepalive", "node") >= 3; }, 10s));
+  CHECK(countOf(hub.received(), "query", nodeKey) >= 3);
+  // The cloud's answers to the node insert, node query and lease operations are acknowledged.
+  bool ackedAnswer = false;
+  for (const auto& f : hub.received()) {
+    if (route(f, "operation") == "response" && route(f, "resource") == leaseKey &&
+        f.envelope["content"] == "OK")
+      ackedAnswer = true;
+  }
+  CHECK(ackedAnswer);
+  // A reconnect repeats keepalive, membership and the lease query, not the registration.
+  hub.closeConnections();
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "get", "membership/detail") >= 2; }));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  CHECK(countOf(hub.received(), "insert", nodeKey) == 1);
+  CHECK(hub.pings() >= 1);  // WebSocket ping frames, besides the keepalive messages
+}
+
+TEST_CASE(
+    "a pod inserted by the cloud is stored, then acked; a resend is acked again, harmlessly") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  std::string id = hub.sendObject("insert", "default/pod/web", pod("web", 5));
+  REQUIRE(waitFor([&] { return hub.acked(id); }));
+  auto stored = agent.get("default/pod/web");
+  REQUIRE(stored.has_value());
+  CHECK(stored->version == 5);
+  CHECK(stored->uid == "uid-web");
+  // The ack: operation response, parent_msg_id = the cloud's msg_id, same resource, "OK".
+  for (const auto& f : hub.receivedWhere("response", "default/pod/web")) {
+    CHECK(f.envelope["header"]["parent_msg_id"] == id);
+    CHECK(f.envelope["content"] == "OK");
+    CHECK(route(f, "source") == "edgecontroller");
+    CHECK(route(f, "group") == "resource");
+  }
+  // The same message again (as CloudHub resends): acked again, nothing changes.
+  json again = {{"header", {{"msg_id", id}, {"resourceversion", "5"}}},
+                {"route",
+                 {{"source", "edgecontroller"},
+                  {"group", "resource"},
+                  {"operation", "insert"},
+                  {"resource", "default/pod/web"}}},
+                {"content", pod("web", 5, "nginx")}};
+  hub.send(again);
+  REQUIRE(waitFor([&] { return hub.ackCount(id) >= 2; }));
+  auto after = agent.get("default/pod/web");
+  REQUIRE(after.has_value());
+  CHECK(after->version == 5);
+  CHECK(after->object == stored->object);
+}
+
+TEST_CASE("a stale resource version is dropped and still acked") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  std::string fresh = hub.sendObject("update", "default/pod/web", pod("web", 7, "nginx"));
+  REQUIRE(waitFor([&] { return hub.acked(fresh); }));
+  std::string stale = hub.sendObject("update", "default/pod/web", pod("web", 6, "busybox"));
+  REQUIRE(waitFor([&] { return hub.acked(stale); }));
+  auto stored = agent.get("default/pod/web");
+  REQUIRE(stored.has_value());
+  CHECK(stored->version == 7);
+  CHECK(stored->object.find("nginx") != std::string::npos);
+  CHECK(hub.unacked().empty());
+}
+
+TEST_CASE("a cloud delete removes the object by key and uid, and is acked") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  std::string inserted =
+      hub.sendObject("insert", "default/pod/web", pod("web", 5, "busybox", "uid-2"));
+  REQUIRE(waitFor([&] { return hub.acked(inserted); }));
+  // A delete of an older incarnation (another uid) leaves the stored object alone.
+  std::string old = hub.sendObject("delete", "default/pod/web", pod("web", 6, "busybox", "uid-1"));
+  REQUIRE(waitFor([&] { return hub.acked(old); }));
+  CHECK(agent.get("default/pod/web").has_value());
+  std::string del = hub.sendObject("delete", "default/pod/web", pod("web", 6, "busybox", "uid-2"));
+  REQUIRE(waitFor([&] { return hub.acked(del); }));
+  CHECK_FALSE(agent.get("default/pod/web").has_value());
+}
+
+TEST_CASE("pod and node status from the outbox reach the cloud as podpatch and nodepatch") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  std::string inserted = hub.sendObject("insert", "default/pod/web", pod("web", 5));
+  REQUIRE(waitFor([&] { return hub.acked(inserted); }));
+  agent.enqueue("podstatus", "default/pod/web", R"({"phase":"Running"})");
+  agent.enqueue("nodestatus", "default/node/edge-1",
+                R"({"conditions":[{"type":"Ready","status":"True"}]})");
+  REQUIRE(hub.waitFor([](const auto& f) {
+    return countOf(f, "patch", "default/podpatch/web") >= 1 &&
+           countOf(f, "patch", "default/nodepatch/edge-1") >= 2;
+  }));
+  auto patches = hub.receivedWhere("patch", "default/podpatch/web");
+  REQUIRE(patches.size() == 1);
+  CHECK(route(patches[0], "source") == "edged");
+  CHECK(route(patches[0], "group") == "meta");
+  json content = json::parse(patches[0].envelope["content"].get<std::string>());
+  CHECK(content["metadata"]["uid"] == "uid-web");
+  CHECK(content["status"]["phase"] == "Running");
+  auto nodePatches = hub.receivedWhere("patch", "default/nodepatch/edge-1");
+  json last = json::parse(nodePatches.back().envelope["content"].get<std::string>());
+  CHECK(last["status"]["conditions"][0]["type"] == "Ready");
+  // Answered by the cloud: the rows leave the outbox; answers to patches are not acked.
+  REQUIRE(waitFor([&] { return agent.outboxRows() == 0; }));
+  CHECK(hub.receivedWhere("response", "default/podpatch/web").empty());
+}
+
+TEST_CASE("a silently dropped connection is found within 2 x heartbeat and the link reconnects") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  Agent agent(s.dir.path(), o);
+  REQUIRE(waitFor([&] { return agent.connected() && hub.openConnections() == 1; }));
+  // Stay connected past several read deadlines: pongs and answers keep it alive.
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "keepalive", "node") >= 4; }));
+  CHECK(agent.link->status().reconnects == 0);
+  hub.setForwarding(false);
+  // 2 x heartbeat, the deadline check's granularity (heartbeat / 4), and scheduling slack.
+  CHECK(waitFor(
+      [&] { return !agent.connected(); },
+      std::chrono::duration_cast<std::chrono::milliseconds>(2 * o.heartbeat + o.heartbeat / 4) +
+          500ms));
+  CHECK(agent.log().find("read deadline") != std::string::npos);
+  hub.setForwarding(true);
+  REQUIRE(waitFor([&] { return agent.connected() && hub.connections().size() >= 2; }));
+  CHECK(agent.metrics.render().find(
+            "outpost_cloud_read_deadline_expired_total{transport=\"websocket\"} 1") !=
+        std::string::npos);
+}
+
+TEST_CASE("an agent restart mid-stream loses no acknowledged object") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  std::vector<std::string> ids;
+  {
+    Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+    REQUIRE(waitFor([&] { return agent.connected(); }));
+    for (int i = 0; i < 40; ++i)
+      ids.push_back(hub.sendObject("insert", "default/pod/p" + std::to_string(i),
+                                   pod("p" + std::to_string(i), 10 + i)));
+    REQUIRE(waitFor([&] { return hub.acked(ids[5]); }));
+  }  // stopped while messages are still arriving
+  std::set<std::string> ackedBefore;
+  for (const auto& id : ids)
+    if (hub.acked(id)) ackedBefore.insert(id);
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!ackedBefore.count(ids[i])) continue;
+    auto stored = agent.get("default/pod/p" + std::to_string(i));
+    REQUIRE(stored.has_value());
+    CHECK(stored->version == static_cast<int64_t>(10 + i));
+  }
+  // The rest arrive by the cloud's resends to the restarted agent.
+  REQUIRE(waitFor([&] { return hub.unacked().empty(); }, 20s));
+  for (size_t i = 0; i < ids.size(); ++i)
+    CHECK(agent.get("default/pod/p" + std::to_string(i)).has_value());
+}
+
+TEST_CASE("bad frames are counted and ignored; the link goes on") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  hub.send(
+      {{"route", {{"operation", "explode"}, {"resource", "default/pod/x"}}}, {"content", nullptr}});
+  hub.send({{"route", {{"operation", "insert"}, {"resource", "default/pod/y"}}},
+            {"content", "not an object"}});
+  hub.send(
+      {{"route", {{"operation", "insert"}, {"resource", "no-key"}}}, {"content", pod("z", 1)}});
+  std::string fine = hub.sendObject("insert", "default/pod/fine", pod("fine", 3));
+  REQUIRE(waitFor([&] { return hub.acked(fine); }));
+  REQUIRE(waitFor([&] { return agent.link->status().messagesInvalid >= 3; }));
+  std::string m = agent.metrics.render();
+  CHECK(m.find("outpost_cloud_messages_invalid_total{reason=\"invalid\"} 2") != std::string::npos);
+  CHECK(m.find("outpost_cloud_messages_invalid_total{reason=\"misaddressed\"} 1") !=
+        std::string::npos);
+  CHECK(agent.connected());
+  CHECK_FALSE(agent.get("default/pod/y").has_value());
+}
+
+TEST_CASE("changed credentials: the link reconnects with the files' new contents") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected() && hub.openConnections() == 1; }));
+  std::string firstSerial = hub.connections().at(0).clientSerial;
+  // A new certificate from the same CA replaces the files (as rotation does).
+  TempDir next;
+  std::filesystem::copy_file(s.dir / "ca.crt", next / "ca.crt");
+  std::filesystem::copy_file(s.dir / "ca.key", next / "ca.key");
+  std::string err;
+  REQUIRE(run({"/bin/sh", "-c",
+               "cd " + next.path().string() +
+                   " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "
+                   "'/O=system:nodes/CN=" +
+                   kCn +
+                   "' -keyout client.key -out client.csr 2>/dev/null && openssl x509 -req -in "
+                   "client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out client.crt "
+                   "2>/dev/null"},
+              nullptr, &err) == 0);
+  std::filesystem::copy_file(next / "client.crt", s.tls.clientCert,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(next / "client.key", s.tls.clientKey,
+                             std::filesystem::copy_options::overwrite_existing);
+  agent.link->credentialsChanged();
+  REQUIRE(waitFor([&] {
+    auto cs = hub.connections();
+    return cs.size() >= 2 && cs.back().open && agent.connected();
+  }));
+  CHECK(hub.connections().back().clientSerial != firstSerial);
+}
