@@ -16,6 +16,8 @@ namespace outpost::twin {
 
 namespace {
 
+constexpr int kMaxBufferedMessages = 10000;
+
 bool isTlsUri(const std::string& uri) {
   return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0 ||
          uri.rfind("wss://", 0) == 0;
@@ -51,8 +53,11 @@ class MqttClient::Impl {
 
   core::Status init() {
     try {
+      // Room for a burst of answers: Paho refuses a publish while 100 (its default) wait to be
+      // sent, and an answer refused is an answer a device never gets.
       client_ = std::make_unique<mqtt::async_client>(
-          settings_.uri, settings_.clientId, static_cast<mqtt::iclient_persistence*>(nullptr));
+          settings_.uri, settings_.clientId, kMaxBufferedMessages,
+          static_cast<mqtt::iclient_persistence*>(nullptr));
     } catch (const std::exception& e) {
       return core::invalidArgument("MQTT client for " + settings_.uri + ": " + e.what());
     }
@@ -127,6 +132,16 @@ class MqttClient::Impl {
 
   void publish(const std::string& topic, std::string payload,
                std::function<void(core::Status)> done) {
+    if (!done) {
+      // Nobody waits for the outcome (answers and events): no listener to allocate, register and
+      // free for each message.
+      try {
+        client_->publish(mqtt::make_message(topic, std::move(payload), 1, false));
+      } catch (const std::exception&) {
+        // Same as a failed publish with a listener: the outcome had no one to go to.
+      }
+      return;
+    }
     Listener& l = listener(std::move(done));
     try {
       client_->publish(mqtt::make_message(topic, std::move(payload), 1, false), nullptr, l);
