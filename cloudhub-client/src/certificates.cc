@@ -213,7 +213,6 @@ class CertManagerImpl final : public CertificateManager {
 
  private:
   core::Result<crypto::CertInfo> loadCurrent() {
-    if (!readWhole(o_.caFile)) return core::notFound("CA file " + o_.caFile + " does not exist");
     auto cert = readWhole(o_.certFile);
     if (!cert) return core::notFound("client certificate " + o_.certFile + " does not exist");
     auto info = crypto::parseCertPem(*cert);
@@ -226,6 +225,7 @@ class CertManagerImpl final : public CertificateManager {
     if (!match.isOk())
       return core::invalidArgument("client certificate " + o_.certFile + " and key " + o_.keyFile +
                                    " do not match: " + match.message());
+    if (!readWhole(o_.caFile)) return core::notFound("CA file " + o_.caFile + " does not exist");
     if (clock_.wallNow() >= info->notAfter)
       return core::failedPrecondition("client certificate " + o_.certFile + " expired on " +
                                       isoTime(info->notAfter));
