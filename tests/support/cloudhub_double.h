@@ -9,18 +9,17 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 namespace outpost::test {
 
 struct CloudHubDoubleOptions {
-  std::string caFile;       // CA that client certificates must chain to
-  std::string certFile;     // the server's certificate (for 127.0.0.1 / localhost)
-  std::string keyFile;      // and its key
+  std::string caFile;    // CA that client certificates must chain to
+  std::string certFile;  // the server's certificate (for 127.0.0.1 / localhost)
+  std::string keyFile;   // and its key
   std::string projectId = "e632aba927ea4ac2b575ec1603d56f10";
   // Resend every cloud message the edge has not acknowledged this often (CloudHub: 5 s).
   std::chrono::milliseconds resendInterval{5000};
@@ -88,6 +87,21 @@ class CloudHubDouble {
   void closeConnections();  // a clean WebSocket close of every connection
   std::vector<HubConnection> connections() const;
   int openConnections() const;
+
+  // Additions (after the first interface; nothing above changed):
+  // Every envelope the double sent (its answers and the test's messages), once each, in order.
+  std::vector<nlohmann::json> sent() const;
+  // Every refused connection attempt with its reason: a failed TLS handshake (untrusted or missing
+  // client certificate) or an upgrade answered 403 (wrong path, project, node_id or CN).
+  std::vector<std::string> refusals() const;
+  // WebSocket ping frames received from the edge (each answered with a pong while forwarding).
+  int pings() const;
+  // Puts an object into (or removes it from) the cloud's state, so the edge's query of
+  // `resource` (e.g. "default/configmap/app-cfg") is answered with it (or NotFound).
+  void setObject(const std::string& resource, nlohmann::json object);
+  void removeObject(const std::string& resource);
+  // Messages sent with send()/sendObject() and not yet acknowledged, by msg_id.
+  std::vector<std::string> unacked() const;
 
  private:
   class Impl;
