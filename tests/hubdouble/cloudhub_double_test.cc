@@ -405,6 +405,8 @@ TEST_CASE(
   REQUIRE(hub.waitFor([&](const auto&) { return hub.acked(id); }));
   CHECK(hub.ackCount(id) == 1);
   CHECK(hub.unacked().empty());
+  again.send(ack(again.messages[0]));  // the edge acks a resent copy again: counted, harmless
+  REQUIRE(hub.waitFor([&](const auto&) { return hub.ackCount(id) == 2; }));
 
   // No more copies: three intervals pass without one (bounded wait for an absence).
   std::size_t before = again.messages.size();
@@ -455,4 +457,23 @@ TEST_CASE("closeConnections closes with a normal close frame") {
   CHECK(edge.closeCode == websocket::close_code::normal);
   REQUIRE(waitFor([&] { return hub.openConnections() == 0; }));
   CHECK(hub.connections().size() == 1);
+}
+
+// The switch answerRequests=false: a cloud that records but answers nothing (for tests of the
+// edge's query timeout and its fallback to the store).
+TEST_CASE("with answerRequests off the double records the edge's requests and answers none") {
+  Certs certs;
+  auto options = hubOptions(certs.tls);
+  options.answerRequests = false;
+  CloudHubDouble hub(options);
+  Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
+  REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
+  const std::string lease = std::string("kube-node-lease/lease/") + kNode;
+  edge.send(edgeMessage("i1", "insert", lease, {{"metadata", {{"name", kNode}}}}));
+  edge.send(edgeMessage("q1", "query", lease, nullptr));
+  REQUIRE(hub.waitFor([](const auto& frames) { return frames.size() == 2; }));
+  edge.pump([] { return false; }, 300ms);  // bounded wait for an absence
+  CHECK(edge.messages.empty());
+  CHECK(hub.sent().empty());
+  CHECK_FALSE(hub.object(lease).has_value());
 }
