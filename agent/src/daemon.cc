@@ -1,13 +1,16 @@
 // outpostd: command line, configuration, signals, systemd notification, and the agent's run.
 
+#include <malloc.h>
 #include <signal.h>
-#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/exit_codes.h"
+#include "systemd_notify.h"
 #include "version.h"
 
 namespace outpost::agent {
@@ -16,11 +19,24 @@ namespace {
 
 constexpr auto kStopDeadline = std::chrono::milliseconds(1500);
 
-void notify(const std::string& state) { sd_notify(0, state.c_str()); }
+// glibc gives every thread that allocates its own arena (up to 8 per core), each keeping freed
+// memory of its own: with a dozen mostly idle threads (ours, Paho's, gRPC's) that is ~1 MB of
+// private dirty memory for no throughput (docs/benchmarks.md, "Footprint"). Two arenas, unless the
+// operator chose otherwise (MALLOC_ARENA_MAX or GLIBC_TUNABLES in the environment).
+constexpr int kMallocArenas = 2;
+
+void limitMallocArenas() {
+  if (std::getenv("MALLOC_ARENA_MAX") != nullptr || std::getenv("GLIBC_TUNABLES") != nullptr)
+    return;
+  mallopt(M_ARENA_MAX, kMallocArenas);
+}
+
+void notify(const std::string& state) { notifySystemd(state); }
 
 }  // namespace
 
 int runDaemon(int argc, char** argv) {
+  limitMallocArenas();  // before any thread exists
   CLI::App app{"outpostd: the Outpost edge node agent", "outpostd"};
   std::string configPath = "/etc/outpost/outpost.yaml";
   std::string logLevel;
@@ -90,11 +106,10 @@ int runDaemon(int argc, char** argv) {
   notify("READY=1\nSTATUS=running");
   log.info("ready in ", readyMs, " ms");
 
-  uint64_t watchdogUsec = 0;
-  bool watchdog = sd_watchdog_enabled(0, &watchdogUsec) > 0 && watchdogUsec > 0;
-  auto tick =
-      watchdog ? std::chrono::microseconds(watchdogUsec / 2) : std::chrono::microseconds(1'000'000);
-  if (watchdog) log.info("systemd watchdog every ", watchdogUsec / 2000, " ms");
+  std::optional<std::chrono::microseconds> watchdogPeriod = systemdWatchdog();
+  bool watchdog = watchdogPeriod.has_value();
+  auto tick = watchdog ? *watchdogPeriod / 2 : std::chrono::microseconds(1'000'000);
+  if (watchdog) log.info("systemd watchdog every ", watchdogPeriod->count() / 2000, " ms");
 
   int exitCode = kExitOk;
   while (true) {
