@@ -133,9 +133,13 @@ check "rpmlint: no error (warnings kept are explained in docs/packaging.md)" tes
 control=$(dpkg-deb -f "$deb")
 check "deb: package outpost, version $version-$release" \
   test "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)" = "outpost $version-$release"
-check "deb: Depends computed by dpkg-shlibdeps (libc6, libstdc++6, libsystemd0, libyaml-cpp)" \
-  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libc6 libstdc++6 libsystemd0 libyaml-cpp; do
+check "deb: Depends computed by dpkg-shlibdeps (libc6, libstdc++6, libpaho-mqttpp3, libssl3)" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libc6 libstdc++6 libpaho-mqttpp3 libssl3; do
              [[ $d == *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
+# OUTPOST_STATIC_DEPS (release default): gRPC, protobuf, SQLite and yaml-cpp are linked in.
+check "deb: no dependency on the libraries linked statically (gRPC, protobuf, SQLite, yaml-cpp)" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libgrpc libprotobuf libsqlite3 libyaml-cpp; do
+             [[ $d != *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
 check "deb: /etc/outpost/outpost.yaml is a conffile" \
   bash -c 'dpkg-deb --ctrl-tarfile "$1" | tar -xO ./conffiles | grep -qx /etc/outpost/outpost.yaml' _ "$deb"
 check "deb: changelog's latest entry is this version" \
@@ -148,8 +152,8 @@ check "rpm: package outpost, version $version-$release" \
   test "$(rpm_q --qf '%{NAME} %{VERSION}-%{RELEASE}')" = "outpost $version-$release"
 check "rpm: /etc/outpost/outpost.yaml is %config(noreplace)" \
   bash -c 'rpm -qp --qf "[%{FILENAMES} %{FILEFLAGS:fflags}\n]" "$1" | grep -qx "/etc/outpost/outpost.yaml cn"' _ "$rpm_file"
-check "rpm: requirements computed from the binaries (libc, libstdc++, libsystemd, libyaml-cpp)" \
-  bash -c 'r=$(rpm -qpR "$1"); for l in libc.so.6 libstdc++.so.6 libsystemd.so.0 libyaml-cpp.so; do
+check "rpm: requirements computed from the binaries (libc, libstdc++, libpaho-mqttpp3, libssl)" \
+  bash -c 'r=$(rpm -qpR "$1"); for l in libc.so.6 libstdc++.so.6 libpaho-mqttpp3.so libssl.so.3; do
              [[ $r == *$l* ]] || exit 1; done' _ "$rpm_file"
 check "rpm: %post, %preun and %postun scriptlets" \
   bash -c 's=$(rpm -qp --scripts "$1"); for k in postinstall preuninstall postuninstall; do
