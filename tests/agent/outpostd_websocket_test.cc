@@ -1,0 +1,60 @@
+// The real outpostd with `cloud.transport: websocket` against the CloudHub test double: what an
+// operator sees when pointing a node at a KubeEdge CloudCore.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "outpost/agent/exit_codes.h"
+#include "support/cloudhub_double.h"
+#include "support/mosquitto.h"
+#include "support/test_util.h"
+
+using namespace outpost::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+TEST_CASE("outpostd with transport websocket connects to CloudHub and registers its node") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-node", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  h.requireCn = "system:node:ws-node";
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config, "node: {name: ws-node, state_dir: " + (dir / "state").string() + "}\n" +
+                        "runtime: {enabled: false}\ndevice: {enabled: false}\n" +
+                        "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                        "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                        ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                        "api: {socket: " + (dir / "outpost.sock").string() +
+                        ", metrics_address: \"127.0.0.1:0\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+
+  REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
+    for (const auto& f : frames) {
+      if (f.envelope["route"].value("operation", "") == "insert" &&
+          f.envelope["route"].value("resource", "") == "default/node/ws-node")
+        return true;
+    }
+    return false;
+  }));
+  REQUIRE(hub.openConnections() == 1);
+  CHECK(hub.connections().at(0).path == "/e632aba927ea4ac2b575ec1603d56f10/ws-node/events");
+
+  std::string out;
+  REQUIRE(waitFor([&] {
+    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
+      return false;
+    auto j = json::parse(out, nullptr, false);
+    return j.is_object() && j["cloud"].value("state", "") == "connected";
+  }));
+  auto j = json::parse(out);
+  CHECK(j["cloud"]["transport"] == "websocket");
+
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+  CHECK(agent.err().find("connected to " + hub.url()) != std::string::npos);
+}
