@@ -1,14 +1,19 @@
-// outpostctl apply/delete/get against the real outpostd and a real mosquitto, as an operator uses
-// them.
+// outpostctl apply/delete/get/describe/logs against the real outpostd, a real mosquitto and (for
+// pods that run) a real containerd, as an operator uses them.
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "outpost/agent/api_server.h"
 #include "outpost/agent/exit_codes.h"
 #include "outpost/cloudhub/desired_publisher.h"
+#include "support/containerd_harness.h"
 #include "support/mosquitto.h"
+#include "support/mqtt_client.h"
 
 using namespace outpost::test;
 using namespace std::chrono_literals;
@@ -38,6 +43,35 @@ json getJson(const std::string& config, const std::vector<std::string>& args) {
   return json::parse(out, nullptr, false);
 }
 
+// One containerd for the tests of this file that run pods, started on first use.
+ContainerdHarness* containerd(std::string& why) {
+  static std::string reason = ContainerdHarness::unavailableReason();
+  static std::unique_ptr<ContainerdHarness> harness = [] {
+    std::unique_ptr<ContainerdHarness> h;
+    if (!reason.empty()) return h;
+    try {
+      h = std::make_unique<ContainerdHarness>();
+      h->start();
+    } catch (const std::exception& e) {
+      reason = e.what();
+      h.reset();
+    }
+    return h;
+  }();
+  why = reason;
+  return harness.get();
+}
+
+std::string ctl(const std::string& config, std::vector<std::string> args, int* rc = nullptr,
+                std::string* err = nullptr) {
+  std::vector<std::string> argv = {outpostctl(), "-c", config};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string out;
+  int code = run(argv, &out, err);
+  if (rc) *rc = code;
+  return out;
+}
+
 size_t countItems(const std::string& config, const std::string& type) {
   json j = getJson(config, {type, "-n", "*"});
   return j.is_object() && j["items"].is_array() ? j["items"].size() : 0;
@@ -62,6 +96,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: creds, namespace: shop}
 stringData: {password: hunter2}
+data: {token: c2VjcmV0LXRva2Vu}
 ---
 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-cfg"}, "data": {"greeting": "hello"}}
 )");
@@ -84,6 +119,37 @@ stringData: {password: hunter2}
   REQUIRE(run({outpostctl(), "-c", config, "get", "configmaps"}, &out) == 0);
   CHECK(out.find("app-cfg") != std::string::npos);
 
+  // describe: a configmap shows its data, a secret only its keys and sizes.
+  int rc = -1;
+  out = ctl(config, {"describe", "configmap", "app-cfg"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("Name:             app-cfg") != std::string::npos);
+  CHECK(out.find("  greeting:\n    hello\n") != std::string::npos);
+  out = ctl(config, {"describe", "secret", "creds", "-n", "shop"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("  password: 7 bytes\n") != std::string::npos);
+  CHECK(out.find("  token: 12 bytes\n") != std::string::npos);  // decoded size of base64 data
+  CHECK(out.find("c2VjcmV0") == std::string::npos);
+  CHECK(out.find("hunter2") == std::string::npos);
+  out = ctl(config, {"describe", "secret", "creds", "-n", "shop", "-o", "json"}, &rc);
+  CHECK(out.find("hunter2") == std::string::npos);
+  CHECK(json::parse(out)["stringData"]["password"] == "(hidden, 7 bytes)");
+  // A pod on a node without a runtime: its spec, no status, no events; no logs to read.
+  out = ctl(config, {"describe", "pod", "hello"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("Containers:\n  main:\n") != std::string::npos);
+  CHECK(out.find("    Command:      sleep 3600") != std::string::npos);
+  CHECK(out.find("Events: <none since the agent started>") != std::string::npos);
+  out = ctl(config, {"logs", "hello"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitNotFound);
+  CHECK(err.find("the runtime is disabled on this node") != std::string::npos);
+  ctl(config, {"describe", "pod", "nosuch"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitNotFound);
+  CHECK(err.find("pod \"nosuch\" not found in namespace default") != std::string::npos);
+  ctl(config, {"describe", "pizza", "x"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitUsage);
+  CHECK(err.find("the types are pod, configmap, secret, device, twin") != std::string::npos);
+
   // Re-applying keeps the uid and raises the version.
   std::string uid = pod["metadata"]["uid"];
   std::string version = pod["metadata"]["resourceVersion"];
@@ -98,7 +164,7 @@ stringData: {password: hunter2}
   REQUIRE(waitFor([&] { return countItems(config, "pods") == 0; }));
   CHECK(countItems(config, "secrets") == 1);
   CHECK(run({outpostctl(), "-c", config, "get", "pod", "hello"}, nullptr, &err) ==
-        outpost::agent::kExitFailure);
+        outpost::agent::kExitNotFound);
   CHECK(err.find("not found") != std::string::npos);
 
   agent.signal(SIGTERM);
@@ -162,4 +228,212 @@ TEST_CASE("an agent killed mid-stream and restarted holds exactly the published 
   CHECK(names.count("p0") == 1);
   agent.signal(SIGTERM);
   CHECK(agent.wait(2s) == 0);
+}
+
+TEST_CASE("outpostctl get twins and describe device show a device's expected and actual values") {
+  TempDir dir;
+  Mosquitto broker;
+  std::string config = writeConfig(dir, broker);
+  Child agent({outpostd(), "--config", config});
+  MqttTestClient device(broker.uri(), nullptr, "thermostat");
+  const std::string topic = "$hw/events/device/default/thermostat/twin/";
+  device.subscribe(topic + "update/result");
+  writeFile(dir / "device.yaml", R"(apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: thermostat, namespace: default}
+spec:
+  nodeName: edge-7
+  deviceModelRef: {name: thermostat-model}
+  properties:
+    - name: target-temperature
+      desired: {value: "22", metadata: {type: int}}
+)");
+  int rc = -1;
+  std::string err;
+  ctl(config, {"apply", "-f", (dir / "device.yaml").string()}, &rc);
+  REQUIRE(rc == 0);
+  auto twinOf = [&] {
+    return json::parse(ctl(config, {"get", "twins", "-o", "json"}), nullptr, false);
+  };
+  REQUIRE(waitFor([&] {
+    json t = twinOf();
+    return t.is_object() && t["items"].size() == 1 && !t["items"][0]["properties"].empty() &&
+           t["items"][0]["properties"][0]["expected"].is_object();
+  }));
+  // The device reports its actual value.
+  device.publish(
+      topic + "update",
+      R"({"event_id":"e1","timestamp":1,"twin":{"target-temperature":{"actual":{"value":"19"},"metadata":{"type":"int"}}}})");
+  REQUIRE(waitFor([&] { return !device.messagesOn(topic + "update/result").empty(); }));
+  json t = twinOf();
+  REQUIRE(t["items"].size() == 1);
+  const json& prop = t["items"][0]["properties"][0];
+  CHECK(t["items"][0]["device"] == "default/thermostat");
+  CHECK(prop["name"] == "target-temperature");
+  CHECK(prop["type"] == "int");
+  CHECK(prop["expected"]["value"] == "22");
+  CHECK(prop["actual"]["value"] == "19");
+
+  std::string out = ctl(config, {"get", "twins"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("DEVICE") == 0);
+  CHECK(out.find("default/thermostat      target-temperature  int       22              19 ") !=
+        std::string::npos);
+  out = ctl(config, {"get", "twins", "thermostat", "-o", "yaml"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("device: default/thermostat") != std::string::npos);
+
+  out = ctl(config, {"describe", "device", "thermostat"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("Model:            thermostat-model") != std::string::npos);
+  CHECK(out.find("Twin:\n  target-temperature (int):\n    Expected:     22") != std::string::npos);
+  CHECK(out.find("    Actual:       19") != std::string::npos);
+  CHECK(out.find("    Delta:        actual differs from expected") != std::string::npos);
+  out = ctl(config, {"describe", "twin", "thermostat", "-o", "json"}, &rc);
+  CHECK(rc == 0);
+  CHECK(json::parse(out)["properties"][0]["actual"]["value"] == "19");
+
+  ctl(config, {"get", "twins", "boiler"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitNotFound);
+  CHECK(err.find("no twin for device \"boiler\"") != std::string::npos);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(2s) == 0);
+}
+
+TEST_CASE(
+    "outpostctl describe and logs show a real pod's containers, events and CRI log output, and "
+    "logs -f follows the container into its next attempt; outpost_pods counts it by phase") {
+  std::string why;
+  ContainerdHarness* cri = containerd(why);
+  if (!cri) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  TempDir dir;
+  Mosquitto broker;
+  writeFile(dir / "outpost.yaml",
+            "node: {name: edge-7, state_dir: " + (dir / "state").string() + "}\n" +
+                "runtime: {endpoint: \"" + cri->endpoint() + "\", sandbox_image: \"" +
+                ContainerdHarness::kPause + "\", cgroup_parent: \"" +
+                cri->cgroupParent().substr(1) + "\"}\n" + "device: {enabled: false}\n" +
+                "cloud: {mqtt: {broker: \"" + broker.uri() +
+                "\"}, reconnect: {base: 100ms, cap: 1s}}\n" +
+                "api: {socket: " + (dir / "o.sock").string() + ", metrics_address: \"\"}\n");
+  std::string config = (dir / "outpost.yaml").string();
+  Child agent({outpostd(), "--config", config});
+  // "talker" runs until deleted; "once" prints on both streams, one line longer than containerd's
+  // 16 KiB line buffer (written as partial entries), counts its runs in an emptyDir, and exits 3.
+  const std::string once =
+      "n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; "
+      "echo run-$n; echo to-stderr >&2; head -c 20000 /dev/zero | tr '\\0' x; echo; exit 3";
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", "chatty"}}},
+              {"spec",
+               {{"hostNetwork", true},
+                {"terminationGracePeriodSeconds", 1},
+                {"volumes", {{{"name", "data"}, {"emptyDir", json::object()}}}},
+                {"containers",
+                 {{{"name", "talker"},
+                   {"image", ContainerdHarness::kBusybox},
+                   {"command",
+                    {"/bin/sh", "-c",
+                     "trap 'exit 0' TERM; echo hello-from-talker; "
+                     "while true; do sleep 1; done"}}},
+                  {{"name", "once"},
+                   {"image", ContainerdHarness::kBusybox},
+                   {"command", {"/bin/sh", "-c", once}},
+                   {"volumeMounts", {{{"name", "data"}, {"mountPath", "/data"}}}}}}}}}};
+  writeFile(dir / "pod.json", pod.dump());
+  int rc = -1;
+  std::string err;
+  ctl(config, {"apply", "-f", (dir / "pod.json").string()}, &rc);
+  REQUIRE(rc == 0);
+
+  // describe: the crash and its back-off, as events.
+  std::string out;
+  bool backedOff = waitFor(
+      [&] {
+        out = ctl(config, {"describe", "pod", "chatty"});
+        return out.find("Back-off 10s restarting failed container once") != std::string::npos;
+      },
+      60s);
+  INFO("describe:\n", out, "\nagent log:\n", agent.err());
+  REQUIRE(backedOff);
+  CHECK(out.find("Name:             chatty") != std::string::npos);
+  CHECK(out.find("Containers:\n  talker:\n") != std::string::npos);
+  CHECK(out.find(std::string("    Image:        ") + ContainerdHarness::kBusybox) !=
+        std::string::npos);
+  CHECK(out.find("Conditions:\n  TYPE") != std::string::npos);
+  CHECK(out.find("Warning  Exited") != std::string::npos);
+  CHECK(out.find("Container once exited with code 3 (Error)") != std::string::npos);
+  CHECK(out.find("Normal   Started") != std::string::npos);
+  json described = json::parse(ctl(config, {"describe", "pod", "chatty", "-o", "json"}));
+  CHECK(described["metadata"]["name"] == "chatty");
+  CHECK(described["status"]["containerStatuses"].size() == 2);
+  std::set<std::string> reasons;
+  for (const auto& e : described["events"]) reasons.insert(e["reason"].get<std::string>());
+  CHECK(reasons.count("Created") == 1);
+  CHECK(reasons.count("BackOff") == 1);
+
+  // logs: a pod with two containers needs -c; unknown pods and containers are named.
+  ctl(config, {"logs", "chatty"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitUsage);
+  CHECK(err.find("pod chatty has 2 containers (talker, once): choose one with -c CONTAINER") !=
+        std::string::npos);
+  ctl(config, {"logs", "chatty", "-c", "nope"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitNotFound);
+  CHECK(err.find("pod chatty has no container \"nope\"; its containers: talker, once") !=
+        std::string::npos);
+  ctl(config, {"logs", "ghost"}, &rc, &err);
+  CHECK(rc == outpost::agent::kExitNotFound);
+
+  out = ctl(config, {"logs", "chatty", "-c", "talker"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out == "hello-from-talker\n");
+  // The newest attempt of "once" (a run after the first restart): both streams, the long line
+  // joined from containerd's partial entries.
+  out = ctl(config, {"logs", "chatty", "-c", "once"}, &rc);
+  CHECK(rc == 0);
+  std::string xs(20000, 'x');
+  // stdout and stderr are copied into the file separately: their order is not fixed.
+  auto runAt = out.find("run-");
+  int attempt = runAt == std::string::npos ? 0 : std::atoi(out.c_str() + runAt + 4);
+  CHECK(attempt >= 2);
+  CHECK(out.find("to-stderr\n") != std::string::npos);
+  CHECK(out.find("\n" + xs + "\n") != std::string::npos);
+  CHECK(out.size() == ("run-" + std::to_string(attempt) + "\nto-stderr\n" + xs + "\n").size());
+  out = ctl(config, {"logs", "chatty", "-c", "once", "--tail", "1"}, &rc);
+  CHECK(rc == 0);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 1);  // one whole line, of the three
+  CHECK((out == xs + "\n" || out == "to-stderr\n"));
+
+  // The file itself is in CRI format, the long line in partial entries.
+  std::string raw = readFile(std::filesystem::path(described["logDirectory"].get<std::string>()) /
+                             "once" / (std::to_string(attempt - 1) + ".log"));
+  CHECK(raw.find(" stdout P xxx") != std::string::npos);
+  CHECK(raw.find(" stderr F to-stderr\n") != std::string::npos);
+
+  // -f follows into the next attempt once the back-off has passed.
+  Child follow({outpostctl(), "-c", config, "logs", "chatty", "-c", "once", "-f"});
+  std::string next = "run-" + std::to_string(attempt + 1) + "\n";
+  bool followed = waitFor([&] { return follow.out().find(next) != std::string::npos; }, 45s);
+  INFO("logs -f printed:\n", follow.out().substr(0, 200), "\nerr: ", follow.err());
+  CHECK(followed);
+  CHECK(follow.out().find("run-" + std::to_string(attempt) + "\n") != std::string::npos);
+
+  // outpost_pods counts the pod as Running (one container runs).
+  auto m = outpost::agent::callUnixSocket((dir / "o.sock").string(), "GET", "/metrics");
+  REQUIRE(m.isOk());
+  CHECK(m->body.find("outpost_pods{phase=\"Running\"} 1\n") != std::string::npos);
+  CHECK(m->body.find("outpost_pods{phase=\"Failed\"} 0\n") != std::string::npos);
+  CHECK(m->body.find("outpost_deploy_errors_total{reason=\"Exited\"}") != std::string::npos);
+
+  // Deleting the pod ends logs -f.
+  ctl(config, {"delete", "pod", "chatty"}, &rc);
+  REQUIRE(rc == 0);
+  CHECK(follow.wait(30s) == 0);
+  CHECK(follow.err().find("pod chatty was removed") != std::string::npos);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(5s) == 0);
 }
