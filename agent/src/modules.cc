@@ -55,6 +55,21 @@ std::string StoreModule::describe() const { return path(); }
 core::Status CloudModule::start() {
   const Config& c = ctx_.config;
   if (c.cloud.transport == "websocket") {
+    // The client certificate first: a missing or expired one is bootstrapped with the token, or the
+    // module fails with what the operator must do (docs/certificates.md).
+    if (!c.cloud.websocket.certServer.empty()) {
+      cloudhub::CertificateOptions co;
+      co.nodeName = c.node.name;
+      co.certServer = c.cloud.websocket.certServer;
+      co.caFile = c.cloud.tls.ca;
+      co.certFile = c.cloud.tls.cert;
+      co.keyFile = c.cloud.tls.key;
+      co.tokenFile = c.cloud.websocket.tokenFile;
+      certs_ =
+          cloudhub::makeCertificateManager(std::move(co), ctx_.clock, ctx_.logging, ctx_.metrics);
+      OUTPOST_RETURN_IF_ERROR(certs_->ensure());
+      certsStarted_ = certs_.get();
+    }
     cloudhub::WebsocketLinkOptions w;
     w.nodeName = c.node.name;
     w.server = c.cloud.websocket.server;
@@ -72,6 +87,8 @@ core::Status CloudModule::start() {
                                         ctx_.logging, ctx_.metrics);
     OUTPOST_RETURN_IF_ERROR(link_->start());
     started_ = link_.get();
+    // Renewed files take effect by a reconnect; the manager's thread stops before the link does.
+    if (certs_) certs_->startRotation([link = link_.get()] { link->credentialsChanged(); });
     return core::okStatus();
   }
   cloudhub::MqttLinkOptions o;
@@ -99,6 +116,7 @@ core::Status CloudModule::start() {
 
 void CloudModule::stop() {
   started_ = nullptr;
+  if (certs_) certs_->stop();
   if (link_) link_->stop();
 }
 

@@ -10,6 +10,7 @@
 
 #include "outpost/agent/api_server.h"
 #include "outpost/agent/exit_codes.h"
+#include "support/cert_server.h"
 #include "support/test_util.h"
 
 using namespace outpost::test;
@@ -196,4 +197,56 @@ TEST_CASE(
   agent.signal(SIGTERM);
   CHECK(agent.wait(2s) == 0);
   CHECK(notify.received().find("STOPPING=1") != std::string::npos);
+}
+
+TEST_CASE("KubeEdge without a certificate or a token: outpostd says exactly what to do") {
+  TempDir dir;
+  std::string config = writeConfig(dir);
+  std::string text = readFile(config);
+  const std::string mqtt = "cloud: {mqtt: {broker: \"tcp://127.0.0.1:1\"}}\n";
+  text.replace(text.find(mqtt), mqtt.size(),
+               "cloud:\n  transport: websocket\n  websocket: {server: \"wss://127.0.0.1:1\", "
+               "cert_server: \"https://127.0.0.1:1\"}\n");
+  writeFile(config, text);
+  Child agent({outpostd(), "--config", config});
+  CHECK(agent.wait(20s) == outpost::agent::kExitUnavailable);
+  std::string cert = (dir / "state" / "certs" / "edge.crt").string();
+  CHECK(agent.err().find("client certificate " + cert + " does not exist") != std::string::npos);
+  CHECK(agent.err().find("cloud.websocket.token_file") != std::string::npos);
+  CHECK(agent.err().find("keadm gettoken") != std::string::npos);
+}
+
+TEST_CASE("KubeEdge with a token: outpostd bootstraps its certificate and shows it in status") {
+  TempDir dir;
+  CertServer certs(dir / "cert-server");
+  writeFile(dir / "token", certs.token());
+  std::string config = writeConfig(dir);
+  std::string text = readFile(config);
+  const std::string mqtt = "cloud: {mqtt: {broker: \"tcp://127.0.0.1:1\"}}\n";
+  text.replace(text.find(mqtt), mqtt.size(),
+               "cloud:\n  transport: websocket\n  websocket: {server: \"wss://127.0.0.1:1\", "
+               "cert_server: \"" +
+                   certs.url() + "\", token_file: \"" + (dir / "token").string() + "\"}\n");
+  writeFile(config, text);
+  Child agent({outpostd(), "--config", config});
+
+  std::string out;
+  nlohmann::json status;
+  REQUIRE(waitFor([&] {
+    if (run({outpostctl(), "--config", config, "status", "-o", "json"}, &out) != 0) return false;
+    status = nlohmann::json::parse(out);
+    return status.contains("cloud") && status["cloud"].contains("certificate");
+  }));
+  auto c = status["cloud"]["certificate"];
+  CHECK(c["subject"] == "CN=system:node:test-node,O=system:nodes");
+  REQUIRE(certs.issued().size() == 1);
+  CHECK(c["serial"] == certs.issued()[0]);
+  CHECK(c["not_after"].get<int64_t>() > c["next_rotation"].get<int64_t>());
+  CHECK(std::filesystem::exists(dir / "state" / "certs" / "edge.key"));
+
+  REQUIRE(run({outpostctl(), "--config", config, "status"}, &out) == 0);
+  CHECK(out.find("Cert:     CN=system:node:test-node,O=system:nodes, expires in ") !=
+        std::string::npos);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(5s) == outpost::agent::kExitOk);
 }
