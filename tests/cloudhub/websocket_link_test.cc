@@ -386,6 +386,21 @@ TEST_CASE("a silently dropped connection is found within 2 x heartbeat and the l
         std::string::npos);
 }
 
+TEST_CASE("pong frames alone keep a quiet connection alive past the read deadline") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  // Nothing but pongs answers the node for several deadlines: no lease or node queries.
+  o.leaseInterval = 1h;
+  o.nodeQueryInterval = 1h;
+  Agent agent(s.dir.path(), o);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  REQUIRE(hub.waitFor([](const auto& f) { return countOf(f, "keepalive", "node") >= 6; }));
+  CHECK(hub.pings() >= 4);
+  CHECK(agent.link->status().reconnects == 0);
+  CHECK(agent.connected());
+}
+
 TEST_CASE("an agent restart mid-stream loses no acknowledged object") {
   Setup s;
   CloudHubDouble hub(hubOptions(s.tls));
