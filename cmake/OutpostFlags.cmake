@@ -48,5 +48,8 @@ function(outpost_small_executable target)
   if(OUTPOST_STATIC_DEPS)
     set_target_properties(${target} PROPERTIES
       CXX_LINKER_LAUNCHER ${PROJECT_SOURCE_DIR}/cmake/static-deps-link.sh)
+    # Relink when the launcher's list changes.
+    set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS
+                 ${PROJECT_SOURCE_DIR}/cmake/static-deps-link.sh)
   endif()
 endfunction()

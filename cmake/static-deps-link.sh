@@ -3,7 +3,8 @@
 # given with the shared libraries below replaced by the static archive Debian ships next to them
 # (/usr/lib/<multiarch>/libX.so -> libX.a, when that file exists). Listed: the libraries outpostd
 # alone uses. Left shared: libc, libstdc++, OpenSSL, Paho and cpprestsdk, which ship no archive or
-# are also loaded by another shared library (a second copy in the process would not be shared).
+# are also loaded by another shared library (a second copy in the process would not be shared),
+# and zlib, which Debian policy forbids embedding (lintian: embedded-library).
 n=$#
 while [ "$n" -gt 0 ]; do
   arg=$1
@@ -14,7 +15,7 @@ while [ "$n" -gt 0 ]; do
       base=${arg%%.so*}
       name=${base##*/lib}
       case "$name" in
-        grpc++ | grpc | gpr | upb | address_sorting | re2 | cares | z | absl_* | sqlite3 | yaml-cpp | \
+        grpc++ | grpc | gpr | upb | address_sorting | re2 | cares | absl_* | sqlite3 | yaml-cpp | \
           protobuf)
           [ -f "$base.a" ] && arg=$base.a
           ;;
