@@ -169,6 +169,14 @@ class StoreDesiredPods final : public deploy::DesiredPods {
     if (!*r) return std::nullopt;
     return (*r)->object;
   }
+  bool complete() override {
+    auto mark = reader_->getKv(metadb::kKvNeedsFullResync);
+    if (!mark.isOk()) {
+      log_.error("reading ", metadb::kKvNeedsFullResync, ": ", mark.status().toString());
+      return false;  // when in doubt, keep what runs
+    }
+    return !*mark || **mark != "1";
+  }
 
  private:
   core::Logger log_;

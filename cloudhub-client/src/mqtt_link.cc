@@ -3,6 +3,7 @@
 
 #include "outpost/cloudhub/mqtt_link.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -652,6 +653,12 @@ class MqttLink final : public CloudLink {
       auto now = clock_.wallNow();
       batch.putKv("sync." + origin + ".generation", std::to_string(m.generation));
       batch.putKv("sync.last", std::to_string(core::toUnixMillis(now)));
+      // Every scope with a manifest is complete: a store recovered empty holds the whole set again,
+      // so deploy may collect pods that nobody wants (it keeps them while the mark is set).
+      if (std::all_of(manifests_.begin(), manifests_.end(),
+                      [](const auto& e) { return e.second.converged; })) {
+        batch.eraseKv(std::string(metadb::kKvNeedsFullResync));
+      }
       std::string scope = origin;
       int64_t generation = m.generation;
       writeStore(

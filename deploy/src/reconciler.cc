@@ -1065,6 +1065,21 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (!desiredUids.count(uid) && !pendingKey(label(c.labels, kPodKey))) orphans.insert(uid);
     }
     if (orphans.empty()) return;
+    if (!desired_.complete()) {
+      // After a store recovery the store is empty until the cloud resends the desired set: these
+      // pods are most likely still wanted, and removing them would lose the site's work.
+      if (!holdingOrphans_) {
+        log_.warn(
+            "the desired set is incomplete (the store was recovered and the cloud has not "
+            "resent it yet): keeping ",
+            orphans.size(), orphans.size() == 1 ? " pod" : " pods",
+            " that the store does not name until it is complete");
+      }
+      holdingOrphans_ = true;
+      return;
+    }
+    if (holdingOrphans_) log_.info("the desired set is complete again");
+    holdingOrphans_ = false;
     log_.info("collecting ", orphans.size(), " pods nobody wants");
     removeUids(o, orphans);
   }
@@ -1216,6 +1231,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   std::string lastNode_;
   std::map<std::string, Worker> workers_;
   std::map<std::string, ContainerStatus> statusCache_;
+  bool holdingOrphans_ = false;  // orphans kept because the desired set is incomplete (logged once)
   // Dead sandboxes replaced during a pass, with their pod's containers: removed at its end.
   std::vector<std::pair<PodSandbox, std::vector<Container>>> deadSandboxes_;
   std::vector<core::TimerId> timers_;

@@ -275,6 +275,24 @@ TEST_CASE(
   CHECK(agent.log().find("no longer desired removed") != std::string::npos);
 }
 
+TEST_CASE(
+    "a store recovered empty stays marked incomplete until every manifest is complete again") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  cloud.put("a", 1);
+  writeFile(dir / "outpost.db", std::string(8192, 'x'));  // not a database: quarantined at open
+  Agent agent(dir, linkOptions(broker.uri()), clock);
+  CHECK(agent.log().find("STORE CORRUPT") != std::string::npos);
+  REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+  CHECK(agent.podKeys() == std::vector<std::string>{"default/pod/a"});
+  // The mark that makes deploy keep pods the store does not name goes with the complete set.
+  auto mark = agent.reader->getKv(metadb::kKvNeedsFullResync);
+  REQUIRE(mark.isOk());
+  CHECK_FALSE(mark->has_value());
+}
+
 TEST_CASE("a broker restart loses nothing: the link comes back and converges") {
   TempDir dir;
   Mosquitto broker;

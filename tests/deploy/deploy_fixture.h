@@ -1,6 +1,7 @@
 #pragma once
 // In-memory ports (data holders, not mocks) and pod JSON for deploy's tests.
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -37,10 +38,13 @@ class MemoryDesired final : public deploy::DesiredPods {
     if (it == objects_.end()) return std::nullopt;
     return it->second;
   }
+  bool complete() override { return complete_; }
+  void setComplete(bool c) { complete_ = c; }
 
  private:
   std::mutex mu_;
   std::map<std::string, std::string> objects_;
+  std::atomic<bool> complete_{true};
 };
 
 // The last status of each pod and of the node, and how many reports came.

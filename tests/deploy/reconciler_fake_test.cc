@@ -281,5 +281,38 @@ TEST_CASE("an invalid desired pod is one Warning event counted at each re-read, 
   CHECK_FALSE(agent.reconciler().podInfo("default/pod/other").has_value());
 }
 
+TEST_CASE(
+    "after a store recovery the pods the empty store does not name keep running until the desired "
+    "set is complete, then they are collected") {
+  FakeRuntime rt;
+  rt.addImage("img:1");
+  core::ManualClock clock;
+  MemorySink sink;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  const std::string key = "default/pod/keep";
+  {
+    MemoryDesired desired;
+    desired.put(key, busyboxPod("keep", "u-keep", "img:1", {{"c", "run"}}).dump());
+    DeployAgent agent(rt, desired, sink, clock, cfg);
+    REQUIRE(agent.start());
+    REQUIRE(!runningId(rt).empty());
+  }
+  // The agent restarts on a store that was quarantined and started empty: nothing is desired yet.
+  MemoryDesired recovered;
+  recovered.setComplete(false);
+  DeployAgent agent(rt, recovered, sink, clock, cfg);
+  REQUIRE(agent.start());
+  agent.pass();
+  CHECK(!runningId(rt).empty());
+  CHECK(rt.calls("StopContainer") == 0);
+  // The cloud resent the whole set, and it does not hold the pod any more: now it goes.
+  recovered.setComplete(true);
+  agent.pass();
+  CHECK(runningId(rt).empty());
+  CHECK(rt.listPodSandbox({})->empty());
+}
+
 }  // namespace
 }  // namespace outpost::test

@@ -23,6 +23,10 @@ class DesiredPods {
   // One object by key ("<ns>/pod/<name>", "<ns>/configmap/<name>", "<ns>/secret/<name>"): its
   // JSON, or nullopt when absent.
   virtual std::optional<std::string> getObject(const std::string& key) = 0;
+  // False while the desired set is known to be incomplete: the store was recovered empty and the
+  // cloud has not yet sent the whole set again. Pods with our labels that no desired pod names are
+  // then kept running rather than removed as garbage (they may well still be wanted).
+  virtual bool complete() { return true; }
 };
 
 // Where deploy reports. Called on deploy's loop, only when something changed.
