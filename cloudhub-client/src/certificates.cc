@@ -43,7 +43,11 @@ core::Status writeFileAtomic(const std::string& path, const std::string& data, m
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return core::unavailable("cannot create directory " + dir.string() + ": " + ec.message());
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmpXXXXXX")).string();
+  std::string name =
+      ".";  // built step by step: GCC 12 warns falsely (-Wrestrict) on "." + string&&
+  name += target.filename().string();
+  name += ".tmpXXXXXX";
+  std::string tmp = (dir / name).string();
   int fd = mkstemp(tmp.data());
   if (fd < 0)
     return core::unavailable("cannot create a file in " + dir.string() + ": " + errnoText());
