@@ -13,10 +13,8 @@ using nlohmann::json;
 
 namespace {
 
-// Plain YAML scalars take their natural JSON type; quoted ones stay strings.
-json scalarToJson(const YAML::Node& n) {
-  const std::string& s = n.Scalar();
-  if (n.Tag() == "!") return s;  // quoted
+// What an unquoted YAML scalar means: its natural JSON type (YAML 1.2's core schema).
+json plainScalar(const std::string& s) {
   static const std::regex kInt("^[-+]?[0-9]+$");
   static const std::regex kFloat("^[-+]?([0-9]*\\.[0-9]+|[0-9]+\\.)([eE][-+]?[0-9]+)?$");
   if (s == "true" || s == "True" || s == "TRUE") return true;
@@ -25,6 +23,23 @@ json scalarToJson(const YAML::Node& n) {
   if (std::regex_match(s, kInt) && s.size() < 19) return std::stoll(s);
   if (std::regex_match(s, kFloat)) return std::stod(s);
   return s;
+}
+
+// Quoted scalars stay strings.
+json scalarToJson(const YAML::Node& n) {
+  if (n.Tag() == "!") return n.Scalar();
+  return plainScalar(n.Scalar());
+}
+
+// A string written unquoted would be read back as something else: by us (a number, bool or null)
+// or by YAML 1.1 tools such as kubectl (yes/no/on/off, any case).
+bool needsQuotes(const std::string& s) {
+  if (!plainScalar(s).is_string()) return true;
+  std::string lower = s;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return lower == "yes" || lower == "no" || lower == "on" || lower == "off" || lower == "y" ||
+         lower == "n";
 }
 
 json toJson(const YAML::Node& n) {
@@ -62,7 +77,9 @@ void emit(YAML::Emitter& out, const json& j) {
     for (const auto& v : j) emit(out, v);
     out << YAML::EndSeq;
   } else if (j.is_string()) {
-    out << j.get<std::string>();
+    const auto& s = j.get_ref<const std::string&>();
+    if (needsQuotes(s)) out << YAML::DoubleQuoted;
+    out << s;
   } else if (j.is_null()) {
     out << YAML::Null;
   } else {

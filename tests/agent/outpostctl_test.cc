@@ -98,7 +98,7 @@ metadata: {name: creds, namespace: shop}
 stringData: {password: hunter2}
 data: {token: c2VjcmV0LXRva2Vu}
 ---
-{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-cfg"}, "data": {"greeting": "hello"}}
+{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-cfg"}, "data": {"greeting": "hello", "port": "19", "debug": "true", "mode": "on"}}
 )");
   std::string out, err;
   REQUIRE(run({outpostctl(), "-c", config, "apply", "-f", (dir / "objects.yaml").string()}, &out,
@@ -118,6 +118,24 @@ data: {token: c2VjcmV0LXRva2Vu}
   CHECK(out.find("hunter2") == std::string::npos);
   REQUIRE(run({outpostctl(), "-c", config, "get", "configmaps"}, &out) == 0);
   CHECK(out.find("app-cfg") != std::string::npos);
+  // -o yaml quotes strings that would read back as numbers or booleans, so what get prints can be
+  // applied again unchanged.
+  REQUIRE(run({outpostctl(), "-c", config, "get", "configmap", "app-cfg", "-o", "yaml"}, &out) ==
+          0);
+  CHECK(out.find("port: \"19\"") != std::string::npos);
+  CHECK(out.find("debug: \"true\"") != std::string::npos);
+  CHECK(out.find("mode: \"on\"") != std::string::npos);
+  CHECK(out.find("greeting: hello") != std::string::npos);
+  writeFile(dir / "printed.yaml", out);
+  std::string cfgVersion = getJson(config, {"configmap", "app-cfg"})["metadata"]["resourceVersion"];
+  REQUIRE(run({outpostctl(), "-c", config, "apply", "-f", (dir / "printed.yaml").string()}) == 0);
+  REQUIRE(waitFor([&] {
+    return getJson(config, {"configmap", "app-cfg"})["metadata"]["resourceVersion"] != cfgVersion;
+  }));
+  json cfg = getJson(config, {"configmap", "app-cfg"});
+  CHECK(cfg["data"]["port"] == "19");
+  CHECK(cfg["data"]["debug"] == "true");
+  CHECK(cfg["data"]["mode"] == "on");
 
   // describe: a configmap shows its data, a secret only its keys and sizes.
   int rc = -1;
