@@ -477,3 +477,50 @@ TEST_CASE("with answerRequests off the double records the edge's requests and an
   CHECK(hub.sent().empty());
   CHECK_FALSE(hub.object(lease).has_value());
 }
+
+// §1 "What the cloud answers" for the edge's queries of configmaps and secrets: the plain object
+// with header.resourceversion, {"ErrStatus": NotFound} for what the cloud does not hold; and the
+// switch setAnswerQueries(false, prefix): those queries are recorded and never answered (the
+// edge's query timeout), while other queries are still answered.
+TEST_CASE("configmap and secret queries: the held object, NotFound, and silence when told") {
+  Certs certs;
+  CloudHubDouble hub(hubOptions(certs.tls));
+  const std::string cm = "default/configmap/app-cfg";
+  const std::string secret = "default/secret/app-token";
+  json cmObject{{"apiVersion", "v1"},
+                {"kind", "ConfigMap"},
+                {"metadata", {{"name", "app-cfg"}, {"namespace", "default"}}},
+                {"data", {{"mode", "fast"}}}};
+  hub.setObject(cm, cmObject);  // no resourceVersion: the double stamps one, as the API server
+  Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
+  REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
+
+  edge.send(edgeMessage("q1", "query", cm, nullptr));
+  edge.send(edgeMessage("q2", "query", secret, nullptr));
+  REQUIRE(edge.pump([&] { return edge.answerTo("q1") && edge.answerTo("q2"); }, 10s));
+  json found = *edge.answerTo("q1");
+  CHECK(found["route"]["operation"] == "response");
+  CHECK(found["route"]["resource"] == cm);
+  CHECK(found["content"]["data"] == cmObject["data"]);
+  CHECK_FALSE(found["content"].contains("Object"));  // the plain object, not {"Object", "Err"}
+  std::string version = found["content"]["metadata"]["resourceVersion"].get<std::string>();
+  CHECK_FALSE(version.empty());
+  CHECK(found["header"]["resourceversion"] == version);
+  json missing = *edge.answerTo("q2");
+  CHECK(missing["content"]["ErrStatus"]["reason"] == "NotFound");
+  CHECK(missing["content"]["ErrStatus"]["code"] == 404);
+  CHECK(missing["content"]["ErrStatus"]["message"] == "secrets \"app-token\" not found");
+
+  hub.setAnswerQueries(false, "default/configmap/");
+  edge.send(edgeMessage("q3", "query", cm, nullptr));
+  edge.send(edgeMessage("q4", "query", secret, nullptr));
+  REQUIRE(edge.pump([&] { return edge.answerTo("q4").has_value(); }, 10s));
+  edge.pump([] { return false; }, 300ms);  // bounded wait for an absence
+  CHECK_FALSE(edge.answerTo("q3").has_value());
+  CHECK(hub.receivedWhere("query", cm).size() == 2);  // recorded all the same
+
+  hub.setAnswerQueries(true);
+  edge.send(edgeMessage("q5", "query", cm, nullptr));
+  REQUIRE(edge.pump([&] { return edge.answerTo("q5").has_value(); }, 10s));
+  CHECK(edge.answerTo("q5")->at("header").at("resourceversion") == version);
+}

@@ -282,8 +282,11 @@ class CloudHubDouble::Impl {
   std::deque<Pending> pending_;
   std::map<std::string, int> acks_;
   std::map<std::string, json> objects_;
+  std::vector<std::string> silentQueries_;  // resource prefixes whose queries get no answer
   uint64_t resourceVersion_ = 1000;
   int pings_ = 0;
+  std::function<void(const std::string&)> ackListener_;
+  int resends_ = 0;
 
   std::thread thread_;
 };
@@ -518,6 +521,7 @@ void CloudHubDouble::Impl::tick() {
       if (forwarding_) {
         for (auto& p : pending_) {
           if (p.deliveredOn == session->connection() && now - p.lastSent < interval) continue;
+          if (p.deliveredOn != 0) ++resends_;
           p.lastSent = now;
           p.deliveredOn = session->connection();
           due.push_back(p.text);
@@ -556,6 +560,7 @@ int CloudHubDouble::Impl::opened(Session& s, HubConnection conn) {
     connections_[id] = std::move(conn);
     auto now = std::chrono::steady_clock::now();
     for (auto& p : pending_) {  // CloudHub sends what is unacknowledged on every new connection
+      if (p.deliveredOn != 0) ++resends_;
       p.deliveredOn = id;
       p.lastSent = now;
       texts.push_back(p.text);
@@ -620,6 +625,7 @@ std::vector<std::string> CloudHubDouble::Impl::onFrame(int connection, const std
     auto content = env.find("content");
     if (!parent.empty() && content != env.end() && *content == "OK" && acks_.count(parent)) {
       ++acks_[parent];
+      if (ackListener_) ackListener_(parent);
       pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
                                     [&](const Pending& p) { return p.msgId == parent; }),
                      pending_.end());
@@ -696,6 +702,8 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
   }
   if (op == "query" || op == "get") {
     if (type.empty()) return std::nullopt;  // e.g. membership/detail: not answered here
+    for (const auto& prefix : silentQueries_)
+      if (resource.starts_with(prefix)) return std::nullopt;  // told to stay silent
     auto it = objects_.find(resource);
     if (it == objects_.end()) return response(request, notFound(resource));
     json reply = response(request, it->second);
@@ -917,7 +925,18 @@ int CloudHubDouble::pings() const {
 
 void CloudHubDouble::setObject(const std::string& resource, nlohmann::json object) {
   std::lock_guard lock(impl_->mu_);
+  if (object.is_object() && !object.value("metadata", json::object()).contains("resourceVersion"))
+    object = impl_->stamp(std::move(object));
   impl_->objects_[resource] = std::move(object);
+}
+
+void CloudHubDouble::setAnswerQueries(bool on, const std::string& resourcePrefix) {
+  std::lock_guard lock(impl_->mu_);
+  if (on) {
+    impl_->silentQueries_.clear();
+  } else {
+    impl_->silentQueries_.push_back(resourcePrefix);
+  }
 }
 
 void CloudHubDouble::removeObject(const std::string& resource) {
@@ -930,6 +949,16 @@ std::vector<std::string> CloudHubDouble::unacked() const {
   std::vector<std::string> out;
   for (const auto& p : impl_->pending_) out.push_back(p.msgId);
   return out;
+}
+
+void CloudHubDouble::setAckListener(std::function<void(const std::string& msgId)> listener) {
+  std::lock_guard lock(impl_->mu_);
+  impl_->ackListener_ = std::move(listener);
+}
+
+int CloudHubDouble::resends() const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->resends_;
 }
 
 }  // namespace outpost::test

@@ -97,11 +97,27 @@ class CloudHubDouble {
   // WebSocket ping frames received from the edge (each answered with a pong while forwarding).
   int pings() const;
   // Puts an object into (or removes it from) the cloud's state, so the edge's query of
-  // `resource` (e.g. "default/configmap/app-cfg") is answered with it (or NotFound).
+  // `resource` (e.g. "default/configmap/app-cfg") is answered with it (or NotFound). An object
+  // without metadata.resourceVersion gets one, as every object of the API server has.
   void setObject(const std::string& resource, nlohmann::json object);
   void removeObject(const std::string& resource);
   // Messages sent with send()/sendObject() and not yet acknowledged, by msg_id.
   std::vector<std::string> unacked() const;
+  // While off, the edge's queries (operations query and get) of resources starting with
+  // `resourcePrefix` (every resource when empty) are recorded and answered by nothing: a cloud
+  // that stays silent, for the edge's query timeout. Other requests are still answered. On again
+  // clears every silenced prefix.
+  void setAnswerQueries(bool on, const std::string& resourcePrefix = "");
+
+  // For benchmarks (bench/link_bench_ws.cc):
+  // Called on the double's thread with the msg_id of every ack the edge sends for a message of
+  // the double (send(), sendObject() or one of its answers; repeated acks too), as it is counted,
+  // with the double's lock held: the listener must not call the double. An empty function removes
+  // it.
+  void setAckListener(std::function<void(const std::string& msgId)> listener);
+  // Copies of unacknowledged messages written again so far (every resendInterval, and on each new
+  // connection for those an earlier connection had already carried).
+  int resends() const;
 
  private:
   class Impl;
