@@ -16,6 +16,7 @@
 #include "outpost/metadb/types.h"
 #include "paho_client.h"
 #include "rate_limiter.h"
+#include "session_common.h"
 
 namespace outpost::cloudhub {
 
@@ -25,12 +26,6 @@ namespace {
 
 constexpr size_t kDrainPage = 64;
 constexpr std::string_view kOriginNode = "mqtt:node";
-constexpr std::string_view kKvOfflineSince = "cloud.offline_since_ms";
-
-bool isDecimal(std::string_view s) {
-  return !s.empty() && s.size() <= 18 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
 
 // Kinds of outbox rows that are the latest state of an object: published retained on its status
 // topic.
@@ -85,7 +80,16 @@ class MqttLink final : public CloudLink {
                                         "Messages refused, by reason.", {{"reason", "invalid"}})),
         invalidAddress_(metrics.counter("outpost_cloud_messages_invalid_total",
                                         "Messages refused, by reason.",
-                                        {{"reason", "misaddressed"}})) {
+                                        {{"reason", "misaddressed"}})),
+        writes_(store),
+        book_(clock, bus, linkUp_, loop_, writes_, log_, opts_.broker),
+        drainer_(
+            loop_, writes_, limiter_, log_,
+            [this](const metadb::OutboxEntry& e, std::function<void(core::Status)> done) {
+              sendRow(e, std::move(done));
+            },
+            kDrainPage) {
+    drainer_.setRedrain([this] { drain(); });
     metrics.gaugeCallback("outpost_cloud_offline_seconds",
                           "Length of the current outage of the cloud link (0 when connected).",
                           [this] { return status().offlineSeconds; }, {{"transport", "mqtt"}});
@@ -98,7 +102,6 @@ class MqttLink final : public CloudLink {
 
   // ---- CloudLink
   core::Status start() override {
-    offlineSince_ = clock_.now();
     {
       std::lock_guard lock(twinAcks_->mu);
       twinAcks_->link = this;
@@ -112,7 +115,7 @@ class MqttLink final : public CloudLink {
             return;
           }
           reader_ = std::move(r).value();
-          restoreOutage();
+          book_.restore(*reader_);
         })) {
       return core::internalError("cloudhub loop did not start");
     }
@@ -169,27 +172,13 @@ class MqttLink final : public CloudLink {
       }
       client_.reset();  // disconnects and joins Paho's threads: no callback runs after this
     }
-    {
-      std::unique_lock lock(writesMu_);
-      if (!writesCv_.wait_for(lock, std::chrono::seconds(10),
-                              [this] { return pendingWrites_ == 0; })) {
-        log_.error("store writes still pending at stop");
-      }
-    }
+    if (!writes_.waitIdle(std::chrono::seconds(10)))
+      log_.error("store writes still pending at stop");
     loop_.runSync([this] { reader_.reset(); });
     loop_.stop();
   }
 
-  LinkStatus status() const override {
-    std::lock_guard lock(mu_);
-    LinkStatus s = status_;
-    auto now = clock_.now();
-    if (s.state != LinkState::kConnected) {
-      s.offlineSeconds = std::chrono::duration<double>(now - offlineSince_).count();
-      s.offlineSecondsTotal += s.offlineSeconds;
-    }
-    return s;
-  }
+  LinkStatus status() const override { return book_.status(); }
 
   void outboxChanged() override {
     loop_.post([this] { drain(); });
@@ -200,71 +189,8 @@ class MqttLink final : public CloudLink {
   }
 
  private:
-  // Every store write goes through here, so stop() can wait for the completions that will be
-  // posted to this link's loop before the loop goes away.
-  void writeStore(metadb::WriteBatch batch, core::EventLoop& loop, metadb::WriteCallback done) {
-    {
-      std::lock_guard lock(writesMu_);
-      ++pendingWrites_;
-    }
-    store_.write(std::move(batch), loop,
-                 [this, done = std::move(done)](core::Result<metadb::WriteResult> r) {
-                   done(std::move(r));
-                   std::lock_guard lock(writesMu_);
-                   if (--pendingWrites_ == 0) writesCv_.notify_all();
-                 });
-  }
-
   // ---- connection
-  void setState(LinkState st, const std::string& detail) {
-    {
-      std::lock_guard lock(mu_);
-      if (st == status_.state) return;
-      auto now = clock_.now();
-      if (status_.state == LinkState::kConnected && st != LinkState::kConnected) {
-        offlineSince_ = now;
-      } else if (status_.state != LinkState::kConnected && st == LinkState::kConnected) {
-        status_.offlineSecondsTotal += std::chrono::duration<double>(now - offlineSince_).count();
-      }
-      // An outage starts when a connected link goes down, and ends when it is connected again.
-      if (status_.state == LinkState::kConnected || st == LinkState::kConnected) {
-        rememberOutage(st != LinkState::kConnected);
-      }
-      status_.state = st;
-      status_.endpoint = opts_.broker;
-      // Only a failure says why the link is down; "connecting" keeps the last reason.
-      if (st == LinkState::kDisconnected && !detail.empty()) status_.lastError = detail;
-    }
-    linkUp_.set(st == LinkState::kConnected ? 1 : 0);
-    bus_.publish(kLinkEvents, LinkEvent{st, detail});
-  }
-
-  // The start of the current outage is kept in the store, so an agent restarted while offline still
-  // reports how long the site has been cut off, not how long this process has run.
-  void rememberOutage(bool down) {
-    metadb::WriteBatch batch;
-    if (down) {
-      batch.putKv(std::string(kKvOfflineSince),
-                  std::to_string(core::toUnixMillis(clock_.wallNow())));
-    } else {
-      batch.eraseKv(std::string(kKvOfflineSince));
-    }
-    writeStore(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
-      if (!r.isOk()) log_.warn("recording the link's outage: ", r.status().toString());
-    });
-  }
-
-  void restoreOutage() {
-    auto kv = reader_->getKv(kKvOfflineSince);
-    if (!kv.isOk() || !kv->has_value() || !isDecimal(**kv)) {
-      rememberOutage(true);  // offline from now until the first connect
-      return;
-    }
-    auto since = core::WallTime(std::chrono::milliseconds(std::stoll(**kv)));
-    auto ago = std::chrono::duration_cast<core::Duration>(clock_.wallNow() - since);
-    std::lock_guard lock(mu_);
-    if (ago > core::Duration::zero()) offlineSince_ = clock_.now() - ago;
-  }
+  void setState(LinkState st, const std::string& detail) { book_.set(st, detail); }
 
   void connectNow() {
     if (stopping_) return;
@@ -302,10 +228,11 @@ class MqttLink final : public CloudLink {
 
   void onFailed(const std::string& why) {
     if (stopping_) return;
-    bool wasConnected = status().state == LinkState::kConnected;
-    if (!wasConnected && status().state == LinkState::kDisconnected) return;  // already scheduled
+    LinkState was = book_.state();
+    bool wasConnected = was == LinkState::kConnected;
+    if (was == LinkState::kDisconnected) return;  // already scheduled
     setState(LinkState::kDisconnected, why);
-    inFlight_.clear();
+    drainer_.reset();
     bool tls = opts_.broker.rfind("ssl://", 0) == 0 || opts_.broker.rfind("wss://", 0) == 0 ||
                opts_.broker.rfind("mqtts://", 0) == 0;
     if (tls && !wasConnected && backoff_.attempts() == 0) {
@@ -322,30 +249,21 @@ class MqttLink final : public CloudLink {
                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(), " ms");
     }
     reconnects_.inc();
-    {
-      std::lock_guard lock(mu_);
-      status_.reconnects++;
-    }
+    book_.update([](LinkStatus& s) { s.reconnects++; });
     reconnectTimer_ = loop_.runAfter(delay, [this] { connectNow(); });
   }
 
   // ---- downstream
   void invalid(core::Counter& counter, const std::string& topic, const std::string& why) {
     counter.inc();
-    {
-      std::lock_guard lock(mu_);
-      status_.messagesInvalid++;
-    }
+    book_.update([](LinkStatus& s) { s.messagesInvalid++; });
     log_.warn("ignored message on ", topic, ": ", why);
   }
 
   void onMessage(const std::string& topic, const std::string& payload) {
     if (stopping_) return;
     received_.inc();
-    {
-      std::lock_guard lock(mu_);
-      status_.messagesIn++;
-    }
+    book_.update([](LinkStatus& s) { s.messagesIn++; });
     std::string rest =
         topic.rfind(opts_.prefix + "/", 0) == 0 ? topic.substr(opts_.prefix.size() + 1) : "";
     std::string nodePrefix = "nodes/" + opts_.nodeName + "/";
@@ -372,10 +290,10 @@ class MqttLink final : public CloudLink {
     auto parts = metadb::parseKey(key);
     if (!parts.isOk()) return invalid(invalidAddress_, topic, parts.status().message());
     metadb::ResourceChange change;
-    change.key = key;
-    change.origin = origin;
     std::optional<Envelope> env;
     if (payload.empty()) {
+      change.key = key;
+      change.origin = origin;
       change.kind = metadb::ResourceChange::Kind::kDelete;  // the retained object was cleared
     } else {
       Decoded d = decode(payload, opts_.encoding, opts_.maxMessageBytes);
@@ -390,43 +308,9 @@ class MqttLink final : public CloudLink {
         return invalid(invalidAddress_, topic,
                        "route.resource \"" + env->route.resource + "\" does not match the topic");
       }
-      const std::string& op = env->route.operation;
-      if (op == "delete") {
-        change.kind = metadb::ResourceChange::Kind::kDelete;
-      } else if (op == "insert" || op == "update" || op == "patch") {
-        auto object = contentObject(*env);
-        json obj = object ? json::parse(*object, nullptr, false) : json();
-        if (!obj.is_object())
-          return invalid(invalidContent_, topic, "content is not a JSON object");
-        change.object = std::move(*object);
-        std::string version = env->header.resourceVersion;
-        if (version.empty()) {
-          auto meta = obj.find("metadata");
-          if (meta != obj.end() && meta->is_object()) {
-            auto rv = meta->find("resourceVersion");
-            if (rv != meta->end() && rv->is_string()) version = rv->get<std::string>();
-            auto uid = meta->find("uid");
-            if (uid != meta->end() && uid->is_string()) change.uid = uid->get<std::string>();
-          }
-        } else if (auto meta = obj.find("metadata"); meta != obj.end() && meta->is_object()) {
-          if (auto uid = meta->find("uid"); uid != meta->end() && uid->is_string())
-            change.uid = uid->get<std::string>();
-        }
-        if (!isDecimal(version)) {
-          return invalid(invalidContent_, topic,
-                         "resource version \"" + version + "\" is not a decimal number");
-        }
-        change.version = version;
-      } else {
-        return invalid(invalidContent_, topic,
-                       "operation \"" + op + "\" cannot carry desired state");
-      }
-      if (change.kind == metadb::ResourceChange::Kind::kDelete)
-        change.version = env->header.resourceVersion;
-      if (!change.version.empty() && !isDecimal(change.version)) {
-        return invalid(invalidContent_, topic,
-                       "resource version \"" + change.version + "\" is not a decimal number");
-      }
+      auto c = resourceChangeFrom(*env, key, origin);
+      if (!c.isOk()) return invalid(invalidContent_, topic, c.status().message());
+      change = std::move(c).value();
     }
     metadb::WriteBatch batch;
     batch.apply(std::move(change));
@@ -435,20 +319,21 @@ class MqttLink final : public CloudLink {
       toAck = PendingAck{std::move(env->header.msgId), key, std::move(env->route.source),
                          std::move(env->route.group)};
     }
-    writeStore(std::move(batch), loop_,
-               [this, key, toAck = std::move(toAck)](core::Result<metadb::WriteResult> r) mutable {
-                 if (!r.isOk()) {
-                   // Not acknowledged: the retained copy comes again on the next connect.
-                   log_.error("storing ", key, " failed: ", r.status().toString());
-                   return;
-                 }
-                 const char* outcome = r->changes[0] == metadb::ApplyOutcome::kApplied ? "applied"
-                                       : r->changes[0] == metadb::ApplyOutcome::kStale ? "stale"
-                                                                                       : "deleted";
-                 log_.debug(key, ": ", outcome);
-                 if (toAck) queueAck(std::move(*toAck));
-                 scheduleConvergenceCheck();
-               });
+    writes_.write(
+        std::move(batch), loop_,
+        [this, key, toAck = std::move(toAck)](core::Result<metadb::WriteResult> r) mutable {
+          if (!r.isOk()) {
+            // Not acknowledged: the retained copy comes again on the next connect.
+            log_.error("storing ", key, " failed: ", r.status().toString());
+            return;
+          }
+          const char* outcome = r->changes[0] == metadb::ApplyOutcome::kApplied ? "applied"
+                                : r->changes[0] == metadb::ApplyOutcome::kStale ? "stale"
+                                                                                : "deleted";
+          log_.debug(key, ": ", outcome);
+          if (toAck) queueAck(std::move(*toAck));
+          scheduleConvergenceCheck();
+        });
   }
 
   // ---- acks: the store hands back every write of one commit in one task; the acks of that task
@@ -470,7 +355,7 @@ class MqttLink final : public CloudLink {
   void flushAcks() {
     std::vector<PendingAck> acks;
     acks.swap(pendingAcks_);
-    if (acks.empty() || status().state != LinkState::kConnected) return;
+    if (acks.empty() || book_.state() != LinkState::kConnected) return;
     if (acks.size() == 1 || !opts_.batchAcks) {
       for (const PendingAck& a : acks) ack(a.msgId, a.key, a.source, a.group);
       return;
@@ -502,7 +387,7 @@ class MqttLink final : public CloudLink {
   // "OK".
   void ack(const std::string& msgId, const std::string& resource, const std::string& source,
            const std::string& group) {
-    if (status().state != LinkState::kConnected) return;
+    if (book_.state() != LinkState::kConnected) return;
     Envelope a;
     a.header.msgId = newMessageId();
     a.header.parentMsgId = msgId;
@@ -529,14 +414,6 @@ class MqttLink final : public CloudLink {
   }
 
   // ---- twin-group messages: handed to the twins over the bus, acked once they are durable
-  static bool isCloudTwinMessage(const Route& r) {
-    constexpr std::string_view kPrefix = "device/", kSuffix = "/twin/cloud_updated";
-    std::string_view res = r.resource;
-    if (res == "membership") return r.operation == "update";
-    return res.size() > kPrefix.size() + kSuffix.size() && res.starts_with(kPrefix) &&
-           res.ends_with(kSuffix);
-  }
-
   void toTwins(const std::string& topic, Envelope env) {
     log_.debug("twin message on down: ", env.route.operation, " ", env.route.resource);
     CloudTwinMessage m;
@@ -661,7 +538,7 @@ class MqttLink final : public CloudLink {
       }
       std::string scope = origin;
       int64_t generation = m.generation;
-      writeStore(
+      writes_.write(
           std::move(batch), loop_,
           [this, scope, generation, removed, now](core::Result<metadb::WriteResult> r) {
             if (!r.isOk()) {
@@ -670,10 +547,7 @@ class MqttLink final : public CloudLink {
               if (it != manifests_.end()) it->second.converged = false;
               return;
             }
-            {
-              std::lock_guard lock(mu_);
-              status_.lastSync = now;
-            }
+            book_.update([&](LinkStatus& s) { s.lastSync = now; });
             resyncDelay_ = kResyncInitial;
             log_.info("desired set of ", scope, " complete (generation ", generation, "), ",
                       removed, removed == 1 ? " object" : " objects", " no longer desired removed");
@@ -695,7 +569,7 @@ class MqttLink final : public CloudLink {
       auto it = manifests_.find(origin);
       if (stopping_ || it == manifests_.end() || it->second.converged) return;
       checkConvergence();
-      if (it->second.converged || status().state != LinkState::kConnected) return;
+      if (it->second.converged || book_.state() != LinkState::kConnected) return;
       log_.warn("desired set of ", origin, " still incomplete after ",
                 std::chrono::duration_cast<std::chrono::milliseconds>(resyncDelay_).count(),
                 " ms; asking the broker to send it again");
@@ -707,8 +581,7 @@ class MqttLink final : public CloudLink {
   // ---- upstream
   void countSent() {
     sent_.inc();
-    std::lock_guard lock(mu_);
-    status_.messagesOut++;
+    book_.update([](LinkStatus& s) { s.messagesOut++; });
   }
 
   std::string upstreamPayload(const metadb::OutboxEntry& e) {
@@ -724,51 +597,22 @@ class MqttLink final : public CloudLink {
   }
 
   void drain() {
-    if (stopping_ || !reader_ || status().state != LinkState::kConnected) return;
-    auto due = reader_->outboxDue(kDrainPage + inFlight_.size());
-    if (!due.isOk()) {
-      log_.error("reading the outbox: ", due.status().toString());
-      return;
-    }
-    size_t sentNow = 0;
-    for (const auto& e : *due) {
-      if (inFlight_.count(e.ref.id)) continue;
-      if (!limiter_.tryTake()) {
-        if (!limitTimerArmed_) {
-          limitTimerArmed_ = true;
-          loop_.runAfter(limiter_.waitTime(), [this] {
-            limitTimerArmed_ = false;
-            drain();
-          });
-        }
-        return;
-      }
-      inFlight_.insert(e.ref.id);
-      ++sentNow;
-      std::string topic =
-          isStatusKind(e.kind) ? topics_.status(opts_.nodeName, e.key) : topics_.up(opts_.nodeName);
-      metadb::OutboxRef ref = e.ref;
-      client_->publish(
-          topic, upstreamPayload(e), isStatusKind(e.kind),
-          [this, ref](core::Status s) { loop_.post([this, ref, s] { onSent(ref, s); }); });
-    }
-    if (sentNow == kDrainPage) loop_.post([this] { drain(); });
+    if (stopping_ || !reader_ || book_.state() != LinkState::kConnected) return;
+    drainer_.drain(*reader_);
   }
 
-  void onSent(metadb::OutboxRef ref, const core::Status& s) {
-    metadb::WriteBatch batch;
-    if (s.isOk()) {
-      countSent();
-      batch.ack(ref);  // the broker has it: the row may go
-    } else {
-      log_.warn("sending outbox row ", ref.id, " failed: ", s.message());
-      batch.retryLater(ref);
-    }
-    writeStore(std::move(batch), loop_, [this, ref](core::Result<metadb::WriteResult> r) {
-      inFlight_.erase(ref.id);
-      if (!r.isOk()) log_.error("updating the outbox: ", r.status().toString());
-      drain();
-    });
+  // Status kinds go retained to their status topic, the rest to `up`; `done` runs on the loop once
+  // the broker accepted the row (PUBACK) or the publish failed.
+  void sendRow(const metadb::OutboxEntry& e, std::function<void(core::Status)> done) {
+    bool status = isStatusKind(e.kind);
+    std::string topic = status ? topics_.status(opts_.nodeName, e.key) : topics_.up(opts_.nodeName);
+    client_->publish(topic, upstreamPayload(e), status,
+                     [this, done = std::move(done)](core::Status s) {
+                       loop_.post([this, done, s] {
+                         if (s.isOk()) countSent();
+                         done(s);
+                       });
+                     });
   }
 
   MqttLinkOptions opts_;
@@ -788,6 +632,9 @@ class MqttLink final : public CloudLink {
   core::Counter& invalidMalformed_;
   core::Counter& invalidContent_;
   core::Counter& invalidAddress_;
+  StoreWrites writes_;
+  LinkStateBook book_;
+  OutboxDrainer drainer_;
 
   // Where the twins' `done` callbacks find this link; emptied at stop, so a late one does nothing.
   struct TwinAcks {
@@ -800,27 +647,17 @@ class MqttLink final : public CloudLink {
   MqttConnectOptions connectOptions_;
   metadb::StoreReaderPtr reader_;  // used on the loop only
   std::map<std::string, Manifest> manifests_;
-  std::set<int64_t> inFlight_;
   bool checkPosted_ = false;
   std::vector<PendingAck> pendingAcks_;
   bool ackFlushPosted_ = false;
   // A batch ack of a full commit (256 writes) stays around 10 KB.
   static constexpr size_t kMaxAcksPerMessage = 256;
-  bool limitTimerArmed_ = false;
   bool stopping_ = false;
   std::atomic<bool> stopped_{false};
   core::TimerId reconnectTimer_ = 0, pollTimer_ = 0, resyncTimer_ = 0;
   static constexpr core::Duration kResyncInitial = std::chrono::seconds(2);
   static constexpr core::Duration kResyncMax = std::chrono::seconds(60);
   core::Duration resyncDelay_ = kResyncInitial;
-
-  std::mutex writesMu_;
-  std::condition_variable writesCv_;
-  int pendingWrites_ = 0;
-
-  mutable std::mutex mu_;
-  LinkStatus status_;
-  core::MonoTime offlineSince_;
 };
 
 CloudLinkPtr makeMqttLink(MqttLinkOptions options, metadb::Store& store, core::Bus& bus,

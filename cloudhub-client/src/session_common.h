@@ -1,6 +1,7 @@
 #pragma once
 // Session logic both cloud links share: turning a cloud envelope into a store change, tracking
-// store writes so a link can stop safely, and draining the outbox rate-limited.
+// store writes so a link can stop safely, draining the outbox rate-limited, and the link's state
+// and outage bookkeeping.
 
 #include <algorithm>
 #include <condition_variable>
@@ -12,8 +13,12 @@
 #include <string_view>
 
 #include "outpost/cloudhub/envelope.h"
+#include "outpost/cloudhub/link.h"
+#include "outpost/core/bus.h"
+#include "outpost/core/clock.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/core/log.h"
+#include "outpost/core/metrics.h"
 #include "outpost/metadb/store.h"
 #include "outpost/metadb/types.h"
 #include "rate_limiter.h"
@@ -183,6 +188,114 @@ class OutboxDrainer {
   std::set<int64_t> inFlight_;
   uint64_t epoch_ = 0;
   bool limitTimerArmed_ = false;
+};
+
+// The link's state as `outpostctl status` shows it, and the outage bookkeeping both links share.
+// An outage starts when a connected link goes down and ends when it is connected again; its start
+// is kept in the store, so an agent restarted while offline still reports how long the site has
+// been cut off, not how long this process has run. Thread-safe; restore() and set() run on the
+// link's loop (they write the store).
+class LinkStateBook {
+ public:
+  LinkStateBook(core::Clock& clock, core::Bus& bus, core::Gauge& linkUp, core::EventLoop& loop,
+                StoreWrites& writes, core::Logger log, std::string endpoint)
+      : clock_(clock),
+        bus_(bus),
+        linkUp_(linkUp),
+        loop_(loop),
+        writes_(writes),
+        log_(std::move(log)),
+        endpoint_(std::move(endpoint)),
+        offlineSince_(clock.now()) {}
+
+  // At start: the outage the store remembers, or one that starts now (offline until the first
+  // connect).
+  void restore(metadb::StoreReader& reader) {
+    {
+      std::lock_guard lock(mu_);
+      offlineSince_ = clock_.now();
+    }
+    auto kv = reader.getKv(kOfflineSinceKey);
+    if (!kv.isOk() || !kv->has_value() || !isDecimal(**kv)) {
+      remember(true);
+      return;
+    }
+    auto since = core::WallTime(std::chrono::milliseconds(std::stoll(**kv)));
+    auto ago = std::chrono::duration_cast<core::Duration>(clock_.wallNow() - since);
+    std::lock_guard lock(mu_);
+    if (ago > core::Duration::zero()) offlineSince_ = clock_.now() - ago;
+  }
+
+  // Moves to `st`: publishes a LinkEvent and sets the link-up gauge when it changes. Only a
+  // failure says why the link is down; "connecting" keeps the last reason.
+  void set(LinkState st, const std::string& detail) {
+    {
+      std::lock_guard lock(mu_);
+      if (st == status_.state) return;
+      auto now = clock_.now();
+      if (status_.state == LinkState::kConnected && st != LinkState::kConnected) {
+        offlineSince_ = now;
+      } else if (status_.state != LinkState::kConnected && st == LinkState::kConnected) {
+        status_.offlineSecondsTotal += std::chrono::duration<double>(now - offlineSince_).count();
+      }
+      if (status_.state == LinkState::kConnected || st == LinkState::kConnected) {
+        remember(st != LinkState::kConnected);
+      }
+      status_.state = st;
+      status_.endpoint = endpoint_;
+      if (st == LinkState::kDisconnected && !detail.empty()) status_.lastError = detail;
+    }
+    linkUp_.set(st == LinkState::kConnected ? 1 : 0);
+    bus_.publish(kLinkEvents, LinkEvent{st, detail});
+  }
+
+  LinkState state() const {
+    std::lock_guard lock(mu_);
+    return status_.state;
+  }
+  // The status with the current outage's length added.
+  LinkStatus status() const {
+    std::lock_guard lock(mu_);
+    LinkStatus s = status_;
+    if (s.state != LinkState::kConnected) {
+      s.offlineSeconds = std::chrono::duration<double>(clock_.now() - offlineSince_).count();
+      s.offlineSecondsTotal += s.offlineSeconds;
+    }
+    return s;
+  }
+  // Changes the counters and fields the link keeps (messages, reconnects, last sync).
+  template <class F>
+  void update(F&& f) {
+    std::lock_guard lock(mu_);
+    f(status_);
+  }
+
+  static constexpr std::string_view kOfflineSinceKey = "cloud.offline_since_ms";
+
+ private:
+  void remember(bool down) {
+    metadb::WriteBatch batch;
+    if (down) {
+      batch.putKv(std::string(kOfflineSinceKey),
+                  std::to_string(core::toUnixMillis(clock_.wallNow())));
+    } else {
+      batch.eraseKv(std::string(kOfflineSinceKey));
+    }
+    writes_.write(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
+      if (!r.isOk()) log_.warn("recording the link's outage: ", r.status().toString());
+    });
+  }
+
+  core::Clock& clock_;
+  core::Bus& bus_;
+  core::Gauge& linkUp_;
+  core::EventLoop& loop_;
+  StoreWrites& writes_;
+  core::Logger log_;
+  const std::string endpoint_;
+  mutable std::mutex mu_;
+  LinkStatus status_;
+  core::MonoTime offlineSince_;
 };
 
 }  // namespace outpost::cloudhub
