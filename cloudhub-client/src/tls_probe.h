@@ -15,7 +15,9 @@ struct TlsProbeTarget {
 };
 
 // Connects and runs one handshake (TLS 1.2 or newer, server checked against `caFile` and the
-// host), then hangs up. Ok when the handshake succeeds.
+// host), then hangs up. Ok when the handshake succeeds. Returns within `timeout` (name lookup,
+// connect and handshake included): a server that accepts and never answers, or a dropped SYN,
+// must not hold the caller's thread.
 core::Status probeTls(const TlsProbeTarget& target, std::chrono::milliseconds timeout);
 
 }  // namespace outpost::cloudhub
