@@ -83,6 +83,18 @@ struct Node {
   cloudhub::CloudLinkPtr link;
 };
 
+// Both links' options: the client's TLS files, a short connect timeout and quick retries.
+template <class Options>
+Options fastRetryingTls(Options o, const TlsFiles& tls) {
+  o.caFile = tls.ca;
+  o.certFile = tls.clientCert;
+  o.keyFile = tls.clientKey;
+  o.connectTimeout = 500ms;
+  o.reconnectBase = 50ms;
+  o.reconnectCap = 200ms;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("an MQTT broker that accepts TCP and never answers TLS does not stall the link") {
@@ -93,14 +105,8 @@ TEST_CASE("an MQTT broker that accepts TCP and never answers TLS does not stall 
   cloudhub::MqttLinkOptions o;
   o.nodeName = "edge-silent";
   o.broker = "ssl://127.0.0.1:" + std::to_string(server.port());
-  o.caFile = tls.ca;
-  o.certFile = tls.clientCert;
-  o.keyFile = tls.clientKey;
-  o.connectTimeout = 500ms;
-  o.reconnectBase = 50ms;
-  o.reconnectCap = 200ms;
-  node.expectLinkKeepsGoing(
-      cloudhub::makeMqttLink(o, *node.store, node.bus, node.clock, node.logging, node.metrics));
+  node.expectLinkKeepsGoing(cloudhub::makeMqttLink(fastRetryingTls(o, tls), *node.store, node.bus,
+                                                   node.clock, node.logging, node.metrics));
 }
 
 TEST_CASE("a CloudHub that accepts TCP and never answers TLS does not stall the WebSocket link") {
@@ -111,12 +117,6 @@ TEST_CASE("a CloudHub that accepts TCP and never answers TLS does not stall the 
   cloudhub::WebsocketLinkOptions o;
   o.nodeName = "edge-silent";
   o.server = "wss://127.0.0.1:" + std::to_string(server.port());
-  o.caFile = tls.ca;
-  o.certFile = tls.clientCert;
-  o.keyFile = tls.clientKey;
-  o.connectTimeout = 500ms;
-  o.reconnectBase = 50ms;
-  o.reconnectCap = 200ms;
-  node.expectLinkKeepsGoing(cloudhub::makeWebsocketLink(o, *node.store, node.bus, node.clock,
-                                                        node.logging, node.metrics));
+  node.expectLinkKeepsGoing(cloudhub::makeWebsocketLink(
+      fastRetryingTls(o, tls), *node.store, node.bus, node.clock, node.logging, node.metrics));
 }
