@@ -19,6 +19,9 @@
 // Needs root for containerd (without it, or with --no-containerd, B1 runs store-only).
 //   outpost_bench_footprint [--out file.json] [--reps 5] [--pods 0,100] [--store-only-pods 1000]
 //                           [--objects 10000] [--settle 5] [--outpostd PATH] [--no-containerd]
+//                           [--inspect CMD]
+//   --inspect CMD: runs `CMD <pid>` (through /bin/sh) for each B1 process once it is idle, right
+//       after the sample is taken and before it is stopped (e.g. a script that reads its pagemap).
 
 #include <mqtt/async_client.h>
 #include <poll.h>
@@ -33,6 +36,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +79,7 @@ struct Params {
   int settleSeconds = 5;
   std::string outpostd = OUTPOST_BENCH_OUTPOSTD;
   bool containerd = true;
+  std::string inspect;
 };
 
 std::unique_ptr<test::ContainerdHarness> gHarness;  // torn down by die() too
@@ -132,10 +137,12 @@ Params parse(int argc, char** argv) {
       p.outpostd = next();
     } else if (a == "--no-containerd") {
       p.containerd = false;
+    } else if (a == "--inspect") {
+      p.inspect = next();
     } else {
       die("unknown option " + a +
           " (have --out --reps --pods --store-only-pods --objects --settle --outpostd "
-          "--no-containerd)");
+          "--no-containerd --inspect)");
     }
   }
   if (p.reps < 1) die("--reps must be at least 1");
@@ -578,6 +585,11 @@ B1Result runB1(const Setup& s, const Params& p, int pods, bool runtime, NotifySo
         runtime ? ", all Running" : "", upMs);
     std::fflush(stdout);
     r.last = std::move(m);
+    if (!p.inspect.empty()) {
+      std::string cmd = p.inspect + " " + std::to_string(agent.pid());
+      if (std::system(cmd.c_str()) != 0)
+        std::cerr << "bench: --inspect command failed: " << cmd << "\n";
+    }
   }
   return r;
 }
