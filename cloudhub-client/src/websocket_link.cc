@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
@@ -103,7 +104,14 @@ Answer parseAnswer(const Envelope& env) {
 
 }  // namespace
 
+std::string_view querySourceName(QuerySource s) {
+  return s == QuerySource::kCloud ? "cloud" : "store";
+}
+
 class WebsocketLink final : public CloudLink {
+  // Called with the cloud's answer, or nullptr and why there is none.
+  using Answered = std::function<void(const Envelope*, const std::string& why)>;
+
  public:
   WebsocketLink(WebsocketLinkOptions o, metadb::Store& store, core::Bus& bus, core::Clock& clock,
                 core::Logging& logging, core::MetricsRegistry& metrics)
@@ -177,6 +185,7 @@ class WebsocketLink final : public CloudLink {
           }
           reader_ = std::move(r).value();
           restoreOutage();
+          readMark();
         })) {
       return core::internalError("cloudhub loop did not start");
     }
@@ -240,6 +249,12 @@ class WebsocketLink final : public CloudLink {
       backoff_.reset();
       if (wasConnected) setState(LinkState::kDisconnected, "credentials changed");
       connectNow();
+    });
+  }
+
+  void query(const std::string& resource, core::Duration timeout, QueryCallback done) override {
+    loop_.post([this, resource, timeout, done = std::move(done)]() mutable {
+      if (!stopping_) startQuery(resource, timeout, std::move(done));
     });
   }
 
@@ -407,8 +422,10 @@ class WebsocketLink final : public CloudLink {
       sendKeepalive();
       if (conn_) conn_->ping();
     });
-    every(std::max<core::Duration>(opts_.heartbeat / 4, std::chrono::milliseconds(50)),
-          [this] { checkDeadline(); });
+    every(std::max<core::Duration>(opts_.heartbeat / 4, std::chrono::milliseconds(50)), [this] {
+      checkDeadline();
+      if (conn_) checkResync();
+    });
     every(opts_.leaseInterval, [this] { renewLease(); });
     every(opts_.nodeQueryInterval, [this] { queryNode(); });
     every(opts_.nodePatchInterval, [this] {
@@ -422,6 +439,10 @@ class WebsocketLink final : public CloudLink {
     queryLease();
     queryNode();
     if (!nodePatchSent_) sendNodePatch("{}", {});
+    lastDesiredRx_ = clock_.now();
+    nodeAnswered_ = settled_ = false;
+    readMark();
+    if (markSet_ && !unresolved_.empty()) askUnresolved();
     drain();
   }
 
@@ -464,7 +485,7 @@ class WebsocketLink final : public CloudLink {
     pending_.clear();
     for (auto& [id, p] : pending) {
       loop_.cancel(p.timer);
-      p.done(nullptr);
+      p.done(nullptr, "transport error: the connection went away");
     }
     drainer_.reset();
     leaseBusy_ = false;
@@ -527,20 +548,25 @@ class WebsocketLink final : public CloudLink {
   // Sends a request and calls `answered` with the cloud's answer (matched by parent_msg_id), or
   // with nullptr when none came within the request timeout or the connection went away.
   void request(const Envelope& env, std::function<void(const Envelope*)> answered) {
+    request(
+        env, opts_.requestTimeout,
+        [answered = std::move(answered)](const Envelope* a, const std::string&) { answered(a); });
+  }
+  // The same with its own timeout; without an answer, `why` says what happened instead.
+  void request(const Envelope& env, core::Duration timeout, Answered answered) {
     std::string id = env.header.msgId;
     std::string what = env.route.operation + " " + env.route.resource;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     Pending p;
     p.done = std::move(answered);
-    p.timer = loop_.runAfter(opts_.requestTimeout, [this, id, what] {
+    p.timer = loop_.runAfter(timeout, [this, id, what, ms] {
       auto it = pending_.find(id);
       if (it == pending_.end()) return;
       auto done = std::move(it->second.done);
       pending_.erase(it);
       timeouts_.inc();
-      log_.warn("no answer from the cloud to ", what, " within ",
-                std::chrono::duration_cast<std::chrono::milliseconds>(opts_.requestTimeout).count(),
-                " ms");
-      done(nullptr);
+      log_.warn("no answer from the cloud to ", what, " within ", ms, " ms");
+      done(nullptr, "timeout: no answer within " + std::to_string(ms) + " ms");
     });
     pending_[id] = std::move(p);
     send(env, [this, id](core::Status s) {
@@ -550,7 +576,7 @@ class WebsocketLink final : public CloudLink {
       auto done = std::move(it->second.done);
       loop_.cancel(it->second.timer);
       pending_.erase(it);
-      done(nullptr);
+      done(nullptr, "transport error: " + s.message());
     });
   }
 
@@ -705,6 +731,7 @@ class WebsocketLink final : public CloudLink {
       if (!answer) return;
       Answer a = parseAnswer(*answer);
       if (a.notFound) log_.warn("the cloud does not know node ", opts_.nodeName);
+      onNodeAnswered();
       storeAndAck(*answer, kKvNode, a.object);
     });
   }
@@ -721,6 +748,199 @@ class WebsocketLink final : public CloudLink {
         if (a.error) log_.warn("the cloud refused the node status patch: ", a.error->dump());
       }
       if (done) done(answer ? core::okStatus() : core::unavailable("no answer to the node patch"));
+    });
+  }
+
+  // ---- queries (PROTOCOL.md §1: operation query, content null, answered by parent_msg_id)
+  bool queryable(const std::string& resource) const {
+    if (resource == nodeKey("node")) return true;
+    auto parts = metadb::parseKey(resource);
+    return parts.isOk() &&
+           (parts->type == "configmap" || parts->type == "secret" || parts->type == "pod");
+  }
+  static bool isPodKey(const std::string& resource) {
+    auto parts = metadb::parseKey(resource);
+    return parts.isOk() && parts->type == "pod";
+  }
+
+  void startQuery(const std::string& resource, core::Duration timeout, QueryCallback done) {
+    if (!reader_ || !queryable(resource)) {
+      QueryResult r;
+      r.status =
+          reader_ ? core::invalidArgument("cannot query \"" + resource +
+                                          "\": expected <namespace>/configmap/<name>, "
+                                          "<namespace>/secret/<name>, <namespace>/pod/<name> or " +
+                                          nodeKey("node"))
+                  : core::failedPrecondition("the cloud link is not started");
+      r.reason = r.status.message();
+      return done(std::move(r));
+    }
+    // While the store is marked incomplete, a pod someone asks about (deploy keeps it running
+    // unnamed) must be settled by the cloud before the mark may go.
+    if (markSet_ && isPodKey(resource)) unresolved_.insert(resource);
+    if (state() != LinkState::kConnected || !conn_) {
+      std::string why;
+      {
+        std::lock_guard lock(mu_);
+        why = status_.lastError;
+      }
+      return done(fromStore(resource, why.empty() ? "offline" : "offline: " + why));
+    }
+    Envelope e = message("edged", "meta", "query", resource);
+    request(
+        e, timeout,
+        [this, resource, done = std::move(done)](const Envelope* answer, const std::string& why) {
+          if (!answer) return done(fromStore(resource, why));
+          onQueryAnswer(resource, *answer, done);
+        });
+  }
+
+  // The cloud answered: a found object is stored as an insert from the cloud, then acked (as the
+  // node query's answer); NotFound is acked and leaves the store alone (deletes come as deletes).
+  void onQueryAnswer(const std::string& resource, const Envelope& answer, QueryCallback done) {
+    Answer a = parseAnswer(answer);
+    bool node = resource == nodeKey("node");
+    if (node) onNodeAnswered();
+    if (a.error && !a.notFound) {
+      return done(fromStore(resource, "the cloud answered with an error: " + a.error->dump()));
+    }
+    metadb::WriteBatch batch;
+    if (a.object && node) {
+      batch.putKv(kKvNode, a.object->dump());
+    } else if (a.object) {
+      Envelope insert = answer;
+      insert.route.operation = "insert";
+      insert.route.resource = resource;
+      auto change = resourceChangeFrom(insert, resource, kOrigin);
+      if (!change.isOk()) {
+        invalid(invalidContent_, "answer to query " + resource, change.status().message());
+        return done(fromStore(
+            resource, "the cloud's answer is not a valid object: " + change.status().message()));
+      }
+      batch.apply(std::move(change).value());
+    }
+    bool found = a.object.has_value();
+    writes_.write(
+        std::move(batch), loop_,
+        [this, resource, answer, found, node, object = a.object,
+         done](core::Result<metadb::WriteResult> r) {
+          if (!r.isOk()) {
+            log_.error("storing the cloud's answer to the query of ", resource, ": ",
+                       r.status().toString());
+            return done(
+                fromStore(resource, "storing the cloud's answer failed: " + r.status().message()));
+          }
+          ack(answer);
+          if (unresolved_.erase(resource)) {
+            log_.info("the cloud settled ", resource, ": ", found ? "it is wanted" : "not found");
+            maybeClearMark();
+          }
+          QueryResult q;
+          if (node) {
+            if (object) q.object = object->dump();
+          } else if (found) {
+            q = fromStore(resource, "");
+            bool older = !r->changes.empty() && r->changes[0] == metadb::ApplyOutcome::kStale;
+            q.reason = older ? "found; the store holds a newer version" : "found";
+          }
+          q.source = QuerySource::kCloud;
+          if (q.reason.empty()) q.reason = found ? "found" : "not found";
+          done(std::move(q));
+        });
+  }
+
+  QueryResult fromStore(const std::string& resource, std::string reason) {
+    QueryResult r;
+    r.source = QuerySource::kStore;
+    r.reason = std::move(reason);
+    if (!reader_) return r;
+    if (resource == nodeKey("node")) {
+      auto kv = reader_->getKv(kKvNode);
+      if (kv.isOk() && kv->has_value()) r.object = **kv;
+      return r;
+    }
+    auto got = reader_->get(resource);
+    if (!got.isOk()) {
+      r.reason += "; reading the store: " + got.status().toString();
+    } else if (*got) {
+      r.object = (*got)->object;
+      r.resourceVersion = (*got)->version;
+    }
+    return r;
+  }
+
+  // ---- resync after a connect: lastSync and the needs_full_resync mark
+  // The cloud resends on connect what the node has not acknowledged and then goes quiet; the
+  // session counts as in step once the node query was answered and no desired-state message came
+  // for resyncQuietHeartbeats heartbeats. lastSync is that moment, then every later answer to the
+  // node query on the same connection. The mark goes only then, and only when every pod that was
+  // asked about while it was set (deploy keeps those running unnamed) was settled by the cloud
+  // (found and stored, or NotFound): a pod the cloud still wants is never collected.
+  void readMark() {
+    auto mark = reader_->getKv(metadb::kKvNeedsFullResync);
+    if (!mark.isOk()) {
+      log_.error("reading ", metadb::kKvNeedsFullResync, ": ", mark.status().toString());
+      return;  // keeps what it believed
+    }
+    markSet_ = mark->has_value() && **mark == "1";
+  }
+
+  void onNodeAnswered() {
+    nodeAnswered_ = true;
+    if (!settled_) return;
+    std::lock_guard lock(mu_);
+    status_.lastSync = clock_.wallNow();
+  }
+
+  void checkResync() {
+    auto quiet = opts_.heartbeat * opts_.resyncQuietHeartbeats;
+    auto now = clock_.now();
+    if (settled_) {
+      if (markSet_ && !unresolved_.empty() && now - lastAsked_ >= quiet) askUnresolved();
+      return;
+    }
+    if (!nodeAnswered_ || now - lastDesiredRx_ < quiet) return;
+    settled_ = true;
+    auto wall = clock_.wallNow();
+    {
+      std::lock_guard lock(mu_);
+      status_.lastSync = wall;
+    }
+    log_.info("in step with the cloud: no resend for ",
+              std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count(), " ms");
+    if (markSet_ && !unresolved_.empty()) {
+      std::string some;
+      for (const auto& k : unresolved_) some += (some.empty() ? "" : ", ") + k;
+      log_.warn("the store is marked ", metadb::kKvNeedsFullResync,
+                " and the cloud has not settled ", unresolved_.size(),
+                unresolved_.size() == 1 ? " pod" : " pods", " kept running unnamed (", some,
+                "): the mark stays; asking again");
+      askUnresolved();
+    }
+    maybeClearMark();
+  }
+
+  void askUnresolved() {
+    lastAsked_ = clock_.now();
+    for (const auto& key : std::set<std::string>(unresolved_))
+      startQuery(key, opts_.requestTimeout, [](QueryResult) {});
+  }
+
+  void maybeClearMark() {
+    if (!markSet_ || !settled_ || !unresolved_.empty() || clearingMark_) return;
+    clearingMark_ = true;
+    metadb::WriteBatch batch;
+    batch.eraseKv(std::string(metadb::kKvNeedsFullResync));
+    writes_.write(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
+      clearingMark_ = false;
+      if (!r.isOk()) {
+        log_.error("clearing ", metadb::kKvNeedsFullResync, ": ", r.status().toString());
+        return;
+      }
+      markSet_ = false;
+      log_.info(metadb::kKvNeedsFullResync,
+                " cleared: the cloud's resend after connecting is over and every pod kept "
+                "unnamed was settled");
     });
   }
 
@@ -811,7 +1031,7 @@ class WebsocketLink final : public CloudLink {
         auto done = std::move(it->second.done);
         loop_.cancel(it->second.timer);
         pending_.erase(it);
-        return done(&env);
+        return done(&env, "");
       }
     }
     if (isCloudTwinMessage(env.route)) return toTwins(std::move(env));
@@ -826,6 +1046,7 @@ class WebsocketLink final : public CloudLink {
   }
 
   void onDesired(Envelope env) {
+    lastDesiredRx_ = clock_.now();
     const std::string key = env.route.resource;
     auto change = resourceChangeFrom(env, key, kOrigin);
     if (!change.isOk()) return invalid(invalidContent_, key, change.status().message());
@@ -866,6 +1087,7 @@ class WebsocketLink final : public CloudLink {
 
   // ---- twin-group messages: handed to the twins over the bus, acked once they are durable
   void toTwins(Envelope env) {
+    lastDesiredRx_ = clock_.now();
     log_.debug("twin message: ", env.route.operation, " ", env.route.resource);
     CloudTwinMessage m;
     m.done = [sink = twinAcks_, env](core::Status s) {
@@ -916,7 +1138,7 @@ class WebsocketLink final : public CloudLink {
 
   struct Pending {
     core::TimerId timer = 0;
-    std::function<void(const Envelope*)> done;
+    Answered done;
   };
 
   // On the loop only.
@@ -937,6 +1159,11 @@ class WebsocketLink final : public CloudLink {
   bool nodePatchSent_ = false;
   bool explained_ = false;
   bool stopping_ = false;
+  // The resync rule, on the loop (see checkResync).
+  bool markSet_ = false;              // the store carries needs_full_resync
+  std::set<std::string> unresolved_;  // pods asked about while marked, not yet settled by the cloud
+  core::MonoTime lastDesiredRx_, lastAsked_;
+  bool nodeAnswered_ = false, settled_ = false, clearingMark_ = false;
   std::atomic<bool> stopped_{false};
 
   mutable std::mutex mu_;

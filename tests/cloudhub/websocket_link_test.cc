@@ -28,7 +28,9 @@ const std::string kCn = std::string("system:node:") + kNode;
 
 // The node's store and link, as the agent wires them.
 struct Agent {
-  Agent(const std::filesystem::path& dir, cloudhub::WebsocketLinkOptions o)
+  // `beforeLink` runs on the opened store before the link starts (state a restart would find).
+  Agent(const std::filesystem::path& dir, cloudhub::WebsocketLinkOptions o,
+        const std::function<void(Agent&)>& beforeLink = {})
       : logPath((dir / "agent.log").string()),
         logging({core::LogLevel::kDebug, false, logPath}),
         options(std::move(o)) {
@@ -37,6 +39,7 @@ struct Agent {
     auto s = metadb::openSqliteStore(so, clock, bus, logging, metrics);
     REQUIRE(s.isOk());
     store = std::move(s).value();
+    if (beforeLink) beforeLink(*this);
     link = cloudhub::makeWebsocketLink(options, *store, bus, clock, logging, metrics);
     REQUIRE(link->start().isOk());
     auto r = store->openReader();
@@ -70,6 +73,29 @@ struct Agent {
     REQUIRE(done.get_future().get());
     loop.stop();
     link->outboxChanged();
+  }
+  void write(metadb::WriteBatch b) {
+    std::promise<bool> done;
+    core::EventLoop loop("test", clock);
+    loop.start();
+    store->write(std::move(b), loop,
+                 [&](core::Result<metadb::WriteResult> r) { done.set_value(r.isOk()); });
+    REQUIRE(done.get_future().get());
+    loop.stop();
+  }
+  std::optional<std::string> kv(std::string_view key) {
+    auto r = reader->getKv(key);
+    REQUIRE(r.isOk());
+    return *r;
+  }
+  // The link's answer to a query, waited for with a deadline (nullopt when none came).
+  std::optional<cloudhub::QueryResult> ask(const std::string& resource, core::Duration timeout,
+                                           std::chrono::milliseconds deadline = 10s) {
+    auto p = std::make_shared<std::promise<cloudhub::QueryResult>>();
+    auto f = p->get_future();
+    link->query(resource, timeout, [p](cloudhub::QueryResult r) { p->set_value(std::move(r)); });
+    if (f.wait_for(deadline) != std::future_status::ready) return std::nullopt;
+    return f.get();
   }
   int64_t outboxRows() {
     auto s = reader->outboxStats();
@@ -142,6 +168,25 @@ size_t countOf(const std::vector<ReceivedFrame>& frames, const std::string& op,
   for (const auto& f : frames)
     if (route(f, "operation") == op && route(f, "resource") == resource) ++n;
   return n;
+}
+
+json configMap(const std::string& name, int64_t version, const std::string& mode) {
+  return {{"apiVersion", "v1"},
+          {"kind", "ConfigMap"},
+          {"metadata",
+           {{"name", name},
+            {"namespace", "default"},
+            {"uid", "uid-" + name},
+            {"resourceVersion", std::to_string(version)}}},
+          {"data", {{"mode", mode}}}};
+}
+
+metadb::WriteBatch upsert(const std::string& key, const json& object) {
+  metadb::WriteBatch b;
+  b.apply({metadb::ResourceChange::Kind::kUpsert, key,
+           object["metadata"]["resourceVersion"].get<std::string>(),
+           object["metadata"]["uid"].get<std::string>(), object.dump(), "cloud"});
+  return b;
 }
 
 struct Setup {
@@ -481,4 +526,201 @@ TEST_CASE("changed credentials: the link reconnects with the files' new contents
     return cs.size() >= 2 && cs.back().open && agent.connected();
   }));
   CHECK(hub.connections().back().clientSerial != firstSerial);
+}
+
+// Issue 9 item 2: queries answered by parent_msg_id, stored as an insert from the cloud.
+TEST_CASE("a configmap query is answered by the cloud, stored as an insert would be, and acked") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  const std::string key = "default/configmap/app-cfg";
+  hub.setObject(key, configMap("app-cfg", 12, "fast"));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto r = agent.ask(key, 2s);
+  REQUIRE(r.has_value());
+  CHECK(r->status.isOk());
+  CHECK(r->source == cloudhub::QuerySource::kCloud);
+  CHECK(r->reason == "found");
+  REQUIRE(r->object.has_value());
+  CHECK(json::parse(*r->object)["data"]["mode"] == "fast");
+  CHECK(r->resourceVersion == 12);
+  auto stored = agent.get(key);
+  REQUIRE(stored.has_value());
+  CHECK(stored->version == 12);
+  CHECK(stored->uid == "uid-app-cfg");
+  CHECK(stored->origin == "cloud");
+  // On the wire: edged / meta / query, content null; the answer is acked by its msg_id.
+  auto queries = hub.receivedWhere("query", key);
+  REQUIRE(queries.size() == 1);
+  CHECK(route(queries[0], "source") == "edged");
+  CHECK(route(queries[0], "group") == "meta");
+  CHECK(queries[0].envelope["content"].is_null());
+  std::string answerId;
+  for (const auto& m : hub.sent())
+    if (m["header"].value("parent_msg_id", "") == queries[0].envelope["header"]["msg_id"])
+      answerId = m["header"]["msg_id"];
+  REQUIRE_FALSE(answerId.empty());
+  REQUIRE(waitFor([&] { return hub.acked(answerId); }));
+  // An older copy from the cloud does not overwrite a newer stored one (versions only move on).
+  agent.write(upsert(key, configMap("app-cfg", 20, "newer")));
+  auto again = agent.ask(key, 2s);
+  REQUIRE(again.has_value());
+  CHECK(again->source == cloudhub::QuerySource::kCloud);
+  CHECK(again->resourceVersion == 20);
+  CHECK(again->reason == "found; the store holds a newer version");
+  CHECK(agent.get(key)->version == 20);
+}
+
+TEST_CASE("a query of an object the cloud does not hold says not found and leaves the store") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto r = agent.ask("default/secret/app-token", 2s);
+  REQUIRE(r.has_value());
+  CHECK(r->status.isOk());
+  CHECK(r->source == cloudhub::QuerySource::kCloud);
+  CHECK(r->reason == "not found");
+  CHECK_FALSE(r->object.has_value());
+  CHECK_FALSE(agent.get("default/secret/app-token").has_value());
+  // A resource that names no queryable object is refused with the reason, without a frame.
+  auto bad = agent.ask("default/frobnicator/x", 2s);
+  REQUIRE(bad.has_value());
+  CHECK(bad->status.code() == core::Code::kInvalidArgument);
+  CHECK(bad->status.message().find("default/frobnicator/x") != std::string::npos);
+  CHECK(hub.receivedWhere("query", "default/frobnicator/").empty());
+}
+
+TEST_CASE("a silent cloud: after the query's timeout the store's copy answers") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  const std::string key = "default/configmap/app-cfg";
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls),
+              [&](Agent& a) { a.write(upsert(key, configMap("app-cfg", 3, "cached"))); });
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  hub.setAnswerQueries(false, "default/configmap/");
+  auto r = agent.ask(key, 300ms);
+  REQUIRE(r.has_value());
+  CHECK(r->source == cloudhub::QuerySource::kStore);
+  CHECK(r->reason.rfind("timeout", 0) == 0);
+  REQUIRE(r->object.has_value());
+  CHECK(json::parse(*r->object)["data"]["mode"] == "cached");
+  CHECK(r->resourceVersion == 3);
+  CHECK(hub.receivedWhere("query", key).size() == 1);  // it was asked, and nothing came
+  CHECK(agent.metrics.render().find(
+            "outpost_cloud_requests_timed_out_total{transport=\"websocket\"} 1") !=
+        std::string::npos);
+  CHECK(agent.connected());
+}
+
+TEST_CASE("offline, the store answers a query at once") {
+  Setup s;
+  const std::string key = "default/configmap/app-cfg";
+  // Nobody listens there: the link stays offline.
+  auto o = linkOptions("wss://127.0.0.1:" + std::to_string(freePort()), s.tls);
+  Agent agent(s.dir.path(), o,
+              [&](Agent& a) { a.write(upsert(key, configMap("app-cfg", 4, "cached"))); });
+  REQUIRE(waitFor([&] { return agent.link->status().reconnects >= 1; }));
+  // Far shorter than the query's own timeout: the answer does not wait for it.
+  auto r = agent.ask(key, 1h, 5s);
+  REQUIRE(r.has_value());
+  CHECK(r->source == cloudhub::QuerySource::kStore);
+  CHECK(r->reason.rfind("offline", 0) == 0);
+  REQUIRE(r->object.has_value());
+  CHECK(r->resourceVersion == 4);
+  auto absent = agent.ask("default/secret/none", 1h, 5s);
+  REQUIRE(absent.has_value());
+  CHECK(absent->source == cloudhub::QuerySource::kStore);
+  CHECK_FALSE(absent->object.has_value());
+}
+
+// Issue 9 item 2: lastSync for WebSocket = the moment the cloud's resend after a connect is over
+// (node query answered, no desired-state message for resyncQuietHeartbeats heartbeats), then
+// every later answer to the node query.
+TEST_CASE("lastSync is set once the cloud's resend after connecting is quiet, and moves on") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  o.resyncQuietHeartbeats = 2;  // 2 s with a 1 s heartbeat
+  Agent agent(s.dir.path(), o);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  CHECK_FALSE(agent.link->status().lastSync.has_value());
+  // The cloud keeps sending for a while: no lastSync while it does.
+  std::string last;
+  for (int i = 0; i < 6; ++i) {
+    last = hub.sendObject("insert", "default/pod/p" + std::to_string(i),
+                          pod("p" + std::to_string(i), 5));
+    REQUIRE(waitFor([&] { return hub.acked(last); }));
+    CHECK_FALSE(agent.link->status().lastSync.has_value());
+    hub.waitFor([](const auto&) { return false; }, 400ms);  // bounded pause between messages
+  }
+  REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+  auto first = *agent.link->status().lastSync;
+  CHECK(agent.link->status().state == cloudhub::LinkState::kConnected);
+  // Node query answers (every 300 ms here) move it on while connected.
+  REQUIRE(waitFor([&] { return *agent.link->status().lastSync > first; }));
+  // Offline it stays where it was.
+  hub.setForwarding(false);
+  REQUIRE(waitFor([&] { return !agent.connected(); }));
+  auto frozen = agent.link->status().lastSync;
+  REQUIRE(frozen.has_value());
+  hub.waitFor([](const auto&) { return false; }, 500ms);
+  CHECK(agent.link->status().lastSync == frozen);
+}
+
+// Issue 9 item 3: the needs_full_resync mark (store recovered empty) goes only once the resend is
+// over and every pod deploy keeps unnamed (it asks about each) was settled by the cloud.
+TEST_CASE(
+    "needs_full_resync stays while a kept pod is unsettled and goes once the cloud settles it") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  o.resyncQuietHeartbeats = 2;
+  hub.setAnswerQueries(false, "default/pod/");
+  Agent agent(s.dir.path(), o, [](Agent& a) {
+    metadb::WriteBatch b;
+    b.putKv(std::string(metadb::kKvNeedsFullResync), "1");
+    a.write(std::move(b));
+  });
+  // Deploy asks about a pod it keeps running unnamed, before the link is even connected.
+  auto offline = agent.ask("default/pod/kept", 500ms);
+  REQUIRE(offline.has_value());
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+  // The resend is over, but the cloud has not answered for the kept pod: the mark stays.
+  CHECK(agent.kv(metadb::kKvNeedsFullResync) == std::optional<std::string>("1"));
+  REQUIRE(hub.waitFor([](const auto& f) { return countOf(f, "query", "default/pod/kept") >= 2; }));
+  CHECK(agent.kv(metadb::kKvNeedsFullResync) == std::optional<std::string>("1"));
+  CHECK(agent.log().find("has not settled 1 pod kept running unnamed") != std::string::npos);
+  // The cloud answers again: it still wants the pod. Stored (deploy adopts it), and the mark goes.
+  hub.setObject("default/pod/kept", pod("kept", 8));
+  hub.setAnswerQueries(true);
+  REQUIRE(waitFor([&] { return !agent.kv(metadb::kKvNeedsFullResync).has_value(); }, 15s));
+  auto kept = agent.get("default/pod/kept");
+  REQUIRE(kept.has_value());
+  CHECK(kept->version == 8);
+}
+
+TEST_CASE("needs_full_resync goes after the quiet resend when no pod is kept unnamed") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  o.resyncQuietHeartbeats = 2;
+  Agent agent(s.dir.path(), o, [](Agent& a) {
+    metadb::WriteBatch b;
+    b.putKv(std::string(metadb::kKvNeedsFullResync), "1");
+    a.write(std::move(b));
+  });
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  // The cloud resends what it holds for the node: the mark stays while it does.
+  for (int i = 0; i < 8; ++i) {  // 8 x 400 ms: longer than the 2 s quiet window
+    std::string id = hub.sendObject("insert", "default/pod/r" + std::to_string(i),
+                                    pod("r" + std::to_string(i), 5));
+    REQUIRE(waitFor([&] { return hub.acked(id); }));
+    CHECK(agent.kv(metadb::kKvNeedsFullResync) == std::optional<std::string>("1"));
+    hub.waitFor([](const auto&) { return false; }, 400ms);  // bounded pause between messages
+  }
+  CHECK(agent.kv(metadb::kKvNeedsFullResync) == std::optional<std::string>("1"));
+  REQUIRE(waitFor([&] { return !agent.kv(metadb::kKvNeedsFullResync).has_value(); }));
+  CHECK(agent.link->status().lastSync.has_value());
 }

@@ -54,6 +54,20 @@ struct LinkStatus {
   int64_t messagesIn = 0, messagesOut = 0, messagesInvalid = 0;
 };
 
+// Where the answer to CloudLink::query came from.
+enum class QuerySource { kCloud, kStore };
+std::string_view querySourceName(QuerySource s);
+
+// The answer to CloudLink::query.
+struct QueryResult {
+  core::Status status;  // an error only for a query the link cannot make (names no such object)
+  QuerySource source = QuerySource::kStore;
+  std::optional<std::string> object;  // the object's JSON; nullopt when not found
+  int64_t resourceVersion = 0;        // of `object`
+  std::string reason;  // why this source answered: "found", "not found", "offline: ...", "timeout"
+};
+using QueryCallback = std::function<void(QueryResult)>;
+
 class CloudLink {
  public:
   virtual ~CloudLink() = default;
@@ -68,6 +82,19 @@ class CloudLink {
   virtual bool alive(std::chrono::milliseconds timeout) = 0;
   // The CA, certificate or key files were replaced (rotation): reconnect with their new contents.
   virtual void credentialsChanged() {}
+  // Asks the cloud for one object: "<ns>/configmap/<name>", "<ns>/secret/<name>",
+  // "<ns>/pod/<name>" or the node's own "<ns>/node/<node>". An object the cloud has is stored as
+  // an insert from the cloud would be (resource versions only move forward) before `done` runs;
+  // offline, on a transport error or with no answer within `timeout`, the store's copy answers.
+  // Never blocks; `done` runs once on the link's thread (copy and post), not at all after stop().
+  // Links whose desired state is pushed (MQTT: retained) have nothing to ask; this default
+  // answers at once from no store ("not supported") and the caller relies on the push.
+  virtual void query(const std::string& resource, core::Duration timeout, QueryCallback done) {
+    (void)timeout;
+    QueryResult r;
+    r.reason = "this transport has no queries (desired state is pushed): " + resource;
+    done(std::move(r));
+  }
 };
 using CloudLinkPtr = std::unique_ptr<CloudLink>;
 

@@ -30,7 +30,11 @@ struct WebsocketLinkOptions {
   core::Duration nodeQueryInterval = std::chrono::seconds(10);
   core::Duration nodePatchInterval = std::chrono::minutes(5);
   core::Duration requestTimeout = std::chrono::seconds(10);  // for the cloud's answers
-  double rateQps = 30;                                       // outbox messages per second
+  // After a connect, the cloud's resend of what it holds for the node counts as done once no
+  // desired-state message arrived for this many heartbeats (and the node query was answered):
+  // then `lastSync` is set and, if every pod asked about is settled, needs_full_resync cleared.
+  int resyncQuietHeartbeats = 3;
+  double rateQps = 30;  // outbox messages per second
   int rateBurst = 60;
   core::Duration reconnectBase = std::chrono::seconds(1);
   core::Duration reconnectCap = std::chrono::seconds(60);
