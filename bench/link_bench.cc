@@ -9,8 +9,11 @@
 //  B9: bytes on the wire through a byte-counting proxy: (re)connect, idle window at the default
 //    keepalive extrapolated to an hour, one pod status change (outbox row -> status topic) and one
 //    desired object in + ack; JSON vs protobuf, plain TCP and TLS.
+//  B3 (WebSocket column, link_bench_ws.cc): the CloudHub double sends the same pods as inserts over
+//    mutual-TLS WebSocket to the WebSocket link (stored, acked) and to a plain echo client.
 //   outpost_bench_link [--out file.json] [--reps 5] [--messages 2000] [--window 64]
 //                      [--latency-messages 200] [--idle-seconds 120] [--dir /tmp] [--no-wire]
+//                      [--ws-only]
 
 #include <mqtt/async_client.h>
 #include <netinet/in.h>
@@ -39,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "link_bench_ws.h"
 #include "link_proxy.h"
 #include "outpost/cloudhub/envelope.h"
 #include "outpost/cloudhub/mqtt_link.h"
@@ -67,6 +71,7 @@ struct Params {
   size_t warmup = 20;
   int idleSeconds = 120;
   bool wire = true;
+  bool wsOnly = false;  // the WebSocket column alone
   fs::path dir = fs::temp_directory_path();
 };
 
@@ -789,6 +794,8 @@ Params parse(int argc, char** argv) {
       p.dir = next();
     } else if (a == "--no-wire") {
       p.wire = false;
+    } else if (a == "--ws-only") {
+      p.wsOnly = true;
     } else {
       fail("unknown argument " + a);
     }
@@ -814,6 +821,8 @@ int benchMain(int argc, char** argv) {
             << "; latency: " << p.latencyMessages << " messages one at a time; " << p.reps
             << " repetitions\n";
   std::cout.flush();
+  bench::WsColumnOptions wsOptions{p.messages, p.window, p.latencyMessages, p.warmup, podObject};
+  if (p.wsOnly) return bench::websocketOnly(wsOptions, p.reps, p.out);
 
   test::Mosquitto broker;
   const std::string uri = broker.uri();
@@ -843,6 +852,13 @@ int benchMain(int argc, char** argv) {
       {"latency.echo", mqttScenario(Target::kEcho, "le", p.latencyMessages, 1)},
       {"latency.ours", mqttScenario(Target::kOurs, "lo", p.latencyMessages, 1)},
   };
+  bench::WebsocketColumn ws(wsOptions);  // B3 over WebSocket, interleaved with the rest
+  for (auto& s : ws.scenarios()) {
+    scenarios.push_back({s.name, [run = s.run](int rep) {
+                           auto r = run(rep);
+                           return RunResult{r.perSecond, std::move(r.latencyMs)};
+                         }});
+  }
   std::map<std::string, std::vector<double>> rate, p50, p99;
   std::map<std::string, std::vector<std::vector<double>>> latencies;
   for (int rep = 0; rep < p.reps; ++rep) {
@@ -927,6 +943,7 @@ int benchMain(int argc, char** argv) {
   ratios["latency_p99_vs_slower_limit"] =
       ratio("latency.ours", {"latency.broker", "latency.sqlite"}, p99, false);
   out["ratios"] = ratios;
+  out["websocket"] = ws.summary(rate, p50, p99);
   double target = ratios["throughput_vs_slower_limit"]["ratio_of_medians"];
   out["target"] = {{"what", "throughput.ours / min(throughput.broker, throughput.sqlite) >= 0.5"},
                    {"value", target},
@@ -1000,6 +1017,7 @@ int benchMain(int argc, char** argv) {
   pr("latency p50 slower limit / ours", "latency_p50_vs_slower_limit");
   pr("latency p50 echo client / ours", "latency_p50_vs_echo");
   std::printf("target: %.2f %s\n", target, target >= 0.5 ? "MET" : "NOT MET");
+  ws.print(rate, p50, p99);
   if (p.wire) {
     std::printf(
         "\n| wire (B9) | idle bytes/h (IP bytes/h, kbit/s) | connect | status change "
