@@ -499,6 +499,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
           w.waiting[c.name] = {"CreateContainerConfigError", volumes.status().message()};
       warnOnce(w, "", "FailedMount", "Volumes not ready: " + volumes.status().message(),
                "#volumes");
+      if (volumes.status().code() == core::Code::kNotFound) askForRefs(pod);
     } else {
       w.warned.erase("#volumes");
     }
@@ -863,6 +864,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (!env) {
       w.waiting[spec.name] = {"CreateContainerConfigError", env.status().message()};
       warnOnce(w, spec.name, "Failed", "Error: " + env.status().message());
+      if (env.status().code() == core::Code::kNotFound) askForRefs(pod);
       return;
     }
     ContainerConfig cc;
@@ -1055,17 +1057,28 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   // Sandboxes and containers with our labels whose pod is not desired: garbage.
   void collectOrphans(const Observed& o, const std::set<std::string>& desiredUids) {
-    std::set<std::string> orphans;
+    std::set<std::string> orphans, orphanKeys;
     for (const auto& s : o.sandboxes) {
       std::string uid = label(s.labels, kPodUid);
-      if (!desiredUids.count(uid) && !pendingKey(label(s.labels, kPodKey))) orphans.insert(uid);
+      if (!desiredUids.count(uid) && !pendingKey(label(s.labels, kPodKey))) {
+        orphans.insert(uid);
+        orphanKeys.insert(label(s.labels, kPodKey));
+      }
     }
     for (const auto& c : o.containers) {
       std::string uid = label(c.labels, kPodUid);
-      if (!desiredUids.count(uid) && !pendingKey(label(c.labels, kPodKey))) orphans.insert(uid);
+      if (!desiredUids.count(uid) && !pendingKey(label(c.labels, kPodKey))) {
+        orphans.insert(uid);
+        orphanKeys.insert(label(c.labels, kPodKey));
+      }
     }
     if (orphans.empty()) return;
     if (!desired_.complete()) {
+      // Ask the cloud whether it still wants them: its answer lands in the store (the pod is
+      // named again and adopted) or settles that it does not.
+      for (const auto& l : orphanKeys) {
+        if (auto key = keyFromLabel(l)) askMissing(*key);
+      }
       // After a store recovery the store is empty until the cloud resends the desired set: these
       // pods are most likely still wanted, and removing them would lose the site's work.
       if (!holdingOrphans_) {
@@ -1082,6 +1095,30 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     holdingOrphans_ = false;
     log_.info("collecting ", orphans.size(), " pods nobody wants");
     removeUids(o, orphans);
+  }
+
+  // "<ns>.pod.<name>" (labelValue) back to "<ns>/pod/<name>"; namespaces hold no dots.
+  static std::optional<std::string> keyFromLabel(const std::string& l) {
+    auto dot = l.find('.');
+    if (dot == std::string::npos || dot == 0 || l.compare(dot, 5, ".pod.") != 0 ||
+        l.size() <= dot + 5)
+      return std::nullopt;
+    return l.substr(0, dot) + "/pod/" + l.substr(dot + 5);
+  }
+
+  // The configmaps and secrets `pod` needs that the store lacks: ask the cloud for them.
+  void askForRefs(const PodSpec& pod) {
+    for (const auto& key : missingRefs(pod, desired_)) askMissing(key);
+  }
+
+  // DesiredPods::fetchMissing, at most once per key per fetchMissingInterval.
+  void askMissing(const std::string& key) {
+    auto now = loop_.clock().now();
+    auto it = asked_.find(key);
+    if (it != asked_.end() && now - it->second < config_.fetchMissingInterval) return;
+    asked_[key] = now;
+    log_.info("asking the cloud for ", key, ": the store does not hold it");
+    desired_.fetchMissing(key);
   }
 
   // A key whose desired JSON is invalid keeps what runs (see applyDesired).
@@ -1216,6 +1253,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   core::EventLoop& loop_;
   Runtime& runtime_;
   DesiredPods& desired_;
+  std::map<std::string, core::MonoTime> asked_;  // fetchMissing: when each key was last asked
   StatusSink& sink_;
   ReconcilerConfig config_;
   core::Logger log_;

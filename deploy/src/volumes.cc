@@ -235,6 +235,33 @@ core::Result<std::vector<std::pair<std::string, std::string>>> resolveEnv(
   return out;
 }
 
+std::vector<std::string> missingRefs(const PodSpec& pod, DesiredPods& desired) {
+  std::set<std::string> refs;
+  auto add = [&](bool secret, const std::string& name) {
+    refs.insert(pod.podNamespace + (secret ? "/secret/" : "/configmap/") + name);
+  };
+  for (const auto& v : pod.volumes) {
+    if (v.optional) continue;
+    if (v.kind == VolumeSpec::Kind::kConfigMap) add(false, v.refName);
+    if (v.kind == VolumeSpec::Kind::kSecret) add(true, v.refName);
+  }
+  for (const auto* list : {&pod.initContainers, &pod.containers}) {
+    for (const auto& c : *list) {
+      for (const auto& f : c.envFrom)
+        if (!f.optional) add(f.secret, f.name);
+      for (const auto& e : c.env) {
+        if (e.optional) continue;
+        if (e.source == EnvVarSpec::Source::kConfigMap) add(false, e.refName);
+        if (e.source == EnvVarSpec::Source::kSecret) add(true, e.refName);
+      }
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& key : refs)
+    if (!desired.getObject(key)) out.push_back(key);
+  return out;
+}
+
 void removePodDir(const std::string& stateDir, const std::string& uid) {
   std::error_code ec;
   fs::remove_all(podDir(stateDir, uid), ec);

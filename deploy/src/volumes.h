@@ -38,6 +38,10 @@ core::Result<std::vector<std::pair<std::string, std::string>>> resolveEnv(
     const ContainerSpec& c, const PodSpec& pod, DesiredPods& desired, const std::string& nodeName,
     const std::string& hostIp);
 
+// The configmaps and secrets ("<ns>/configmap/<name>", "<ns>/secret/<name>") that `pod` needs
+// (volumes, envFrom, env references that are not optional) and the store does not hold.
+std::vector<std::string> missingRefs(const PodSpec& pod, DesiredPods& desired);
+
 // Removes a pod's directory under the state dir.
 void removePodDir(const std::string& stateDir, const std::string& uid);
 

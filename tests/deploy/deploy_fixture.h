@@ -40,10 +40,20 @@ class MemoryDesired final : public deploy::DesiredPods {
   }
   bool complete() override { return complete_; }
   void setComplete(bool c) { complete_ = c; }
+  void fetchMissing(const std::string& key) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    fetched_.push_back(key);
+  }
+  // Every key deploy asked the cloud for (fetchMissing), in order.
+  std::vector<std::string> fetched() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return fetched_;
+  }
 
  private:
   std::mutex mu_;
   std::map<std::string, std::string> objects_;
+  std::vector<std::string> fetched_;
   std::atomic<bool> complete_{true};
 };
 

@@ -307,11 +307,54 @@ TEST_CASE(
   agent.pass();
   CHECK(!runningId(rt).empty());
   CHECK(rt.calls("StopContainer") == 0);
+  // It asks the cloud whether it still wants the pod it keeps (once, whatever the passes).
+  CHECK(recovered.fetched() == std::vector<std::string>{key});
   // The cloud resent the whole set, and it does not hold the pod any more: now it goes.
   recovered.setComplete(true);
   agent.pass();
   CHECK(runningId(rt).empty());
   CHECK(rt.listPodSandbox({})->empty());
+}
+
+// Issue 9: a configmap the store lacks is asked of the cloud (DesiredPods::fetchMissing), at most
+// once per key per interval; when it arrives, the pod starts.
+TEST_CASE("a pod whose configmap the store lacks asks the cloud for it, and starts once it lands") {
+  FakeRuntime rt;
+  rt.addImage("img:1");
+  core::ManualClock clock;
+  MemorySink sink;
+  MemoryDesired desired;
+  TempDir state;
+  deploy::ReconcilerConfig cfg;
+  cfg.stateDir = state.path().string();
+  cfg.fetchMissingInterval = 60s;
+  const std::string key = "default/pod/web";
+  const std::string cm = "default/configmap/web-cfg";
+  auto pod = busyboxPod("web", "u-web", "img:1", {{"c", "run"}});
+  pod["spec"]["volumes"] = {{{"name", "cfg"}, {"configMap", {{"name", "web-cfg"}}}}};
+  pod["spec"]["containers"][0]["volumeMounts"] = {{{"name", "cfg"}, {"mountPath", "/etc/web"}}};
+  // An optional reference is not asked for: the pod runs without it.
+  pod["spec"]["containers"][0]["envFrom"] = {
+      {{"secretRef", {{"name", "maybe"}, {"optional", true}}}}};
+  desired.put(key, pod.dump());
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  REQUIRE(agent.start());
+  CHECK(runningId(rt).empty());
+  CHECK(sink.waitingReason(key, "c") == "CreateContainerConfigError");
+  CHECK(desired.fetched() == std::vector<std::string>{cm});
+  agent.pass();
+  agent.pass();
+  CHECK(desired.fetched().size() == 1);  // not again within the interval
+  clock.advance(61s);
+  agent.pass();
+  CHECK(desired.fetched() == std::vector<std::string>{cm, cm});
+  // The cloud's answer lands in the store; the change brings the pod up.
+  desired.put(cm, nlohmann::json{{"metadata", {{"name", "web-cfg"}, {"namespace", "default"}}},
+                                 {"data", {{"mode", "fast"}}}}
+                      .dump());
+  agent.changed({cm});
+  CHECK(!runningId(rt).empty());
+  CHECK(desired.fetched().size() == 2);
 }
 
 }  // namespace

@@ -27,6 +27,12 @@ class DesiredPods {
   // cloud has not yet sent the whole set again. Pods with our labels that no desired pod names are
   // then kept running rather than removed as garbage (they may well still be wanted).
   virtual bool complete() { return true; }
+  // A pod needs an object the store does not hold ("<ns>/configmap/<name>", "<ns>/secret/<name>"),
+  // or, while complete() is false, a pod runs that no desired pod names ("<ns>/pod/<name>"): ask
+  // the cloud for it. Must not block; what the cloud has arrives as a change of the desired state
+  // (onDesiredChanged), which reconciles the pods concerned again. The reconciler asks at most
+  // once per key per ReconcilerConfig::fetchMissingInterval.
+  virtual void fetchMissing(const std::string& key) { (void)key; }
 };
 
 // Where deploy reports. Called on deploy's loop, only when something changed.

@@ -27,6 +27,8 @@ struct ReconcilerConfig {
   std::string defaultNamespace = "default";
   // Full level-triggered pass over every pod, whatever happened.
   std::chrono::milliseconds resyncInterval{60000};
+  // Asking the cloud again for the same missing object (DesiredPods::fetchMissing): not sooner.
+  std::chrono::milliseconds fetchMissingInterval{60000};
   // Runtime polling (containerd 1.6 has no event stream).
   std::chrono::milliseconds pollInterval{2000};
   // Node status heartbeat: sent at this interval even when unchanged (and at once on a change).
