@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "outpost/cloudhub/mqtt_link.h"
@@ -177,10 +178,26 @@ class StoreDesiredPods final : public deploy::DesiredPods {
     }
     return !*mark || **mark != "1";
   }
+  // Asks through the cloud link's query (its answer lands in the store, and KeysChanged brings
+  // deploy back); keys asked before the link exists wait for its first state change.
+  void fetchMissing(const std::string& key) override {
+    if (!fetch_ || !fetch_(key)) waiting_.insert(key);
+  }
+
+  // The link's query; returns false while there is no link yet. On deploy's loop.
+  void setFetcher(std::function<bool(const std::string&)> fetch) { fetch_ = std::move(fetch); }
+  // The link came up (or changed state): ask for what waited.
+  void askWaiting() {
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (const auto& key : waiting) fetchMissing(key);
+  }
 
  private:
   core::Logger log_;
   metadb::StoreReaderPtr reader_;
+  std::function<bool(const std::string&)> fetch_;
+  std::set<std::string> waiting_;
 };
 
 // Pod and node status go to the outbox (one row per object: a newer status replaces an unsent one).
@@ -266,6 +283,7 @@ class DeployModule::Impl {
   std::unique_ptr<deploy::Reconciler> reconciler;
   mutable std::mutex reconcilerMu;  // podInfo() on the API thread vs. stop()
   core::Subscription keysChanged;
+  core::Subscription linkEvents;
   std::atomic<bool> coldBootDone{false};
   bool started = false;
 };
@@ -321,6 +339,22 @@ core::Status DeployModule::start() {
         }
         if (!keys.empty()) impl_->reconciler->onDesiredChanged(std::move(keys));
       });
+  // A configmap, secret or (after a store recovery) kept pod deploy lacks: asked of the cloud.
+  // As long as the link waits for its other requests' answers (WebsocketLinkOptions).
+  constexpr core::Duration kQueryTimeout = std::chrono::seconds(10);
+  m.desired.setFetcher([this, timeout = kQueryTimeout](const std::string& key) {
+    cloudhub::CloudLink* link = impl_->cloud.link();
+    if (!link) return false;
+    link->query(key, timeout, [log = impl_->log, key](cloudhub::QueryResult r) {
+      if (!r.status.isOk()) return log.warn("asking for ", key, ": ", r.status.message());
+      log.info(key, " from the ", cloudhub::querySourceName(r.source), ": ",
+               r.object ? "present" : "absent", " (", r.reason, ")");
+    });
+    return true;
+  });
+  m.linkEvents =
+      m.ctx.bus.subscribe(cloudhub::kLinkEvents, m.loop,
+                          [this](const cloudhub::LinkEvent&) { impl_->desired.askWaiting(); });
   // Offline cold boot: reconcile from the store before (and whatever) the cloud link does.
   m.reconciler->start([this] {
     impl_->coldBootDone = true;
@@ -334,6 +368,7 @@ void DeployModule::stop() {
   if (!m.started) return;
   m.started = false;
   m.keysChanged.reset();
+  m.linkEvents.reset();
   if (m.reconciler) {
     m.reconciler->stop();
   }

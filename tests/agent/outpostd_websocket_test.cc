@@ -53,6 +53,19 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
   }));
   auto j = json::parse(out);
   CHECK(j["cloud"]["transport"] == "websocket");
+  // "last sync": once the cloud's resend after connecting is quiet (3 heartbeats of 1 s here).
+  REQUIRE(waitFor([&] {
+    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
+      return false;
+    auto s = json::parse(out, nullptr, false);
+    return s.is_object() && s["cloud"]["last_sync"].is_number();
+  }));
+  auto synced = json::parse(out)["cloud"]["last_sync"].get<int64_t>();
+  auto nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  CHECK(synced <= nowMs);
+  CHECK(synced > nowMs - 60000);
 
   agent.signal(SIGTERM);
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
