@@ -233,6 +233,8 @@ class MqttLink final : public CloudLink {
     if (was == LinkState::kDisconnected) return;  // already scheduled
     setState(LinkState::kDisconnected, why);
     drainer_.reset();
+    ackInFlight_ = false;
+    ++ackEpoch_;
     bool tls = opts_.broker.rfind("ssl://", 0) == 0 || opts_.broker.rfind("wss://", 0) == 0 ||
                opts_.broker.rfind("mqtts://", 0) == 0;
     if (tls && !wasConnected && backoff_.attempts() == 0) {
@@ -336,15 +338,19 @@ class MqttLink final : public CloudLink {
         });
   }
 
-  // ---- acks: the store hands back every write of one commit in one task; the acks of that task
-  // leave together, as one batch ack when there are several (docs/mqtt-link.md).
+  // ---- acks (docs/mqtt-link.md). The store hands back every write of one commit in one task, so
+  // the acks of a commit are queued together. At most one ack message awaits the broker's PUBACK
+  // at a time: acks of commits made meanwhile wait and leave together in the next message. A lone
+  // object is acked at once (no timer), while under load one message acks many commits, so the
+  // broker handles fewer messages per object. A message acking one object keeps the single form
+  // (parent_msg_id).
   struct PendingAck {
     std::string msgId, key, source, group;
   };
 
   void queueAck(PendingAck a) {
     pendingAcks_.push_back(std::move(a));
-    if (ackFlushPosted_) return;
+    if (ackFlushPosted_ || ackInFlight_) return;
     ackFlushPosted_ = true;
     loop_.post([this] {
       ackFlushPosted_ = false;
@@ -353,28 +359,63 @@ class MqttLink final : public CloudLink {
   }
 
   void flushAcks() {
-    std::vector<PendingAck> acks;
-    acks.swap(pendingAcks_);
-    if (acks.empty() || book_.state() != LinkState::kConnected) return;
-    if (acks.size() == 1 || !opts_.batchAcks) {
-      for (const PendingAck& a : acks) ack(a.msgId, a.key, a.source, a.group);
+    if (ackInFlight_ || pendingAcks_.empty()) return;
+    // Stopping: the client goes away (commits still complete until stop() waited for them).
+    if (stopping_ || book_.state() != LinkState::kConnected) {
+      // Stored already: the broker sends the retained objects again on the next subscribe and
+      // they are acked then (as stale copies).
+      pendingAcks_.clear();
       return;
     }
-    for (size_t from = 0; from < acks.size(); from += kMaxAcksPerMessage) {
-      size_t to = std::min(acks.size(), from + kMaxAcksPerMessage);
-      json ids = json::array();
-      for (size_t i = from; i < to; ++i) ids.push_back(acks[i].msgId);
-      Envelope a;
-      a.header.msgId = newMessageId();
-      a.header.timestamp = core::toUnixMillis(clock_.wallNow());
-      a.route.group = "resource";
-      a.route.operation = "response";
-      a.route.resource = std::string(kBatchAckResource);
-      a.content = ids.dump();
-      std::string what = std::to_string(to - from) + " acks";
-      client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
-                       [this, what](core::Status st) { onAckSent(what, st); });
+    if (!opts_.batchAcks) {
+      for (const PendingAck& a : pendingAcks_) ack(a.msgId, a.key, a.source, a.group);
+      pendingAcks_.clear();
+      return;
     }
+    do {
+      size_t n = std::min(pendingAcks_.size(), kMaxAcksPerMessage);
+      std::string what;
+      Envelope a;
+      if (n == 1) {
+        const PendingAck& one = pendingAcks_.front();
+        a = singleAck(one.msgId, one.key, one.source, one.group);
+        what = one.key;
+      } else {
+        json ids = json::array();
+        for (size_t i = 0; i < n; ++i) ids.push_back(std::move(pendingAcks_[i].msgId));
+        a.header.msgId = newMessageId();
+        a.header.timestamp = core::toUnixMillis(clock_.wallNow());
+        a.route.group = "resource";
+        a.route.operation = "response";
+        a.route.resource = std::string(kBatchAckResource);
+        a.content = ids.dump();
+        what = std::to_string(n) + " acks";
+      }
+      pendingAcks_.erase(pendingAcks_.begin(), pendingAcks_.begin() + static_cast<ptrdiff_t>(n));
+      if (opts_.coalesceAcks) {
+        ackInFlight_ = true;
+        uint64_t epoch = ackEpoch_;
+        client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
+                         [this, what, epoch](core::Status st) {
+                           loop_.post([this, what, epoch, st] { onAckSent(what, epoch, st); });
+                         });
+      } else {
+        client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
+                         [this, what](core::Status st) { onAckSent(what, st); });
+      }
+    } while (!opts_.coalesceAcks && !pendingAcks_.empty());
+  }
+
+  // The coalesced ack's PUBACK (on the loop): the next message may leave.
+  void onAckSent(const std::string& what, uint64_t epoch, const core::Status& s) {
+    if (epoch != ackEpoch_) return;  // from a connection that is gone
+    ackInFlight_ = false;
+    if (s.isOk()) {
+      countSent();
+    } else {
+      log_.warn("acknowledging ", what, " failed: ", s.message());
+    }
+    flushAcks();
   }
 
   void onAckSent(const std::string& what, const core::Status& s) {
@@ -385,9 +426,8 @@ class MqttLink final : public CloudLink {
 
   // An ack (PROTOCOL.md §1): operation `response`, `parent_msg_id` = the cloud's `msg_id`, content
   // "OK".
-  void ack(const std::string& msgId, const std::string& resource, const std::string& source,
-           const std::string& group) {
-    if (book_.state() != LinkState::kConnected) return;
+  Envelope singleAck(const std::string& msgId, const std::string& resource,
+                     const std::string& source, const std::string& group) {
     Envelope a;
     a.header.msgId = newMessageId();
     a.header.parentMsgId = msgId;
@@ -397,7 +437,14 @@ class MqttLink final : public CloudLink {
     a.route.operation = "response";
     a.route.resource = resource;
     setContentString(a, "OK");
-    client_->publish(topics_.up(opts_.nodeName), encode(a, opts_.encoding), false,
+    return a;
+  }
+
+  void ack(const std::string& msgId, const std::string& resource, const std::string& source,
+           const std::string& group) {
+    if (stopping_ || book_.state() != LinkState::kConnected) return;
+    client_->publish(topics_.up(opts_.nodeName),
+                     encode(singleAck(msgId, resource, source, group), opts_.encoding), false,
                      [this, resource](core::Status s) { onAckSent(resource, s); });
   }
 
@@ -650,6 +697,8 @@ class MqttLink final : public CloudLink {
   bool checkPosted_ = false;
   std::vector<PendingAck> pendingAcks_;
   bool ackFlushPosted_ = false;
+  bool ackInFlight_ = false;  // an ack message awaits its PUBACK
+  uint64_t ackEpoch_ = 0;     // counts connections lost: a late PUBACK of an older one is ignored
   // A batch ack of a full commit (256 writes) stays around 10 KB.
   static constexpr size_t kMaxAcksPerMessage = 256;
   bool stopping_ = false;

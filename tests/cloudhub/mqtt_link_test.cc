@@ -2,12 +2,20 @@
 // outages.
 #include "outpost/cloudhub/mqtt_link.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
+#include <thread>
 
 #include "outpost/cloudhub/envelope.h"
 #include "outpost/metadb/sqlite_store.h"
@@ -134,7 +142,7 @@ struct Cloud {
                    json{{"generation", ++generation}, {"objects", objects}}.dump(), true);
   }
   // True once an ack on up names `msgId`: a single ack (parent_msg_id, "OK") or a batch ack.
-  bool acked(const std::string& msgId) {
+  bool acked(const std::string& msgId) const {
     for (const auto& m : client.messagesOn(kTopics.up(kNode))) {
       auto d = cloudhub::decode(m.payload, cloudhub::Encoding::kJson);
       if (!d.envelope) continue;
@@ -149,6 +157,97 @@ struct Cloud {
   std::map<std::string, int64_t> manifest;
   int64_t generation = 0;
 };
+
+// A TCP forwarder between the link and the broker that can hold what the link sends (the
+// broker's answers still flow): the link's ack is then written but its PUBACK does not come.
+// One connection at a time.
+class HoldingProxy {
+ public:
+  explicit HoldingProxy(int brokerPort) : brokerPort_(brokerPort) {
+    listenFd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(listenFd_, reinterpret_cast<sockaddr*>(&a), len) == 0);
+    REQUIRE(::listen(listenFd_, 4) == 0);
+    REQUIRE(::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~HoldingProxy() {
+    stop_ = true;
+    thread_.join();
+    ::close(listenFd_);
+  }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  // While held, nothing the link writes reaches the broker.
+  void hold(bool on) { held_ = on; }
+
+ private:
+  void run() {
+    int client = -1, server = -1;
+    char buf[65536];
+    while (!stop_) {
+      std::vector<pollfd> fds = {{listenFd_, POLLIN, 0}};
+      if (client >= 0) {
+        fds.push_back({client, static_cast<short>(held_ ? 0 : POLLIN), 0});
+        fds.push_back({server, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        int c = ::accept(listenFd_, nullptr, nullptr);
+        if (client >= 0) ::close(c);  // one at a time
+        if (client < 0 && c >= 0) {
+          server = ::socket(AF_INET, SOCK_STREAM, 0);
+          sockaddr_in b{};
+          b.sin_family = AF_INET;
+          b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          b.sin_port = htons(static_cast<uint16_t>(brokerPort_));
+          if (::connect(server, reinterpret_cast<sockaddr*>(&b), sizeof b) != 0) {
+            ::close(server);
+            ::close(c);
+            server = -1;
+            continue;
+          }
+          client = c;
+        }
+        continue;
+      }
+      bool closed = false;
+      for (size_t i = 1; i < fds.size() && !closed; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+        int to = fds[i].fd == client ? server : client;
+        closed = n <= 0 || ::write(to, buf, static_cast<size_t>(n)) != n;
+      }
+      if (closed) {
+        ::close(client);
+        ::close(server);
+        client = server = -1;
+      }
+    }
+    if (client >= 0) ::close(client);
+    if (server >= 0) ::close(server);
+  }
+
+  int brokerPort_;
+  int listenFd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false}, held_{false};
+  std::thread thread_;
+};
+
+// Every msg_id acked on up, once per ack message naming it, in order.
+std::vector<std::vector<std::string>> ackMessages(const Cloud& cloud) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& m : cloud.client.messagesOn(kTopics.up(kNode))) {
+    auto d = cloudhub::decode(m.payload, cloudhub::Encoding::kJson);
+    if (d.envelope && d.envelope->route.operation == "response")
+      out.push_back(cloudhub::ackedMessageIds(*d.envelope));
+  }
+  return out;
+}
 
 std::vector<std::string> keysOf(const std::map<std::string, int64_t>& m) {
   std::vector<std::string> keys;
@@ -522,4 +621,135 @@ TEST_CASE(
   }
   Agent again(dir, opts, clock);
   CHECK(again.link->status().offlineSeconds >= 110);
+}
+
+TEST_CASE(
+    "while an ack awaits the broker's PUBACK, acks of later commits wait and leave together in one "
+    "message; every msg_id is acked exactly once, and only once it is stored") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  HoldingProxy proxy(broker.port());
+  core::SystemClock clock;
+  auto opts = linkOptions(proxy.uri());
+  opts.keepAlive = 30s;  // holding the link's writes must not look like a dead connection
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto publish = [&](const std::string& name) {
+    cloud.client.publish(kTopics.desired(kNode, "default/pod/" + name),
+                         podEnvelope(name, 1, "msg-" + name), true);
+  };
+  auto stored = [&](const std::string& name) {
+    return agent.get("default/pod/" + name).has_value();
+  };
+  // Whenever the cloud has seen an ack, the object it names is stored already.
+  std::set<std::string> seen;
+  auto checkAckedAreStored = [&] {
+    for (const auto& ids : ackMessages(cloud)) {
+      for (const auto& id : ids) {
+        if (!seen.insert(id).second) continue;
+        INFO(id);
+        CHECK(stored(id.substr(4)));
+      }
+    }
+  };
+
+  publish("a");  // nothing outstanding: acked at once
+  REQUIRE(waitFor([&] {
+    checkAckedAreStored();
+    return cloud.acked("msg-a");
+  }));
+  proxy.hold(true);
+  publish("b");  // stored and acked, but the ack's PUBACK cannot come while held
+  REQUIRE(waitFor([&] { return stored("b"); }));
+  for (const char* name : {"c", "d", "e"}) {  // one commit each, while b's ack is outstanding
+    publish(name);
+    REQUIRE(waitFor([&] { return stored(name); }));
+  }
+  REQUIRE(agent.link->alive(1s));
+  CHECK(ackMessages(cloud).size() == 1);  // only a's
+  proxy.hold(false);
+  REQUIRE(waitFor([&] {
+    checkAckedAreStored();
+    return cloud.acked("msg-b") && cloud.acked("msg-c") && cloud.acked("msg-d") &&
+           cloud.acked("msg-e");
+  }));
+  REQUIRE(agent.link->alive(1s));
+  auto acks = ackMessages(cloud);
+  // a, then b (sent before the hold ended), then c, d and e together.
+  REQUIRE(acks.size() == 3);
+  CHECK(acks[1] == std::vector<std::string>{"msg-b"});
+  auto batch = acks[2];
+  std::sort(batch.begin(), batch.end());
+  CHECK(batch == std::vector<std::string>{"msg-c", "msg-d", "msg-e"});
+  std::map<std::string, int> times;
+  for (const auto& ids : acks)
+    for (const auto& id : ids) times[id]++;
+  for (const auto& [id, n] : times) {
+    INFO(id);
+    CHECK(n == 1);
+  }
+  CHECK(times.size() == 5);
+  CHECK(agent.link->status().messagesOut == 3);
+}
+
+TEST_CASE(
+    "the uid and version stored are the object's own metadata's: nested metadata, other key "
+    "orders, "
+    "spacing and escaped strings do not mislead the link") {
+  TempDir dir;
+  Mosquitto broker;
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe(kTopics.up(kNode));
+  core::SystemClock clock;
+  auto opts = linkOptions(broker.uri());
+  opts.encoding = cloudhub::Encoding::kProtobuf;  // keeps the content's text as published
+  Agent agent(dir, opts, clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto publish = [&](const std::string& name, const std::string& content) {
+    cloudhub::Envelope env;
+    env.header.msgId = "m-" + name;
+    env.route = {"outpostctl", "", "resource", "update", "default/pod/" + name};
+    env.content = content;  // no header.resourceversion: the version comes from metadata
+    cloud.publish(kTopics.desired(kNode, "default/pod/" + name),
+                  cloudhub::encode(env, cloudhub::Encoding::kProtobuf), true);
+  };
+  const std::string plain =
+      R"({ "spec" : {"template": {"metadata": {"uid": "nested", "resourceVersion": "99"}},)"
+      R"( "note": "a \"metadata\" {\"uid\": \"in a string\"}"},)"
+      "\n \"metadata\":{\"annotations\":{\"x\":\"}]{[\\\\\"},\"uid\" : \"plain-uid\" ,"
+      R"( "resourceVersion":"7", "labels": {"uid": "label"}}, "kind": "Pod"})";
+  const std::string escaped =
+      R"({"metadata": {"resourceVersion": "8", "uid": "u-\"quoted\"\u0041"}, "kind": "Pod"})";
+  const std::string notString =
+      R"({"metadata": {"resourceVersion": "9", "uid": 12}, "kind": "Pod"})";
+  publish("plain", plain);
+  publish("escaped", escaped);
+  publish("number", notString);
+  REQUIRE(waitFor([&] {
+    return agent.get("default/pod/plain") && agent.get("default/pod/escaped") &&
+           agent.get("default/pod/number");
+  }));
+  auto p = agent.get("default/pod/plain");
+  CHECK(p->uid == "plain-uid");
+  CHECK(p->version == 7);
+  CHECK(p->object == plain);  // stored as published
+  CHECK(json::parse(p->object)["metadata"]["annotations"]["x"] == "}]{[\\");
+  auto e = agent.get("default/pod/escaped");
+  CHECK(e->uid == "u-\"quoted\"A");
+  CHECK(e->version == 8);
+  auto n = agent.get("default/pod/number");
+  CHECK(n->uid.empty());
+  CHECK(n->version == 9);
+  CHECK(agent.link->status().messagesInvalid == 0);
+  // The acks (protobuf, like the link's other messages) are out before the link stops.
+  REQUIRE(waitFor([&] { return agent.link->status().messagesOut >= 1; }));
+  REQUIRE(waitFor([&] {
+    size_t acked = 0;
+    for (const auto& m : cloud.messagesOn(kTopics.up(kNode))) {
+      auto d = cloudhub::decode(m.payload, cloudhub::Encoding::kProtobuf);
+      if (d.envelope) acked += cloudhub::ackedMessageIds(*d.envelope).size();
+    }
+    return acked == 3;
+  }));
 }

@@ -32,6 +32,10 @@ struct MqttLinkOptions {
   // Desired objects stored in one commit are acked in one batch ack (docs/mqtt-link.md); false
   // sends one ack per object, for a publisher that reads only `parent_msg_id`.
   bool batchAcks = true;
+  // At most one ack message awaits the broker's PUBACK; acks of commits made meanwhile leave
+  // together in the next one (docs/mqtt-link.md). False sends each commit's ack at once (the
+  // behaviour before, kept to compare in the benchmark).
+  bool coalesceAcks = true;
 };
 
 CloudLinkPtr makeMqttLink(MqttLinkOptions options, metadb::Store& store, core::Bus& bus,
