@@ -3,7 +3,7 @@
 # Debian's containerd source package (see cmake/fetch_cri_proto.sh and docs/deploy.md) and cached
 # in the build dir, or given with -DOUTPOST_CRI_PROTO=/path/to/api.proto.
 find_package(PkgConfig REQUIRED)
-pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++ protobuf)
+pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++ protobuf-lite)
 find_program(OUTPOST_PROTOC protoc REQUIRED)
 find_program(OUTPOST_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 
@@ -21,6 +21,20 @@ elseif(NOT EXISTS ${_cri_proto})
                         "repositories; or pass -DOUTPOST_CRI_PROTO=/path/to/api.proto)")
   endif()
 endif()
+
+# Generated for protobuf's lite runtime: the CRI client needs messages, not descriptors or
+# reflection, and full-runtime code registers every descriptor at start-up, which pulled protobuf's
+# descriptor, reflection and text-format code into outpostd (docs/benchmarks.md, "Footprint").
+file(READ ${_cri_proto} _cri_text)
+string(REGEX REPLACE "\n(package [^;]*;)" "\n\\1\noption optimize_for = LITE_RUNTIME;" _cri_text
+       "${_cri_text}")
+if(NOT _cri_text MATCHES "optimize_for = LITE_RUNTIME")
+  message(FATAL_ERROR "${_cri_proto}: no package statement to add the lite-runtime option after")
+endif()
+file(WRITE ${_cri_dir}/lite/api.proto.new "${_cri_text}")
+configure_file(${_cri_dir}/lite/api.proto.new ${_cri_dir}/lite/api.proto COPYONLY)
+set(_cri_proto ${_cri_dir}/lite/api.proto)
+set(_cri_dir ${_cri_dir}/lite)
 
 set(_gen ${_cri_dir}/gen)
 set(_gen_files ${_gen}/api.pb.cc ${_gen}/api.pb.h ${_gen}/api.grpc.pb.cc ${_gen}/api.grpc.pb.h)
