@@ -1,7 +1,9 @@
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <array>
+#include <cerrno>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "envelope.pb.h"
 #include "outpost/cloudhub/envelope.h"
@@ -212,8 +214,20 @@ void setContentString(Envelope& env, std::string_view text) {
 }
 
 std::string newMessageId() {
+  // The kernel's generator (getrandom), not OpenSSL's: RAND_bytes initialised OpenSSL's DRBG and
+  // providers and read its configuration file in every process, on MQTT nodes for this alone
+  // (~2 MB of libcrypto paged in; docs/benchmarks.md, "Footprint").
   std::array<unsigned char, 16> b{};
-  RAND_bytes(b.data(), static_cast<int>(b.size()));
+  size_t filled = 0;
+  while (filled < b.size()) {
+    ssize_t n = getrandom(b.data() + filled, b.size() - filled, 0);
+    if (n > 0) {
+      filled += static_cast<size_t>(n);
+    } else if (errno != EINTR) {
+      std::random_device rd;  // getrandom unavailable: the C++ library's own source
+      for (; filled < b.size(); ++filled) b[filled] = static_cast<unsigned char>(rd());
+    }
+  }
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
   static constexpr char kHex[] = "0123456789abcdef";

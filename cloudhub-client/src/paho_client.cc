@@ -1,10 +1,12 @@
 #include "paho_client.h"
 
+#include <MQTTAsync.h>
 #include <mqtt/async_client.h>
 
 #include <map>
 #include <mutex>
 
+#include "outpost/cloudhub/mqtt_library.h"
 #include "outpost/core/net.h"
 
 namespace outpost::cloudhub {
@@ -40,6 +42,12 @@ class OpListener final : public mqtt::iaction_listener {
 };
 
 }  // namespace
+
+void leaveOpensslInitToOpenssl() {
+  MQTTAsync_init_options o = MQTTAsync_init_options_initializer;
+  o.do_openssl_init = 0;
+  MQTTAsync_global_init(&o);
+}
 
 class PahoClient::Impl {
  public:

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string_view>
 
 #include "outpost/cloudhub/envelope.h"
 #include "support/test_util.h"
@@ -72,6 +74,25 @@ TEST_CASE("empty optional fields are left out and a trailing newline is accepted
   CHECK(e.header.msgId.size() == 36);
   CHECK(e.header.msgId[14] == '4');
   CHECK(newMessageId() != e.header.msgId);
+}
+
+TEST_CASE("message ids are random version-4 UUIDs: lowercase hex, RFC 4122 variant, no repeats") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 2000; ++i) {
+    std::string id = newMessageId();
+    REQUIRE(id.size() == 36);
+    for (size_t c = 0; c < id.size(); ++c) {
+      if (c == 8 || c == 13 || c == 18 || c == 23) {
+        CHECK(id[c] == '-');
+      } else {
+        CHECK(std::string_view("0123456789abcdef").find(id[c]) != std::string_view::npos);
+      }
+    }
+    CHECK(id[14] == '4');
+    CHECK(std::string_view("89ab").find(id[19]) != std::string_view::npos);
+    seen.insert(id);
+  }
+  CHECK(seen.size() == 2000);
 }
 
 TEST_CASE("the protobuf encoding carries the same envelope in fewer bytes") {
