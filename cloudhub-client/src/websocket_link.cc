@@ -30,7 +30,6 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kOrigin = "cloud";
-constexpr std::string_view kKvOfflineSince = "cloud.offline_since_ms";
 constexpr const char* kKvNode = "cloud.websocket.node";    // the cloud's last answer for our node
 constexpr const char* kKvLease = "cloud.websocket.lease";  // and for our lease
 constexpr size_t kWsPoolThreads = 2;
@@ -130,6 +129,7 @@ class WebsocketLink final : public CloudLink {
                  }),
         linkUp_(metrics.gauge("outpost_cloud_link_up", "1 when the cloud link is connected.",
                               {{"transport", "websocket"}})),
+        book_(clock, bus, linkUp_, loop_, writes_, log_, opts_.server),
         reconnects_(metrics.counter("outpost_cloud_reconnects_total",
                                     "Connection attempts after the first.",
                                     {{"transport", "websocket"}})),
@@ -169,7 +169,6 @@ class WebsocketLink final : public CloudLink {
 
   // ---- CloudLink
   core::Status start() override {
-    offlineSince_ = clock_.now();
     {
       std::lock_guard lock(twinAcks_->mu);
       twinAcks_->link = this;
@@ -184,7 +183,7 @@ class WebsocketLink final : public CloudLink {
             return;
           }
           reader_ = std::move(r).value();
-          restoreOutage();
+          book_.restore(*reader_);
           readMark();
         })) {
       return core::internalError("cloudhub loop did not start");
@@ -220,16 +219,7 @@ class WebsocketLink final : public CloudLink {
     loop_.stop();
   }
 
-  LinkStatus status() const override {
-    std::lock_guard lock(mu_);
-    LinkStatus s = status_;
-    auto now = clock_.now();
-    if (s.state != LinkState::kConnected) {
-      s.offlineSeconds = std::chrono::duration<double>(now - offlineSince_).count();
-      s.offlineSecondsTotal += s.offlineSeconds;
-    }
-    return s;
-  }
+  LinkStatus status() const override { return book_.status(); }
 
   void outboxChanged() override {
     loop_.post([this] { drain(); });
@@ -259,57 +249,9 @@ class WebsocketLink final : public CloudLink {
   }
 
  private:
-  // ---- state and outage bookkeeping (as the MQTT link)
-  LinkState state() const {
-    std::lock_guard lock(mu_);
-    return status_.state;
-  }
-
-  void setState(LinkState st, const std::string& detail) {
-    {
-      std::lock_guard lock(mu_);
-      if (st == status_.state) return;
-      auto now = clock_.now();
-      if (status_.state == LinkState::kConnected && st != LinkState::kConnected) {
-        offlineSince_ = now;
-      } else if (status_.state != LinkState::kConnected && st == LinkState::kConnected) {
-        status_.offlineSecondsTotal += std::chrono::duration<double>(now - offlineSince_).count();
-      }
-      if (status_.state == LinkState::kConnected || st == LinkState::kConnected) {
-        rememberOutage(st != LinkState::kConnected);
-      }
-      status_.state = st;
-      status_.endpoint = opts_.server;
-      if (st == LinkState::kDisconnected && !detail.empty()) status_.lastError = detail;
-    }
-    linkUp_.set(st == LinkState::kConnected ? 1 : 0);
-    bus_.publish(kLinkEvents, LinkEvent{st, detail});
-  }
-
-  void rememberOutage(bool down) {
-    metadb::WriteBatch batch;
-    if (down) {
-      batch.putKv(std::string(kKvOfflineSince),
-                  std::to_string(core::toUnixMillis(clock_.wallNow())));
-    } else {
-      batch.eraseKv(std::string(kKvOfflineSince));
-    }
-    writes_.write(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
-      if (!r.isOk()) log_.warn("recording the link's outage: ", r.status().toString());
-    });
-  }
-
-  void restoreOutage() {
-    auto kv = reader_->getKv(kKvOfflineSince);
-    if (!kv.isOk() || !kv->has_value() || !isDecimal(**kv)) {
-      rememberOutage(true);
-      return;
-    }
-    auto since = core::WallTime(std::chrono::milliseconds(std::stoll(**kv)));
-    auto ago = std::chrono::duration_cast<core::Duration>(clock_.wallNow() - since);
-    std::lock_guard lock(mu_);
-    if (ago > core::Duration::zero()) offlineSince_ = clock_.now() - ago;
-  }
+  // ---- state and outage bookkeeping (session_common.h, shared with the MQTT link)
+  LinkState state() const { return book_.state(); }
+  void setState(LinkState st, const std::string& detail) { book_.set(st, detail); }
 
   // ---- connection
   std::string url() const {
@@ -504,10 +446,7 @@ class WebsocketLink final : public CloudLink {
       log_.warn("connecting to ", opts_.server, " failed: ", why, "; retrying in ", ms, " ms");
     }
     reconnects_.inc();
-    {
-      std::lock_guard lock(mu_);
-      status_.reconnects++;
-    }
+    book_.update([](LinkStatus& s) { s.reconnects++; });
     loop_.cancel(reconnectTimer_);
     reconnectTimer_ = loop_.runAfter(delay, [this] { connectNow(); });
   }
@@ -527,8 +466,7 @@ class WebsocketLink final : public CloudLink {
 
   void countSent() {
     sent_.inc();
-    std::lock_guard lock(mu_);
-    status_.messagesOut++;
+    book_.update([](LinkStatus& s) { s.messagesOut++; });
   }
 
   // Writes one frame; `done` runs on the loop with the outcome (not at all after stop).
@@ -779,11 +717,7 @@ class WebsocketLink final : public CloudLink {
     // unnamed) must be settled by the cloud before the mark may go.
     if (markSet_ && isPodKey(resource)) unresolved_.insert(resource);
     if (state() != LinkState::kConnected || !conn_) {
-      std::string why;
-      {
-        std::lock_guard lock(mu_);
-        why = status_.lastError;
-      }
+      std::string why = book_.status().lastError;
       return done(fromStore(resource, why.empty() ? "offline" : "offline: " + why));
     }
     Envelope e = message("edged", "meta", "query", resource);
@@ -888,8 +822,7 @@ class WebsocketLink final : public CloudLink {
   void onNodeAnswered() {
     nodeAnswered_ = true;
     if (!settled_) return;
-    std::lock_guard lock(mu_);
-    status_.lastSync = clock_.wallNow();
+    book_.update([now = clock_.wallNow()](LinkStatus& s) { s.lastSync = now; });
   }
 
   void checkResync() {
@@ -901,11 +834,7 @@ class WebsocketLink final : public CloudLink {
     }
     if (!nodeAnswered_ || now - lastDesiredRx_ < quiet) return;
     settled_ = true;
-    auto wall = clock_.wallNow();
-    {
-      std::lock_guard lock(mu_);
-      status_.lastSync = wall;
-    }
+    book_.update([wall = clock_.wallNow()](LinkStatus& s) { s.lastSync = wall; });
     log_.info("in step with the cloud: no resend for ",
               std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count(), " ms");
     if (markSet_ && !unresolved_.empty()) {
@@ -1001,10 +930,7 @@ class WebsocketLink final : public CloudLink {
   // ---- receiving
   void invalid(core::Counter& counter, const std::string& what, const std::string& why) {
     counter.inc();
-    {
-      std::lock_guard lock(mu_);
-      status_.messagesInvalid++;
-    }
+    book_.update([](LinkStatus& s) { s.messagesInvalid++; });
     log_.warn("ignored cloud message ", what, ": ", why);
   }
 
@@ -1012,10 +938,7 @@ class WebsocketLink final : public CloudLink {
     if (stopping_ || id != connId_) return;
     lastRx_ = clock_.now();
     received_.inc();
-    {
-      std::lock_guard lock(mu_);
-      status_.messagesIn++;
-    }
+    book_.update([](LinkStatus& s) { s.messagesIn++; });
     Decoded d = decode(text, Encoding::kJson, opts_.maxMessageBytes);
     if (d.failure) {
       auto& counter = d.failure->kind == DecodeError::kTooLarge    ? invalidTooLarge_
@@ -1120,6 +1043,7 @@ class WebsocketLink final : public CloudLink {
   StoreWrites writes_;
   OutboxDrainer drainer_;
   core::Gauge& linkUp_;
+  LinkStateBook book_;
   core::Counter& reconnects_;
   core::Counter& received_;
   core::Counter& sent_;
@@ -1165,10 +1089,6 @@ class WebsocketLink final : public CloudLink {
   core::MonoTime lastDesiredRx_, lastAsked_;
   bool nodeAnswered_ = false, settled_ = false, clearingMark_ = false;
   std::atomic<bool> stopped_{false};
-
-  mutable std::mutex mu_;
-  LinkStatus status_;
-  core::MonoTime offlineSince_;
 };
 
 CloudLinkPtr makeWebsocketLink(WebsocketLinkOptions options, metadb::Store& store, core::Bus& bus,
