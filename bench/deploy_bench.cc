@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_util.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/core/log.h"
@@ -44,6 +45,10 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
+
+using bench::cpuModel;
+using bench::median;
+using bench::summary;
 
 struct Params {
   std::string out;
@@ -320,28 +325,6 @@ size_t countRunning(deploy::Runtime& rt) {
 
 // ---- statistics and output
 // -------------------------------------------------------------------------
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-json summary(const std::vector<double>& samples) {
-  return {{"median", median(samples)},
-          {"min", *std::min_element(samples.begin(), samples.end())},
-          {"max", *std::max_element(samples.begin(), samples.end())},
-          {"samples", samples}};
-}
-
-std::string cpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
 
 std::string firstLine(const std::vector<std::string>& argv) {
   std::string out;

@@ -42,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_util.h"
 #include "link_bench_ws.h"
 #include "link_proxy.h"
 #include "outpost/cloudhub/envelope.h"
@@ -61,6 +62,11 @@ using SteadyClock = std::chrono::steady_clock;
 using nlohmann::json;
 
 namespace {
+
+using bench::cpuModel;
+using bench::median;
+using bench::percentile;
+using bench::summary;
 
 struct Params {
   std::string out;
@@ -92,15 +98,6 @@ std::string commandOutput(const std::string& cmd) {
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
-}
-
-std::string cpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
 }
 
 int64_t nowMs() {
@@ -607,25 +604,6 @@ RunResult rawSqlite(size_t n, size_t perTx) {
 
 // ---- statistics
 // --------------------------------------------------------------------------------
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
-json summary(const std::vector<double>& samples) {
-  return {{"median", median(samples)},
-          {"min", *std::min_element(samples.begin(), samples.end())},
-          {"max", *std::max_element(samples.begin(), samples.end())},
-          {"samples", samples}};
-}
 
 // ---- B9: bytes on the wire
 // ---------------------------------------------------------------------

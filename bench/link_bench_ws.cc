@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "bench_util.h"
 #include "outpost/cloudhub/envelope.h"
 #include "outpost/cloudhub/websocket_link.h"
 #include "outpost/core/bus.h"
@@ -57,25 +58,6 @@ struct WsError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 [[noreturn]] void fail(const std::string& what) { throw WsError("websocket: " + what); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
-json summarize(const std::vector<double>& samples) {
-  return {{"median", median(samples)},
-          {"min", *std::min_element(samples.begin(), samples.end())},
-          {"max", *std::max_element(samples.begin(), samples.end())},
-          {"samples", samples}};
-}
 
 // The value of `"field":"..."` in a JSON text, without parsing it all ("" when absent).
 std::string_view stringField(std::string_view text, std::string_view quotedField) {
@@ -457,7 +439,7 @@ json ratio(const WebsocketColumn::Series& metric, const std::string& ours,
   return json{{"ours", ours},
               {"limit", limits.size() == 1 ? json(limits[0]) : json(limits)},
               {"ratio_of_medians", r},
-              {"per_rep", summarize(per)}};
+              {"per_rep", summary(per)}};
 }
 
 }  // namespace
@@ -587,9 +569,9 @@ int websocketOnly(const WsColumnOptions& options, int reps, const std::string& o
     json j;
     j["benchmark"] = "link (websocket column only)";
     for (auto& s : scenarios) {
-      j["scenarios"][s.name] = {{"messages_per_s", summarize(rate[s.name])},
-                                {"p50_ms", summarize(p50[s.name])},
-                                {"p99_ms", summarize(p99[s.name])},
+      j["scenarios"][s.name] = {{"messages_per_s", summary(rate[s.name])},
+                                {"p50_ms", summary(p50[s.name])},
+                                {"p99_ms", summary(p99[s.name])},
                                 {"latency_samples_ms", latencies[s.name]}};
     }
     j["websocket"] = column.summary(rate, p50, p99);

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/event_loop.h"
@@ -33,6 +34,10 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using bench::cpuModel;
+using bench::median;
+using bench::summary;
 
 struct Params {
   std::string out;
@@ -202,28 +207,6 @@ double throughStore(const fs::path& dir, int rows, Mode mode, int batch, core::D
 
 // ---- statistics and output
 // -------------------------------------------------------------------------
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-nlohmann::json summary(const std::vector<double>& samples) {
-  return {{"median", median(samples)},
-          {"min", *std::min_element(samples.begin(), samples.end())},
-          {"max", *std::max_element(samples.begin(), samples.end())},
-          {"samples", samples}};
-}
-
-std::string cpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
 
 Params parse(int argc, char** argv) {
   Params p;

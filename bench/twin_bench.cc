@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_util.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/event_loop.h"
@@ -42,6 +43,11 @@ using SteadyClock = std::chrono::steady_clock;
 using nlohmann::json;
 
 namespace {
+
+using bench::cpuModel;
+using bench::median;
+using bench::percentile;
+using bench::summary;
 
 struct Params {
   std::string out;
@@ -72,15 +78,6 @@ std::string commandOutput(const std::string& cmd) {
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
-}
-
-std::string cpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
 }
 
 int freePort() {
@@ -249,22 +246,6 @@ class Echo {
   std::unique_ptr<mqtt::async_client> client_;
 };
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
-
-json summary(const std::vector<double>& samples) {
-  return {{"median", median(samples)},
-          {"min", *std::min_element(samples.begin(), samples.end())},
-          {"max", *std::max_element(samples.begin(), samples.end())},
-          {"samples", samples}};
-}
-
 Params parse(int argc, char** argv) {
   Params p;
   for (int i = 1; i < argc; ++i) {
@@ -373,10 +354,10 @@ int main(int argc, char** argv) {
       auto t = twinLoad.run(p.requests, p.window, twinTopic, "twin" + std::to_string(rep));
       rates["echo"].push_back(e.perSecond);
       rates["twin"].push_back(t.perSecond);
-      p50s["echo"].push_back(percentile(e.latenciesMs, 0.5));
-      p50s["twin"].push_back(percentile(t.latenciesMs, 0.5));
-      p99s["echo"].push_back(percentile(e.latenciesMs, 0.99));
-      p99s["twin"].push_back(percentile(t.latenciesMs, 0.99));
+      p50s["echo"].push_back(percentile(e.latenciesMs, 50));
+      p50s["twin"].push_back(percentile(t.latenciesMs, 50));
+      p99s["echo"].push_back(percentile(e.latenciesMs, 99));
+      p99s["twin"].push_back(percentile(t.latenciesMs, 99));
       ratios.push_back(t.perSecond / e.perSecond);
       std::printf(
           "rep %d: echo %8.0f/s (p50 %.2f ms, p99 %.2f ms)   twin %8.0f/s (p50 %.2f ms, "
