@@ -65,13 +65,7 @@ struct Agent {
   void enqueue(const std::string& kind, const std::string& key, const std::string& payload) {
     metadb::WriteBatch b;
     b.enqueue({kind, key, payload, 0});
-    std::promise<bool> done;
-    core::EventLoop loop("test", clock);
-    loop.start();
-    store->write(std::move(b), loop,
-                 [&](core::Result<metadb::WriteResult> r) { done.set_value(r.isOk()); });
-    REQUIRE(done.get_future().get());
-    loop.stop();
+    write(std::move(b));
     link->outboxChanged();
   }
   void write(metadb::WriteBatch b) {
