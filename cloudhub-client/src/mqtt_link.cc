@@ -576,7 +576,8 @@ class MqttLink final : public CloudLink {
       m.converged = true;
       auto now = clock_.wallNow();
       batch.putKv("sync." + origin + ".generation", std::to_string(m.generation));
-      batch.putKv("sync.last", std::to_string(core::toUnixMillis(now)));
+      batch.putKv(std::string(LinkStateBook::kLastSyncKey),
+                  std::to_string(core::toUnixMillis(now)));
       // Every scope with a manifest is complete: a store recovered empty holds the whole set again,
       // so deploy may collect pods that nobody wants (it keeps them while the mark is set).
       if (std::all_of(manifests_.begin(), manifests_.end(),
@@ -594,7 +595,7 @@ class MqttLink final : public CloudLink {
               if (it != manifests_.end()) it->second.converged = false;
               return;
             }
-            book_.update([&](LinkStatus& s) { s.lastSync = now; });
+            book_.synced(now, /*storedByCaller=*/true);
             resyncDelay_ = kResyncInitial;
             log_.info("desired set of ", scope, " complete (generation ", generation, "), ",
                       removed, removed == 1 ? " object" : " objects", " no longer desired removed");

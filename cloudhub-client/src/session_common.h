@@ -324,11 +324,18 @@ class LinkStateBook {
         offlineSince_(clock.now()) {}
 
   // At start: the outage the store remembers, or one that starts now (offline until the first
-  // connect).
+  // connect), and when the desired set was last known complete.
   void restore(metadb::StoreReader& reader) {
     {
       std::lock_guard lock(mu_);
       offlineSince_ = clock_.now();
+    }
+    auto last = reader.getKv(kLastSyncKey);
+    if (last.isOk() && last->has_value() && isDecimal(**last)) {
+      auto at = core::WallTime(std::chrono::milliseconds(std::stoll(**last)));
+      std::lock_guard lock(mu_);
+      status_.lastSync = at;
+      lastSyncStored_ = at;
     }
     auto kv = reader.getKv(kOfflineSinceKey);
     if (!kv.isOk() || !kv->has_value() || !isDecimal(**kv)) {
@@ -385,7 +392,32 @@ class LinkStateBook {
     f(status_);
   }
 
+  // The desired set is known complete at `at`. The store keeps it across restarts (unless the
+  // caller's own batch already wrote kLastSyncKey); a moving lastSync is written at most once per
+  // kLastSyncPersistEvery, so a session that answers every heartbeat does not write every time.
+  void synced(core::WallTime at, bool storedByCaller = false) {
+    bool persist = false;
+    {
+      std::lock_guard lock(mu_);
+      status_.lastSync = at;
+      if (storedByCaller) {
+        lastSyncStored_ = at;
+      } else if (!lastSyncStored_ || at - *lastSyncStored_ >= kLastSyncPersistEvery) {
+        lastSyncStored_ = at;
+        persist = true;
+      }
+    }
+    if (!persist) return;
+    metadb::WriteBatch batch;
+    batch.putKv(std::string(kLastSyncKey), std::to_string(core::toUnixMillis(at)));
+    writes_.write(std::move(batch), loop_, [this](core::Result<metadb::WriteResult> r) {
+      if (!r.isOk()) log_.warn("recording the last sync: ", r.status().toString());
+    });
+  }
+
   static constexpr std::string_view kOfflineSinceKey = "cloud.offline_since_ms";
+  static constexpr std::string_view kLastSyncKey = "sync.last";
+  static constexpr std::chrono::seconds kLastSyncPersistEvery{60};
 
  private:
   void remember(bool down) {
@@ -411,6 +443,7 @@ class LinkStateBook {
   mutable std::mutex mu_;
   LinkStatus status_;
   core::MonoTime offlineSince_;
+  std::optional<core::WallTime> lastSyncStored_;  // the lastSync the store holds
 };
 
 }  // namespace outpost::cloudhub

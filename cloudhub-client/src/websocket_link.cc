@@ -822,7 +822,7 @@ class WebsocketLink final : public CloudLink {
   void onNodeAnswered() {
     nodeAnswered_ = true;
     if (!settled_) return;
-    book_.update([now = clock_.wallNow()](LinkStatus& s) { s.lastSync = now; });
+    book_.synced(clock_.wallNow());
   }
 
   void checkResync() {
@@ -834,7 +834,7 @@ class WebsocketLink final : public CloudLink {
     }
     if (!nodeAnswered_ || now - lastDesiredRx_ < quiet) return;
     settled_ = true;
-    book_.update([wall = clock_.wallNow()](LinkStatus& s) { s.lastSync = wall; });
+    book_.synced(clock_.wallNow());
     log_.info("in step with the cloud: no resend for ",
               std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count(), " ms");
     if (markSet_ && !unresolved_.empty()) {

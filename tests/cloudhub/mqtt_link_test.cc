@@ -374,6 +374,30 @@ TEST_CASE(
   CHECK(agent.log().find("no longer desired removed") != std::string::npos);
 }
 
+TEST_CASE("the last sync survives a restart, also one without the broker") {
+  TempDir dir;
+  core::SystemClock clock;
+  std::optional<core::WallTime> synced;
+  core::WallTime stoppedAt;
+  {
+    Mosquitto broker;
+    Cloud cloud(broker.uri());
+    cloud.put("a", 1);
+    Agent agent(dir, linkOptions(broker.uri()), clock);
+    REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+    synced = agent.link->status().lastSync;
+    stoppedAt = clock.wallNow();
+  }
+  // Started again with nobody listening: still offline, and the status says when it last was
+  // in step with the cloud.
+  Agent agent(dir, linkOptions("tcp://127.0.0.1:" + std::to_string(freePort())), clock);
+  auto restored = agent.link->status().lastSync;
+  REQUIRE(restored.has_value());
+  CHECK(core::toUnixMillis(*restored) >= core::toUnixMillis(*synced));
+  CHECK(*restored <= stoppedAt);
+  CHECK(agent.link->status().state != cloudhub::LinkState::kConnected);
+}
+
 TEST_CASE(
     "a store recovered empty stays marked incomplete until every manifest is complete again") {
   TempDir dir;

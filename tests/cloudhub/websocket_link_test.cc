@@ -662,6 +662,30 @@ TEST_CASE("lastSync is set once the cloud's resend after connecting is quiet, an
   CHECK(agent.link->status().lastSync == frozen);
 }
 
+TEST_CASE("lastSync survives a restart, also one that finds the cloud unreachable") {
+  Setup s;
+  std::optional<core::WallTime> first;
+  core::WallTime stoppedAt;
+  {
+    CloudHubDouble hub(hubOptions(s.tls));
+    auto o = linkOptions(hub.url(), s.tls);
+    o.resyncQuietHeartbeats = 1;
+    Agent agent(s.dir.path(), o);
+    REQUIRE(waitFor([&] { return agent.link->status().lastSync.has_value(); }));
+    first = agent.link->status().lastSync;
+    // Node query answers move it on while connected; the store keeps a recent one.
+    REQUIRE(waitFor([&] { return *agent.link->status().lastSync > *first; }));
+    stoppedAt = std::chrono::system_clock::now();
+  }
+  auto o = linkOptions("wss://127.0.0.1:" + std::to_string(freePort()), s.tls);
+  Agent agent(s.dir.path(), o);
+  auto restored = agent.link->status().lastSync;
+  REQUIRE(restored.has_value());
+  CHECK(core::toUnixMillis(*restored) >= core::toUnixMillis(*first));
+  CHECK(*restored <= stoppedAt);
+  CHECK_FALSE(agent.connected());
+}
+
 // Issue 9 item 3: the needs_full_resync mark (store recovered empty) goes only once the resend is
 // over and every pod deploy keeps unnamed (it asks about each) was settled by the cloud.
 TEST_CASE(
