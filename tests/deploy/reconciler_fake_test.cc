@@ -10,20 +10,28 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string runningId(FakeRuntime& rt) {
-  auto list = rt.listContainers({"", "", deploy::ContainerState::kRunning, {}});
-  return list->empty() ? "" : list->front().id;
-}
-
-TEST_CASE("crash-loop back-off: immediate first restart, then 10 s doubling to the cap") {
+// What every case here starts from: the fake runtime holding img:1, a manual clock, a desired set
+// and status sink in memory, and a reconciler configuration with its own state directory.
+struct FakeReconciler {
+  FakeReconciler() {
+    rt.addImage("img:1");
+    cfg.stateDir = state.path().string();
+  }
   FakeRuntime rt;
-  rt.addImage("img:1");
   core::ManualClock clock;
   MemoryDesired desired;
   MemorySink sink;
   TempDir state;
   deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+};
+
+std::string runningId(FakeRuntime& rt) {
+  auto list = rt.listContainers({"", "", deploy::ContainerState::kRunning, {}});
+  return list->empty() ? "" : list->front().id;
+}
+
+TEST_CASE_FIXTURE(FakeReconciler,
+                  "crash-loop back-off: immediate first restart, then 10 s doubling to the cap") {
   cfg.backoffMax = 40s;
   const std::string key = "default/pod/crash";
   desired.put(key, busyboxPod("crash", "u-crash", "img:1", {{"c", "exit 1"}}).dump());
@@ -52,15 +60,7 @@ TEST_CASE("crash-loop back-off: immediate first restart, then 10 s doubling to t
   }
 }
 
-TEST_CASE("a container that ran 10 minutes restarts without back-off") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+TEST_CASE_FIXTURE(FakeReconciler, "a container that ran 10 minutes restarts without back-off") {
   cfg.backoffReset = 0s;  // any run counts as long: the fake's runs are short in real time
   const std::string key = "default/pod/long";
   desired.put(key, busyboxPod("long", "u-long", "img:1", {{"c", "run"}}).dump());
@@ -73,15 +73,9 @@ TEST_CASE("a container that ran 10 minutes restarts without back-off") {
   }
 }
 
-TEST_CASE("restartPolicy Never leaves a failed pod Failed, OnFailure leaves a succeeded one") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+TEST_CASE_FIXTURE(
+    FakeReconciler,
+    "restartPolicy Never leaves a failed pod Failed, OnFailure leaves a succeeded one") {
   auto never = busyboxPod("never", "u-never", "img:1", {{"c", "exit 2"}});
   never["spec"]["restartPolicy"] = "Never";
   auto onFailure = busyboxPod("onf", "u-onf", "img:1", {{"c", "exit 0"}});
@@ -102,15 +96,7 @@ TEST_CASE("restartPolicy Never leaves a failed pod Failed, OnFailure leaves a su
   CHECK(rt.calls("CreateContainer") == 2);
 }
 
-TEST_CASE("status is reported only when it changes") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+TEST_CASE_FIXTURE(FakeReconciler, "status is reported only when it changes") {
   desired.put("default/pod/quiet", busyboxPod("quiet", "u-q", "img:1", {{"c", "run"}}).dump());
   DeployAgent agent(rt, desired, sink, clock, cfg);
   REQUIRE(agent.start());
@@ -120,17 +106,10 @@ TEST_CASE("status is reported only when it changes") {
   CHECK(sink.node()["nodeInfo"]["containerRuntimeVersion"] == "fake://1.0");
 }
 
-TEST_CASE(
+TEST_CASE_FIXTURE(
+    FakeReconciler,
     "a failed pull backs off like Kubernetes: ErrImagePull, then ImagePullBackOff for 10 s "
     "doubling to the cap; an image that appears is used at once") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
   cfg.pullBackoffMax = 40s;
   cfg.pollInterval = 1h;  // only the back-off's own wake-up and the test's passes
   cfg.resyncInterval = 1h;
@@ -163,15 +142,9 @@ TEST_CASE(
   CHECK(rt.calls("PullImage") == pulls);
 }
 
-TEST_CASE("pull policy Never with an absent image waits with ErrImageNeverPull and never pulls") {
-  FakeRuntime rt;
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
-  rt.addImage("img:1");
+TEST_CASE_FIXTURE(
+    FakeReconciler,
+    "pull policy Never with an absent image waits with ErrImageNeverPull and never pulls") {
   const std::string key = "default/pod/never-pull";
   auto pod = busyboxPod("never-pull", "u-np", "img:absent", {{"c", "run"}});
   pod["spec"]["containers"][0]["imagePullPolicy"] = "Never";
@@ -186,15 +159,9 @@ TEST_CASE("pull policy Never with an absent image waits with ErrImageNeverPull a
   CHECK(rt.calls("PullImage") == 0);
 }
 
-TEST_CASE(
+TEST_CASE_FIXTURE(
+    FakeReconciler,
     "node status is sent at the configured interval as a heartbeat, and at once on a change") {
-  FakeRuntime rt;
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
   cfg.nodeStatusInterval = 60s;
   cfg.pollInterval = 1h;
   cfg.resyncInterval = 1h;
@@ -224,15 +191,7 @@ TEST_CASE(
 namespace outpost::test {
 namespace {
 
-TEST_CASE("a pod's event ring keeps the newest 20 events, oldest first") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+TEST_CASE_FIXTURE(FakeReconciler, "a pod's event ring keeps the newest 20 events, oldest first") {
   cfg.backoffMax = 10s;
   const std::string key = "default/pod/crash";
   desired.put(key, busyboxPod("crash", "u-crash", "img:1", {{"c", "exit 1"}}).dump());
@@ -257,14 +216,9 @@ TEST_CASE("a pod's event ring keeps the newest 20 events, oldest first") {
     CHECK(info->events[i - 1].first <= info->events[i].first);
 }
 
-TEST_CASE("an invalid desired pod is one Warning event counted at each re-read, not a new row") {
-  FakeRuntime rt;
-  core::ManualClock clock;
-  MemoryDesired desired;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+TEST_CASE_FIXTURE(
+    FakeReconciler,
+    "an invalid desired pod is one Warning event counted at each re-read, not a new row") {
   const std::string key = "default/pod/bad";
   desired.put(key, R"({"metadata":{"name":"bad","uid":"u-bad"},"spec":{"containers":[]}})");
   DeployAgent agent(rt, desired, sink, clock, cfg);
@@ -281,19 +235,12 @@ TEST_CASE("an invalid desired pod is one Warning event counted at each re-read, 
   CHECK_FALSE(agent.reconciler().podInfo("default/pod/other").has_value());
 }
 
-TEST_CASE(
+TEST_CASE_FIXTURE(
+    FakeReconciler,
     "after a store recovery the pods the empty store does not name keep running until the desired "
     "set is complete, then they are collected") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemorySink sink;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
   const std::string key = "default/pod/keep";
   {
-    MemoryDesired desired;
     desired.put(key, busyboxPod("keep", "u-keep", "img:1", {{"c", "run"}}).dump());
     DeployAgent agent(rt, desired, sink, clock, cfg);
     REQUIRE(agent.start());
@@ -318,15 +265,9 @@ TEST_CASE(
 
 // Issue 9: a configmap the store lacks is asked of the cloud (DesiredPods::fetchMissing), at most
 // once per key per interval; when it arrives, the pod starts.
-TEST_CASE("a pod whose configmap the store lacks asks the cloud for it, and starts once it lands") {
-  FakeRuntime rt;
-  rt.addImage("img:1");
-  core::ManualClock clock;
-  MemorySink sink;
-  MemoryDesired desired;
-  TempDir state;
-  deploy::ReconcilerConfig cfg;
-  cfg.stateDir = state.path().string();
+TEST_CASE_FIXTURE(
+    FakeReconciler,
+    "a pod whose configmap the store lacks asks the cloud for it, and starts once it lands") {
   cfg.fetchMissingInterval = 60s;
   const std::string key = "default/pod/web";
   const std::string cm = "default/configmap/web-cfg";
