@@ -60,6 +60,10 @@ Status fsyncDir(const fs::path& dir) {
   return core::okStatus();
 }
 
+Status limitCache(sql::Connection& db, int kib) {
+  return db.exec("PRAGMA cache_size = -" + std::to_string(kib));
+}
+
 // Everything that reads the file's content; a kDataLoss from here means the file is corrupt.
 Result<sql::Connection> tryOpen(const StoreOptions& options) {
   OUTPOST_RETURN_IF_ERROR(ensureFile(options.path));
@@ -71,6 +75,7 @@ Result<sql::Connection> tryOpen(const StoreOptions& options) {
   if (mode != "wal")
     return core::unavailable("could not switch " + options.path + " to WAL: " + mode);
   OUTPOST_RETURN_IF_ERROR(db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"));
+  OUTPOST_RETURN_IF_ERROR(limitCache(db, options.writerCacheKiB));
   if (options.maxPageCount) {
     OUTPOST_RETURN_IF_ERROR(
         db.queryInt("PRAGMA max_page_count = " + std::to_string(*options.maxPageCount)));
@@ -125,6 +130,9 @@ Status makePrivate(const std::string& path) {
 Result<OpenedWriter> openWriter(const StoreOptions& options, core::WallTime now,
                                 const core::Logger& log) {
   if (options.path.empty()) return core::invalidArgument("store path is empty");
+  if (options.writerCacheKiB <= 0 || options.readerCacheKiB <= 0) {
+    return core::invalidArgument("store page cache sizes must be positive (KiB)");
+  }
   const fs::path dir = fs::path(options.path).parent_path();
   OUTPOST_RETURN_IF_ERROR(ensureDir(dir));
   std::error_code ec;
@@ -150,7 +158,11 @@ Result<OpenedWriter> openWriter(const StoreOptions& options, core::WallTime now,
 }
 
 Result<sql::Connection> openReadOnly(const StoreOptions& options) {
-  return sql::Connection::open(options.path, SQLITE_OPEN_READONLY, options.busyTimeout);
+  OUTPOST_ASSIGN_OR_RETURN(
+      sql::Connection db,
+      sql::Connection::open(options.path, SQLITE_OPEN_READONLY, options.busyTimeout));
+  OUTPOST_RETURN_IF_ERROR(limitCache(db, options.readerCacheKiB));
+  return db;
 }
 
 }  // namespace outpost::metadb::detail

@@ -260,3 +260,46 @@ TEST_CASE(
   f.writeOk(WriteBatch().apply(upsert("default/pod/after", "1", std::string(2000, 'c'))));
   CHECK(reader->list("pod")->size() == static_cast<size_t>(stored) + 2);
 }
+
+// Each module holds its own reader. With SQLite's default page cache (2 MiB per connection) a store
+// of a few MB would sit in the agent's memory once per reader; the cache is bounded instead.
+TEST_CASE(
+    "a reader's page cache stays bounded however large the store, and the bound is an option") {
+  StoreFixture f;
+  f.open();
+  const std::string object(2000, 'x');
+  for (int b = 0; b < 6; ++b) {
+    WriteBatch batch;
+    for (int i = 0; i < 250; ++i) {
+      batch.apply(upsert("default/pod/p" + std::to_string(b * 250 + i), "1", object));
+    }
+    f.writeOk(std::move(batch));
+  }
+  // SQLite's own count of the memory it holds, before a reader and after it read 3 MB of pods.
+  auto readAllCost = [&](int cacheKiB) {
+    f.options.readerCacheKiB = cacheKiB;
+    f.store.reset();
+    f.open();
+    int64_t before = sqlite3_memory_used();
+    auto reader = f.reader();
+    auto pods = reader->list("pod");
+    REQUIRE(pods.isOk());
+    CHECK(pods->size() == 1500);
+    return sqlite3_memory_used() - before;
+  };
+  int64_t bounded = readAllCost(StoreOptions().readerCacheKiB);
+  int64_t larger = readAllCost(4096);
+  MESSAGE("SQLite memory of a reader after reading 3 MB: ", bounded, " bytes with the default, ",
+          larger, " with a 4 MiB cache");
+  CHECK(bounded < 512 * 1024);
+  CHECK(larger > 2 * 1024 * 1024);
+}
+
+TEST_CASE("a page cache size that is not positive is refused with the option named") {
+  StoreFixture f;
+  f.options.readerCacheKiB = 0;
+  auto r = f.tryOpen();
+  REQUIRE_FALSE(r.isOk());
+  CHECK(r.status().code() == core::Code::kInvalidArgument);
+  CHECK(r.status().message().find("page cache") != std::string::npos);
+}

@@ -38,6 +38,12 @@ struct StoreOptions {
   std::chrono::milliseconds busyTimeout = std::chrono::seconds(5);
   // Caps the file at this many pages (SQLite's max_page_count); for tests of a full disk.
   std::optional<int64_t> maxPageCount;
+  // SQLite's page cache per connection, in KiB (PRAGMA cache_size = -N). SQLite's own default is
+  // 2 MiB per connection, and each module holds a reader, so a store of a few MB would sit in the
+  // agent's memory several times over. Pages not cached are read again from the kernel's page
+  // cache, which holds them once.
+  int writerCacheKiB = 512;
+  int readerCacheKiB = 128;
 };
 
 class SqliteStore : public Store {
