@@ -10,7 +10,7 @@
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/exit_codes.h"
-#include "outpost/cloudhub/mqtt_library.h"
+#include "outpost/mqttc/client.h"
 #include "systemd_notify.h"
 #include "version.h"
 
@@ -37,8 +37,8 @@ void notify(const std::string& state) { notifySystemd(state); }
 }  // namespace
 
 int runDaemon(int argc, char** argv) {
-  limitMallocArenas();                    // before any thread exists
-  cloudhub::leaveOpensslInitToOpenssl();  // before any thread or MQTT client exists
+  limitMallocArenas();                 // before any thread exists
+  mqttc::leaveOpensslInitToOpenssl();  // before any thread or MQTT client exists
   CLI::App app{"outpostd: the Outpost edge node agent", "outpostd"};
   std::string configPath = "/etc/outpost/outpost.yaml";
   std::string logLevel;

@@ -8,7 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "outpost/cloudhub/mqtt_link.h"
-#include "paho_client.h"
+#include "outpost/mqttc/client.h"
+#include "tls_probe.h"
 
 namespace outpost::cloudhub {
 
@@ -37,7 +38,7 @@ class MqttDesiredPublisher final : public DesiredPublisher {
   explicit MqttDesiredPublisher(PublisherOptions o) : opts_(std::move(o)), topics_{opts_.prefix} {}
 
   core::Status connectNow() {
-    MqttConnectOptions c;
+    mqttc::ConnectOptions c;
     c.uri = opts_.broker;
     c.clientId = "outpostctl-" + newMessageId().substr(0, 8);
     c.cleanSession = true;
@@ -47,15 +48,15 @@ class MqttDesiredPublisher final : public DesiredPublisher {
     c.certFile = opts_.certFile;
     c.keyFile = opts_.keyFile;
     c.connectTimeout = std::chrono::duration_cast<std::chrono::seconds>(opts_.timeout);
-    MqttCallbacks cb;
+    mqttc::Callbacks cb;
     cb.connected = [this] { signal(connected_, core::okStatus()); };
-    cb.failed = [this](std::string why) { signal(connected_, core::unavailable(why)); };
+    cb.down = [this](std::string why) { signal(connected_, core::unavailable(why)); };
     cb.message = [this](std::string topic, std::string payload, bool) {
       std::lock_guard l(mu_);
       retained_[topic] = std::move(payload);
       cv_.notify_all();
     };
-    client_ = std::make_unique<PahoClient>(c, std::move(cb));
+    client_ = std::make_unique<mqttc::Client>(c, std::move(cb));
     OUTPOST_RETURN_IF_ERROR(client_->connect());
     auto s = waitFor(connected_);
     if (!s.isOk() &&
@@ -192,7 +193,7 @@ class MqttDesiredPublisher final : public DesiredPublisher {
 
   PublisherOptions opts_;
   MqttTopics topics_;
-  std::unique_ptr<PahoClient> client_;
+  std::unique_ptr<mqttc::Client> client_;
   std::mutex mu_;
   std::condition_variable cv_;
   Waiter connected_;

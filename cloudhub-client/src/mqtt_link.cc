@@ -14,9 +14,10 @@
 #include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/metadb/types.h"
-#include "paho_client.h"
+#include "outpost/mqttc/client.h"
 #include "rate_limiter.h"
 #include "session_common.h"
+#include "tls_probe.h"
 
 namespace outpost::cloudhub {
 
@@ -120,7 +121,7 @@ class MqttLink final : public CloudLink {
       return core::internalError("cloudhub loop did not start");
     }
     OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
-    MqttConnectOptions c;
+    mqttc::ConnectOptions c;
     c.uri = opts_.broker;
     c.clientId = opts_.nodeName;
     c.cleanSession = false;
@@ -134,16 +135,16 @@ class MqttLink final : public CloudLink {
     c.keyFile = opts_.keyFile;
     c.willTopic = topics_.online(opts_.nodeName);
     c.willPayload = "false";
-    MqttCallbacks cb;
+    mqttc::Callbacks cb;
     cb.connected = [this] { loop_.post([this] { onConnected(); }); };
-    cb.failed = [this](std::string why) { loop_.post([this, why] { onFailed(why); }); };
+    cb.down = [this](std::string why) { loop_.post([this, why] { onFailed(why); }); };
     cb.message = [this](std::string topic, std::string payload, bool) {
       loop_.post([this, topic = std::move(topic), payload = std::move(payload)] {
         onMessage(topic, payload);
       });
     };
     connectOptions_ = c;
-    client_ = std::make_unique<PahoClient>(std::move(c), std::move(cb));
+    client_ = std::make_unique<mqttc::Client>(std::move(c), std::move(cb));
     pollTimer_ = loop_.runEvery(opts_.outboxPoll, [this] { drain(); });
     loop_.post([this] { connectNow(); });
     return core::okStatus();
@@ -691,8 +692,8 @@ class MqttLink final : public CloudLink {
   };
   std::shared_ptr<TwinAcks> twinAcks_ = std::make_shared<TwinAcks>();
 
-  std::unique_ptr<PahoClient> client_;
-  MqttConnectOptions connectOptions_;
+  std::unique_ptr<mqttc::Client> client_;
+  mqttc::ConnectOptions connectOptions_;
   metadb::StoreReaderPtr reader_;  // used on the loop only
   std::map<std::string, Manifest> manifests_;
   bool checkPosted_ = false;

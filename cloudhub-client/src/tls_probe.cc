@@ -20,7 +20,7 @@
 // OpenSSL's SSL_set_tlsext_host_name is a macro with a C cast.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
 
-#include "paho_client.h"
+#include "outpost/mqttc/client.h"
 #include "tls_probe.h"
 
 namespace outpost::cloudhub {
@@ -210,7 +210,7 @@ core::Status probeTls(const TlsProbeTarget& o, std::chrono::milliseconds timeout
   return core::okStatus();
 }
 
-core::Status probeTls(const MqttConnectOptions& o, std::chrono::milliseconds timeout) {
+core::Status probeTls(const mqttc::ConnectOptions& o, std::chrono::milliseconds timeout) {
   return probeTls(TlsProbeTarget{o.uri, o.caFile, o.certFile, o.keyFile}, timeout);
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "outpost/core/status.h"
+#include "outpost/mqttc/client.h"
 
 namespace outpost::cloudhub {
 
@@ -19,5 +20,7 @@ struct TlsProbeTarget {
 // connect and handshake included): a server that accepts and never answers, or a dropped SYN,
 // must not hold the caller's thread.
 core::Status probeTls(const TlsProbeTarget& target, std::chrono::milliseconds timeout);
+// The same for an MQTT client's broker (ssl://, mqtts://, wss://) and TLS files.
+core::Status probeTls(const mqttc::ConnectOptions& options, std::chrono::milliseconds timeout);
 
 }  // namespace outpost::cloudhub

@@ -57,7 +57,7 @@ core::Status TwinServiceImpl::start() {
             bus_.subscribe(cloudhub::kCloudTwinMessages, loop_,
                            [this](const cloudhub::CloudTwinMessage& m) { onCloudTwinMessage(m); });
         reconcileAll();
-        MqttSettings s;
+        mqttc::ConnectOptions s;
         s.uri = opts_.broker;
         s.clientId = opts_.clientId.empty() ? "outpost-twin-" + opts_.nodeName : opts_.clientId;
         s.keepAlive = toSeconds(opts_.keepAlive);
@@ -67,15 +67,15 @@ core::Status TwinServiceImpl::start() {
         s.caFile = opts_.caFile;
         s.certFile = opts_.certFile;
         s.keyFile = opts_.keyFile;
-        MqttHandlers h;
+        mqttc::Callbacks h;
         h.connected = [this] { loop_.post([this] { onConnected(); }); };
         h.down = [this](std::string why) { loop_.post([this, why] { onDown(why); }); };
-        h.message = [this](std::string topic, std::string payload) {
+        h.message = [this](std::string topic, std::string payload, bool) {
           loop_.post([this, topic = std::move(topic), payload = std::move(payload)] {
             onMessage(topic, payload);
           });
         };
-        client_ = std::make_unique<MqttClient>(std::move(s), std::move(h));
+        client_ = std::make_unique<mqttc::Client>(std::move(s), std::move(h));
         connect();
       },
       std::chrono::seconds(30));
@@ -169,7 +169,8 @@ void TwinServiceImpl::onConnected() {
       log_.info("connected to ", opts_.broker, pending_.empty() ? "" : ", sending ",
                 pending_.empty() ? "" : std::to_string(pending_.size()) + " held messages");
       while (!pending_.empty() && connected_) {
-        client_->publish(pending_.front().first, std::move(pending_.front().second), nullptr);
+        client_->publish(pending_.front().first, std::move(pending_.front().second), false,
+                         nullptr);
         pending_.pop_front();
       }
     });
@@ -237,7 +238,7 @@ void TwinServiceImpl::publish(const std::string& topic, const json& payload) {
     pending_.emplace_back(topic, payload.dump());
     return;
   }
-  client_->publish(topic, payload.dump(), nullptr);
+  client_->publish(topic, payload.dump(), false, nullptr);
 }
 
 // ---- store

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "codec.h"
-#include "mqtt_client.h"
 #include "outpost/cloudhub/link.h"
 #include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
+#include "outpost/mqttc/client.h"
 #include "outpost/twin/twin_service.h"
 
 namespace outpost::twin {
@@ -113,7 +113,7 @@ class TwinServiceImpl final : public TwinService {
 
   // Loop-owned state.
   metadb::StoreReaderPtr reader_;
-  std::unique_ptr<MqttClient> client_;
+  std::unique_ptr<mqttc::Client> client_;
   core::Subscription keysSub_;
   core::Subscription cloudTwinSub_;
   std::map<std::string, DeviceEntry> devices_;

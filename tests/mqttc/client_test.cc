@@ -1,0 +1,287 @@
+// The one MQTT client adapter of the agent, against a real mosquitto: what the cloud link and the
+// device twins rely on, and how it reports what went wrong.
+
+#include "outpost/mqttc/client.h"
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "support/mosquitto.h"
+#include "support/test_util.h"
+
+namespace outpost::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// What arrived through a client's callbacks, read from the test thread.
+struct Seen {
+  std::mutex mu;
+  bool connected = false;
+  std::vector<std::string> down;
+  std::vector<std::tuple<std::string, std::string, bool>> messages;
+
+  mqttc::Callbacks callbacks() {
+    mqttc::Callbacks cb;
+    cb.connected = [this] {
+      std::lock_guard l(mu);
+      connected = true;
+    };
+    cb.down = [this](std::string why) {
+      std::lock_guard l(mu);
+      down.push_back(std::move(why));
+    };
+    cb.message = [this](std::string topic, std::string payload, bool retained) {
+      std::lock_guard l(mu);
+      messages.emplace_back(std::move(topic), std::move(payload), retained);
+    };
+    return cb;
+  }
+  template <class F>
+  auto with(F&& f) {
+    std::lock_guard l(mu);
+    return f();
+  }
+};
+
+// The outcome of one operation, once it is known.
+struct Outcome {
+  std::mutex mu;
+  std::optional<core::Status> status;
+  std::function<void(core::Status)> callback() {
+    return [this](core::Status s) {
+      std::lock_guard l(mu);
+      status = std::move(s);
+    };
+  }
+  std::optional<core::Status> get() {
+    std::lock_guard l(mu);
+    return status;
+  }
+};
+
+mqttc::ConnectOptions options(const std::string& uri, const std::string& id) {
+  mqttc::ConnectOptions o;
+  o.uri = uri;
+  o.clientId = id;
+  o.cleanSession = true;
+  o.connectTimeout = 5s;
+  return o;
+}
+
+TEST_CASE("a retained QoS 1 message reaches a subscriber with its topic, payload and flag") {
+  Mosquitto broker;
+  Seen pub, sub;
+  mqttc::Client publisher(options(broker.uri(), "pub"), pub.callbacks());
+  REQUIRE(publisher.connect().isOk());
+  REQUIRE(waitFor([&] { return pub.with([&] { return pub.connected; }); }));
+  CHECK(publisher.connected());
+  Outcome acked;
+  publisher.publish("site/a", std::string("v\0w", 3), true, acked.callback());
+  REQUIRE(waitFor([&] { return acked.get().has_value(); }));
+  CHECK(acked.get()->isOk());
+
+  mqttc::Client subscriber(options(broker.uri(), "sub"), sub.callbacks());
+  REQUIRE(subscriber.connect().isOk());
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.connected; }); }));
+  Outcome granted;
+  subscriber.subscribe({"site/#"}, granted.callback());
+  REQUIRE(waitFor([&] { return sub.with([&] { return !sub.messages.empty(); }); }));
+  CHECK(granted.get().has_value());
+  CHECK(granted.get()->isOk());
+  sub.with([&] {
+    CHECK(std::get<0>(sub.messages[0]) == "site/a");
+    CHECK(std::get<1>(sub.messages[0]) == std::string("v\0w", 3));
+    CHECK(std::get<2>(sub.messages[0]));
+    return 0;
+  });
+  // Live, not retained.
+  publisher.publish("site/b", "live", false, nullptr);
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 2; }); }));
+  sub.with([&] {
+    CHECK(std::get<1>(sub.messages[1]) == "live");
+    CHECK_FALSE(std::get<2>(sub.messages[1]));
+    return 0;
+  });
+}
+
+// mosquitto (2.0.11) grants every subscription whatever its ACL says; brokers such as AWS IoT Core
+// and EMQX refuse one they do not authorise with return code 0x80 in the SUBACK. This peer speaks
+// just enough MQTT 3.1.1 to do that: CONNACK to the CONNECT, then a SUBACK that refuses every
+// filter starting with "secret/".
+class RefusingBroker {
+ public:
+  RefusingBroker() {
+    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    REQUIRE(::listen(listen_, 1) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RefusingBroker() {
+    ::shutdown(listen_, SHUT_RDWR);
+    if (conn_ >= 0) ::shutdown(conn_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_);
+    if (conn_ >= 0) ::close(conn_);
+  }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  bool readExact(std::string& out, size_t n) {
+    out.resize(n);
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::read(conn_, out.data() + got, n - got);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  // One packet: its first byte and its body.
+  bool readPacket(uint8_t& type, std::string& body) {
+    std::string b;
+    if (!readExact(b, 1)) return false;
+    type = static_cast<uint8_t>(b[0]);
+    size_t length = 0, shift = 0;
+    do {
+      if (!readExact(b, 1)) return false;
+      length |= (static_cast<size_t>(b[0]) & 0x7f) << shift;
+      shift += 7;
+    } while (static_cast<uint8_t>(b[0]) & 0x80);
+    return readExact(body, length);
+  }
+  void serve() {
+    conn_ = ::accept(listen_, nullptr, nullptr);
+    if (conn_ < 0) return;
+    uint8_t type;
+    std::string body;
+    while (readPacket(type, body)) {
+      std::string reply;
+      if ((type >> 4) == 1) {
+        reply = std::string("\x20\x02\x00\x00", 4);  // CONNACK, accepted
+      } else if ((type >> 4) == 8) {
+        std::string codes;
+        for (size_t i = 2; i + 2 <= body.size();) {
+          size_t n = (static_cast<uint8_t>(body[i]) << 8) | static_cast<uint8_t>(body[i + 1]);
+          std::string filter = body.substr(i + 2, n);
+          codes += filter.rfind("secret/", 0) == 0 ? '\x80' : '\x01';
+          i += 2 + n + 1;
+        }
+        reply = std::string(1, '\x90') + static_cast<char>(2 + codes.size()) + body.substr(0, 2) +
+                codes;  // SUBACK with the packet id
+      } else if ((type >> 4) == 12) {
+        reply = std::string("\xd0\x00", 2);  // PINGRESP
+      } else if ((type >> 4) == 14) {
+        return;  // DISCONNECT
+      }
+      if (!reply.empty() && ::write(conn_, reply.data(), reply.size()) < 0) return;
+    }
+  }
+
+  int listen_ = -1;
+  int conn_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST_CASE("a subscription the broker refuses fails with the filter named") {
+  RefusingBroker broker;
+  Seen seen;
+  mqttc::Client client(options(broker.uri(), "c"), seen.callbacks());
+  REQUIRE(client.connect().isOk());
+  REQUIRE(waitFor([&] { return seen.with([&] { return seen.connected; }); }));
+  Outcome both;
+  client.subscribe({"allowed/x", "secret/#"}, both.callback());
+  REQUIRE(waitFor([&] { return both.get().has_value(); }));
+  CHECK(both.get()->code() == core::Code::kPermissionDenied);
+  CHECK(both.get()->message().find("secret/#") != std::string::npos);
+  CHECK(both.get()->message().find("allowed/x") == std::string::npos);
+  Outcome one;
+  client.subscribe({"secret/y"}, one.callback());
+  REQUIRE(waitFor([&] { return one.get().has_value(); }));
+  CHECK(one.get()->code() == core::Code::kPermissionDenied);
+  Outcome fine;
+  client.subscribe({"allowed/y"}, fine.callback());
+  REQUIRE(waitFor([&] { return fine.get().has_value(); }));
+  CHECK(fine.get()->isOk());
+}
+
+TEST_CASE("a broker that is not there is reported through down(), naming the address") {
+  Seen seen;
+  std::string uri = "tcp://127.0.0.1:" + std::to_string(freePort());
+  mqttc::Client client(options(uri, "c"), seen.callbacks());
+  REQUIRE(client.connect().isOk());
+  REQUIRE(waitFor([&] { return seen.with([&] { return !seen.down.empty(); }); }));
+  seen.with([&] {
+    CHECK(seen.down[0].find("connect to " + uri + " failed") != std::string::npos);
+    return 0;
+  });
+  CHECK_FALSE(client.connected());
+  // Operations before a connection fail at once instead of waiting.
+  Outcome published;
+  client.publish("t", "x", false, published.callback());
+  REQUIRE(waitFor([&] { return published.get().has_value(); }));
+  CHECK_FALSE(published.get()->isOk());
+}
+
+TEST_CASE("an address the library cannot use is refused by connect() with the address named") {
+  Seen seen;
+  mqttc::Client client(options("http://127.0.0.1:1", "c"), seen.callbacks());
+  auto s = client.connect();
+  REQUIRE_FALSE(s.isOk());
+  CHECK(s.code() == core::Code::kInvalidArgument);
+  CHECK(s.message().find("http://127.0.0.1:1") != std::string::npos);
+}
+
+TEST_CASE("a clean disconnect publishes no will, and a lost connection is reported") {
+  Mosquitto broker;
+  Seen watcher;
+  mqttc::Client watch(options(broker.uri(), "watch"), watcher.callbacks());
+  REQUIRE(watch.connect().isOk());
+  REQUIRE(waitFor([&] { return watcher.with([&] { return watcher.connected; }); }));
+  Outcome subscribed;
+  watch.subscribe({"will/#"}, subscribed.callback());
+  REQUIRE(waitFor([&] { return subscribed.get().has_value(); }));
+  {
+    Seen seen;
+    auto o = options(broker.uri(), "clean");
+    o.willTopic = "will/clean";
+    o.willPayload = "gone";
+    o.willRetained = false;
+    mqttc::Client client(o, seen.callbacks());
+    REQUIRE(client.connect().isOk());
+    REQUIRE(waitFor([&] { return seen.with([&] { return seen.connected; }); }));
+  }  // the destructor disconnects cleanly
+  // A marker sent after the disconnect arrives; a will would have come before it.
+  watch.publish("will/marker", "after", false, nullptr);
+  REQUIRE(waitFor([&] { return watcher.with([&] { return !watcher.messages.empty(); }); }));
+  watcher.with([&] {
+    CHECK(std::get<0>(watcher.messages[0]) == "will/marker");
+    return 0;
+  });
+  broker.stop();
+  REQUIRE(waitFor([&] { return watcher.with([&] { return !watcher.down.empty(); }); }));
+  watcher.with([&] {
+    CHECK(watcher.down[0].rfind("connection lost", 0) == 0);
+    return 0;
+  });
+  CHECK_FALSE(watch.connected());
+}
+
+}  // namespace
+}  // namespace outpost::test
