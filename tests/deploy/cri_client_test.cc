@@ -10,7 +10,10 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -204,6 +207,19 @@ class BadPeer {
   std::vector<std::thread> workers_;
 };
 
+// Whether a process whose command line contains `needle` runs on this host.
+bool processWith(const std::string& needle) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
 deploy::RuntimePtr runtimeAt(const std::string& endpoint,
                              std::chrono::milliseconds callTimeout = 10s) {
   auto rt = deploy::makeCriRuntime({endpoint, callTimeout, callTimeout});
@@ -372,11 +388,13 @@ TEST_CASE("a 1 MB exec output arrives whole; a slow exec does not hold up anothe
   auto slowStart = Clock::now();
   Clock::duration slowTook{};
   std::thread sleeper([&] {
-    slow = f.runtime->execSync(id, {"sleep", "3"}, 20s);
+    slow = f.runtime->execSync(id, {"sh", "-c", "sleep 3; echo slept-4711"}, 20s);
     slowTook = Clock::now() - slowStart;
     slowDone = true;
   });
-  // Meanwhile, another thread's calls come back at once.
+  // Once the exec runs in the container (seen from the host), another thread's calls come back at
+  // once.
+  REQUIRE(waitFor([] { return processWith("slept-4711"); }, 10s));
   for (int i = 0; i < 5; ++i) {
     auto t0 = Clock::now();
     auto v = f.runtime->version();
@@ -388,6 +406,7 @@ TEST_CASE("a 1 MB exec output arrives whole; a slow exec does not hold up anothe
   sleeper.join();
   REQUIRE(slow.isOk());
   CHECK(slow->exitCode == 0);
+  CHECK(slow->out == "slept-4711\n");
   CHECK(slowTook >= 3s);
 
   f.desired.erase(key);
