@@ -77,8 +77,9 @@ std::string excerpt(std::string_view bytes) {
 // One call's stream: the request it sends and what came back.
 struct Stream {
   int32_t id = -1;
-  std::string request;  // length-prefixed message
-  std::size_t sent = 0;
+  std::string request;     // length-prefixed message
+  std::size_t sent = 0;    // request bytes handed to nghttp2
+  bool delivered = false;  // ... and all of them taken by the socket
   bool headersSeen = false;
   int httpStatus = 0;
   std::string contentType;
@@ -290,8 +291,10 @@ class Connection {
     std::optional<Status> failure = pump(s, deadline);
     if (failure) {
       dead_ = true;
+      // Resent elsewhere only when the runtime cannot have acted on it: part of the request never
+      // left us. A call that may have run (RunPodSandbox) is never sent twice.
       bool retryable = s.resetCode == NGHTTP2_REFUSED_STREAM ||
-                       (writeFailed_ && !s.headersSeen && s.received == 0);
+                       (writeFailed_ && !s.delivered && !s.headersSeen && s.received == 0);
       return {std::move(*failure), false, retryable};
     }
     Result<std::string> result = s.finish();
@@ -409,6 +412,10 @@ class Connection {
         break;
       }
       out_.erase(0, static_cast<std::size_t>(n));
+    }
+    if (out_.empty() && !writeFailed_ && stream_ != nullptr &&
+        stream_->sent == stream_->request.size()) {
+      stream_->delivered = true;
     }
     return Status::ok();
   }
