@@ -23,8 +23,8 @@ endif()
 
 # A small, fast-starting outpostd (docs/benchmarks.md, "Footprint"). On by default in release
 # builds (./scripts/bench, ./scripts/package), off in Debug so the test build stays as it was.
-#   OUTPOST_STATIC_DEPS: link the libraries Debian ships as static archives (gRPC, Abseil,
-#     protobuf, SQLite, yaml-cpp, ...) into the executables, which then load 20 shared objects
+#   OUTPOST_STATIC_DEPS: link the libraries Debian ships as static archives (nghttp2,
+#     protobuf-lite, SQLite, yaml-cpp) into the executables, which then load 20 shared objects
 #     instead of 70: less relocation work at start, no per-library dirty pages, and only the code
 #     they use. Done by a linker launcher that swaps each such libX.so for libX.a
 #     (cmake/static-deps-link.sh); OpenSSL, Paho, cpprestsdk and the C/C++ runtimes stay shared.
@@ -34,7 +34,8 @@ if(CMAKE_BUILD_TYPE MATCHES "Release|RelWithDebInfo|MinSizeRel")
 else()
   set(_outpost_small_default OFF)
 endif()
-option(OUTPOST_STATIC_DEPS "Link Debian's static archives of gRPC, protobuf, SQLite, ... into the executables"
+option(OUTPOST_STATIC_DEPS
+       "Link Debian's static archives of nghttp2, protobuf-lite, SQLite, yaml-cpp into the executables"
        ${_outpost_small_default})
 option(OUTPOST_GC_SECTIONS "Drop unreferenced functions and data at link (-Wl,--gc-sections)"
        ${_outpost_small_default})

@@ -2,9 +2,10 @@
 # Linker launcher for OUTPOST_STATIC_DEPS (cmake/OutpostFlags.cmake): runs the link command it is
 # given with the shared libraries below replaced by the static archive Debian ships next to them
 # (/usr/lib/<multiarch>/libX.so -> libX.a, when that file exists). Listed: the libraries outpostd
-# alone uses. Left shared: libc, libstdc++, OpenSSL, Paho and cpprestsdk, which ship no archive or
-# are also loaded by another shared library (a second copy in the process would not be shared),
-# and zlib, which Debian policy forbids embedding (lintian: embedded-library).
+# alone uses: nghttp2 and protobuf-lite (the CRI client), SQLite, yaml-cpp. Left shared: libc,
+# libstdc++, OpenSSL, Paho and cpprestsdk, which ship no archive or are also loaded by another
+# shared library (a second copy in the process would not be shared), and zlib, which Debian
+# policy forbids embedding (lintian: embedded-library).
 n=$#
 while [ "$n" -gt 0 ]; do
   arg=$1
@@ -15,13 +16,8 @@ while [ "$n" -gt 0 ]; do
       base=${arg%%.so*}
       name=${base##*/lib}
       case "$name" in
-        grpc++ | grpc | gpr | upb | address_sorting | re2 | cares | absl_* | sqlite3 | yaml-cpp | \
-          protobuf)
+        nghttp2 | protobuf-lite | sqlite3 | yaml-cpp)
           [ -f "$base.a" ] && arg=$base.a
-          ;;
-        protobuf-lite)
-          # The full library holds the lite one; both archives would define the same symbols.
-          [ -f "${base%-lite}.a" ] && arg=${base%-lite}.a
           ;;
       esac
       ;;

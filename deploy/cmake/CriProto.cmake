@@ -1,11 +1,12 @@
-# The CRI v1 gRPC API (runtime.v1) as its own static library, outpost_cri_proto, so its ~4 MB of
-# generated code builds once. The .proto is not committed: it is taken at configure time from
+# The CRI v1 API's messages (runtime.v1) as their own static library, outpost_cri_proto, so the
+# generated code builds once. Messages only (protoc --cpp_out, no gRPC plugin): the calls go over
+# deploy's own unary gRPC caller on libnghttp2 (deploy/src/grpc_h2.cc). The .proto is not committed: it is taken at configure time from
 # Debian's containerd source package (see cmake/fetch_cri_proto.sh and docs/deploy.md) and cached
 # in the build dir, or given with -DOUTPOST_CRI_PROTO=/path/to/api.proto.
 find_package(PkgConfig REQUIRED)
-pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++ protobuf-lite)
+pkg_check_modules(PROTOBUF_LITE REQUIRED IMPORTED_TARGET protobuf-lite)
+pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)
 find_program(OUTPOST_PROTOC protoc REQUIRED)
-find_program(OUTPOST_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 
 set(OUTPOST_CRI_PROTO "" CACHE FILEPATH "CRI v1 api.proto to use instead of fetching it")
 set(_cri_dir ${CMAKE_BINARY_DIR}/cri-proto)
@@ -37,17 +38,16 @@ set(_cri_proto ${_cri_dir}/lite/api.proto)
 set(_cri_dir ${_cri_dir}/lite)
 
 set(_gen ${_cri_dir}/gen)
-set(_gen_files ${_gen}/api.pb.cc ${_gen}/api.pb.h ${_gen}/api.grpc.pb.cc ${_gen}/api.grpc.pb.h)
+set(_gen_files ${_gen}/api.pb.cc ${_gen}/api.pb.h)
 add_custom_command(
   OUTPUT ${_gen_files}
   COMMAND ${CMAKE_COMMAND} -E make_directory ${_gen}
-  COMMAND ${OUTPOST_PROTOC} -I ${_cri_dir} --cpp_out=${_gen} --grpc_out=${_gen}
-          --plugin=protoc-gen-grpc=${OUTPOST_GRPC_CPP_PLUGIN} ${_cri_proto}
+  COMMAND ${OUTPOST_PROTOC} -I ${_cri_dir} --cpp_out=${_gen} ${_cri_proto}
   DEPENDS ${_cri_proto}
-  COMMENT "Generating the CRI v1 gRPC code")
+  COMMENT "Generating the CRI v1 messages")
 
 # Generated code: none of our warning flags, headers included as system headers.
-add_library(outpost_cri_proto STATIC ${_gen}/api.pb.cc ${_gen}/api.grpc.pb.cc)
+add_library(outpost_cri_proto STATIC ${_gen}/api.pb.cc)
 target_include_directories(outpost_cri_proto SYSTEM PUBLIC ${_gen})
-target_link_libraries(outpost_cri_proto PUBLIC PkgConfig::GRPCPP)
+target_link_libraries(outpost_cri_proto PUBLIC PkgConfig::PROTOBUF_LITE)
 set_target_properties(outpost_cri_proto PROPERTIES POSITION_INDEPENDENT_CODE ON)

@@ -1,12 +1,12 @@
-// CriRuntime: Runtime over CRI v1 gRPC. gRPC and protobuf stay in this file.
+// CriRuntime: Runtime over CRI v1, unary gRPC calls on deploy's own HTTP/2 caller (grpc_h2.h).
+// protobuf stays in this file.
 
 #include "outpost/deploy/cri_runtime.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <memory>
 
-#include "api.grpc.pb.h"
+#include "api.pb.h"
+#include "grpc_h2.h"
 
 namespace outpost::deploy {
 namespace {
@@ -15,11 +15,7 @@ namespace cri = ::runtime::v1;
 using core::Result;
 using core::Status;
 
-Status fromGrpc(const grpc::Status& s, const char* call) {
-  if (s.ok()) return Status::ok();
-  return Status(static_cast<core::Code>(s.error_code()),
-                std::string(call) + ": " + s.error_message());
-}
+using Deadline = h2::Deadline;
 
 Labels toLabels(const google::protobuf::Map<std::string, std::string>& m) {
   return Labels(m.begin(), m.end());
@@ -111,26 +107,14 @@ cri::ContainerState toState(ContainerState s) {
 
 class CriRuntime final : public Runtime {
  public:
-  explicit CriRuntime(const CriConfig& config) : config_(config) {
-    std::string target = config.endpoint;
-    if (target.find("://") == std::string::npos) target = "unix://" + target;
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-    // Reconnect quickly after the runtime restarts; calls fail fast while it is down.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-    runtime_ = cri::RuntimeService::NewStub(channel_);
-    images_ = cri::ImageService::NewStub(channel_);
-  }
+  explicit CriRuntime(const CriConfig& config) : config_(config), channel_(config.endpoint) {}
 
   // Runtime
   Result<VersionInfo> version() override {
     cri::VersionRequest req;
     req.set_version("v1");
     cri::VersionResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(fromGrpc(runtime_->Version(ctx.get(), req, &resp), "Version"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "Version", req, &resp, deadline()));
     return VersionInfo{resp.runtime_name(), resp.runtime_version(), resp.runtime_api_version()};
   }
 
@@ -140,9 +124,7 @@ class CriRuntime final : public Runtime {
     fillSandboxConfig(req.mutable_config(), config);
     req.set_runtime_handler(runtimeHandler);
     cri::RunPodSandboxResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(
-        fromGrpc(runtime_->RunPodSandbox(ctx.get(), req, &resp), "RunPodSandbox"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "RunPodSandbox", req, &resp, deadline()));
     return resp.pod_sandbox_id();
   }
 
@@ -150,25 +132,21 @@ class CriRuntime final : public Runtime {
     cri::StopPodSandboxRequest req;
     req.set_pod_sandbox_id(id);
     cri::StopPodSandboxResponse resp;
-    auto ctx = context();
-    return fromGrpc(runtime_->StopPodSandbox(ctx.get(), req, &resp), "StopPodSandbox");
+    return invoke(kRuntime, "StopPodSandbox", req, &resp, deadline());
   }
 
   Status removePodSandbox(const std::string& id) override {
     cri::RemovePodSandboxRequest req;
     req.set_pod_sandbox_id(id);
     cri::RemovePodSandboxResponse resp;
-    auto ctx = context();
-    return fromGrpc(runtime_->RemovePodSandbox(ctx.get(), req, &resp), "RemovePodSandbox");
+    return invoke(kRuntime, "RemovePodSandbox", req, &resp, deadline());
   }
 
   Result<PodSandboxStatus> podSandboxStatus(const std::string& id) override {
     cri::PodSandboxStatusRequest req;
     req.set_pod_sandbox_id(id);
     cri::PodSandboxStatusResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(
-        fromGrpc(runtime_->PodSandboxStatus(ctx.get(), req, &resp), "PodSandboxStatus"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "PodSandboxStatus", req, &resp, deadline()));
     const auto& st = resp.status();
     PodSandboxStatus out;
     out.sandbox.id = st.id();
@@ -197,9 +175,7 @@ class CriRuntime final : public Runtime {
     }
     fillMap(f->mutable_label_selector(), filter.labels);
     cri::ListPodSandboxResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(
-        fromGrpc(runtime_->ListPodSandbox(ctx.get(), req, &resp), "ListPodSandbox"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ListPodSandbox", req, &resp, deadline()));
     std::vector<PodSandbox> out;
     out.reserve(resp.items_size());
     for (const auto& p : resp.items()) out.push_back(fromSandbox(p));
@@ -241,9 +217,7 @@ class CriRuntime final : public Runtime {
     res->set_memory_limit_in_bytes(config.resources.memoryLimitBytes);
     fillSecurity(lx->mutable_security_context(), config.security, config.hostNetwork);
     cri::CreateContainerResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(
-        fromGrpc(runtime_->CreateContainer(ctx.get(), req, &resp), "CreateContainer"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "CreateContainer", req, &resp, deadline()));
     return resp.container_id();
   }
 
@@ -251,8 +225,7 @@ class CriRuntime final : public Runtime {
     cri::StartContainerRequest req;
     req.set_container_id(id);
     cri::StartContainerResponse resp;
-    auto ctx = context();
-    return fromGrpc(runtime_->StartContainer(ctx.get(), req, &resp), "StartContainer");
+    return invoke(kRuntime, "StartContainer", req, &resp, deadline());
   }
 
   Status stopContainer(const std::string& id, std::chrono::seconds grace) override {
@@ -260,16 +233,14 @@ class CriRuntime final : public Runtime {
     req.set_container_id(id);
     req.set_timeout(grace.count());
     cri::StopContainerResponse resp;
-    auto ctx = context(grace);
-    return fromGrpc(runtime_->StopContainer(ctx.get(), req, &resp), "StopContainer");
+    return invoke(kRuntime, "StopContainer", req, &resp, deadline(grace));
   }
 
   Status removeContainer(const std::string& id) override {
     cri::RemoveContainerRequest req;
     req.set_container_id(id);
     cri::RemoveContainerResponse resp;
-    auto ctx = context();
-    return fromGrpc(runtime_->RemoveContainer(ctx.get(), req, &resp), "RemoveContainer");
+    return invoke(kRuntime, "RemoveContainer", req, &resp, deadline());
   }
 
   Result<std::vector<Container>> listContainers(const ContainerFilter& filter) override {
@@ -280,9 +251,7 @@ class CriRuntime final : public Runtime {
     if (filter.state) f->mutable_state()->set_state(toState(*filter.state));
     fillMap(f->mutable_label_selector(), filter.labels);
     cri::ListContainersResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(
-        fromGrpc(runtime_->ListContainers(ctx.get(), req, &resp), "ListContainers"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ListContainers", req, &resp, deadline()));
     std::vector<Container> out;
     out.reserve(resp.containers_size());
     for (const auto& c : resp.containers()) out.push_back(fromContainer(c));
@@ -293,9 +262,7 @@ class CriRuntime final : public Runtime {
     cri::ContainerStatusRequest req;
     req.set_container_id(id);
     cri::ContainerStatusResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(
-        fromGrpc(runtime_->ContainerStatus(ctx.get(), req, &resp), "ContainerStatus"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ContainerStatus", req, &resp, deadline()));
     const auto& st = resp.status();
     ContainerStatus out;
     out.container.id = st.id();
@@ -322,8 +289,7 @@ class CriRuntime final : public Runtime {
     for (const auto& s : cmd) req.add_cmd(s);
     req.set_timeout(timeout.count());
     cri::ExecSyncResponse resp;
-    auto ctx = context(timeout);
-    OUTPOST_RETURN_IF_ERROR(fromGrpc(runtime_->ExecSync(ctx.get(), req, &resp), "ExecSync"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ExecSync", req, &resp, deadline(timeout)));
     return ExecResult{resp.stdout(), resp.stderr(), resp.exit_code()};
   }
 
@@ -331,8 +297,7 @@ class CriRuntime final : public Runtime {
     cri::ImageStatusRequest req;
     req.mutable_image()->set_image(image);
     cri::ImageStatusResponse resp;
-    auto ctx = context();
-    OUTPOST_RETURN_IF_ERROR(fromGrpc(images_->ImageStatus(ctx.get(), req, &resp), "ImageStatus"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kImage, "ImageStatus", req, &resp, deadline()));
     if (!resp.has_image() || resp.image().id().empty()) return std::optional<ImageInfo>();
     ImageInfo info;
     info.id = resp.image().id();
@@ -345,9 +310,8 @@ class CriRuntime final : public Runtime {
     cri::PullImageRequest req;
     req.mutable_image()->set_image(image);
     cri::PullImageResponse resp;
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() + config_.pullTimeout);
-    OUTPOST_RETURN_IF_ERROR(fromGrpc(images_->PullImage(ctx.get(), req, &resp), "PullImage"));
+    OUTPOST_RETURN_IF_ERROR(invoke(kImage, "PullImage", req, &resp,
+                                   std::chrono::steady_clock::now() + config_.pullTimeout));
     return resp.image_ref();
   }
 
@@ -367,17 +331,34 @@ class CriRuntime final : public Runtime {
     return out;
   }
 
-  // A context whose deadline is the configured call timeout plus `extra` (the call's own wait).
-  std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds extra = {}) const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() + config_.callTimeout + extra);
-    return ctx;
+  static constexpr const char* kRuntime = "/runtime.v1.RuntimeService/";
+  static constexpr const char* kImage = "/runtime.v1.ImageService/";
+
+  // The deadline of a call: the configured call timeout plus `extra` (the call's own wait).
+  Deadline deadline(std::chrono::seconds extra = {}) const {
+    return std::chrono::steady_clock::now() + config_.callTimeout + extra;
+  }
+
+  // One unary call; errors read "<Method>: <what the runtime or the transport said>".
+  Status invoke(const char* service, const char* method, const google::protobuf::MessageLite& req,
+                google::protobuf::MessageLite* resp, Deadline deadline) {
+    std::string body;
+    if (!req.SerializeToString(&body)) {
+      return Status(core::Code::kInternal, std::string(method) + ": cannot encode the request");
+    }
+    auto answer = channel_.call(std::string(service) + method, body, deadline);
+    if (!answer.isOk()) {
+      return Status(answer.status().code(), std::string(method) + ": " + answer.status().message());
+    }
+    if (!resp->ParseFromString(*answer)) {
+      return Status(core::Code::kInternal,
+                    std::string(method) + ": the runtime's response does not parse");
+    }
+    return Status::ok();
   }
 
   CriConfig config_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<cri::RuntimeService::Stub> runtime_;
-  std::unique_ptr<cri::ImageService::Stub> images_;
+  h2::Channel channel_;
 };
 
 }  // namespace

@@ -136,9 +136,10 @@ check "deb: package outpost, version $version-$release" \
 check "deb: Depends computed by dpkg-shlibdeps (libc6, libstdc++6, libpaho-mqttpp3, libssl3)" \
   bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libc6 libstdc++6 libpaho-mqttpp3 libssl3; do
              [[ $d == *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
-# OUTPOST_STATIC_DEPS (release default): gRPC, protobuf, SQLite and yaml-cpp are linked in.
-check "deb: no dependency on the libraries linked statically (gRPC, protobuf, SQLite, yaml-cpp)" \
-  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libgrpc libprotobuf libsqlite3 libyaml-cpp; do
+# OUTPOST_STATIC_DEPS (release default): nghttp2, protobuf, SQLite and yaml-cpp are linked in;
+# gRPC is not used at all.
+check "deb: no dependency on the libraries linked statically (nghttp2, protobuf, SQLite, yaml-cpp) or gRPC" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libgrpc libnghttp2 libprotobuf libsqlite3 libyaml-cpp; do
              [[ $d != *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
 check "deb: /etc/outpost/outpost.yaml is a conffile" \
   bash -c 'dpkg-deb --ctrl-tarfile "$1" | tar -xO ./conffiles | grep -qx /etc/outpost/outpost.yaml' _ "$deb"
