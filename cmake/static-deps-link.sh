@@ -2,7 +2,7 @@
 # Linker launcher for OUTPOST_STATIC_DEPS (cmake/OutpostFlags.cmake): runs the link command it is
 # given with the shared libraries below replaced by the static archive Debian ships next to them
 # (/usr/lib/<multiarch>/libX.so -> libX.a, when that file exists). Listed: the libraries outpostd
-# alone uses. Left shared: libc, libstdc++, OpenSSL, Paho and cpprestsdk, which ship no archive or
+# alone uses. Left shared: libc, libstdc++, OpenSSL and Paho, which ship no archive or
 # are also loaded by another shared library (a second copy in the process would not be shared),
 # and zlib, which Debian policy forbids embedding (lintian: embedded-library).
 n=$#
