@@ -199,6 +199,7 @@ std::string threadOrigin(const std::string& name, const std::string& exeName) {
   static const std::map<std::string, std::string> kOurs = {
       {"api", "ours: event loop"},
       {"cloudhub", "ours: event loop"},
+      {"cloudhub-ws-io", "ours: the WebSocket connection's I/O (Boost.Beast)"},
       {"deploy", "ours: event loop"},
       {"metadb", "ours: event loop (SQLite writer)"},
       {"twin", "ours: event loop"}};
@@ -208,8 +209,6 @@ std::string threadOrigin(const std::string& name, const std::string& exeName) {
                         "timer_manager", "grpc"}) {
     if (name.rfind(g, 0) == 0) return "gRPC (CRI client)";
   }
-  if (name.find("pplx") != std::string::npos || name.find("cpprest") != std::string::npos)
-    return "cpprestsdk";
   return "other";
 }
 

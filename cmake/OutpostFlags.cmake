@@ -27,7 +27,7 @@ endif()
 #     protobuf-lite, SQLite, yaml-cpp) into the executables, which then load 20 shared objects
 #     instead of 70: less relocation work at start, no per-library dirty pages, and only the code
 #     they use. Done by a linker launcher that swaps each such libX.so for libX.a
-#     (cmake/static-deps-link.sh); OpenSSL, Paho, cpprestsdk and the C/C++ runtimes stay shared.
+#     (cmake/static-deps-link.sh); OpenSSL, Paho and the C/C++ runtimes stay shared.
 #   OUTPOST_GC_SECTIONS: one section per function and object, unreferenced ones dropped at link.
 if(CMAKE_BUILD_TYPE MATCHES "Release|RelWithDebInfo|MinSizeRel")
   set(_outpost_small_default ON)

@@ -3,9 +3,9 @@
 # given with the shared libraries below replaced by the static archive Debian ships next to them
 # (/usr/lib/<multiarch>/libX.so -> libX.a, when that file exists). Listed: the libraries outpostd
 # alone uses: nghttp2 and protobuf-lite (the CRI client), SQLite, yaml-cpp. Left shared: libc,
-# libstdc++, OpenSSL, Paho and cpprestsdk, which ship no archive or are also loaded by another
-# shared library (a second copy in the process would not be shared), and zlib, which Debian
-# policy forbids embedding (lintian: embedded-library).
+# OpenSSL and Paho C, which ship no archive or are also loaded by another shared library (a second
+# copy in the process would not be shared), and zlib, which Debian policy forbids embedding
+# (lintian: embedded-library).
 n=$#
 while [ "$n" -gt 0 ]; do
   arg=$1

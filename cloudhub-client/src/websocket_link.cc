@@ -32,7 +32,6 @@ namespace {
 constexpr const char* kOrigin = "cloud";
 constexpr const char* kKvNode = "cloud.websocket.node";    // the cloud's last answer for our node
 constexpr const char* kKvLease = "cloud.websocket.lease";  // and for our lease
-constexpr size_t kWsPoolThreads = 2;
 
 std::string readText(const std::string& path, std::string& error) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -173,7 +172,6 @@ class WebsocketLink final : public CloudLink {
       std::lock_guard lock(twinAcks_->mu);
       twinAcks_->link = this;
     }
-    initWsThreadPool(kWsPoolThreads);
     loop_.start();
     core::Status opened;
     if (!loop_.runSync([&] {
@@ -299,6 +297,10 @@ class WebsocketLink final : public CloudLink {
     c.headers = {
         {"node_id", opts_.nodeName}, {"project_id", opts_.projectId}, {"ConnectionUse", "msg"}};
     c.tls = std::move(tls).value();
+    c.connectTimeout = std::chrono::duration_cast<std::chrono::milliseconds>(opts_.connectTimeout);
+    // Frames up to 4 x the message limit arrive and are counted as too large by the codec, the
+    // connection staying up; larger ones close it.
+    c.maxFrameBytes = 4 * opts_.maxMessageBytes;
     WsEvents ev;
     ev.opened = [this, id] { loop_.post([this, id] { onOpened(id); }); };
     ev.failed = [this, id](std::string why) {
@@ -331,16 +333,15 @@ class WebsocketLink final : public CloudLink {
     if (stopping_ || id != connId_ || state() != LinkState::kConnecting) return;
     dropConnection();
     if (!explained_) {
-      // cpprestsdk says little ("TLS handshake failed", "Invalid HTTP status"): find out why,
-      // once per outage, in words an operator can act on.
+      // Find out why, once per outage, in words an operator can act on: with TLS 1.3 a refused
+      // client certificate only shows as a broken upgrade, and the probe says so plainly.
       explained_ = true;
       core::Status probe = probeTls({opts_.server, opts_.caFile, opts_.certFile, opts_.keyFile},
                                     std::chrono::seconds(5));
       if (!probe.isOk()) {
         log_.error("TLS with ", opts_.server, " failed: ", probe.message());
-      } else if (why.find("HTTP status") != std::string::npos) {
-        log_.error("CloudHub at ", opts_.server, " refused the WebSocket upgrade (", why,
-                   "): it accepts node ", opts_.nodeName,
+      } else if (why.find("refused the WebSocket upgrade") != std::string::npos) {
+        log_.error("CloudHub at ", opts_.server, ": ", why, ". It accepts node ", opts_.nodeName,
                    " only with a client certificate for CN system:node:", opts_.nodeName,
                    " and project ", opts_.projectId);
       }

@@ -1,7 +1,11 @@
 #pragma once
-// One TLS WebSocket connection on cpprestsdk's client, behind types of our own (no cpprestsdk or
-// Boost type leaves ws_transport.cc).
+// One TLS WebSocket client connection on Boost.Beast over Asio's OpenSSL stream, behind types of
+// our own (no Boost or OpenSSL type leaves ws_transport.cc). Each connection runs on a thread of
+// its own, from open() until close() is done; nothing of it exists in a process that never opens
+// one (an MQTT node).
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <future>
 #include <map>
@@ -19,13 +23,20 @@ struct WsTlsMaterial {
   std::string keyPem;   // its private key
 };
 
+// Larger frames from the server close the connection (a peer must not make us hold any size).
+inline constexpr size_t kDefaultWsMaxFrameBytes = 4u << 20;
+
 struct WsConnectOptions {
-  std::string url;  // wss://host:port/path
-  std::map<std::string, std::string> headers;
+  std::string url;  // wss://host[:port]/path (port 443 when absent; [addr] for IPv6)
+  std::map<std::string, std::string> headers;  // added to the upgrade request
   WsTlsMaterial tls;
+  // Name lookup, TCP connect, TLS and upgrade handshakes together; then `failed`.
+  std::chrono::milliseconds connectTimeout{10000};
+  size_t maxFrameBytes = kDefaultWsMaxFrameBytes;
 };
 
-// What happens on the connection. Called on cpprestsdk's threads, never after close() returned.
+// What happens on the connection. Called on the connection's own thread, never after close()
+// returned, one at a time.
 struct WsEvents {
   std::function<void()> opened;
   std::function<void(std::string why)> failed;  // the connect did not succeed
@@ -37,19 +48,17 @@ struct WsEvents {
 // Checks that the PEM texts parse and that the key matches the certificate; says which is wrong.
 core::Status checkTlsMaterial(const WsTlsMaterial& tls);
 
-// Sizes cpprestsdk's shared task pool (once per process; later calls do nothing). Its default is
-// 40 threads; the WebSocket client needs only a few.
-void initWsThreadPool(size_t threads);
-
 class WsConnection {
  public:
-  // Starts connecting; the outcome arrives as `opened` or `failed`.
+  // Starts connecting; the outcome arrives as `opened` or `failed`. Fails at once (and starts
+  // nothing) for a URL that is not wss:// or TLS material that does not parse.
   static core::Result<std::shared_ptr<WsConnection>> open(WsConnectOptions options,
                                                           WsEvents events);
+  // Closes (as close() does) if close() was not called.
   virtual ~WsConnection() = default;
 
-  // Queues one text frame; `done` (on a cpprestsdk thread, possibly never after close()) says
-  // whether it was written.
+  // Queues one text frame; frames go out in order. `done` (on the connection's thread, never
+  // after close()) says whether it was written.
   virtual void sendText(std::string text, std::function<void(core::Status)> done) = 0;
   // Sends a ping frame; the peer's pong arrives as WsEvents::pong.
   virtual void ping() = 0;

@@ -141,6 +141,10 @@ check "deb: Depends computed by dpkg-shlibdeps (libc6, libstdc++6, libpaho-mqttp
 check "deb: no dependency on the libraries linked statically (nghttp2, protobuf, SQLite, yaml-cpp) or gRPC" \
   bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libgrpc libnghttp2 libprotobuf libsqlite3 libyaml-cpp; do
              [[ $d != *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
+# The KubeEdge WebSocket transport is header-only Boost.Beast: no cpprestsdk or Boost library.
+check "deb: no dependency on cpprestsdk or a Boost library" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libcpprest libboost; do
+             [[ $d != *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
 check "deb: /etc/outpost/outpost.yaml is a conffile" \
   bash -c 'dpkg-deb --ctrl-tarfile "$1" | tar -xO ./conffiles | grep -qx /etc/outpost/outpost.yaml' _ "$deb"
 check "deb: changelog's latest entry is this version" \
@@ -156,6 +160,9 @@ check "rpm: /etc/outpost/outpost.yaml is %config(noreplace)" \
 check "rpm: requirements computed from the binaries (libc, libstdc++, libpaho-mqttpp3, libssl)" \
   bash -c 'r=$(rpm -qpR "$1"); for l in libc.so.6 libstdc++.so.6 libpaho-mqttpp3.so libssl.so.3; do
              [[ $r == *$l* ]] || exit 1; done' _ "$rpm_file"
+check "rpm: no requirement on cpprestsdk or a Boost library" \
+  bash -c 'r=$(rpm -qpR "$1"); for l in libcpprest libboost; do
+             [[ $r != *$l* ]] || { echo "      Requires: $r"; exit 1; }; done' _ "$rpm_file"
 check "rpm: %post, %preun and %postun scriptlets" \
   bash -c 's=$(rpm -qp --scripts "$1"); for k in postinstall preuninstall postuninstall; do
              [[ $s == *"$k scriptlet"* ]] || exit 1; done' _ "$rpm_file"
