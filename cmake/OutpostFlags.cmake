@@ -44,9 +44,13 @@ if(OUTPOST_GC_SECTIONS)
   target_link_options(outpost_flags INTERFACE -Wl,--gc-sections)
 endif()
 
-# outpost_small_executable(<target>): applies OUTPOST_STATIC_DEPS to an executable.
+# outpost_small_executable(<target>): applies OUTPOST_STATIC_DEPS to an executable. Its C++
+# libraries are all linked in (the shared ones it loads are C: libc, OpenSSL, Paho C, zlib), so the
+# C++ runtime is too: of libstdc++.so's ~1.7 MB that every process maps, only the functions used
+# (Debian builds libstdc++.a with per-function sections) end up in the executable.
 function(outpost_small_executable target)
   if(OUTPOST_STATIC_DEPS)
+    target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
     set_target_properties(${target} PROPERTIES
       CXX_LINKER_LAUNCHER ${PROJECT_SOURCE_DIR}/cmake/static-deps-link.sh)
     # Relink when the launcher's list changes.

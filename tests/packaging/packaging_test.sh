@@ -133,9 +133,14 @@ check "rpmlint: no error (warnings kept are explained in docs/packaging.md)" tes
 control=$(dpkg-deb -f "$deb")
 check "deb: package outpost, version $version-$release" \
   test "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)" = "outpost $version-$release"
-check "deb: Depends computed by dpkg-shlibdeps (libc6, libstdc++6, libpaho-mqttpp3, libssl3)" \
-  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libc6 libstdc++6 libpaho-mqttpp3 libssl3; do
+check "deb: Depends computed by dpkg-shlibdeps (libc6, libpaho-mqtt1.3, libssl3)" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libc6 libpaho-mqtt1.3 libssl3; do
              [[ $d == *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
+# The C++ runtime and every C++ library are linked in (cmake/OutpostFlags.cmake): Paho's C++ wrapper
+# is not used (mqtt-client/ is on Paho C), and libstdc++ is static.
+check "deb: no dependency on libstdc++ or Paho's C++ library" \
+  bash -c 'd=$(dpkg-deb -f "$1" Depends); for l in libstdc++ libpaho-mqttpp; do
+             [[ $d != *$l* ]] || { echo "      Depends: $d"; exit 1; }; done' _ "$deb"
 # OUTPOST_STATIC_DEPS (release default): nghttp2, protobuf, SQLite and yaml-cpp are linked in;
 # gRPC is not used at all.
 check "deb: no dependency on the libraries linked statically (nghttp2, protobuf, SQLite, yaml-cpp) or gRPC" \
@@ -157,9 +162,12 @@ check "rpm: package outpost, version $version-$release" \
   test "$(rpm_q --qf '%{NAME} %{VERSION}-%{RELEASE}')" = "outpost $version-$release"
 check "rpm: /etc/outpost/outpost.yaml is %config(noreplace)" \
   bash -c 'rpm -qp --qf "[%{FILENAMES} %{FILEFLAGS:fflags}\n]" "$1" | grep -qx "/etc/outpost/outpost.yaml cn"' _ "$rpm_file"
-check "rpm: requirements computed from the binaries (libc, libstdc++, libpaho-mqttpp3, libssl)" \
-  bash -c 'r=$(rpm -qpR "$1"); for l in libc.so.6 libstdc++.so.6 libpaho-mqttpp3.so libssl.so.3; do
+check "rpm: requirements computed from the binaries (libc, libpaho-mqtt3as, libssl)" \
+  bash -c 'r=$(rpm -qpR "$1"); for l in libc.so.6 libpaho-mqtt3as.so libssl.so.3; do
              [[ $r == *$l* ]] || exit 1; done' _ "$rpm_file"
+check "rpm: no requirement on libstdc++ or Paho's C++ library" \
+  bash -c 'r=$(rpm -qpR "$1"); for l in libstdc++ libpaho-mqttpp; do
+             [[ $r != *$l* ]] || { echo "      Requires: $r"; exit 1; }; done' _ "$rpm_file"
 check "rpm: no requirement on cpprestsdk or a Boost library" \
   bash -c 'r=$(rpm -qpR "$1"); for l in libcpprest libboost; do
              [[ $r != *$l* ]] || { echo "      Requires: $r"; exit 1; }; done' _ "$rpm_file"
