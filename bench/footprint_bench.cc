@@ -48,6 +48,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -89,11 +90,13 @@ struct Params {
 
 std::unique_ptr<test::ContainerdHarness> gHarness;  // torn down by die() too
 
-[[noreturn]] void die(const std::string& what) {
-  std::cerr << "bench: " << what << "\n";
-  gHarness.reset();
-  std::exit(1);
-}
+// A failure of the bench itself. die() throws it so that main() unwinds and tears down what it set
+// up (the brokers, containerd, the temporary directories): std::exit left mosquitto running.
+struct BenchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& what) { throw BenchFailure(what); }
 
 std::vector<int> parseList(const std::string& s) {
   std::vector<int> out;
@@ -151,6 +154,7 @@ Params parse(int argc, char** argv) {
     }
   }
   if (p.reps < 1) die("--reps must be at least 1");
+  if (p.objects < 1) die("--objects must be at least 1 (B2 reads them back)");
   return p;
 }
 
@@ -610,7 +614,7 @@ double readAllRows(const fs::path& db, int expected) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Params p = parse(argc, argv);
   if (!fs::exists(p.outpostd)) die("no outpostd at " + p.outpostd);
   // A binary written moments ago has dirty page-cache pages, which smaps counts as Private_Dirty
@@ -775,4 +779,14 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << p.out << "\n";
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const BenchFailure& e) {
+    gHarness.reset();
+    std::cerr << "bench: " << e.what() << "\n";
+    return 1;
+  }
 }
