@@ -299,7 +299,9 @@ class Client::Impl {
 
   ConnectOptions opts_;
   Callbacks cb_;
-  std::mutex cbMu_;  // held while a callback runs; closing_ under it
+  // Held while a callback runs, closing_ under it. Recursive: a callback may call publish() or
+  // subscribe(), whose immediate failure finishes the operation on the same thread.
+  std::recursive_mutex cbMu_;
   bool closing_ = false;
   std::mutex opsMu_;
   std::map<Op*, std::unique_ptr<Op>> ops_;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -281,6 +282,25 @@ TEST_CASE("a clean disconnect publishes no will, and a lost connection is report
     return 0;
   });
   CHECK_FALSE(watch.connected());
+}
+
+TEST_CASE("a callback may call the client: a publish from down() fails at once, it does not hang") {
+  Mosquitto broker;
+  mqttc::Client* self = nullptr;
+  std::atomic<bool> connected{false}, downSeen{false};
+  Outcome fromDown;
+  mqttc::Callbacks cb;
+  cb.connected = [&] { connected = true; };
+  cb.down = [&](std::string) {
+    if (!downSeen.exchange(true)) self->publish("t", "x", false, fromDown.callback());
+  };
+  mqttc::Client client(options(broker.uri(), "c"), cb);
+  self = &client;
+  REQUIRE(client.connect().isOk());
+  REQUIRE(waitFor([&] { return connected.load(); }));
+  broker.stop();
+  REQUIRE(waitFor([&] { return fromDown.get().has_value(); }));
+  CHECK_FALSE(fromDown.get()->isOk());
 }
 
 }  // namespace
