@@ -209,10 +209,6 @@ std::string threadOrigin(const std::string& name, const std::string& exeName) {
       {"twin", "ours: event loop"}};
   if (auto it = kOurs.find(name); it != kOurs.end()) return it->second;
   if (name.rfind("MQTTAsync", 0) == 0) return "Paho MQTT C (one pair per process)";
-  for (const char* g : {"default-executo", "resolver-execut", "event_engine", "grpc_global_tim",
-                        "timer_manager", "grpc"}) {
-    if (name.rfind(g, 0) == 0) return "gRPC (CRI client)";
-  }
   return "other";
 }
 

@@ -59,8 +59,7 @@ class MqttDesiredPublisher final : public DesiredPublisher {
     client_ = std::make_unique<mqttc::Client>(c, std::move(cb));
     OUTPOST_RETURN_IF_ERROR(client_->connect());
     auto s = waitFor(connected_);
-    if (!s.isOk() &&
-        (opts_.broker.rfind("ssl://", 0) == 0 || opts_.broker.rfind("wss://", 0) == 0)) {
+    if (!s.isOk() && mqttc::isTlsUri(opts_.broker)) {
       if (auto probe = probeTls(c, opts_.timeout); !probe.isOk())
         return probe.withContext("TLS with " + opts_.broker);
     }

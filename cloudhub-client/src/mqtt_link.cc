@@ -236,9 +236,7 @@ class MqttLink final : public CloudLink {
     drainer_.reset();
     ackInFlight_ = false;
     ++ackEpoch_;
-    bool tls = opts_.broker.rfind("ssl://", 0) == 0 || opts_.broker.rfind("wss://", 0) == 0 ||
-               opts_.broker.rfind("mqtts://", 0) == 0;
-    if (tls && !wasConnected && backoff_.attempts() == 0) {
+    if (mqttc::isTlsUri(opts_.broker) && !wasConnected && backoff_.attempts() == 0) {
       // Paho only says "TCP/TLS connect failure": find out why, once per outage, for the operator.
       core::Status probe = probeTls(connectOptions_, std::chrono::seconds(5));
       if (!probe.isOk()) log_.error("TLS with ", opts_.broker, " failed: ", probe.message());
