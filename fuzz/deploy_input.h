@@ -45,8 +45,9 @@ inline DeployInput readDeployInput(std::string_view text) {
         // Kept as the store keeps them: JSON text (a string value is taken as the text itself, so
         // malformed objects can be stored too).
         in.desired.objects[key] =
-            value.is_string() ? value.get<std::string>()
-                              : value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            value.is_string()
+                ? value.get<std::string>()
+                : value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       }
     }
   }

@@ -43,10 +43,9 @@ bool utf8(std::string_view s) {
   }
 }
 bool jsonCarries(const Envelope& e) {
-  for (const std::string* s :
-       {&e.header.msgId, &e.header.parentMsgId, &e.header.resourceVersion, &e.header.type,
-        &e.route.source, &e.route.destination, &e.route.group, &e.route.operation,
-        &e.route.resource}) {
+  for (const std::string* s : {&e.header.msgId, &e.header.parentMsgId, &e.header.resourceVersion,
+                               &e.header.type, &e.route.source, &e.route.destination,
+                               &e.route.group, &e.route.operation, &e.route.resource}) {
     if (!utf8(*s)) return false;
   }
   return true;

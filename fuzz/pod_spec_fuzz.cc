@@ -52,7 +52,8 @@ void checkPromises(const deploy::PodSpec& pod) {
   }
   for (const auto* list : {&pod.initContainers, &pod.containers}) {
     for (const auto& c : *list) {
-      check(!c.name.empty() && !c.image.empty(), "parsePod accepted a container without name/image");
+      check(!c.name.empty() && !c.image.empty(),
+            "parsePod accepted a container without name/image");
       check(names.insert(c.name).second, "parsePod accepted two containers named " + c.name);
       for (const auto& m : c.mounts) {
         check(volumes.count(m.name) == 1, "parsePod accepted a mount of an undeclared volume");

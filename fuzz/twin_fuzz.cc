@@ -1,6 +1,6 @@
 // Device twin payloads (device-twin/src/codec.{h,cc} and rules.cc): the input is read as a KubeEdge
-// Device object (parseDeviceObject, what the cloud sends) and as a twin message in the shape devices
-// and the cloud send ({"twin": {name: {"expected": {"value"}, "actual": {...}, "metadata":
+// Device object (parseDeviceObject, what the cloud sends) and as a twin message in the shape
+// devices and the cloud send ({"twin": {name: {"expected": {"value"}, "actual": {...}, "metadata":
 // {"type"}, "expected_version": {"cloud", "edge"}, ...}}}): every property's name, value and type
 // go through the rules of PROTOCOL.md §2 (validPropertyName/Value, validType, valueMatchesType,
 // decideCloudUpdate) and the property is rendered back (propertyJson, documentSide) and serialised.
@@ -72,7 +72,8 @@ void property(const std::string& name, const json& prop, const metadb::VersionVe
     auto t = m->find("type");
     if (t != m->end() && t->is_string()) p.type = t->get<std::string>();
   }
-  if (auto o = prop.find("optional"); o != prop.end() && o->is_boolean()) p.optional = o->get<bool>();
+  if (auto o = prop.find("optional"); o != prop.end() && o->is_boolean())
+    p.optional = o->get<bool>();
   for (const char* side : {"expected", "actual"}) {
     auto value = sideValue(prop, side);
     if (!value) continue;

@@ -3,9 +3,10 @@
 // "<ns>/<type>/<name>" on its first line, the object's JSON after it (no newline: the whole input
 // is the object, under the key "default/pod/p").
 // Checked: nothing throws or crashes; jsonWithin agrees with the depth of the parsed value (deeper
-// than maxDepth fails; valid JSON within it passes, unless a NUL byte ends what nlohmann parses); what desiredObject accepts is a JSON object whose key
-// parts pass desiredKey, and whose Pod volumes, containers, subPaths and items paths pass the
-// single-string rules; a message quotes the value printably (no control characters).
+// than maxDepth fails; valid JSON within it passes, unless a NUL byte ends what nlohmann parses);
+// what desiredObject accepts is a JSON object whose key parts pass desiredKey, and whose Pod
+// volumes, containers, subPaths and items paths pass the single-string rules; a message quotes the
+// value printably (no control characters).
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -129,8 +130,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   // The single-string rules on the whole text: never crash, messages printable.
-  for (auto rule : {v::dnsLabel, v::dnsSubdomain, v::uid, v::configKey, v::relativePath,
-                    v::absolutePath}) {
+  for (auto rule :
+       {v::dnsLabel, v::dnsSubdomain, v::uid, v::configKey, v::relativePath, v::absolutePath}) {
     auto r = rule("what", text);
     check(printableMessage(r.message()), "a rule's message holds a control character");
   }

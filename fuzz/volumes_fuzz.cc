@@ -349,9 +349,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   gCanary = gRoot / "canary";
   fs::create_directories(gState);
   fs::create_directories(gCanary);
-  {
-    std::ofstream(gCanary / "file") << kCanaryText;
-  }
+  { std::ofstream(gCanary / "file") << kCanaryText; }
   gAllowed = gState.string();
   std::atexit(removeRoot);
   probeGuard();
