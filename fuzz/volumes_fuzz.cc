@@ -77,6 +77,21 @@ bool allowed(const std::string& resolved) {
   return resolved == gAllowed || resolved.rfind(gAllowed + "/", 0) == 0;
 }
 
+// libFuzzer saves the input of a crash inside prepareVolumes (an ASan report, a timeout) while the
+// guard is on: files named crash-*, leak-*, timeout-*, oom-*, slow-unit-* in its artifact
+// directory (-artifact_prefix, else the working directory) or -exact_artifact_path pass.
+std::string gArtifactDir, gExactArtifact;
+bool artifact(const std::string& resolved) {
+  if (!gExactArtifact.empty() && resolved == gExactArtifact) return true;
+  fs::path p(resolved);
+  if (p.parent_path().string() != gArtifactDir) return false;
+  std::string name = p.filename().string();
+  for (const char* kind : {"crash-", "leak-", "timeout-", "oom-", "slow-unit-"}) {
+    if (name.find(kind) != std::string::npos) return true;
+  }
+  return false;
+}
+
 // Called before every filesystem change; returns false (errno EACCES) to refuse it in probe mode.
 bool permit(const char* op, int dirfd, const char* path) {
   GuardMode mode = gMode.load();
@@ -84,13 +99,15 @@ bool permit(const char* op, int dirfd, const char* path) {
   tInGuard = true;
   std::string target = resolve(dirfd, path);
   bool ok = allowed(target);
+  bool saving = !ok && artifact(target);
   tInGuard = false;
   if (mode == GuardMode::kProbe) {
     ++gProbed;
     errno = EACCES;
     return false;
   }
-  if (!ok) {
+  if (!ok && !saving) {
+    gMode = GuardMode::kOff;  // so that libFuzzer can save the input
     outpost::fuzz::fail(std::string("prepareVolumes: ") + op + "(\"" + (path ? path : "") +
                         "\") -> " + target + " is outside the state directory " + gAllowed);
   }
@@ -337,7 +354,19 @@ void project(const deploy::PodSpec& pod, outpost::fuzz::FakeDesired& desired) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  gArtifactDir = resolve(AT_FDCWD, ".");
+  for (int i = 1; i < *argc; ++i) {
+    std::string_view arg = (*argv)[i];
+    if (arg.rfind("-artifact_prefix=", 0) == 0) {
+      // "dir/" or "dir/name-": the directory part ("dir" either way).
+      fs::path dir = fs::path(std::string(arg.substr(17))).parent_path();
+      if (dir.empty()) dir = ".";
+      gArtifactDir = resolve(AT_FDCWD, dir.c_str());
+    } else if (arg.rfind("-exact_artifact_path=", 0) == 0) {
+      gExactArtifact = resolve(AT_FDCWD, std::string(arg.substr(21)).c_str());
+    }
+  }
   const char* tmp = std::getenv("TMPDIR");
   std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/outpost-volumes-fuzz.XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
