@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "outpost/core/log.h"
+
 namespace outpost::validation {
 namespace {
 
@@ -317,29 +319,8 @@ core::Status desiredObject(std::string_view ns, std::string_view type, std::stri
 }
 
 std::string printable(std::string_view s, size_t max) {
-  std::string out;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
+  if (s.size() <= max) return core::escapeControl(s);
+  return core::escapeControl(s.substr(0, max)) + "...";
 }
 
 }  // namespace outpost::validation
