@@ -23,6 +23,7 @@
 #include "outpost/core/metrics.h"
 #include "outpost/metadb/store.h"
 #include "outpost/metadb/types.h"
+#include "outpost/validation/validation.h"
 #include "rate_limiter.h"
 
 namespace outpost::cloudhub {
@@ -178,6 +179,14 @@ inline core::Result<metadb::ResourceChange> resourceChangeFrom(const Envelope& e
   if ((!isDelete || !version.empty()) && !isDecimal(version))
     return core::invalidArgument("resource version \"" + version + "\" is not a decimal number");
   change.version = version;
+  // The door: nothing is stored that could later be turned into a host path, or that lies about
+  // the key it is stored under (docs/security.md).
+  auto parts = metadb::parseKey(key);
+  if (!parts.isOk()) return parts.status();
+  auto valid = isDelete
+                   ? validation::desiredKey(parts->ns, parts->type, parts->name)
+                   : validation::desiredObject(parts->ns, parts->type, parts->name, change.object);
+  if (!valid.isOk()) return valid;
   return change;
 }
 
