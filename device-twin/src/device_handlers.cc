@@ -104,7 +104,7 @@ std::string TwinServiceImpl::notBoundReason(const std::string& id) const {
 }
 
 void TwinServiceImpl::answerError(const Request& req, int code, const std::string& reason) {
-  log_.debug("answering ", code, " on ", req.resultTopic, ": ", reason);
+  log_.debug("answering ", code, " on ", validation::printable(req.resultTopic), ": ", reason);
   publish(req.resultTopic,
           {{"event_id", req.eventId}, {"timestamp", nowMs()}, {"code", code}, {"reason", reason}});
 }
