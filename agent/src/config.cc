@@ -238,6 +238,10 @@ std::vector<Field> schema(Config& c) {
       stringField("device.tls.cert", c.device.tls.cert),
       stringField("device.tls.key", c.device.tls.key),
       stringField("device.device_id_form", c.device.deviceIdForm),
+      // Twin limits.
+      intField("device.max_devices", c.device.maxDevices),
+      intField("device.max_properties_per_device", c.device.maxPropertiesPerDevice),
+      intField("device.max_value_bytes", c.device.maxValueBytes),
       stringField("api.socket", c.api.socket),
       stringField("api.metrics_address", c.api.metricsAddress),
   };
@@ -388,6 +392,12 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("device.password_file", "cannot read file \"" + c.device.passwordFile + "\"");
   if (c.device.deviceIdForm != "namespaced" && c.device.deviceIdForm != "name")
     add("device.device_id_form", "must be one of namespaced, name");
+  // Twin limits.
+  if (c.device.maxDevices < 1) add("device.max_devices", "must be at least 1");
+  if (c.device.maxPropertiesPerDevice < 1)
+    add("device.max_properties_per_device", "must be at least 1");
+  if (c.device.maxValueBytes < 1 || c.device.maxValueBytes > 65536)
+    add("device.max_value_bytes", "must be between 1 and 65536");
   if (c.api.socket.empty() || c.api.socket[0] != '/')
     add("api.socket", "must be an absolute path");
   else if (c.api.socket.size() > 100)

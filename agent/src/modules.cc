@@ -431,6 +431,10 @@ core::Status TwinModule::start() {
       c.device.deviceIdForm == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
   o.reconnectBase = c.cloud.reconnectBase;
   o.reconnectCap = c.cloud.reconnectCap;
+  // Twin limits (validated at least 1 by config.cc).
+  o.maxDevices = static_cast<size_t>(c.device.maxDevices);
+  o.maxPropertiesPerDevice = static_cast<size_t>(c.device.maxPropertiesPerDevice);
+  o.maxValueBytes = static_cast<size_t>(c.device.maxValueBytes);
   CloudModule& cloud = impl_->cloud;
   // Twin changes wait in the outbox; the link (when it runs) sends them at once.
   o.outboxChanged = [&cloud] {

@@ -84,6 +84,10 @@ struct DeviceConfig {
   std::string passwordFile;
   TlsConfig tls;
   std::string deviceIdForm = "namespaced";  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name
+  // Twin limits (docs/device-twin.md): past them a change is refused with a 400 naming the key.
+  int64_t maxDevices = 1000;
+  int64_t maxPropertiesPerDevice = 256;
+  int64_t maxValueBytes = 512;
 };
 
 struct ApiConfig {
