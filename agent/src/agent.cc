@@ -23,7 +23,14 @@ class ApiModule final : public Module {
  public:
   ApiModule(ApiServer& server, const ApiConfig& config) : server_(server), config_(config) {}
   std::string name() const override { return "api"; }
-  core::Status start() override { return server_.start(config_.socket, config_.metricsAddress); }
+  core::Status start() override {
+    ApiServerOptions o;
+    o.maxConnections = static_cast<size_t>(config_.maxConnections);
+    o.idleTimeout = config_.idleTimeout;
+    o.headerTimeout = config_.headerTimeout;
+    o.socketGroup = config_.socketGroup;
+    return server_.start(config_.socket, config_.metricsAddress, o);
+  }
   void stop() override {
     server_.stop();
     if (afterStop_) afterStop_();
@@ -53,7 +60,7 @@ class Agent::Impl {
         clock_(clock),
         log_(logging.get("agent")),
         lifecycle_(log_),
-        api_(logging.get("api")),
+        api_(logging.get("api"), &metrics_),
         apiModule_(api_, config_.api),
         store_(context()),
         cloud_(context(), store_),
