@@ -11,6 +11,7 @@
 #include "outpost/core/bus.h"
 #include "outpost/core/metrics.h"
 #include "outpost/twin/rules.h"
+#include "outpost/validation/validation.h"
 #include "process_metrics.h"
 #include "version.h"
 
@@ -225,10 +226,25 @@ class Agent::Impl {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : *list) {
       if (name != req.query.end() && !name->second.empty() && r.name != name->second) continue;
+      // An object stored by an older agent may nest deeper than any reader can print (the door
+      // refuses such objects now): listed with the reason instead of its content.
+      if (core::Status within = validation::jsonWithin(r.object); !within.isOk()) {
+        out.push_back({{"key", r.key},
+                       {"namespace", r.ns},
+                       {"type", r.type},
+                       {"name", r.name},
+                       {"uid", r.uid},
+                       {"resourceVersion", std::to_string(r.version)},
+                       {"origin", r.origin},
+                       {"updated", core::toUnixMillis(r.updated)},
+                       {"object", nullptr},
+                       {"error", "the stored object is not shown: " + within.message()}});
+        continue;
+      }
       nlohmann::json object = nlohmann::json::parse(r.object, nullptr, false);
       if (r.type == "secret") hideSecretValues(object);
       if (r.type == "pod") {
-        if (auto st = deploy_.podStatus(r.key)) {
+        if (auto st = deploy_.podStatus(r.key); st && validation::jsonWithin(*st).isOk()) {
           nlohmann::json status = nlohmann::json::parse(*st, nullptr, false);
           if (!status.is_discarded()) object["status"] = status;
         }
