@@ -92,8 +92,9 @@ class Agent::Impl {
       return ApiResponse{200, "text/plain; charset=utf-8", "ok\n"};
     });
     api_.route("GET", "/readyz", Listener::kBoth, [this](const ApiRequest&) {
-      if (lifecycle_.ready()) return ApiResponse{200, "text/plain; charset=utf-8", "ready\n"};
-      return ApiResponse{503, "text/plain; charset=utf-8", "not ready: starting\n"};
+      auto why = notReady();
+      if (!why) return ApiResponse{200, "text/plain; charset=utf-8", "ready\n"};
+      return ApiResponse{503, "text/plain; charset=utf-8", "not ready: " + *why + "\n"};
     });
     api_.route("GET", "/metrics", Listener::kBoth, [this](const ApiRequest&) {
       return ApiResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render()};
@@ -297,13 +298,21 @@ class Agent::Impl {
     }
   }
 
+  // Why the agent is not ready, or nothing when it is: still starting, or its store's file went.
+  std::optional<std::string> notReady() const {
+    if (!lifecycle_.ready()) return std::string("starting");
+    return store_.vanished();
+  }
+
   std::string statusJson() const {
     nlohmann::json j;
     j["version"] = OUTPOST_VERSION;
     j["node"] = config_.node.name;
     j["pid"] = getpid();
     j["uptime_seconds"] = std::chrono::duration<double>(clock_.now() - started_).count();
-    j["ready"] = lifecycle_.ready();
+    auto why = notReady();
+    j["ready"] = !why.has_value();
+    if (why) j["not_ready_reason"] = *why;
     j["log_level"] = std::string(core::logLevelName(logging_.level()));
     j["api"] = {{"socket", config_.api.socket}, {"metrics_address", api_.tcpAddress()}};
     if (auto* link = cloud_.link()) {
@@ -373,6 +382,8 @@ bool Agent::stop(std::chrono::milliseconds deadline) { return impl_->lifecycle_.
 bool Agent::alive(std::chrono::milliseconds timeout) { return impl_->lifecycle_.alive(timeout); }
 
 std::string Agent::statusJson() const { return impl_->statusJson(); }
+
+std::optional<std::string> Agent::notReady() const { return impl_->notReady(); }
 
 void Agent::reload(const Config& config) {
   if (auto level = core::parseLogLevel(config.log.level)) {

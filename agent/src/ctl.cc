@@ -68,7 +68,10 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
   std::cout << "Node:     " << j.value("node", "") << "\n"
             << "Version:  " << j.value("version", "") << " (outpostctl " << OUTPOST_VERSION << ")\n"
             << "Uptime:   " << formatUptime(j.value("uptime_seconds", 0.0)) << "\n"
-            << "Ready:    " << (j.value("ready", false) ? "yes" : "no") << "\n";
+            << "Ready:    " << (j.value("ready", false) ? "yes" : "no");
+  if (!j.value("ready", false) && !j.value("not_ready_reason", "").empty())
+    std::cout << " (" << j.value("not_ready_reason", "") << ")";
+  std::cout << "\n";
   if (j.contains("cloud") && j["cloud"].is_object()) {
     const auto& c = j["cloud"];
     std::cout << "Cloud:    " << c.value("state", "") << " (" << c.value("transport", "") << ", "

@@ -582,3 +582,82 @@ TEST_CASE("outpostctl refuses an answer nested too deep (an older agent's) befor
         outpost::agent::kExitFailure);
   CHECK(err.find("refused") != std::string::npos);
 }
+
+TEST_CASE(
+    "when the state directory is removed under the agent it stops being ready, naming the store, "
+    "and acks nothing more; the next start keeps what runs until the cloud resends") {
+  TempDir dir;
+  Mosquitto broker;
+  std::string config = writeConfig(dir, broker);
+  auto agent = std::make_unique<Child>(std::vector<std::string>{outpostd(), "--config", config});
+  REQUIRE(waitFor([&] { return run({outpostctl(), "-c", config, "status"}) == 0; }));
+
+  const std::string prefix = "outpost/v1/nodes/edge-7/";
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe(prefix + "up");
+  auto put = [&](const std::string& name) {
+    json env = {{"header", {{"msg_id", "msg-" + name}, {"timestamp", 1}, {"resourceversion", "1"}}},
+                {"route",
+                 {{"source", "test"},
+                  {"group", "resource"},
+                  {"operation", "update"},
+                  {"resource", "default/configmap/" + name}}},
+                {"content", json::parse(configMap(name))}};
+    cloud.publish(prefix + "desired/default/configmap/" + name, env.dump(), true);
+  };
+  auto acked = [&](const std::string& name) {
+    for (const auto& m : cloud.messagesOn(prefix + "up"))
+      if (m.payload.find("msg-" + name) != std::string::npos) return true;
+    return false;
+  };
+  put("before");
+  REQUIRE(waitFor([&] { return acked("before"); }));
+
+  std::filesystem::remove_all(dir / "state");
+  const std::string db = (dir / "state" / "outpost.db").string();
+  std::string out;
+  REQUIRE(waitFor([&] {
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0 &&
+           json::parse(out)["ready"] == false;
+  }));
+  CHECK(json::parse(out)["not_ready_reason"].get<std::string>().find(db + " is gone") !=
+        std::string::npos);
+  REQUIRE(run({outpostctl(), "-c", config, "status"}, &out) == 0);
+  CHECK(out.find("Ready:    no (the store " + db + " is gone") != std::string::npos);
+
+  // A new object is refused by the store, so the link does not acknowledge it.
+  put("after");
+  REQUIRE(waitFor([&] {
+    return agent->err().find("storing default/configmap/after failed: DATA_LOSS") !=
+           std::string::npos;
+  }));
+  CHECK_FALSE(acked("after"));
+  REQUIRE(waitFor([&] { return agent->err().find("not ready: the store") != std::string::npos; }));
+  agent->signal(SIGTERM);
+  CHECK(agent->wait(5s) == 0);
+  CHECK(agent->err().find("not ready: the store") == agent->err().rfind("not ready: the store"));
+
+  // The restart finds no store: an empty one is marked needs_full_resync, so deploy keeps the
+  // containers it finds rather than removing them as "nobody wants" them.
+  agent = std::make_unique<Child>(std::vector<std::string>{outpostd(), "--config", config});
+  REQUIRE(waitFor([&] {
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0 &&
+           json::parse(out)["ready"] == true;
+  }));
+  CHECK(agent->err().find("no store at " + db) != std::string::npos);
+  agent->signal(SIGTERM);
+  CHECK(agent->wait(5s) == 0);
+  outpost::core::SystemClock clock;
+  outpost::core::Bus bus;
+  outpost::core::Logging logging;
+  outpost::core::MetricsRegistry metrics;
+  outpost::metadb::StoreOptions o;
+  o.path = db;
+  auto store = outpost::metadb::openSqliteStore(o, clock, bus, logging, metrics);
+  REQUIRE(store.isOk());
+  auto reader = (*store)->openReader();
+  REQUIRE(reader.isOk());
+  auto mark = (*reader)->getKv(outpost::metadb::kKvNeedsFullResync);
+  REQUIRE(mark.isOk());
+  CHECK(*mark == std::optional<std::string>("1"));
+}
