@@ -1,9 +1,5 @@
 #include "outpost/agent/config.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -17,6 +13,7 @@
 #include <regex>
 #include <sstream>
 
+#include "config_checks.h"
 #include "outpost/core/log.h"
 
 extern char** environ;
@@ -304,81 +301,6 @@ void checkTls(const TlsConfig& tls, const std::string& prefix, ConfigErrors& err
   }
 }
 
-// An IPv4 address in dotted form, an IPv6 address, or a DNS name. Empty when `host` is one.
-std::string hostProblem(const std::string& host) {
-  if (host.empty()) return "has no host";
-  if (host.front() == '[') {
-    in6_addr a6{};
-    if (host.back() != ']' ||
-        inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6) != 1)
-      return "host \"" + host + "\" is not an IPv6 address in brackets";
-    return "";
-  }
-  bool dotted = std::all_of(host.begin(), host.end(),
-                            [](unsigned char ch) { return std::isdigit(ch) || ch == '.'; });
-  if (dotted) {
-    in_addr a4{};
-    if (inet_pton(AF_INET, host.c_str(), &a4) != 1)
-      return "host \"" + host + "\" is not an IPv4 address";
-    return "";
-  }
-  static const std::regex kHost(
-      "^[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-"
-      "9_]"
-      ")?)*\\.?$");
-  if (host.size() > 253 || !std::regex_match(host, kHost))
-    return "host \"" + host + "\" is not an IP address or a DNS name";
-  return "";
-}
-
-// "port" is a decimal number in [min, 65535]. Empty when it is.
-std::string portProblem(const std::string& port, int min) {
-  int value = -1;
-  auto res = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || res.ec != std::errc() || res.ptr != port.data() + port.size() ||
-      value < min || value > 65535)
-    return "port \"" + port + "\" is not a number from " + std::to_string(min) + " to 65535";
-  return "";
-}
-
-// "host:port" with an IP address ("[::1]:port" for IPv6), port 0 picking a free one.
-Error listenAddressProblem(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) return "no host or no port";
-  std::string host = text.substr(0, colon);
-  if (auto p = portProblem(text.substr(colon + 1), 0); !p.empty()) return p;
-  in_addr a4{};
-  in6_addr a6{};
-  bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']' &&
-            inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6) == 1;
-  if (!v6 && inet_pton(AF_INET, host.c_str(), &a4) != 1)
-    return "host \"" + host + "\" is not an IP address";
-  return std::nullopt;
-}
-
-// scheme://host[:port][/path]: one of `schemes`, a usable host, a port from 1 to 65535.
-Error uriProblem(const std::string& uri, std::initializer_list<const char*> schemes) {
-  auto sep = uri.find("://");
-  std::string scheme = sep == std::string::npos ? "" : uri.substr(0, sep + 3);
-  if (std::none_of(schemes.begin(), schemes.end(), [&](const char* s) { return scheme == s; })) {
-    std::string list;
-    for (const char* s : schemes) list += (list.empty() ? "" : ", ") + std::string(s);
-    return "must be a URI starting with " + list + ", got \"" + uri + "\"";
-  }
-  std::string authority = uri.substr(sep + 3);
-  authority = authority.substr(0, authority.find('/'));
-  std::string host = authority, port;
-  auto close = authority.rfind(']');
-  auto colon = authority.rfind(':');
-  if (colon != std::string::npos && (close == std::string::npos || colon > close)) {
-    host = authority.substr(0, colon);
-    port = authority.substr(colon + 1);
-    if (auto p = portProblem(port, 1); !p.empty()) return p + " in \"" + uri + "\"";
-  }
-  if (auto h = hostProblem(host); !h.empty()) return h + " in \"" + uri + "\"";
-  return std::nullopt;
-}
-
 // KubeEdge with a certificate service: the agent fetches and rotates the client certificate.
 bool certificatesManaged(const Config& c) {
   return c.cloud.transport == "websocket" && !c.cloud.websocket.certServer.empty();
@@ -395,31 +317,6 @@ void defaultManagedCertificates(Config& c) {
 
 // The MQTT keepalive is 16 bits of seconds; a longer heartbeat would wrap.
 constexpr Seconds kMaxHeartbeat = std::chrono::seconds(65535);
-
-// The local API's limits (docs/local-api.md, "Limits").
-void validateLimits(const Config& c, ConfigErrors& errs) {
-  auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
-  if (c.api.maxConnections < 1 || c.api.maxConnections > 10000)
-    add("api.max_connections", "must be from 1 to 10000");
-  if (c.api.idleTimeout < std::chrono::milliseconds(100) ||
-      c.api.idleTimeout > std::chrono::hours(1))
-    add("api.idle_timeout", "must be from 100ms to 1h");
-  if (c.api.headerTimeout < std::chrono::milliseconds(100) ||
-      c.api.headerTimeout > std::chrono::minutes(10))
-    add("api.header_timeout", "must be from 100ms to 10m");
-  const std::string& g = c.api.socketGroup;
-  if (!g.empty()) {
-    static const std::regex kGroupName("^[A-Za-z_][-A-Za-z0-9_.]{0,31}$");
-    std::vector<char> buf(16384);
-    group entry{};
-    group* found = nullptr;
-    if (!std::regex_match(g, kGroupName))
-      add("api.socket_group", "\"" + g + "\" is not a group name");
-    else if (getgrnam_r(g.c_str(), &entry, buf.data(), buf.size(), &found) != 0 || !found)
-      add("api.socket_group",
-          "no group \"" + g + "\" on this system (the package makes \"outpost\")");
-  }
-}
 
 void validate(const Config& c, ConfigErrors& errs) {
   auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
@@ -449,8 +346,8 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("cloud.reconnect.cap", "must not be smaller than cloud.reconnect.base");
   checkTls(c.cloud.tls, "cloud.tls", errs, certificatesManaged(c));
   if (c.cloud.transport == "mqtt") {
-    if (auto e = uriProblem(c.cloud.mqtt.broker,
-                            {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
+    if (auto e = detail::uriProblem(c.cloud.mqtt.broker,
+                                    {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
       add("cloud.mqtt.broker", *e);
     if (c.cloud.mqtt.prefix.empty()) add("cloud.mqtt.prefix", "must not be empty");
   }
@@ -462,12 +359,12 @@ void validate(const Config& c, ConfigErrors& errs) {
     if (!hasScheme(c.cloud.websocket.server, {"wss://"}))
       add("cloud.websocket.server",
           "is required with transport websocket and must start with wss://");
-    else if (auto e = uriProblem(c.cloud.websocket.server, {"wss://"}))
+    else if (auto e = detail::uriProblem(c.cloud.websocket.server, {"wss://"}))
       add("cloud.websocket.server", *e);
     if (c.cloud.websocket.projectId.empty()) add("cloud.websocket.project_id", "must not be empty");
   }
   if (!c.cloud.websocket.certServer.empty()) {
-    if (auto e = uriProblem(c.cloud.websocket.certServer, {"https://"}))
+    if (auto e = detail::uriProblem(c.cloud.websocket.certServer, {"https://"}))
       add("cloud.websocket.cert_server", *e);
   }
   if (!c.cloud.websocket.tokenFile.empty() && !readable(c.cloud.websocket.tokenFile))
@@ -487,8 +384,8 @@ void validate(const Config& c, ConfigErrors& errs) {
   if (c.runtime.nodeStatusInterval <= Seconds::zero())
     add("runtime.node_status_interval", "must be greater than zero");
   if (c.device.enabled) {
-    if (auto e = uriProblem(c.device.broker,
-                            {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
+    if (auto e = detail::uriProblem(c.device.broker,
+                                    {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
       add("device.broker", *e);
   }
   checkTls(c.device.tls, "device.tls", errs);
@@ -501,13 +398,13 @@ void validate(const Config& c, ConfigErrors& errs) {
   else if (c.api.socket.size() > 100)
     add("api.socket", "is too long for a unix socket (over 100 bytes)");
   if (!c.api.metricsAddress.empty()) {
-    if (auto e = listenAddressProblem(c.api.metricsAddress))
+    if (auto e = detail::listenAddressProblem(c.api.metricsAddress))
       add("api.metrics_address",
           "must be host:port with an IP address (127.0.0.1:10350, [::1]:10350), empty turns it "
           "off: " +
               *e);
   }
-  validateLimits(c, errs);
+  detail::validateLimits(c, errs);
 }
 
 }  // namespace
@@ -585,57 +482,9 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
   return r;
 }
 
-namespace {
-
-// The file's text, or why it cannot be a configuration: only a regular file of at most
-// kMaxConfigBytes is read (a directory, /dev/zero or a FIFO is refused at once, never read).
-Error readConfigText(const std::string& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return "cannot read \"" + path + "\": " + std::strerror(errno);
-  struct stat st {};
-  Error problem;
-  if (::fstat(fd, &st) != 0) {
-    problem = "cannot read \"" + path + "\": " + std::strerror(errno);
-  } else if (!S_ISREG(st.st_mode)) {
-    const char* what = S_ISDIR(st.st_mode)    ? "a directory"
-                       : S_ISCHR(st.st_mode)  ? "a character device"
-                       : S_ISBLK(st.st_mode)  ? "a block device"
-                       : S_ISFIFO(st.st_mode) ? "a FIFO"
-                       : S_ISSOCK(st.st_mode) ? "a socket"
-                                              : "not a plain file";
-    problem = "\"" + path + "\" is " + what + ", not a regular file";
-  } else if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
-    problem = "\"" + path + "\" has " + std::to_string(st.st_size) + " bytes, more than " +
-              std::to_string(kMaxConfigBytes) + " (1 MiB)";
-  } else {
-    std::string text;
-    char buf[65536];
-    while (true) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        problem = "cannot read \"" + path + "\": " + std::strerror(errno);
-        break;
-      }
-      if (n == 0) break;
-      text.append(buf, static_cast<size_t>(n));
-      if (text.size() > kMaxConfigBytes) {
-        problem =
-            "\"" + path + "\" has more than " + std::to_string(kMaxConfigBytes) + " bytes (1 MiB)";
-        break;
-      }
-    }
-    if (!problem) out = std::move(text);
-  }
-  ::close(fd);
-  return problem;
-}
-
-}  // namespace
-
 LoadResult loadConfigFile(const std::string& path, const Environment& env) {
   std::string text;
-  if (auto problem = readConfigText(path, text)) {
+  if (auto problem = detail::readConfigText(path, text)) {
     LoadResult r;
     r.errors.errors.push_back({"(file)", *problem});
     return r;
