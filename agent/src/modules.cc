@@ -28,29 +28,6 @@ std::string readSecretFile(const std::string& path) {
 }
 }  // namespace
 
-// ---- store
-
-std::string StoreModule::path() const { return ctx_.config.node.stateDir + "/outpost.db"; }
-
-core::Status StoreModule::start() {
-  metadb::StoreOptions o;
-  o.path = path();
-  o.commitWindow = ctx_.config.store.commitWindow;
-  o.outboxMaxRows = ctx_.config.store.outboxMaxRows;
-  o.outboxMaxBytes = ctx_.config.store.outboxMaxBytes;
-  auto s = metadb::openSqliteStore(o, ctx_.clock, ctx_.bus, ctx_.logging, ctx_.metrics);
-  if (!s.isOk()) return s.status();
-  store_ = std::move(s).value();
-  return core::okStatus();
-}
-
-void StoreModule::stop() {
-  if (store_) store_->flush();
-  store_.reset();
-}
-
-std::string StoreModule::describe() const { return path(); }
-
 // ---- cloud
 
 core::Status CloudModule::start() {

@@ -245,15 +245,20 @@ class MqttLink final : public CloudLink {
     LinkState was = book_.state();
     bool wasConnected = was == LinkState::kConnected;
     if (was == LinkState::kDisconnected) return;  // already scheduled
-    setState(LinkState::kDisconnected, why);
+    if (wasConnected) tlsFailure_.clear();
+    if (mqttc::isTlsUri(opts_.broker) && !wasConnected && backoff_.attempts() == 0) {
+      // Paho only says "TCP/TLS connect failure": find out why, once per outage, for the operator,
+      // and keep it as the link's last error (outpostctl status) for the rest of the outage.
+      core::Status probe = probeTls(connectOptions_, std::chrono::seconds(5));
+      if (!probe.isOk()) {
+        log_.error("TLS with ", opts_.broker, " failed: ", probe.message());
+        tlsFailure_ = "TLS with " + opts_.broker + " failed: " + probe.message();
+      }
+    }
+    setState(LinkState::kDisconnected, tlsFailure_.empty() ? why : why + "; " + tlsFailure_);
     drainer_.reset();
     ackInFlight_ = false;
     ++ackEpoch_;
-    if (mqttc::isTlsUri(opts_.broker) && !wasConnected && backoff_.attempts() == 0) {
-      // Paho only says "TCP/TLS connect failure": find out why, once per outage, for the operator.
-      core::Status probe = probeTls(connectOptions_, std::chrono::seconds(5));
-      if (!probe.isOk()) log_.error("TLS with ", opts_.broker, " failed: ", probe.message());
-    }
     auto delay = backoff_.next();
     if (wasConnected) {
       log_.warn("cloud link down: ", why, "; reconnecting in ",
@@ -793,6 +798,7 @@ class MqttLink final : public CloudLink {
 
   std::unique_ptr<mqttc::Client> client_;
   mqttc::ConnectOptions connectOptions_;
+  std::string tlsFailure_;         // why TLS failed at the start of this outage, for the status
   metadb::StoreReaderPtr reader_;  // used on the loop only
   std::map<std::string, Manifest> manifests_;
   bool checkPosted_ = false;

@@ -741,6 +741,10 @@ TEST_CASE("TLS with client certificates works, and a wrong CA is refused with a 
     return agent.log().find("TLS with " + broker.uri() + " failed") != std::string::npos;
   }));
   CHECK(agent.log().find("certificate verify failed") != std::string::npos);
+  // The link's status (what outpostctl status shows) carries the same reason, not only Paho's code.
+  REQUIRE(waitFor([&] {
+    return agent.link->status().lastError.find("certificate verify failed") != std::string::npos;
+  }));
 }
 
 TEST_CASE(

@@ -93,6 +93,10 @@ struct DeviceConfig {
 struct ApiConfig {
   std::string socket = "/run/outpost/outpost.sock";  // control endpoint for outpostctl
   std::string metricsAddress = "127.0.0.1:10350";    // health and metrics; empty turns it off
+  std::string socketGroup;                           // group of the socket; empty: root only
+  int64_t maxConnections = 64;                       // per listener (socket, metrics port)
+  Seconds idleTimeout = std::chrono::seconds(60);    // a kept-alive connection with no request
+  Seconds headerTimeout = std::chrono::seconds(10);  // to read one request
 };
 
 struct Config {
@@ -130,7 +134,10 @@ struct LoadResult {
   bool ok() const { return errors.errors.empty(); }
 };
 LoadResult loadConfig(const std::string& yamlText, const Environment& env);
+// Reads `path` (a regular file of at most kMaxConfigBytes; anything else is refused at once, so
+// /dev/zero or a FIFO cannot hang the loader), then as loadConfig().
 LoadResult loadConfigFile(const std::string& path, const Environment& env);
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
 
 // The environment variable that overrides a key path: "cloud.mqtt.broker" ->
 // OUTPOST_CLOUD_MQTT_BROKER.
