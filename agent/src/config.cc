@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -66,6 +67,9 @@ Error parseDuration(const std::string& text, Seconds& out) {
     ms = value * 3'600'000;
   else
     return "unknown unit \"" + unit + "\" (use ms, s, m or h)";
+  // Ten years is more than any setting needs, and keeps the conversion to an integer defined.
+  constexpr double kMaxMs = 10.0 * 365 * 24 * 3'600'000;
+  if (!(ms <= kMaxMs)) return "must be at most 87600h, got \"" + text + "\"";
   out = Seconds(static_cast<int64_t>(ms));
   return std::nullopt;
 }
@@ -342,7 +346,8 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("cloud.transport", "must be one of mqtt, websocket");
   if (c.cloud.heartbeat < std::chrono::seconds(1) || c.cloud.heartbeat > kMaxHeartbeat)
     add("cloud.heartbeat", "must be from 1s to 65535s (18h12m15s, the MQTT keepalive's range)");
-  if (c.cloud.rateLimitQps <= 0) add("cloud.rate_limit.qps", "must be greater than zero");
+  if (!(c.cloud.rateLimitQps > 0) || !std::isfinite(c.cloud.rateLimitQps))
+    add("cloud.rate_limit.qps", "must be a finite number greater than zero");
   if (c.cloud.rateLimitBurst < 1) add("cloud.rate_limit.burst", "must be at least 1");
   if (c.cloud.reconnectBase <= Seconds::zero())
     add("cloud.reconnect.base", "must be greater than zero");

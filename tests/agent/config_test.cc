@@ -201,6 +201,20 @@ api:
                  "cloud.mqtt.broker", "no host"));
   CHECK(
       hasError(loadConfig("node: {name: n}\ncloud: {heartbeat: 500ms}\n", {}), "cloud.heartbeat"));
+  // Numbers past what the setting can hold (found by the config fuzzer: the conversion of 2e27 ms
+  // to an integer was undefined behaviour), and NaN or infinity where a rate is expected.
+  CHECK(
+      hasError(loadConfig("node: {name: n}\ncloud: {heartbeat: 1999999999999999999999999s}\n", {}),
+               "cloud.heartbeat", "at most 87600h"));
+  CHECK(hasError(loadConfig("node: {name: n}\ncloud: {reconnect: {cap: 99999999h}}\n", {}),
+                 "cloud.reconnect.cap", "at most 87600h"));
+  for (const char* qps : {"nan", "inf", "-1", "0"}) {
+    CHECK_MESSAGE(
+        hasError(loadConfig(
+                     std::string("node: {name: n}\ncloud: {rate_limit: {qps: ") + qps + "}}\n", {}),
+                 "cloud.rate_limit.qps", "finite number"),
+        qps);
+  }
 
   // What stays valid: a default port, IPv6, a path on ws://, the longest heartbeat, port 0 to bind.
   auto ok = loadConfig(R"(
