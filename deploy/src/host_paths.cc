@@ -330,7 +330,7 @@ core::Status HostPaths::removePod(std::string_view uid) const {
   return removeAt(pods.get(), std::string(uid), st.st_dev, shown);
 }
 
-core::Status VolumeDir::write(std::string_view rel, std::string_view data, mode_t mode) const {
+core::Status VolumeDir::write(std::string_view rel, std::string_view data, mode_t mode) {
   auto parts = elements(rel);
   if (!parts || parts->empty())
     return core::invalidArgument("path " + inQuotes(rel) +
@@ -351,6 +351,7 @@ core::Status VolumeDir::write(std::string_view rel, std::string_view data, mode_
     if (S_ISREG(st.st_mode) && sameContent(dir, name, data)) {
       if ((st.st_mode & 07777) != mode && ::fchmodat(dir, name.c_str(), mode, 0) != 0)
         return sysError("setting the mode of " + shown, errno);
+      written_.insert(parts->front());
       return core::okStatus();
     }
     // Anything else (other content, a symlink a container planted, a FIFO) is replaced, never
@@ -372,10 +373,11 @@ core::Status VolumeDir::write(std::string_view rel, std::string_view data, mode_
     ::unlinkat(dir, kTmpName, 0);
     return core::Status(s.code(), shown + ": " + s.message());
   }
+  written_.insert(parts->front());
   return core::okStatus();
 }
 
-core::Status VolumeDir::prune(const std::set<std::string>& keep) const {
+core::Status VolumeDir::pruneUnwritten() const {
   struct stat st {};
   if (::fstat(fd_.get(), &st) != 0) return sysError("reading " + path_, errno);
   std::vector<std::string> gone;
@@ -390,7 +392,7 @@ core::Status VolumeDir::prune(const std::set<std::string>& keep) const {
     ::rewinddir(dir);  // the copy shares its position with fd_
     while (struct dirent* e = ::readdir(dir)) {
       std::string name = e->d_name;
-      if (name != "." && name != ".." && !keep.count(name)) gone.push_back(std::move(name));
+      if (name != "." && name != ".." && !written_.count(name)) gone.push_back(std::move(name));
     }
     ::closedir(dir);
   }

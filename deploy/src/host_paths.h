@@ -51,13 +51,15 @@ class VolumeDir {
   // Writes `data` at `rel` (a relative path without ".."; missing directories are made 0755),
   // replacing the file atomically with mode `mode`, or only setting the mode when the content is
   // the same. A symlink or a directory in the way is an error, never followed or replaced.
-  core::Status write(std::string_view rel, std::string_view data, mode_t mode) const;
-  // Removes every top-level entry whose name is not in `keep` (a subtree entirely).
-  core::Status prune(const std::set<std::string>& keep) const;
+  core::Status write(std::string_view rel, std::string_view data, mode_t mode);
+  // Removes every top-level entry (a subtree entirely) that no write() through this object made
+  // or rewrote: what a ConfigMap no longer holds.
+  core::Status pruneUnwritten() const;
 
  private:
   Fd fd_;
   std::string path_;
+  std::set<std::string> written_;  // top-level names write() made
 };
 
 class HostPaths {

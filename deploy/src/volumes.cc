@@ -18,18 +18,6 @@ using nlohmann::json;
 
 std::string kindName(bool secret) { return secret ? "secret" : "configmap"; }
 
-// The first element of a relative path ("a" of "./a/b"): the volume's top-level entry it makes.
-std::string topElement(const std::string& rel) {
-  size_t i = 0;
-  while (i < rel.size()) {
-    size_t j = rel.find('/', i);
-    if (j == std::string::npos) j = rel.size();
-    if (j > i && rel.compare(i, j - i, ".") != 0) return rel.substr(i, j - i);
-    i = j + 1;
-  }
-  return rel;
-}
-
 core::Status prepareHostPath(const VolumeSpec& v, const std::vector<std::string>& allow) {
   OUTPOST_RETURN_IF_ERROR(validation::absolutePath("hostPath " + v.name, v.path));
   OUTPOST_RETURN_IF_ERROR(hostPathAllowed(v.path, allow));
@@ -80,13 +68,10 @@ core::Status project(const PodSpec& pod, const VolumeSpec& v, const HostPaths& h
   }
   OUTPOST_ASSIGN_OR_RETURN(VolumeDir dir, host.openVolume(pod.uid, v.name, secret ? 0700 : 0755));
   int mode = v.defaultMode >= 0 ? v.defaultMode : (secret ? 0600 : 0644);
-  std::set<std::string> wanted;
-  for (const auto& [rel, value] : files) {
+  for (const auto& [rel, value] : files)
     OUTPOST_RETURN_IF_ERROR(dir.write(rel, *value, static_cast<mode_t>(mode & 07777)));
-    wanted.insert(topElement(rel));
-  }
   // Keys removed from the object disappear from the volume.
-  OUTPOST_RETURN_IF_ERROR(dir.prune(wanted));
+  OUTPOST_RETURN_IF_ERROR(dir.pruneUnwritten());
   path = dir.path();
   return core::okStatus();
 }

@@ -82,9 +82,16 @@ TEST_CASE_FIXTURE(Dirs, "a projected file is written atomically, its mode set, i
   CHECK_FALSE(dir->write("..", "x", 0644).isOk());
   CHECK_FALSE(dir->write(".", "x", 0644).isOk());
   CHECK_FALSE(dir->write("a/../../x", "x", 0644).isOk());
-  // Pruning removes links, not what they point at.
-  REQUIRE(dir->prune({"a"}).isOk());
+  // Pruning removes what was not written (links too, not what they point at).
+  REQUIRE(dir->pruneUnwritten().isOk());
   CHECK(fs::exists(vol / "a" / "b" / "key"));
+  CHECK(fs::exists(vol / "top"));
+  // The next projection writes only "a": "top" goes.
+  dir = paths.openVolume("u-1", "cfg", 0755);
+  REQUIRE(dir.isOk());
+  REQUIRE(dir->write("./a/b/key", "v1", 0644).isOk());
+  REQUIRE(dir->pruneUnwritten().isOk());
+  CHECK(!fs::exists(vol / "top"));
   CHECK(!fs::exists(fs::symlink_status(vol / "link")));
   CHECK(!fs::exists(vol / "isdir"));
   CHECK(readFile(outside / "victim" / "file") == "precious");
