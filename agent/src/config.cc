@@ -204,6 +204,7 @@ std::vector<Field> schema(Config& c) {
       mapField("node.labels", c.node.labels),
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
+      listField("node.host_path_allow", c.node.hostPathAllow),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -340,6 +341,11 @@ void validate(const Config& c, ConfigErrors& errs) {
   }
   if (c.node.stateDir.empty() || c.node.stateDir[0] != '/')
     add("node.state_dir", "must be an absolute path");
+  for (const auto& p : c.node.hostPathAllow) {
+    if (p.empty() || p[0] != '/' || p.find("/../") != std::string::npos ||
+        (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0))
+      add("node.host_path_allow", "\"" + p + "\" is not an absolute path without '..'");
+  }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
   if (c.cloud.transport != "mqtt" && c.cloud.transport != "websocket")

@@ -303,6 +303,7 @@ core::Status DeployModule::start() {
   rc.resyncInterval = c.runtime.resyncInterval;
   rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
   rc.nodeName = c.node.name;
+  rc.hostPathAllow = c.node.hostPathAllow;
   {
     std::lock_guard lock(m.reconcilerMu);
     m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,

@@ -130,6 +130,22 @@ TEST_CASE("OUTPOST_<SECTION>_<KEY> overrides the file, and a bad override names 
   CHECK(hasError(bad, "OUTPOST_CLOUD_TRANSPROT", "not a configuration key"));
 }
 
+TEST_CASE("node.host_path_allow takes absolute prefixes, from the file or the environment") {
+  auto r = loadConfig("node: {name: n, host_path_allow: [/srv/data, /var/log/app]}\n", {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  CHECK(r.config.node.hostPathAllow == std::vector<std::string>{"/srv/data", "/var/log/app"});
+  auto env = loadConfig("node: {name: n}\n", {{"OUTPOST_NODE_HOST_PATH_ALLOW", "/a, /b"}});
+  CHECK(env.config.node.hostPathAllow == std::vector<std::string>{"/a", "/b"});
+  CHECK(loadConfig("node: {name: n}\n", {}).config.node.hostPathAllow.empty());
+  for (const char* bad : {"relative", "/srv/../etc", "/srv/.."}) {
+    CAPTURE(bad);
+    CHECK(hasError(
+        loadConfig(std::string("node: {name: n, host_path_allow: [\"") + bad + "\"]}\n", {}),
+        "node.host_path_allow", "absolute path"));
+  }
+}
+
 TEST_CASE("environment names are derived from key paths") {
   CHECK(envNameFor("cloud.mqtt.broker") == "OUTPOST_CLOUD_MQTT_BROKER");
   CHECK(envNameFor("node.state_dir") == "OUTPOST_NODE_STATE_DIR");

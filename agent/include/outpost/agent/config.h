@@ -19,6 +19,8 @@ struct NodeConfig {
   std::map<std::string, std::string> labels;  // reported with the node
   std::vector<std::string> groups;  // desired state addressed to a group reaches its nodes
   std::string stateDir = "/var/lib/outpost";  // the store and projected volumes live here
+  // Absolute prefixes a pod's hostPath volume must be under; empty: any path (as Kubernetes).
+  std::vector<std::string> hostPathAllow;
 };
 
 struct LogConfig {
