@@ -11,6 +11,7 @@
 #include "outpost/core/bus.h"
 #include "outpost/core/metrics.h"
 #include "outpost/twin/rules.h"
+#include "outpost/validation/validation.h"
 #include "process_metrics.h"
 #include "version.h"
 
@@ -23,7 +24,14 @@ class ApiModule final : public Module {
  public:
   ApiModule(ApiServer& server, const ApiConfig& config) : server_(server), config_(config) {}
   std::string name() const override { return "api"; }
-  core::Status start() override { return server_.start(config_.socket, config_.metricsAddress); }
+  core::Status start() override {
+    ApiServerOptions o;
+    o.maxConnections = static_cast<size_t>(config_.maxConnections);
+    o.idleTimeout = config_.idleTimeout;
+    o.headerTimeout = config_.headerTimeout;
+    o.socketGroup = config_.socketGroup;
+    return server_.start(config_.socket, config_.metricsAddress, o);
+  }
   void stop() override {
     server_.stop();
     if (afterStop_) afterStop_();
@@ -53,7 +61,7 @@ class Agent::Impl {
         clock_(clock),
         log_(logging.get("agent")),
         lifecycle_(log_),
-        api_(logging.get("api")),
+        api_(logging.get("api"), &metrics_),
         apiModule_(api_, config_.api),
         store_(context()),
         cloud_(context(), store_),
@@ -84,8 +92,9 @@ class Agent::Impl {
       return ApiResponse{200, "text/plain; charset=utf-8", "ok\n"};
     });
     api_.route("GET", "/readyz", Listener::kBoth, [this](const ApiRequest&) {
-      if (lifecycle_.ready()) return ApiResponse{200, "text/plain; charset=utf-8", "ready\n"};
-      return ApiResponse{503, "text/plain; charset=utf-8", "not ready: starting\n"};
+      auto why = notReady();
+      if (!why) return ApiResponse{200, "text/plain; charset=utf-8", "ready\n"};
+      return ApiResponse{503, "text/plain; charset=utf-8", "not ready: " + *why + "\n"};
     });
     api_.route("GET", "/metrics", Listener::kBoth, [this](const ApiRequest&) {
       return ApiResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render()};
@@ -218,10 +227,25 @@ class Agent::Impl {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : *list) {
       if (name != req.query.end() && !name->second.empty() && r.name != name->second) continue;
+      // An object stored by an older agent may nest deeper than any reader can print (the door
+      // refuses such objects now): listed with the reason instead of its content.
+      if (core::Status within = validation::jsonWithin(r.object); !within.isOk()) {
+        out.push_back({{"key", r.key},
+                       {"namespace", r.ns},
+                       {"type", r.type},
+                       {"name", r.name},
+                       {"uid", r.uid},
+                       {"resourceVersion", std::to_string(r.version)},
+                       {"origin", r.origin},
+                       {"updated", core::toUnixMillis(r.updated)},
+                       {"object", nullptr},
+                       {"error", "the stored object is not shown: " + within.message()}});
+        continue;
+      }
       nlohmann::json object = nlohmann::json::parse(r.object, nullptr, false);
       if (r.type == "secret") hideSecretValues(object);
       if (r.type == "pod") {
-        if (auto st = deploy_.podStatus(r.key)) {
+        if (auto st = deploy_.podStatus(r.key); st && validation::jsonWithin(*st).isOk()) {
           nlohmann::json status = nlohmann::json::parse(*st, nullptr, false);
           if (!status.is_discarded()) object["status"] = status;
         }
@@ -274,13 +298,21 @@ class Agent::Impl {
     }
   }
 
+  // Why the agent is not ready, or nothing when it is: still starting, or its store's file went.
+  std::optional<std::string> notReady() const {
+    if (!lifecycle_.ready()) return std::string("starting");
+    return store_.vanished();
+  }
+
   std::string statusJson() const {
     nlohmann::json j;
     j["version"] = OUTPOST_VERSION;
     j["node"] = config_.node.name;
     j["pid"] = getpid();
     j["uptime_seconds"] = std::chrono::duration<double>(clock_.now() - started_).count();
-    j["ready"] = lifecycle_.ready();
+    auto why = notReady();
+    j["ready"] = !why.has_value();
+    if (why) j["not_ready_reason"] = *why;
     j["log_level"] = std::string(core::logLevelName(logging_.level()));
     j["api"] = {{"socket", config_.api.socket}, {"metrics_address", api_.tcpAddress()}};
     if (auto* link = cloud_.link()) {
@@ -350,6 +382,8 @@ bool Agent::stop(std::chrono::milliseconds deadline) { return impl_->lifecycle_.
 bool Agent::alive(std::chrono::milliseconds timeout) { return impl_->lifecycle_.alive(timeout); }
 
 std::string Agent::statusJson() const { return impl_->statusJson(); }
+
+std::optional<std::string> Agent::notReady() const { return impl_->notReady(); }
 
 void Agent::reload(const Config& config) {
   if (auto level = core::parseLogLevel(config.log.level)) {

@@ -1,13 +1,21 @@
 #include "outpost/agent/api_server.h"
 
+#include <grp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <future>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
+
+#include "outpost/validation/validation.h"
 
 namespace outpost::agent {
 
@@ -70,12 +78,52 @@ ApiRequest toRequest(const http::request<http::string_body>& req) {
 
 class ApiServer::Impl {
  public:
-  explicit Impl(core::Logger log) : log_(std::move(log)) {}
+  Impl(core::Logger log, core::MetricsRegistry* metrics)
+      : log_(std::move(log)), metrics_(metrics ? *metrics : ownMetrics_) {}
+  // The pause timers belong to io_, which goes first (it is declared after them).
+  ~Impl() {
+    unixState_.pauseTimer.reset();
+    tcpState_.pauseTimer.reset();
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   struct Route {
     std::string method, path;
     Listener where;
     Handler handler;
+  };
+
+  // One listener's connections and accept troubles; used on the API thread only.
+  struct ListenerState {
+    ListenerState(const char* n, core::MetricsRegistry& m)
+        : name(n),
+          open(m.gauge("outpost_api_connections", "Open connections to the local API, by listener",
+                       {{"listener", n}})),
+          refused(m.counter("outpost_api_connections_refused_total",
+                            "Connections to the local API closed at once because api."
+                            "max_connections were open, by listener",
+                            {{"listener", n}})),
+          timedOut(m.counter("outpost_api_connections_timed_out_total",
+                             "Connections to the local API closed by api.idle_timeout or "
+                             "api.header_timeout, by listener",
+                             {{"listener", n}})),
+          acceptErrors(
+              m.counter("outpost_api_accept_errors_total",
+                        "Failed accepts on the local API (EMFILE, ENFILE, ...), by listener",
+                        {{"listener", n}})) {}
+    const char* name;
+    Listener from = Listener::kUnix;
+    size_t active = 0;
+    uint64_t refusedNow = 0;   // refused since the limit was last reached; 0: not at the limit
+    uint64_t failuresNow = 0;  // accept failures in the current episode; 0: none
+    std::chrono::steady_clock::time_point failingSince;
+    std::chrono::milliseconds pause{0};
+    std::optional<asio::steady_timer> pauseTimer;
+    core::Gauge& open;
+    core::Counter& refused;
+    core::Counter& timedOut;
+    core::Counter& acceptErrors;
   };
 
   ApiResponse dispatch(const ApiRequest& req, Listener from) {
@@ -98,11 +146,52 @@ class ApiServer::Impl {
   template <typename Socket>
   class Session : public std::enable_shared_from_this<Session<Socket>> {
    public:
-    Session(Socket socket, Impl& impl, Listener from)
-        : socket_(std::move(socket)), impl_(impl), from_(from) {}
-    void run() { read(); }
+    Session(Socket socket, Impl& impl, ListenerState& ls)
+        : socket_(std::move(socket)), timer_(socket_.get_executor()), impl_(impl), ls_(ls) {
+      ls_.open.set(static_cast<double>(++ls_.active));
+    }
+    ~Session() { ls_.open.set(static_cast<double>(--ls_.active)); }
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // The first request must arrive within the header timeout of the accept.
+    void run() {
+      arm(impl_.options_.headerTimeout);
+      read();
+    }
 
    private:
+    // Closes the socket when `d` passes; the pending operation then ends the session. The timer
+    // holds no reference, so a finished session goes at once.
+    void arm(std::chrono::milliseconds d) {
+      timer_.expires_after(d);
+      timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+        if (ec) return;  // re-armed or the session ended
+        if (auto self = weak.lock()) {
+          self->closed_ = true;
+          self->ls_.timedOut.inc();
+          beast::error_code ignored;
+          self->socket_.close(ignored);
+        }
+      });
+    }
+
+    // Between requests of a kept-alive connection: idle until a byte comes, then the header
+    // timeout.
+    void waitNext() {
+      if (buffer_.size() > 0) {  // a pipelined request is already here
+        arm(impl_.options_.headerTimeout);
+        return read();
+      }
+      arm(impl_.options_.idleTimeout);
+      socket_.async_wait(Socket::wait_read,
+                         [self = this->shared_from_this()](beast::error_code ec) {
+                           if (ec || self->closed_) return;
+                           self->arm(self->impl_.options_.headerTimeout);
+                           self->read();
+                         });
+    }
+
     void read() {
       parser_.emplace();
       parser_->body_limit(kMaxBody);
@@ -111,7 +200,9 @@ class ApiServer::Impl {
           socket_, buffer_, *parser_,
           [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
     }
+
     void onRead(beast::error_code ec) {
+      if (closed_) return;
       if (ec) {
         if (ec != http::error::end_of_stream && ec != asio::error::eof &&
             ec != asio::error::operation_aborted && ec != asio::error::connection_reset) {
@@ -120,7 +211,8 @@ class ApiServer::Impl {
         return;
       }
       auto req = parser_->release();
-      ApiResponse r = impl_.dispatch(toRequest(req), from_);
+      ApiResponse r = bodyProblem(req);
+      if (r.status == 0) r = impl_.dispatch(toRequest(req), ls_.from);
       auto res = std::make_shared<http::response<http::string_body>>(
           static_cast<http::status>(r.status), req.version());
       res->set(http::field::server, "outpostd");
@@ -128,23 +220,38 @@ class ApiServer::Impl {
       res->keep_alive(req.keep_alive());
       res->body() = std::move(r.body);
       res->prepare_payload();
+      arm(impl_.options_.idleTimeout);  // a client that does not read its answer is dropped too
       http::async_write(socket_, *res,
                         [self = this->shared_from_this(), res](beast::error_code wec, size_t) {
+                          if (self->closed_) return;
                           if (wec || !res->keep_alive()) {
                             beast::error_code ignored;
                             self->socket_.shutdown(Socket::shutdown_send, ignored);
                             return;
                           }
-                          self->read();
+                          self->waitNext();
                         });
     }
+
+    // A JSON body that nests too deep is refused before any handler parses it (status 0: none).
+    static ApiResponse bodyProblem(const http::request<http::string_body>& req) {
+      if (req.body().empty()) return {0, "", ""};
+      auto type = req[http::field::content_type];
+      if (!type.empty() && type.find("json") == beast::string_view::npos) return {0, "", ""};
+      core::Status s = validation::jsonWithin(req.body(), {100, kMaxBody});
+      if (s.isOk()) return {0, "", ""};
+      return {400, "application/json",
+              nlohmann::json{{"error", "bad request: body: " + s.message()}}.dump()};
+    }
+
     void writeError(int status, const std::string& why) {
       auto res = std::make_shared<http::response<http::string_body>>(
           static_cast<http::status>(status), 11);
       res->set(http::field::content_type, "application/json");
-      res->body() = std::string(R"({"error":"bad request: )") + why + "\"}";
+      res->body() = nlohmann::json{{"error", "bad request: " + why}}.dump();
       res->keep_alive(false);
       res->prepare_payload();
+      arm(impl_.options_.idleTimeout);
       http::async_write(socket_, *res,
                         [self = this->shared_from_this(), res](beast::error_code, size_t) {
                           beast::error_code ignored;
@@ -153,30 +260,109 @@ class ApiServer::Impl {
     }
 
     Socket socket_;
+    asio::steady_timer timer_;
     Impl& impl_;
-    Listener from_;
+    ListenerState& ls_;
+    bool closed_ = false;  // a timeout closed the socket
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
   };
 
-  template <typename Acceptor>
-  void accept(Acceptor& acceptor, Listener from) {
-    acceptor.async_accept(
-        [this, &acceptor, from](beast::error_code ec, typename Acceptor::protocol_type::socket s) {
-          if (ec == asio::error::operation_aborted) return;
-          if (!ec) {
-            std::make_shared<Session<typename Acceptor::protocol_type::socket>>(std::move(s), *this,
-                                                                                from)
-                ->run();
-          } else {
-            log_.warn("accepting a local API connection failed: ", ec.message());
-          }
-          accept(acceptor, from);
-        });
+  // A failed accept (most often EMFILE or ENFILE: no descriptor left) would fail again at once:
+  // the listener pauses, doubling up to acceptPauseMax, and says so once per episode.
+  std::chrono::milliseconds acceptFailed(ListenerState& ls, const beast::error_code& ec) {
+    ls.acceptErrors.inc();
+    if (ls.failuresNow++ == 0) {
+      ls.failingSince = std::chrono::steady_clock::now();
+      ls.pause = std::chrono::milliseconds(50);
+      log_.error("local API (", ls.name, "): accepting a connection failed: ", ec.message(),
+                 "; not accepting new connections for a while, retrying every ",
+                 options_.acceptPauseMax.count(), " ms at most (open connections: ", ls.active,
+                 "; see api.max_connections and the service's LimitNOFILE)");
+    } else {
+      ls.pause = std::min(ls.pause * 2, options_.acceptPauseMax);
+    }
+    return std::min(ls.pause, options_.acceptPauseMax);
   }
 
-  core::Status start(const std::string& unixPath, const std::string& tcpAddress) {
+  void acceptSucceeded(ListenerState& ls) {
+    if (ls.failuresNow == 0) return;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - ls.failingSince);
+    log_.info("local API (", ls.name, "): accepting connections again after ", ls.failuresNow,
+              ls.failuresNow == 1 ? " failure" : " failures", " over ", ms.count(), " ms");
+    ls.failuresNow = 0;
+  }
+
+  template <typename Acceptor>
+  void accept(Acceptor& acceptor, ListenerState& ls) {
+    acceptor.async_accept([this, &acceptor, &ls](beast::error_code ec,
+                                                 typename Acceptor::protocol_type::socket s) {
+      if (ec == asio::error::operation_aborted) return;
+      if (ec) {
+        auto pause = acceptFailed(ls, ec);
+        ls.pauseTimer->expires_after(pause);
+        ls.pauseTimer->async_wait([this, &acceptor, &ls](beast::error_code tec) {
+          if (!tec) accept(acceptor, ls);
+        });
+        return;
+      }
+      acceptSucceeded(ls);
+      if (ls.active >= options_.maxConnections) {
+        // Closed at once: the descriptor is free again before the next accept.
+        beast::error_code ignored;
+        s.close(ignored);
+        ls.refused.inc();
+        if (ls.refusedNow++ == 0) {
+          log_.warn("local API (", ls.name, "): ", ls.active,
+                    " connections are open (api.max_connections), closing new ones until some "
+                    "end");
+        }
+      } else {
+        if (ls.refusedNow > 0) {
+          log_.info("local API (", ls.name, "): accepting connections again, ", ls.refusedNow,
+                    " closed at the limit");
+          ls.refusedNow = 0;
+        }
+        std::make_shared<Session<typename Acceptor::protocol_type::socket>>(std::move(s), *this, ls)
+            ->run();
+      }
+      accept(acceptor, ls);
+    });
+  }
+
+  // chown to the configured group, mode 0660.
+  core::Status setSocketOwner(const std::string& path) {
+    if (::chmod(path.c_str(), 0660) != 0) {
+      return core::unavailable("api.socket: cannot set the mode of \"" + path +
+                               "\": " + std::strerror(errno));
+    }
+    if (options_.socketGroup.empty()) return core::okStatus();
+    std::vector<char> buf(16384);
+    group g{};
+    group* found = nullptr;
+    int rc = getgrnam_r(options_.socketGroup.c_str(), &g, buf.data(), buf.size(), &found);
+    if (rc != 0 || found == nullptr) {
+      return core::failedPrecondition("api.socket_group: no group \"" + options_.socketGroup +
+                                      "\" on this system" +
+                                      (rc != 0 ? std::string(" (") + std::strerror(rc) + ")" : ""));
+    }
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0) {
+      return core::failedPrecondition("api.socket_group: cannot give \"" + path + "\" to group \"" +
+                                      options_.socketGroup + "\": " + std::strerror(errno));
+    }
+    return core::okStatus();
+  }
+
+  core::Status start(const std::string& unixPath, const std::string& tcpAddress,
+                     const ApiServerOptions& options) {
     namespace fs = std::filesystem;
+    options_ = options;
+    if (options_.maxConnections == 0) options_.maxConnections = 1;
+    unixState_.from = Listener::kUnix;
+    tcpState_.from = Listener::kTcp;
+    unixState_.pauseTimer.emplace(io_);
+    tcpState_.pauseTimer.emplace(io_);
     try {
       std::error_code fec;
       fs::path p(unixPath);
@@ -190,10 +376,10 @@ class ApiServer::Impl {
       unixAcceptor_.emplace(io_);
       unixAcceptor_->open();
       unixAcceptor_->bind(local::endpoint(unixPath));
-      ::chmod(unixPath.c_str(), 0660);
-      unixAcceptor_->listen();
       unixPath_ = unixPath;
-      accept(*unixAcceptor_, Listener::kUnix);
+      OUTPOST_RETURN_IF_ERROR(setSocketOwner(unixPath));
+      unixAcceptor_->listen();
+      accept(*unixAcceptor_, unixState_);
     } catch (const std::exception& e) {
       return core::unavailable("api.socket: cannot listen on \"" + unixPath + "\": " + e.what());
     }
@@ -221,7 +407,7 @@ class ApiServer::Impl {
           log_.warn("health and metrics listen on ", tcpBound_,
                     ", which is not a loopback address");
         }
-        accept(*tcpAcceptor_, Listener::kTcp);
+        accept(*tcpAcceptor_, tcpState_);
       } catch (const std::exception& e) {
         return core::unavailable("api.metrics_address: cannot listen on \"" + tcpAddress +
                                  "\": " + e.what());
@@ -233,7 +419,9 @@ class ApiServer::Impl {
       io_.run();
     });
     log_.info("control API on unix:", unixPath,
-              tcpBound_.empty() ? "" : ", health and metrics on http://", tcpBound_);
+              options_.socketGroup.empty() ? "" : " (group " + options_.socketGroup + ")",
+              tcpBound_.empty() ? "" : ", health and metrics on http://", tcpBound_, "; at most ",
+              options_.maxConnections, " connections each");
     return core::okStatus();
   }
 
@@ -264,7 +452,13 @@ class ApiServer::Impl {
   }
 
   core::Logger log_;
+  core::MetricsRegistry ownMetrics_;  // when the caller gives none
+  core::MetricsRegistry& metrics_;
   std::vector<Route> routes_;
+  ApiServerOptions options_;
+  // Declared before io_: sessions still queued in io_ when it is destroyed count themselves out.
+  ListenerState unixState_{"unix", metrics_};
+  ListenerState tcpState_{"tcp", metrics_};
   asio::io_context io_{1};
   std::optional<local::acceptor> unixAcceptor_;
   std::optional<tcp::acceptor> tcpAcceptor_;
@@ -274,94 +468,20 @@ class ApiServer::Impl {
   std::thread thread_;
 };
 
-ApiServer::ApiServer(core::Logger log) : impl_(std::make_unique<Impl>(std::move(log))) {}
+ApiServer::ApiServer(core::Logger log, core::MetricsRegistry* metrics)
+    : impl_(std::make_unique<Impl>(std::move(log), metrics)) {}
 ApiServer::~ApiServer() { impl_->stop(); }
 
 void ApiServer::route(std::string method, std::string path, Listener where, Handler handler) {
   impl_->routes_.push_back({std::move(method), std::move(path), where, std::move(handler)});
 }
 
-core::Status ApiServer::start(const std::string& unixPath, const std::string& tcpAddress) {
-  return impl_->start(unixPath, tcpAddress);
+core::Status ApiServer::start(const std::string& unixPath, const std::string& tcpAddress,
+                              const ApiServerOptions& options) {
+  return impl_->start(unixPath, tcpAddress, options);
 }
 void ApiServer::stop() { impl_->stop(); }
 std::string ApiServer::tcpAddress() const { return impl_->tcpAddress(); }
 bool ApiServer::alive(std::chrono::milliseconds timeout) { return impl_->alive(timeout); }
-
-namespace {
-
-// One request and its answer, asynchronously, so the whole exchange is bounded by `timeout`.
-template <typename Socket, typename Endpoint>
-core::Result<ApiCallResult> exchange(const Endpoint& endpoint, const std::string& host,
-                                     const std::string& method, const std::string& target,
-                                     const std::string& body, std::chrono::milliseconds timeout) {
-  asio::io_context io;
-  Socket socket(io);
-  http::request<http::string_body> req(http::string_to_verb(method), target, 11);
-  req.set(http::field::host, host);
-  req.set(http::field::user_agent, "outpostctl");
-  if (!body.empty()) {
-    req.set(http::field::content_type, "application/json");
-    req.body() = body;
-  }
-  req.keep_alive(false);
-  req.prepare_payload();
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64 << 20);
-  beast::error_code result = asio::error::timed_out;
-  bool done = false;
-  socket.async_connect(endpoint, [&](beast::error_code ec) {
-    if (ec) {
-      result = ec;
-      done = true;
-      return;
-    }
-    http::async_write(socket, req, [&](beast::error_code wec, size_t) {
-      if (wec) {
-        result = wec;
-        done = true;
-        return;
-      }
-      http::async_read(socket, buffer, parser, [&](beast::error_code rec, size_t) {
-        result = rec;
-        done = true;
-      });
-    });
-  });
-  io.run_for(timeout);
-  if (!done)
-    return core::deadlineExceeded("no answer within " + std::to_string(timeout.count()) + " ms");
-  if (result) return core::unavailable(result.message());
-  auto res = parser.release();
-  return ApiCallResult{static_cast<int>(res.result_int()), res.body()};
-}
-
-}  // namespace
-
-core::Result<ApiCallResult> callUnixSocket(const std::string& socketPath, const std::string& method,
-                                           const std::string& target, const std::string& body,
-                                           std::chrono::milliseconds timeout) {
-  auto r = exchange<local::socket>(local::endpoint(socketPath), "localhost", method, target, body,
-                                   timeout);
-  if (!r.isOk()) return r.status().withContext("talking to the agent at " + socketPath);
-  return r;
-}
-
-core::Result<ApiCallResult> callTcp(const std::string& hostPort, const std::string& method,
-                                    const std::string& target, std::chrono::milliseconds timeout) {
-  auto colon = hostPort.rfind(':');
-  std::string host = hostPort.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  try {
-    tcp::endpoint ep(asio::ip::make_address(host),
-                     static_cast<unsigned short>(std::stoi(hostPort.substr(colon + 1))));
-    auto r = exchange<tcp::socket>(ep, hostPort, method, target, "", timeout);
-    if (!r.isOk()) return r.status().withContext("reaching " + hostPort);
-    return r;
-  } catch (const std::exception& e) {
-    return core::invalidArgument("bad address \"" + hostPort + "\": " + e.what());
-  }
-}
 
 }  // namespace outpost::agent

@@ -5,14 +5,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <regex>
 #include <sstream>
 
+#include "config_checks.h"
 #include "outpost/core/log.h"
 
 extern char** environ;
@@ -65,6 +67,9 @@ Error parseDuration(const std::string& text, Seconds& out) {
     ms = value * 3'600'000;
   else
     return "unknown unit \"" + unit + "\" (use ms, s, m or h)";
+  // Ten years is more than any setting needs, and keeps the conversion to an integer defined.
+  constexpr double kMaxMs = 10.0 * 365 * 24 * 3'600'000;
+  if (!(ms <= kMaxMs)) return "must be at most 87600h, got \"" + text + "\"";
   out = Seconds(static_cast<int64_t>(ms));
   return std::nullopt;
 }
@@ -199,6 +204,7 @@ std::vector<Field> schema(Config& c) {
       mapField("node.labels", c.node.labels),
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
+      listField("node.host_path_allow", c.node.hostPathAllow),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -238,8 +244,16 @@ std::vector<Field> schema(Config& c) {
       stringField("device.tls.cert", c.device.tls.cert),
       stringField("device.tls.key", c.device.tls.key),
       stringField("device.device_id_form", c.device.deviceIdForm),
+      // Twin limits.
+      intField("device.max_devices", c.device.maxDevices),
+      intField("device.max_properties_per_device", c.device.maxPropertiesPerDevice),
+      intField("device.max_value_bytes", c.device.maxValueBytes),
       stringField("api.socket", c.api.socket),
       stringField("api.metrics_address", c.api.metricsAddress),
+      stringField("api.socket_group", c.api.socketGroup),
+      intField("api.max_connections", c.api.maxConnections),
+      durationField("api.idle_timeout", c.api.idleTimeout),
+      durationField("api.header_timeout", c.api.headerTimeout),
   };
 }
 
@@ -296,15 +310,6 @@ void checkTls(const TlsConfig& tls, const std::string& prefix, ConfigErrors& err
   }
 }
 
-bool validHostPort(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  int port = -1;
-  std::string p = text.substr(colon + 1);
-  auto res = std::from_chars(p.data(), p.data() + p.size(), port);
-  return res.ec == std::errc() && res.ptr == p.data() + p.size() && port >= 0 && port <= 65535;
-}
-
 // KubeEdge with a certificate service: the agent fetches and rotates the client certificate.
 bool certificatesManaged(const Config& c) {
   return c.cloud.transport == "websocket" && !c.cloud.websocket.certServer.empty();
@@ -318,6 +323,9 @@ void defaultManagedCertificates(Config& c) {
   if (c.cloud.tls.cert.empty()) c.cloud.tls.cert = dir + "edge.crt";
   if (c.cloud.tls.key.empty()) c.cloud.tls.key = dir + "edge.key";
 }
+
+// The MQTT keepalive is 16 bits of seconds; a longer heartbeat would wrap.
+constexpr Seconds kMaxHeartbeat = std::chrono::seconds(65535);
 
 void validate(const Config& c, ConfigErrors& errs) {
   auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
@@ -333,12 +341,19 @@ void validate(const Config& c, ConfigErrors& errs) {
   }
   if (c.node.stateDir.empty() || c.node.stateDir[0] != '/')
     add("node.state_dir", "must be an absolute path");
+  for (const auto& p : c.node.hostPathAllow) {
+    if (p.empty() || p[0] != '/' || p.find("/../") != std::string::npos ||
+        (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0))
+      add("node.host_path_allow", "\"" + p + "\" is not an absolute path without '..'");
+  }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
   if (c.cloud.transport != "mqtt" && c.cloud.transport != "websocket")
     add("cloud.transport", "must be one of mqtt, websocket");
-  if (c.cloud.heartbeat <= Seconds::zero()) add("cloud.heartbeat", "must be greater than zero");
-  if (c.cloud.rateLimitQps <= 0) add("cloud.rate_limit.qps", "must be greater than zero");
+  if (c.cloud.heartbeat < std::chrono::seconds(1) || c.cloud.heartbeat > kMaxHeartbeat)
+    add("cloud.heartbeat", "must be from 1s to 65535s (18h12m15s, the MQTT keepalive's range)");
+  if (!(c.cloud.rateLimitQps > 0) || !std::isfinite(c.cloud.rateLimitQps))
+    add("cloud.rate_limit.qps", "must be a finite number greater than zero");
   if (c.cloud.rateLimitBurst < 1) add("cloud.rate_limit.burst", "must be at least 1");
   if (c.cloud.reconnectBase <= Seconds::zero())
     add("cloud.reconnect.base", "must be greater than zero");
@@ -346,9 +361,9 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("cloud.reconnect.cap", "must not be smaller than cloud.reconnect.base");
   checkTls(c.cloud.tls, "cloud.tls", errs, certificatesManaged(c));
   if (c.cloud.transport == "mqtt") {
-    if (!hasScheme(c.cloud.mqtt.broker,
-                   {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
-      add("cloud.mqtt.broker", "must be a URI starting with tcp://, ssl://, ws:// or wss://");
+    if (auto e = detail::uriProblem(c.cloud.mqtt.broker,
+                                    {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
+      add("cloud.mqtt.broker", *e);
     if (c.cloud.mqtt.prefix.empty()) add("cloud.mqtt.prefix", "must not be empty");
   }
   if (c.cloud.mqtt.encoding != "json" && c.cloud.mqtt.encoding != "protobuf")
@@ -359,11 +374,14 @@ void validate(const Config& c, ConfigErrors& errs) {
     if (!hasScheme(c.cloud.websocket.server, {"wss://"}))
       add("cloud.websocket.server",
           "is required with transport websocket and must start with wss://");
+    else if (auto e = detail::uriProblem(c.cloud.websocket.server, {"wss://"}))
+      add("cloud.websocket.server", *e);
     if (c.cloud.websocket.projectId.empty()) add("cloud.websocket.project_id", "must not be empty");
   }
-  if (!c.cloud.websocket.certServer.empty() &&
-      !hasScheme(c.cloud.websocket.certServer, {"https://"}))
-    add("cloud.websocket.cert_server", "must start with https://");
+  if (!c.cloud.websocket.certServer.empty()) {
+    if (auto e = detail::uriProblem(c.cloud.websocket.certServer, {"https://"}))
+      add("cloud.websocket.cert_server", *e);
+  }
   if (!c.cloud.websocket.tokenFile.empty() && !readable(c.cloud.websocket.tokenFile))
     add("cloud.websocket.token_file", "cannot read file \"" + c.cloud.websocket.tokenFile + "\"");
   if (c.store.outboxMaxRows < 1) add("store.outbox_max_rows", "must be at least 1");
@@ -380,21 +398,34 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("runtime.resync_interval", "must be greater than zero");
   if (c.runtime.nodeStatusInterval <= Seconds::zero())
     add("runtime.node_status_interval", "must be greater than zero");
-  if (c.device.enabled &&
-      !hasScheme(c.device.broker, {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
-    add("device.broker", "must be a URI starting with tcp://, ssl://, ws:// or wss://");
+  if (c.device.enabled) {
+    if (auto e = detail::uriProblem(c.device.broker,
+                                    {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"}))
+      add("device.broker", *e);
+  }
   checkTls(c.device.tls, "device.tls", errs);
   if (!c.device.passwordFile.empty() && !readable(c.device.passwordFile))
     add("device.password_file", "cannot read file \"" + c.device.passwordFile + "\"");
   if (c.device.deviceIdForm != "namespaced" && c.device.deviceIdForm != "name")
     add("device.device_id_form", "must be one of namespaced, name");
+  // Twin limits.
+  if (c.device.maxDevices < 1) add("device.max_devices", "must be at least 1");
+  if (c.device.maxPropertiesPerDevice < 1)
+    add("device.max_properties_per_device", "must be at least 1");
+  if (c.device.maxValueBytes < 1 || c.device.maxValueBytes > 65536)
+    add("device.max_value_bytes", "must be between 1 and 65536");
   if (c.api.socket.empty() || c.api.socket[0] != '/')
     add("api.socket", "must be an absolute path");
   else if (c.api.socket.size() > 100)
     add("api.socket", "is too long for a unix socket (over 100 bytes)");
-  if (!c.api.metricsAddress.empty() && !validHostPort(c.api.metricsAddress))
-    add("api.metrics_address",
-        "must be host:port (empty turns it off), got \"" + c.api.metricsAddress + "\"");
+  if (!c.api.metricsAddress.empty()) {
+    if (auto e = detail::listenAddressProblem(c.api.metricsAddress))
+      add("api.metrics_address",
+          "must be host:port with an IP address (127.0.0.1:10350, [::1]:10350), empty turns it "
+          "off: " +
+              *e);
+  }
+  detail::validateLimits(c, errs);
 }
 
 }  // namespace
@@ -474,15 +505,13 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
 }
 
 LoadResult loadConfigFile(const std::string& path, const Environment& env) {
-  std::ifstream f(path);
-  if (!f) {
+  std::string text;
+  if (auto problem = detail::readConfigText(path, text)) {
     LoadResult r;
-    r.errors.errors.push_back({"(file)", "cannot read \"" + path + "\""});
+    r.errors.errors.push_back({"(file)", *problem});
     return r;
   }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return loadConfig(ss.str(), env);
+  return loadConfig(text, env);
 }
 
 }  // namespace outpost::agent

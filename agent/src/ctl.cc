@@ -68,7 +68,10 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
   std::cout << "Node:     " << j.value("node", "") << "\n"
             << "Version:  " << j.value("version", "") << " (outpostctl " << OUTPOST_VERSION << ")\n"
             << "Uptime:   " << formatUptime(j.value("uptime_seconds", 0.0)) << "\n"
-            << "Ready:    " << (j.value("ready", false) ? "yes" : "no") << "\n";
+            << "Ready:    " << (j.value("ready", false) ? "yes" : "no");
+  if (!j.value("ready", false) && !j.value("not_ready_reason", "").empty())
+    std::cout << " (" << j.value("not_ready_reason", "") << ")";
+  std::cout << "\n";
   if (j.contains("cloud") && j["cloud"].is_object()) {
     const auto& c = j["cloud"];
     std::cout << "Cloud:    " << c.value("state", "") << " (" << c.value("transport", "") << ", "
@@ -141,9 +144,10 @@ int cmdStatus(const Globals& g) {
     std::cerr << "outpostctl: the agent answered " << r->status << ": " << r->body << "\n";
     return kExitFailure;
   }
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  std::string why;
+  auto j = parseAnswer(r->body, &why);
   if (j.is_discarded()) {
-    std::cerr << "outpostctl: the agent's answer is not JSON: " << r->body << "\n";
+    std::cerr << "outpostctl: " << why << "\n";
     return kExitFailure;
   }
   return printStatus(j, g.output);
@@ -330,7 +334,12 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
     std::cerr << "outpostctl: the agent answered " << r->status << ": " << r->body << "\n";
     return kExitFailure;
   }
-  auto items = nlohmann::json::parse(r->body, nullptr, false);
+  std::string why;
+  auto items = parseAnswer(r->body, &why);
+  if (items.is_discarded()) {
+    std::cerr << "outpostctl: " << why << "\n";
+    return kExitFailure;
+  }
   if (!items.is_array()) {
     std::cerr << "outpostctl: the agent's answer is not a list\n";
     return kExitFailure;
@@ -340,19 +349,26 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
               << f.ns << "\n";
     return kExitNotFound;
   }
+  // Objects the agent would not show (nested too deep) are named on standard error and left out.
   nlohmann::json objects = nlohmann::json::array();
-  for (const auto& it : items) objects.push_back(it["object"]);
-  nlohmann::json doc =
-      f.args.size() == 2
-          ? objects[0]
-          : nlohmann::json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", objects}};
-  if (g.output == "json") {
-    std::cout << doc.dump(2) << "\n";
-    return kExitOk;
+  int rc = kExitOk;
+  for (const auto& it : items) {
+    if (reportUnshown(it))
+      rc = kExitFailure;
+    else
+      objects.push_back(it["object"]);
   }
-  if (g.output == "yaml") {
-    std::cout << jsonToYaml(doc.dump());
-    return kExitOk;
+  if (g.output == "json" || g.output == "yaml") {
+    if (f.args.size() == 2 && objects.empty()) return rc;
+    nlohmann::json doc =
+        f.args.size() == 2
+            ? objects[0]
+            : nlohmann::json{{"apiVersion", "v1"}, {"kind", "List"}, {"items", objects}};
+    if (g.output == "json")
+      std::cout << doc.dump(2) << "\n";
+    else
+      std::cout << jsonToYaml(doc.dump());
+    return rc;
   }
   if (items.empty()) {
     std::cout << "No " << type << " objects found" << (f.ns == "*" ? "" : " in namespace " + f.ns)
@@ -366,20 +382,21 @@ int cmdGet(const Globals& g, const PublishFlags& f) {
     std::cout << std::setw(18) << "PHASE" << std::setw(7) << "READY" << std::setw(10) << "RESTARTS";
   std::cout << "AGE\n";
   for (const auto& it : items) {
+    const nlohmann::json& object =
+        it.contains("object") && it["object"].is_object() ? it["object"] : nlohmann::json::object();
     std::cout << std::left << std::setw(16) << it.value("namespace", "") << std::setw(32)
               << it.value("name", "") << std::setw(16) << it.value("resourceVersion", "");
     if (type == "secret" || type == "configmap") {
       size_t n = 0;
       for (const char* field : {"data", "stringData", "binaryData"}) {
-        if (it["object"].contains(field) && it["object"][field].is_object())
-          n += it["object"][field].size();
+        if (object.contains(field) && object[field].is_object()) n += object[field].size();
       }
       std::cout << std::setw(6) << n;
     }
-    if (type == "pod") printPodColumns(it["object"].value("status", nlohmann::json::object()));
+    if (type == "pod") printPodColumns(object.value("status", nlohmann::json::object()));
     std::cout << age(it.value("updated", int64_t{0})) << "\n";
   }
-  return kExitOk;
+  return rc;
 }
 
 }  // namespace

@@ -20,8 +20,27 @@
 #include "manifests.h"
 #include "outpost/agent/api_server.h"
 #include "outpost/agent/exit_codes.h"
+#include "outpost/validation/validation.h"
 
 namespace outpost::agent {
+
+nlohmann::json parseAnswer(const std::string& body, std::string* why) {
+  core::Status within = validation::jsonWithin(body, {kMaxAnswerDepth, 256u << 20});
+  if (!within.isOk()) {
+    if (why) *why = "the agent's answer is refused: " + within.message();
+    return nlohmann::json::value_t::discarded;
+  }
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() && why) *why = "the agent's answer is not JSON: " + body.substr(0, 200);
+  return j;
+}
+
+bool reportUnshown(const nlohmann::json& item) {
+  if (!item.is_object() || !item.contains("error") || !item["error"].is_string()) return false;
+  std::cerr << "outpostctl: " << item.value("key", "?") << ": " << item["error"].get<std::string>()
+            << "\n";
+  return true;
+}
 
 namespace {
 
@@ -49,7 +68,8 @@ int fetch(const std::string& socket, const std::string& target, json& out) {
               << "\nIs outpostd running? (systemctl status outpost; or pass --socket PATH)\n";
     return kExitUnavailable;
   }
-  out = json::parse(r->body, nullptr, false);
+  std::string problem;
+  out = parseAnswer(r->body, &problem);
   if (r->status != 200) {
     std::string why = out.is_object() ? out.value("error", r->body) : r->body;
     if (r->status == 404) {
@@ -60,7 +80,7 @@ int fetch(const std::string& socket, const std::string& target, json& out) {
     return kExitFailure;
   }
   if (out.is_discarded()) {
-    std::cerr << "outpostctl: the agent's answer is not JSON: " << r->body << "\n";
+    std::cerr << "outpostctl: " << problem << "\n";
     return kExitFailure;
   }
   return kExitOk;
@@ -81,6 +101,7 @@ int fetchObject(const InspectOptions& o, const std::string& type, const std::str
     return kExitNotFound;
   }
   item = items[0];
+  if (reportUnshown(item)) return kExitFailure;
   return kExitOk;
 }
 
@@ -266,7 +287,7 @@ int describePod(const InspectOptions& o, const std::string& name) {
   auto r =
       callUnixSocket(o.socket, "GET",
                      "/v1/pods/runtime?namespace=" + urlEncode(o.ns) + "&name=" + urlEncode(name));
-  if (r.isOk() && r->status == 200) runtime = json::parse(r->body, nullptr, false);
+  if (r.isOk() && r->status == 200) runtime = parseAnswer(r->body);
   if (!runtime.is_object()) runtime = json::object();
   if (o.output != "table") {
     json doc = item["object"];

@@ -2,6 +2,7 @@
 // outpostctl's read-only commands beyond `get`: describe, logs, get twins. They ask the agent over
 // its control socket (docs/local-api.md) and, for logs, read the CRI log files it names.
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,18 @@ struct InspectOptions {
   bool follow = false;            // logs -f
   long tail = -1;                 // logs --tail (-1: everything)
 };
+
+// How deep an answer of the agent may nest: a stored object (at most 100 levels, as the agent lets
+// through) inside the answer's list and item. Anything deeper is refused before it is parsed: an
+// object that an older agent stored 70 000 levels deep crashed the YAML printer and made the JSON
+// one print gigabytes.
+inline constexpr size_t kMaxAnswerDepth = 110;
+// An answer of the agent parsed after that check; discarded (is_discarded()) when it is refused or
+// is not JSON, `why` then saying which.
+nlohmann::json parseAnswer(const std::string& body, std::string* why = nullptr);
+// For an item of /v1/resources that the agent could not show (its "error"): prints it and returns
+// true.
+bool reportUnshown(const nlohmann::json& item);
 
 // `describe TYPE NAME`: pods, configmaps, secrets (values hidden), devices, twins.
 int cmdDescribe(const InspectOptions& o);

@@ -114,6 +114,7 @@ int runDaemon(int argc, char** argv) {
   if (watchdog) log.info("systemd watchdog every ", watchdogPeriod->count() / 2000, " ms");
 
   int exitCode = kExitOk;
+  std::optional<std::string> notReady;  // the last reason logged
   while (true) {
     auto secs = std::chrono::duration_cast<std::chrono::seconds>(tick);
     timespec ts{secs.count(), static_cast<long>((tick - secs).count() * 1000)};
@@ -133,6 +134,17 @@ int runDaemon(int argc, char** argv) {
         agent.reload(again.config);
       }
       continue;
+    }
+    // Readiness can be lost while running (the store's file removed): said once, and to systemd.
+    if (auto why = agent.notReady(); why != notReady) {
+      if (why) {
+        log.error("not ready: ", *why);
+        notify("STATUS=not ready: " + *why);
+      } else {
+        log.info("ready again");
+        notify("STATUS=running");
+      }
+      notReady = why;
     }
     if (watchdog) {
       // Only pet the watchdog when every module's thread answers: a stuck loop gets us restarted.

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "outpost/validation/validation.h"
+
 namespace outpost::agent {
 
 using nlohmann::json;
@@ -141,13 +143,19 @@ core::Result<std::vector<ManifestObject>> parseManifests(const std::string& text
     }
     meta["namespace"] = ns;
     std::string type = typeOfKind(j["kind"]);
-    out.push_back({ns + "/" + type + "/" + name, type, j.dump()});
+    std::string dumped = j.dump();
+    if (core::Status within = validation::jsonWithin(dumped); !within.isOk())
+      return core::invalidArgument(where + ": " + within.message());
+    out.push_back({ns + "/" + type + "/" + name, type, std::move(dumped)});
   }
   if (out.empty()) return core::invalidArgument(source + ": no objects found");
   return out;
 }
 
 std::string jsonToYaml(const std::string& text) {
+  // The emitter recurses once per level: only documents of a printable depth reach it.
+  if (core::Status within = validation::jsonWithin(text, {128, 256u << 20}); !within.isOk())
+    return "# not shown: " + within.message() + "\n";
   YAML::Emitter out;
   emit(out, json::parse(text));
   return std::string(out.c_str()) + "\n";

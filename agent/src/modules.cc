@@ -28,29 +28,6 @@ std::string readSecretFile(const std::string& path) {
 }
 }  // namespace
 
-// ---- store
-
-std::string StoreModule::path() const { return ctx_.config.node.stateDir + "/outpost.db"; }
-
-core::Status StoreModule::start() {
-  metadb::StoreOptions o;
-  o.path = path();
-  o.commitWindow = ctx_.config.store.commitWindow;
-  o.outboxMaxRows = ctx_.config.store.outboxMaxRows;
-  o.outboxMaxBytes = ctx_.config.store.outboxMaxBytes;
-  auto s = metadb::openSqliteStore(o, ctx_.clock, ctx_.bus, ctx_.logging, ctx_.metrics);
-  if (!s.isOk()) return s.status();
-  store_ = std::move(s).value();
-  return core::okStatus();
-}
-
-void StoreModule::stop() {
-  if (store_) store_->flush();
-  store_.reset();
-}
-
-std::string StoreModule::describe() const { return path(); }
-
 // ---- cloud
 
 core::Status CloudModule::start() {
@@ -326,6 +303,7 @@ core::Status DeployModule::start() {
   rc.resyncInterval = c.runtime.resyncInterval;
   rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
   rc.nodeName = c.node.name;
+  rc.hostPathAllow = c.node.hostPathAllow;
   {
     std::lock_guard lock(m.reconcilerMu);
     m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
@@ -431,6 +409,10 @@ core::Status TwinModule::start() {
       c.device.deviceIdForm == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
   o.reconnectBase = c.cloud.reconnectBase;
   o.reconnectCap = c.cloud.reconnectCap;
+  // Twin limits (validated at least 1 by config.cc).
+  o.maxDevices = static_cast<size_t>(c.device.maxDevices);
+  o.maxPropertiesPerDevice = static_cast<size_t>(c.device.maxPropertiesPerDevice);
+  o.maxValueBytes = static_cast<size_t>(c.device.maxValueBytes);
   CloudModule& cloud = impl_->cloud;
   // Twin changes wait in the outbox; the link (when it runs) sends them at once.
   o.outboxChanged = [&cloud] {

@@ -2,6 +2,8 @@
 // The agent's modules as lifecycle units: each builds its part from the configuration and the parts
 // started before it. Only agent/ knows these concrete types.
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -30,7 +32,7 @@ struct Context {
   core::MetricsRegistry& metrics;
 };
 
-// The SQLite store under node.state_dir.
+// The SQLite store under node.state_dir (store_module.cc).
 class StoreModule final : public Module {
  public:
   explicit StoreModule(Context ctx) : ctx_(ctx) {}
@@ -40,10 +42,20 @@ class StoreModule final : public Module {
   std::string describe() const override;
   metadb::SqliteStore* store() const { return store_.get(); }
   std::string path() const;
+  // Why the store can no longer be trusted, from any thread: its file was removed or replaced
+  // since the start (the store then refuses writes). Nothing while it is the file opened.
+  std::optional<std::string> vanished() const;
 
  private:
+  // A store made empty at this start (no file, or an empty one) is marked needs_full_resync, so
+  // deploy keeps the containers it finds until the cloud has sent the whole desired set.
+  core::Status markFresh();
+
   Context ctx_;
   std::unique_ptr<metadb::SqliteStore> store_;
+  std::atomic<bool> opened_{false};
+  dev_t device_ = 0;
+  ino_t inode_ = 0;
 };
 
 // The cloud link (MQTT now; KubeEdge WebSocket later).

@@ -7,6 +7,7 @@
 
 #include "envelope.pb.h"
 #include "outpost/cloudhub/envelope.h"
+#include "outpost/validation/validation.h"
 
 namespace outpost::cloudhub {
 
@@ -41,8 +42,9 @@ Decoded validate(Envelope env) {
     return fail(DecodeError::kInvalid, "header.msg_id is too long");
   if (!env.route.operation.empty() &&
       std::find(kOperations.begin(), kOperations.end(), env.route.operation) == kOperations.end()) {
-    return fail(DecodeError::kInvalid,
-                "route.operation \"" + env.route.operation + "\" is not known");
+    return fail(
+        DecodeError::kInvalid,
+        "route.operation \"" + validation::printable(env.route.operation) + "\" is not known");
   }
   if (env.route.operation.empty()) return fail(DecodeError::kInvalid, "route.operation is missing");
   if (env.header.timestamp < 0) return fail(DecodeError::kInvalid, "header.timestamp is negative");
@@ -50,6 +52,10 @@ Decoded validate(Envelope env) {
 }
 
 Decoded decodeJson(std::string_view frame) {
+  // Before the parser: a text nested deeper than any object needs would take the serializer's
+  // stack (dump() recurses) wherever the content goes next.
+  if (auto s = validation::jsonWithin(frame); !s.isOk())
+    return fail(DecodeError::kMalformed, s.message());
   json j = json::parse(frame, nullptr, false);
   if (j.is_discarded()) return fail(DecodeError::kMalformed, "not valid JSON");
   if (!j.is_object()) return fail(DecodeError::kMalformed, "not a JSON object");
@@ -106,6 +112,8 @@ Decoded decodeProto(std::string_view frame) {
   env.route.operation = pb.route().operation();
   env.route.resource = pb.route().resource();
   env.content = pb.content().empty() ? "null" : pb.content();
+  if (auto s = validation::jsonWithin(env.content); !s.isOk())
+    return fail(DecodeError::kMalformed, "content: " + s.message());
   if (!json::accept(env.content)) return fail(DecodeError::kInvalid, "content is not JSON");
   return validate(std::move(env));
 }
@@ -189,7 +197,7 @@ std::optional<std::string> contentObject(const Envelope& env) {
   if (first != std::string::npos && env.content[first] == '{') return env.content;
   json c = json::parse(env.content, nullptr, false);
   if (c.is_object()) return env.content;
-  if (c.is_string()) {
+  if (c.is_string() && validation::jsonWithin(c.get_ref<const std::string&>()).isOk()) {
     json inner = json::parse(c.get<std::string>(), nullptr, false);
     if (inner.is_object()) return inner.dump();
   }

@@ -15,6 +15,7 @@
 #include "outpost/core/event_loop.h"
 #include "outpost/metadb/types.h"
 #include "outpost/mqttc/client.h"
+#include "outpost/validation/validation.h"
 #include "rate_limiter.h"
 #include "session_common.h"
 #include "tls_probe.h"
@@ -143,6 +144,17 @@ class MqttLink final : public CloudLink {
         onMessage(topic, payload);
       });
     };
+    // A payload over the limit is refused in the library's callback, before any copy of it.
+    c.maxPayloadBytes = opts_.maxMessageBytes;
+    cb.oversized = [this](std::string topic, size_t bytes) {
+      loop_.post([this, topic = std::move(topic), bytes] {
+        received_.inc();
+        book_.update([](LinkStatus& s) { s.messagesIn++; });
+        invalid(invalidTooLarge_, topic,
+                "message of " + std::to_string(bytes) + " bytes exceeds the limit of " +
+                    std::to_string(opts_.maxMessageBytes) + "; not read");
+      });
+    };
     connectOptions_ = c;
     client_ = std::make_unique<mqttc::Client>(std::move(c), std::move(cb));
     pollTimer_ = loop_.runEvery(opts_.outboxPoll, [this] { drain(); });
@@ -161,6 +173,7 @@ class MqttLink final : public CloudLink {
       loop_.cancel(reconnectTimer_);
       loop_.cancel(pollTimer_);
       loop_.cancel(resyncTimer_);
+      loop_.cancel(storeRetryTimer_);
     });
     if (client_) {
       if (client_->connected()) {
@@ -213,13 +226,13 @@ class MqttLink final : public CloudLink {
 
   // Subscribing (again) makes the broker send every retained desired object of the node's scopes.
   void subscribeAll() {
-    std::vector<std::string> subs = {topics_.desired(opts_.nodeName, "#"),
-                                     topics_.manifest(opts_.nodeName),
-                                     topics_.down(opts_.nodeName)};
-    for (const auto& g : opts_.groups) {
-      subs.push_back(topics_.groupDesired(g, "#"));
-      subs.push_back(topics_.groupManifest(g));
-    }
+    // The manifests first: a broker sends the retained messages of each filter in order and drops
+    // what overflows its queue for us, and the manifests are what tells us something is missing.
+    std::vector<std::string> subs = {topics_.manifest(opts_.nodeName)};
+    for (const auto& g : opts_.groups) subs.push_back(topics_.groupManifest(g));
+    subs.push_back(topics_.down(opts_.nodeName));
+    subs.push_back(topics_.desired(opts_.nodeName, "#"));
+    for (const auto& g : opts_.groups) subs.push_back(topics_.groupDesired(g, "#"));
     client_->subscribe(subs, [this](core::Status s) {
       loop_.post([this, s] {
         if (!s.isOk()) log_.error("subscribing failed: ", s.message());
@@ -232,15 +245,20 @@ class MqttLink final : public CloudLink {
     LinkState was = book_.state();
     bool wasConnected = was == LinkState::kConnected;
     if (was == LinkState::kDisconnected) return;  // already scheduled
-    setState(LinkState::kDisconnected, why);
+    if (wasConnected) tlsFailure_.clear();
+    if (mqttc::isTlsUri(opts_.broker) && !wasConnected && backoff_.attempts() == 0) {
+      // Paho only says "TCP/TLS connect failure": find out why, once per outage, for the operator,
+      // and keep it as the link's last error (outpostctl status) for the rest of the outage.
+      core::Status probe = probeTls(connectOptions_, std::chrono::seconds(5));
+      if (!probe.isOk()) {
+        log_.error("TLS with ", opts_.broker, " failed: ", probe.message());
+        tlsFailure_ = "TLS with " + opts_.broker + " failed: " + probe.message();
+      }
+    }
+    setState(LinkState::kDisconnected, tlsFailure_.empty() ? why : why + "; " + tlsFailure_);
     drainer_.reset();
     ackInFlight_ = false;
     ++ackEpoch_;
-    if (mqttc::isTlsUri(opts_.broker) && !wasConnected && backoff_.attempts() == 0) {
-      // Paho only says "TCP/TLS connect failure": find out why, once per outage, for the operator.
-      core::Status probe = probeTls(connectOptions_, std::chrono::seconds(5));
-      if (!probe.isOk()) log_.error("TLS with ", opts_.broker, " failed: ", probe.message());
-    }
     auto delay = backoff_.next();
     if (wasConnected) {
       log_.warn("cloud link down: ", why, "; reconnecting in ",
@@ -290,6 +308,8 @@ class MqttLink final : public CloudLink {
                  const std::string& payload) {
     auto parts = metadb::parseKey(key);
     if (!parts.isOk()) return invalid(invalidAddress_, topic, parts.status().message());
+    if (auto v = validation::desiredKey(parts->ns, parts->type, parts->name); !v.isOk())
+      return invalid(invalidAddress_, topic, v.message());
     metadb::ResourceChange change;
     std::optional<Envelope> env;
     if (payload.empty()) {
@@ -322,16 +342,19 @@ class MqttLink final : public CloudLink {
     }
     writes_.write(
         std::move(batch), loop_,
-        [this, key, toAck = std::move(toAck)](core::Result<metadb::WriteResult> r) mutable {
+        [this, key, topic, toAck = std::move(toAck)](core::Result<metadb::WriteResult> r) mutable {
           if (!r.isOk()) {
-            // Not acknowledged: the retained copy comes again on the next connect.
+            // Not acknowledged. The broker sends its retained copy again when asked for its topic:
+            // ask, with a growing pause while the store keeps failing (a full disk).
             log_.error("storing ", key, " failed: ", r.status().toString());
+            refetchLater(topic);
             return;
           }
           const char* outcome = r->changes[0] == metadb::ApplyOutcome::kApplied ? "applied"
                                 : r->changes[0] == metadb::ApplyOutcome::kStale ? "stale"
                                                                                 : "deleted";
           log_.debug(key, ": ", outcome);
+          storeRetryDelay_ = kResyncInitial;  // the store takes writes again
           if (toAck) queueAck(std::move(*toAck));
           scheduleConvergenceCheck();
         });
@@ -491,6 +514,8 @@ class MqttLink final : public CloudLink {
     int64_t version = 0;
     std::map<std::string, int64_t> objects;
     bool converged = false;
+    size_t lastMissing = 0;    // objects missing when the last page was asked for
+    bool warnedQueue = false;  // the broker's queue limit was named in the log
   };
 
   void onManifest(const std::string& topic, const std::string& origin, const std::string& payload) {
@@ -498,6 +523,10 @@ class MqttLink final : public CloudLink {
       manifests_.erase(origin);
       return;
     }
+    if (auto limits =
+            validation::jsonWithin(payload, {.maxDepth = 4, .maxBytes = opts_.maxMessageBytes});
+        !limits.isOk())
+      return invalid(invalidMalformed_, topic, "manifest: " + limits.message());
     json j = json::parse(payload, nullptr, false);
     if (!j.is_object() || !j.contains("objects") || !j["objects"].is_object()) {
       return invalid(invalidMalformed_, topic,
@@ -510,9 +539,12 @@ class MqttLink final : public CloudLink {
       std::string version = v.is_string()           ? v.get<std::string>()
                             : v.is_number_integer() ? std::to_string(v.get<int64_t>())
                                                     : "";
-      if (!isDecimal(version) || !metadb::parseKey(k).isOk()) {
+      auto parts = metadb::parseKey(k);
+      if (!isDecimal(version) || !parts.isOk() ||
+          !validation::desiredKey(parts->ns, parts->type, parts->name).isOk()) {
         return invalid(invalidContent_, topic,
-                       "manifest entry \"" + k + "\" is not a key with a decimal version");
+                       "manifest entry \"" + validation::printable(k) +
+                           "\" is not a valid key with a decimal version");
       }
       m.objects[k] = std::stoll(version);
       m.version = std::max(m.version, m.objects[k]);
@@ -573,6 +605,7 @@ class MqttLink final : public CloudLink {
         ++removed;
       }
       m.converged = true;
+      if (!fetchTopics_.empty()) client_->unsubscribe(std::exchange(fetchTopics_, {}), nullptr);
       auto now = clock_.wallNow();
       batch.putKv("sync." + origin + ".generation", std::to_string(m.generation));
       batch.putKv(std::string(LinkStateBook::kLastSyncKey),
@@ -603,8 +636,12 @@ class MqttLink final : public CloudLink {
   }
 
   // A manifest lists objects we do not hold at its version yet. They normally arrive within moments
-  // (the broker resends every retained object on subscribe); if not, ask again by subscribing anew,
-  // with a growing pause, and say which are missing.
+  // (the broker resends every retained object on subscribe). But a broker sends a subscriber only
+  // as many retained messages as its queue for that client holds and drops the rest (mosquitto's
+  // max_queued_messages, 1000 by default; other brokers have a like limit), so a node with more
+  // objects would never converge by subscribing again to the whole set: ask for the missing ones by
+  // their exact topics, a page at a time, each page well under any such queue. Say which broker
+  // setting to change, once per episode.
   void armResync(const std::string& origin, const std::vector<std::string>& missing) {
     std::string some;
     for (size_t i = 0; i < missing.size() && i < 3; ++i) some += (i ? ", " : "") + missing[i];
@@ -617,11 +654,80 @@ class MqttLink final : public CloudLink {
       if (stopping_ || it == manifests_.end() || it->second.converged) return;
       checkConvergence();
       if (it->second.converged || book_.state() != LinkState::kConnected) return;
-      log_.warn("desired set of ", origin, " still incomplete after ",
-                std::chrono::duration_cast<std::chrono::milliseconds>(resyncDelay_).count(),
-                " ms; asking the broker to send it again");
-      resyncDelay_ = std::min(resyncDelay_ * 2, kResyncMax);
-      subscribeAll();
+      fetchMissing(origin, it->second);
+    });
+  }
+
+  // The desired topic of `key` in the scope `origin` (the node's own or one of its groups).
+  std::string desiredTopic(const std::string& origin, const std::string& key) const {
+    constexpr std::string_view kGroup = "mqtt:group:";
+    if (origin.starts_with(kGroup)) return topics_.groupDesired(origin.substr(kGroup.size()), key);
+    return topics_.desired(opts_.nodeName, key);
+  }
+
+  void fetchMissing(const std::string& origin, Manifest& m) {
+    auto all = reader_->listPrefix("");
+    if (!all.isOk()) return;
+    std::map<std::string, int64_t> stored;
+    for (const auto& r : *all) stored[r.key] = r.version;
+    std::vector<std::string> page;
+    size_t missing = 0;
+    for (const auto& [k, v] : m.objects) {
+      auto it = stored.find(k);
+      if (it != stored.end() && it->second >= v) continue;
+      ++missing;
+      if (page.size() < kFetchPage) page.push_back(desiredTopic(origin, k));
+    }
+    if (missing == 0) return;
+    bool progress = m.lastMissing == 0 || missing < m.lastMissing;
+    if (!m.warnedQueue) {
+      m.warnedQueue = true;
+      log_.warn("desired set of ", origin, ": the broker delivered ", m.objects.size() - missing,
+                " of the ", m.objects.size(),
+                " objects its manifest lists; a broker drops retained messages past its queue for "
+                "one client (mosquitto: max_queued_messages, 1000 by default; set it above the "
+                "number of objects a node holds). Fetching the ",
+                missing, " missing by topic, ", kFetchPage, " at a time");
+    } else {
+      log_.info("desired set of ", origin, ": ", missing, " objects still missing; fetching ",
+                page.size(), " by topic");
+    }
+    m.lastMissing = missing;
+    // A page that brought something in is followed at once by the next; one that did not, later.
+    resyncDelay_ = progress ? kResyncInitial : std::min(resyncDelay_ * 2, kResyncMax);
+    refetch(std::move(page));
+  }
+
+  // Subscribes to the exact topics of `page` (the broker sends each one's retained copy) in place
+  // of the last page's subscriptions.
+  void refetch(std::vector<std::string> page) {
+    auto previous = std::exchange(fetchTopics_, page);
+    if (!previous.empty()) client_->unsubscribe(previous, nullptr);
+    client_->subscribe(page, [this](core::Status s) {
+      loop_.post([this, s] {
+        if (!s.isOk()) log_.error("subscribing to missing objects failed: ", s.message());
+      });
+    });
+  }
+
+  // An object the store refused (a full disk) is asked for again later, whether or not a manifest
+  // lists it, so it arrives once the store takes writes again, without a restart.
+  void refetchLater(const std::string& topic) {
+    storeRetry_.insert(topic);
+    if (storeRetryTimer_ != 0) return;
+    storeRetryTimer_ = loop_.runAfter(storeRetryDelay_, [this] {
+      storeRetryTimer_ = 0;
+      if (stopping_ || storeRetry_.empty()) return;
+      if (book_.state() != LinkState::kConnected) return;  // the next subscribe brings them all
+      std::vector<std::string> page;
+      while (!storeRetry_.empty() && page.size() < kFetchPage) {
+        page.push_back(*storeRetry_.begin());
+        storeRetry_.erase(storeRetry_.begin());
+      }
+      log_.info("asking the broker again for ", page.size(),
+                page.size() == 1 ? " object" : " objects", " the store could not take");
+      storeRetryDelay_ = std::min(storeRetryDelay_ * 2, kResyncMax);
+      refetch(std::move(page));
     });
   }
 
@@ -692,6 +798,7 @@ class MqttLink final : public CloudLink {
 
   std::unique_ptr<mqttc::Client> client_;
   mqttc::ConnectOptions connectOptions_;
+  std::string tlsFailure_;         // why TLS failed at the start of this outage, for the status
   metadb::StoreReaderPtr reader_;  // used on the loop only
   std::map<std::string, Manifest> manifests_;
   bool checkPosted_ = false;
@@ -706,6 +813,11 @@ class MqttLink final : public CloudLink {
   core::TimerId reconnectTimer_ = 0, pollTimer_ = 0, resyncTimer_ = 0;
   static constexpr core::Duration kResyncInitial = std::chrono::seconds(2);
   static constexpr core::Duration kResyncMax = std::chrono::seconds(60);
+  static constexpr size_t kFetchPage = 200;  // missing objects asked for by topic at once
+  std::set<std::string> storeRetry_;  // topics of objects the store refused, to ask for again
+  core::TimerId storeRetryTimer_ = 0;
+  core::Duration storeRetryDelay_ = kResyncInitial;
+  std::vector<std::string> fetchTopics_;  // the exact subscriptions of the last page
   core::Duration resyncDelay_ = kResyncInitial;
 };
 

@@ -23,6 +23,7 @@
 #include "outpost/core/metrics.h"
 #include "outpost/metadb/store.h"
 #include "outpost/metadb/types.h"
+#include "outpost/validation/validation.h"
 #include "rate_limiter.h"
 
 namespace outpost::cloudhub {
@@ -30,124 +31,6 @@ namespace outpost::cloudhub {
 inline bool isDecimal(std::string_view s) {
   return !s.empty() && s.size() <= 18 &&
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// metadata.uid and metadata.resourceVersion of an object's JSON text, found by skipping over the
-// text instead of building a DOM of it (a desired object is ~2 KB; nlohmann's parse of it cost
-// more CPU than the broker's whole share of the message, docs/benchmarks.md B3). Expects valid
-// JSON, as decode() and contentObject() leave it; says false (and the caller parses) when the
-// text is not an object or a value it needs holds an escape.
-struct ObjectMeta {
-  std::optional<std::string> uid, resourceVersion;
-};
-namespace scan {
-inline size_t ws(std::string_view s, size_t i) {
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-  return i;
-}
-// `i` at an opening quote: the index after the closing one (npos if there is none).
-inline size_t skipString(std::string_view s, size_t i) {
-  for (++i; i < s.size();) {
-    const void* q = std::memchr(s.data() + i, '"', s.size() - i);
-    if (!q) return std::string_view::npos;
-    size_t at = static_cast<size_t>(static_cast<const char*>(q) - s.data());
-    size_t slashes = 0;
-    while (at - slashes > i && s[at - slashes - 1] == '\\') ++slashes;
-    if (slashes % 2 == 0) return at + 1;
-    i = at + 1;
-  }
-  return std::string_view::npos;
-}
-// `i` at the first character of a value: the index after it (npos on text that is not JSON).
-inline size_t skipValue(std::string_view s, size_t i) {
-  if (i >= s.size()) return std::string_view::npos;
-  if (s[i] == '"') return skipString(s, i);
-  if (s[i] != '{' && s[i] != '[') {
-    while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
-           s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
-      ++i;
-    return i;
-  }
-  size_t depth = 0;
-  while (i < s.size()) {
-    char c = s[i];
-    if (c == '"') {
-      i = skipString(s, i);
-      if (i == std::string_view::npos) return i;
-      continue;
-    }
-    if (c == '{' || c == '[') ++depth;
-    if ((c == '}' || c == ']') && --depth == 0) return i + 1;
-    ++i;
-  }
-  return std::string_view::npos;
-}
-// Calls member(key, valueStart, valueEnd) for each member of the object at `i`; false when the
-// text is not an object or a key holds an escape.
-template <class F>
-bool members(std::string_view s, size_t i, F member) {
-  i = ws(s, i);
-  if (i >= s.size() || s[i] != '{') return false;
-  i = ws(s, i + 1);
-  if (i < s.size() && s[i] == '}') return true;
-  while (i < s.size() && s[i] == '"') {
-    size_t keyEnd = skipString(s, i);
-    if (keyEnd == std::string_view::npos) return false;
-    std::string_view key = s.substr(i + 1, keyEnd - i - 2);
-    if (key.find('\\') != std::string_view::npos) return false;
-    i = ws(s, keyEnd);
-    if (i >= s.size() || s[i] != ':') return false;
-    size_t start = ws(s, i + 1);
-    size_t end = skipValue(s, start);
-    if (end == std::string_view::npos) return false;
-    if (!member(key, start, end)) return false;
-    i = ws(s, end);
-    if (i < s.size() && s[i] == '}') return true;
-    if (i >= s.size() || s[i] != ',') return false;
-    i = ws(s, i + 1);
-  }
-  return false;
-}
-}  // namespace scan
-
-inline bool scanObjectMeta(std::string_view text, ObjectMeta& out) {
-  out = {};
-  // A string value without escapes is its text between the quotes.
-  auto plain = [&](size_t start, size_t end, std::optional<std::string>& to) {
-    if (text[start] != '"') {
-      to.reset();  // not a string: ignored, as a DOM reader would
-      return true;
-    }
-    std::string_view v = text.substr(start + 1, end - start - 2);
-    if (v.find('\\') != std::string_view::npos) return false;
-    to = std::string(v);
-    return true;
-  };
-  return scan::members(text, 0, [&](std::string_view key, size_t start, size_t end) {
-    if (key != "metadata") return true;
-    out = {};  // a repeated key: the last one counts, as in a DOM
-    if (text[start] != '{') return true;
-    return scan::members(text.substr(0, end), start, [&](std::string_view k, size_t s, size_t e) {
-      if (k == "uid") return plain(s, e, out.uid);
-      if (k == "resourceVersion") return plain(s, e, out.resourceVersion);
-      return true;
-    });
-  });
-}
-
-// The same from a DOM: for text scanObjectMeta() declines.
-inline ObjectMeta parseObjectMeta(std::string_view text) {
-  using nlohmann::json;
-  ObjectMeta out;
-  json obj = json::parse(text, nullptr, false);
-  if (!obj.is_object()) return out;
-  if (auto meta = obj.find("metadata"); meta != obj.end() && meta->is_object()) {
-    if (auto rv = meta->find("resourceVersion"); rv != meta->end() && rv->is_string())
-      out.resourceVersion = rv->get<std::string>();
-    if (auto uid = meta->find("uid"); uid != meta->end() && uid->is_string())
-      out.uid = uid->get<std::string>();
-  }
-  return out;
 }
 
 // The store change a cloud message asks for: insert, update and patch carry the object (its
@@ -162,21 +45,31 @@ inline core::Result<metadb::ResourceChange> resourceChangeFrom(const Envelope& e
   const std::string& op = env.route.operation;
   bool isDelete = op == "delete";
   if (!isDelete && op != "insert" && op != "update" && op != "patch")
-    return core::invalidArgument("operation \"" + op + "\" cannot carry desired state");
+    return core::invalidArgument("operation \"" + validation::printable(op) +
+                                 "\" cannot carry desired state");
   change.kind =
       isDelete ? metadb::ResourceChange::Kind::kDelete : metadb::ResourceChange::Kind::kUpsert;
   std::string version = env.header.resourceVersion;
   auto object = contentObject(env);
   if (!object && !isDelete) return core::invalidArgument("content is not a JSON object");
+  auto parts = metadb::parseKey(key);
+  if (!parts.isOk()) return parts.status();
+  if (isDelete)
+    OUTPOST_RETURN_IF_ERROR(validation::desiredKey(parts->ns, parts->type, parts->name));
   if (object) {
-    ObjectMeta meta;
-    if (!scanObjectMeta(*object, meta)) meta = parseObjectMeta(*object);
-    if (version.empty() && meta.resourceVersion) version = std::move(*meta.resourceVersion);
-    if (meta.uid) change.uid = std::move(*meta.uid);
+    // The door: nothing is stored that could later be turned into a host path, or that lies about
+    // the key it is stored under (docs/security.md). The same pass finds the uid and version. A
+    // delete's object only names what it removes: its key was checked above.
+    auto facts = isDelete ? validation::objectFacts(*object)
+                          : validation::desiredObject(parts->ns, parts->type, parts->name, *object);
+    if (!facts.isOk()) return facts.status();
+    if (version.empty() && facts->resourceVersion) version = std::move(*facts->resourceVersion);
+    if (facts->uid) change.uid = std::move(*facts->uid);
     if (!isDelete) change.object = std::move(*object);
   }
   if ((!isDelete || !version.empty()) && !isDecimal(version))
-    return core::invalidArgument("resource version \"" + version + "\" is not a decimal number");
+    return core::invalidArgument("resource version \"" + validation::printable(version) +
+                                 "\" is not a decimal number");
   change.version = version;
   return change;
 }

@@ -533,6 +533,19 @@ class WebsocketLink final : public CloudLink {
   }
   void ack(const Envelope& received) { ack(received, received.route.source, received.route.group); }
 
+  // What EdgeCore's meta manager answers to a cloud message it could not store: operation `error`,
+  // parent_msg_id the cloud's msg_id, the reason as content. Not an ack: nothing was stored.
+  void answerError(const Envelope& received, const std::string& why) {
+    Envelope a = message("", "", "error", received.route.resource);
+    a.route.source = "metaManager";
+    a.route.group = received.route.group;
+    a.header.parentMsgId = received.header.msgId;
+    setContentString(a, why);
+    send(a, [this, resource = received.route.resource](core::Status s) {
+      if (!s.isOk()) log_.warn("answering ", resource, " with an error failed: ", s.message());
+    });
+  }
+
   // Keeps an answer of the cloud durably, then acknowledges it.
   void storeAndAck(const Envelope& answer, const char* kvKey, const std::optional<json>& object) {
     metadb::WriteBatch batch;
@@ -973,7 +986,10 @@ class WebsocketLink final : public CloudLink {
     lastDesiredRx_ = clock_.now();
     const std::string key = env.route.resource;
     auto change = resourceChangeFrom(env, key, kOrigin);
-    if (!change.isOk()) return invalid(invalidContent_, key, change.status().message());
+    if (!change.isOk()) {
+      invalid(invalidContent_, key, change.status().message());
+      return answerError(env, change.status().message());
+    }
     // A delete names the object it removes by uid: a newer object under the same name stays.
     if (change->kind == metadb::ResourceChange::Kind::kDelete && !change->uid.empty()) {
       auto stored = reader_->get(key);

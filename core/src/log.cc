@@ -120,8 +120,36 @@ std::string_view logLevelName(LogLevel level) {
   return "info";
 }
 
+std::string escapeControl(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 void Logger::emit(LogLevel level, const std::string& message) const {
-  backend_->write(level, tag_, message);
+  // One record, one line: a value from outside (a route, a topic, a key) cannot forge a record.
+  bool plain = std::none_of(message.begin(), message.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7f;
+  });
+  backend_->write(level, tag_, plain ? message : escapeControl(message));
 }
 
 Logging::Logging(Options options)

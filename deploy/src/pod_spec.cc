@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "outpost/validation/validation.h"
+
 namespace outpost::deploy {
 namespace {
 
@@ -69,8 +71,43 @@ class Parser {
     return out;
   }
 
-  void security(const json& sc, const std::string& path, SecurityContext& out, bool pod) {
-    if (!sc.is_object()) return;
+  // The integer at `key` of `obj` into `out` when present: from `lo` to `hi`, else refused (a float
+  // or a huge number is never narrowed into an int).
+  static core::Status intIn(const json& obj, const char* key, int64_t lo, int64_t hi,
+                            const std::string& path, int& out) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return core::okStatus();
+    bool ok = it->is_number_integer() &&
+              !(it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi));
+    if (ok) ok = it->get<int64_t>() >= lo && it->get<int64_t>() <= hi;
+    if (!ok) {
+      return core::invalidArgument(path + "." + key + ": must be an integer from " +
+                                   std::to_string(lo) + " to " + std::to_string(hi) + ", got " +
+                                   validation::printable(it->dump()));
+    }
+    out = static_cast<int>(it->get<int64_t>());
+    return core::okStatus();
+  }
+
+  // A user or group id as Kubernetes allows it: an integer from 0 to 2147483647. A value outside
+  // (runAsUser: -1) is refused, not passed on for the runtime to refuse at every retry.
+  static core::Status linuxId(const json& v, const std::string& path, std::optional<int64_t>& out) {
+    constexpr int64_t kMax = 2147483647;
+    if (v.is_null()) return core::okStatus();
+    bool inRange = v.is_number_unsigned()
+                       ? v.get<uint64_t>() <= static_cast<uint64_t>(kMax)
+                       : v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMax;
+    if (!inRange) {
+      return core::invalidArgument(path + ": must be an integer from 0 to 2147483647, got " +
+                                   validation::printable(v.dump()));
+    }
+    out = v.get<int64_t>();
+    return core::okStatus();
+  }
+
+  core::Status security(const json& sc, const std::string& path, SecurityContext& out, bool pod) {
+    if (sc.is_null()) return core::okStatus();
+    if (!sc.is_object()) return core::invalidArgument(path + ": must be an object");
     static const std::set<std::string> kContainerKeys = {"runAsUser",
                                                          "runAsGroup",
                                                          "privileged",
@@ -81,13 +118,18 @@ class Parser {
     static const std::set<std::string> kPodKeys = {"runAsUser", "runAsGroup", "supplementalGroups",
                                                    "runAsNonRoot"};
     checkKeys(sc, path, pod ? kPodKeys : kContainerKeys);
-    if (sc.contains("runAsUser") && sc["runAsUser"].is_number_integer())
-      out.runAsUser = sc["runAsUser"].get<int64_t>();
-    if (sc.contains("runAsGroup") && sc["runAsGroup"].is_number_integer())
-      out.runAsGroup = sc["runAsGroup"].get<int64_t>();
-    if (sc.contains("supplementalGroups") && sc["supplementalGroups"].is_array()) {
-      for (const auto& g : sc["supplementalGroups"])
-        if (g.is_number_integer()) out.supplementalGroups.push_back(g.get<int64_t>());
+    if (sc.contains("runAsUser"))
+      OUTPOST_RETURN_IF_ERROR(linuxId(sc["runAsUser"], path + ".runAsUser", out.runAsUser));
+    if (sc.contains("runAsGroup"))
+      OUTPOST_RETURN_IF_ERROR(linuxId(sc["runAsGroup"], path + ".runAsGroup", out.runAsGroup));
+    if (pod && sc.contains("supplementalGroups") && sc["supplementalGroups"].is_array()) {
+      int i = 0;
+      for (const auto& g : sc["supplementalGroups"]) {
+        std::optional<int64_t> gid;
+        OUTPOST_RETURN_IF_ERROR(
+            linuxId(g, path + ".supplementalGroups[" + std::to_string(i++) + "]", gid));
+        if (gid) out.supplementalGroups.push_back(*gid);
+      }
     }
     out.privileged = sc.value("privileged", false);
     out.readOnlyRootfs = sc.value("readOnlyRootFilesystem", false);
@@ -100,6 +142,7 @@ class Parser {
       for (auto c : strings(caps, "drop"))
         out.capDrop.push_back(c == "ALL" || !c.rfind("CAP_", 0) ? c : "CAP_" + c);
     }
+    return core::okStatus();
   }
 
   core::Status container(const json& c, const std::string& path, ContainerSpec& out, bool init) {
@@ -122,6 +165,8 @@ class Parser {
     out.name = str(c, "name");
     out.image = str(c, "image");
     if (out.name.empty()) return core::invalidArgument(path + ".name: required");
+    // It names the container's log directory on the host.
+    OUTPOST_RETURN_IF_ERROR(validation::dnsLabel(path + ".name", out.name));
     if (out.image.empty()) return core::invalidArgument(path + ".image: required");
     out.hash = shortHash(c.dump());
     std::string policy = str(c, "imagePullPolicy");
@@ -204,8 +249,8 @@ class Parser {
                            m.value("readOnly", false)};
         if (vm.name.empty() || vm.mountPath.empty())
           return core::invalidArgument(mp + ": name and mountPath are required");
-        if (vm.subPath.find("..") != std::string::npos)
-          return core::invalidArgument(mp + ".subPath: must not contain '..'");
+        if (!vm.subPath.empty())
+          OUTPOST_RETURN_IF_ERROR(validation::relativePath(mp + ".subPath", vm.subPath));
         out.mounts.push_back(std::move(vm));
       }
     }
@@ -234,7 +279,8 @@ class Parser {
       }
     }
     if (c.contains("securityContext")) {
-      security(c["securityContext"], path + ".securityContext", out.security, false);
+      OUTPOST_RETURN_IF_ERROR(
+          security(c["securityContext"], path + ".securityContext", out.security, false));
     }
     if (c.contains("livenessProbe")) {
       const auto& p = c["livenessProbe"];
@@ -246,10 +292,15 @@ class Parser {
       if (p.contains("exec")) {
         ProbeSpec probe;
         probe.command = strings(p["exec"], "command");
-        probe.initialDelaySeconds = p.value("initialDelaySeconds", 0);
-        probe.periodSeconds = std::max(1, p.value("periodSeconds", 10));
-        probe.timeoutSeconds = std::max(1, p.value("timeoutSeconds", 1));
-        probe.failureThreshold = std::max(1, p.value("failureThreshold", 3));
+        constexpr int64_t kMax = 2147483647;
+        OUTPOST_RETURN_IF_ERROR(
+            intIn(p, "initialDelaySeconds", 0, kMax, pp, probe.initialDelaySeconds));
+        OUTPOST_RETURN_IF_ERROR(intIn(p, "periodSeconds", 0, kMax, pp, probe.periodSeconds));
+        OUTPOST_RETURN_IF_ERROR(intIn(p, "timeoutSeconds", 0, kMax, pp, probe.timeoutSeconds));
+        OUTPOST_RETURN_IF_ERROR(intIn(p, "failureThreshold", 0, kMax, pp, probe.failureThreshold));
+        probe.periodSeconds = std::max(1, probe.periodSeconds);
+        probe.timeoutSeconds = std::max(1, probe.timeoutSeconds);
+        probe.failureThreshold = std::max(1, probe.failureThreshold);
         if (!probe.command.empty() && !init) out.liveness = std::move(probe);
       }
     }
@@ -259,6 +310,8 @@ class Parser {
   core::Status volume(const json& v, const std::string& path, VolumeSpec& out) {
     out.name = str(v, "name");
     if (out.name.empty()) return core::invalidArgument(path + ".name: required");
+    // It names the volume's directory on the host.
+    OUTPOST_RETURN_IF_ERROR(validation::dnsLabel(path + ".name", out.name));
     static const std::set<std::string> kKeys = {"name", "hostPath", "emptyDir", "configMap",
                                                 "secret"};
     checkKeys(v, path, kKeys);
@@ -266,8 +319,7 @@ class Parser {
       out.kind = VolumeSpec::Kind::kHostPath;
       out.path = str(v["hostPath"], "path");
       out.hostPathType = str(v["hostPath"], "type");
-      if (out.path.empty() || out.path[0] != '/')
-        return core::invalidArgument(path + ".hostPath.path: must be absolute");
+      OUTPOST_RETURN_IF_ERROR(validation::absolutePath(path + ".hostPath.path", out.path));
     } else if (v.contains("emptyDir")) {
       out.kind = VolumeSpec::Kind::kEmptyDir;
       checkKeys(v["emptyDir"], path + ".emptyDir", {}, {"sizeLimit"});
@@ -278,13 +330,17 @@ class Parser {
       out.kind = secret ? VolumeSpec::Kind::kSecret : VolumeSpec::Kind::kConfigMap;
       checkKeys(src, sp, {secret ? "secretName" : "name", "items", "defaultMode", "optional"});
       out.refName = str(src, secret ? "secretName" : "name");
-      out.defaultMode = src.value("defaultMode", -1);
+      // A file mode: no setuid, setgid or sticky bit on a projected file.
+      OUTPOST_RETURN_IF_ERROR(intIn(src, "defaultMode", 0, 0777, sp, out.defaultMode));
       out.optional = src.value("optional", false);
       if (src.contains("items") && src["items"].is_array()) {
+        int i = 0;
         for (const auto& item : src["items"]) {
+          std::string ip = sp + ".items[" + std::to_string(i++) + "]";
           std::string k = str(item, "key"), p = str(item, "path");
-          if (k.empty() || p.empty() || p[0] == '/' || p.find("..") != std::string::npos)
-            return core::invalidArgument(sp + ".items: key and a relative path are required");
+          // The key is looked up, the path is a file made inside the volume.
+          OUTPOST_RETURN_IF_ERROR(validation::configKey(ip + ".key", k));
+          OUTPOST_RETURN_IF_ERROR(validation::relativePath(ip + ".path", p));
           out.items.emplace_back(k, p);
         }
       }
@@ -347,6 +403,7 @@ std::optional<int64_t> parseBytes(const std::string& q) {
 
 core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
                                const std::string& defaultNamespace) {
+  OUTPOST_RETURN_IF_ERROR(validation::jsonWithin(text).withContext("pod JSON"));
   json doc;
   try {
     doc = json::parse(text);
@@ -366,6 +423,8 @@ core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
     if (pod.name.empty()) return core::invalidArgument("metadata.name: required");
     pod.uid = Parser::str(md, "uid");
     if (pod.uid.empty()) pod.uid = "outpost-" + shortHash(key);
+    // It names the pod's directory on the host (and its cgroup).
+    OUTPOST_RETURN_IF_ERROR(validation::uid("metadata.uid", pod.uid));
     pod.labels = Parser::labels(md, "labels");
     pod.annotations = Parser::labels(md, "annotations");
 
@@ -398,7 +457,8 @@ core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
           std::max<int64_t>(0, spec["terminationGracePeriodSeconds"].get<int64_t>());
     }
     if (spec.contains("securityContext")) {
-      p.security(spec["securityContext"], "spec.securityContext", pod.podSecurity, true);
+      OUTPOST_RETURN_IF_ERROR(
+          p.security(spec["securityContext"], "spec.securityContext", pod.podSecurity, true));
     }
     std::set<std::string> names;
     for (auto [field, list, init] : {std::tuple<const char*, std::vector<ContainerSpec>*, bool>{
@@ -422,8 +482,10 @@ core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
       int i = 0;
       for (const auto& v : spec["volumes"]) {
         VolumeSpec vs;
-        OUTPOST_RETURN_IF_ERROR(p.volume(v, "spec.volumes[" + std::to_string(i++) + "]", vs));
-        volumeNames.insert(vs.name);
+        std::string vp = "spec.volumes[" + std::to_string(i++) + "]";
+        OUTPOST_RETURN_IF_ERROR(p.volume(v, vp, vs));
+        if (!volumeNames.insert(vs.name).second)
+          return core::invalidArgument(vp + ".name: " + vs.name + " is used by another volume");
         pod.volumes.push_back(std::move(vs));
       }
     }
@@ -439,7 +501,8 @@ core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
     json sandboxKey = {pod.hostNetwork, pod.runtimeClassName, pod.hostname,
                        spec.value("securityContext", json::object())};
     pod.sandboxHash = shortHash(sandboxKey.dump());
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
+    // A field of the wrong type (json::type_error) or anything else: the pod is refused.
     return core::invalidArgument(std::string("pod JSON: ") + e.what());
   }
   return pod;

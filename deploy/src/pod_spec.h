@@ -96,8 +96,11 @@ struct PodSpec {
   std::string sandboxHash;               // of what needs a new sandbox when it changes
 };
 
-// Parses a Pod JSON. Fails (INVALID_ARGUMENT) when the pod cannot be run at all; fields that are
-// well-formed but unsupported land in `unsupported`.
+// Parses a Pod JSON. Fails (INVALID_ARGUMENT, the message naming the field) when the pod cannot be
+// run at all, which includes every string that would become a host path and is not safe as one
+// (metadata.uid, volume and container names, subPath, items[].key/path, hostPath.path, checked
+// with outpost::validation) and ids the runtime would refuse (runAsUser -1). Fields that are
+// well-formed but unsupported land in `unsupported`. Never throws.
 core::Result<PodSpec> parsePod(const std::string& key, const std::string& json,
                                const std::string& defaultNamespace);
 

@@ -206,11 +206,11 @@ std::string podStatusJson(const PodView& view, Transitions& transitions, core::W
 }
 
 std::string invalidPodStatusJson(const std::string& error, Transitions& transitions,
-                                 core::WallTime now) {
-  json status = {{"phase", "Failed"}, {"reason", "InvalidSpec"}, {"message", error}};
+                                 core::WallTime now, const std::string& reason) {
+  json status = {{"phase", "Failed"}, {"reason", reason}, {"message", error}};
   status["conditions"] =
-      json::array({condition("Unsupported", true, "InvalidSpec", error, transitions, now),
-                   condition("Ready", false, "InvalidSpec", "", transitions, now)});
+      json::array({condition("Unsupported", true, reason, error, transitions, now),
+                   condition("Ready", false, reason, "", transitions, now)});
   return status.dump();
 }
 

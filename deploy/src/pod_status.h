@@ -39,9 +39,10 @@ std::string rfc3339(core::WallTime t);
 
 // The PodStatus JSON of a pod.
 std::string podStatusJson(const PodView& view, Transitions& transitions, core::WallTime now);
-// The PodStatus JSON of a pod whose spec cannot be run.
+// The PodStatus JSON of a pod whose spec cannot be run (phase Failed, `reason`, the error as
+// message).
 std::string invalidPodStatusJson(const std::string& error, Transitions& transitions,
-                                 core::WallTime now);
+                                 core::WallTime now, const std::string& reason = "InvalidSpec");
 
 struct NodeFacts {
   std::string nodeName;

@@ -24,6 +24,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "host_paths.h"
+#include "outpost/validation/validation.h"
 #include "pod_spec.h"
 #include "pod_status.h"
 #include "volumes.h"
@@ -40,6 +42,8 @@ constexpr const char* kContainerHash = "outpost.io/container-hash";
 constexpr const char* kGrace = "outpost.io/grace-seconds";
 constexpr const char* kNormal = "Normal";
 constexpr const char* kWarning = "Warning";
+// The slot of the pod's sandbox among its containers' (Worker::warned, Worker::refused).
+constexpr const char* kSandboxSlot = "#sandbox";
 // Pod phases, as outpost_pods counts them; anything else counts as the last.
 constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Failed", "Unknown"};
 
@@ -97,7 +101,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         desired_(desired),
         sink_(sink),
         config_(std::move(config)),
-        log_(std::move(log)) {
+        log_(std::move(log)),
+        paths_(config_.stateDir) {
     if (metrics) {
       createdCounter_ = &metrics->counter("outpost_deploy_containers_created_total",
                                           "Containers the reconciler created");
@@ -214,9 +219,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::string exitedId;  // the exited container this back-off entry has seen
     core::MonoTime exitSeenAt{};
   };
-  // A failed pull of `image` for one container: no new attempt before `retryAt`.
-  struct PullBackoff {
-    std::string image;
+  // A step that failed (a pull, a creation the runtime refused): no new attempt before
+  // `retryAt`. While it keeps failing for the same `cause` (the image, the spec's hash) the delay
+  // doubles up to a cap; a new cause starts afresh, as does a success (the entry is erased).
+  struct RetryBackoff {
+    std::string cause;
     core::Duration delay{0};
     core::MonoTime retryAt{};
     std::string message;
@@ -232,7 +239,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::string invalid;          // why the desired JSON cannot be run
     std::map<std::string, Backoff> backoff;
     std::map<std::string, Probe> probes;
-    std::map<std::string, PullBackoff> pulls;                            // by container name
+    std::map<std::string, RetryBackoff> pulls;    // failed pulls, by container name
+    std::map<std::string, RetryBackoff> refused;  // runtime refusals, by name or kSandboxSlot
     std::map<std::string, std::pair<std::string, std::string>> waiting;  // name -> reason, msg
     std::map<std::string, uint32_t> attempts;      // highest attempt seen per container name
     std::map<std::string, std::string> exitNoted;  // name -> id of the last exit made an event
@@ -273,8 +281,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     }
     auto parsed = parsePod(key, *text, config_.defaultNamespace);
     if (!parsed) {
-      w.invalid = parsed.status().message();
-      log_.warn("pod ", key, " cannot run: ", w.invalid);
+      // Logged when it appears or changes, not at every re-read; the event counts the re-reads.
+      if (w.invalid != parsed.status().message()) {
+        w.invalid = parsed.status().message();
+        log_.warn("pod ", key, " cannot run: ", w.invalid);
+      }
       event(w, kWarning, "FailedValidation", "", "The desired pod cannot run: " + w.invalid);
       return;  // keeps what runs from an earlier valid spec
     }
@@ -384,7 +395,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       auto it = workers_.find(key);
       if (it == workers_.end()) continue;
       if (it->second.spec) uids.insert(it->second.spec->uid);
-      syncWorker(it->second, *observed);
+      syncGuarded(it->second, *observed);
     }
     removeDeadSandboxes();
     collectOrphans(*observed, uids);
@@ -404,7 +415,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto observed = observe(it->second.spec ? selector : Labels{{kManaged, "true"}});
     if (!observed) return;
     bool deleting = !it->second.spec;
-    syncWorker(it->second, *observed);  // may erase the worker
+    syncGuarded(it->second, *observed);  // may erase the worker
     removeDeadSandboxes();
     if (deleting) {
       // Everything of the old uids under this key goes too.
@@ -424,16 +435,35 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     return out;
   }
 
+  // One pod's pass; whatever it throws stays that pod's problem, reported on it, and the pass goes
+  // on with the other pods.
+  void syncGuarded(Worker& w, const Observed& all) {
+    std::string key = w.key;
+    try {
+      syncWorker(w, all);
+      if (auto it = workers_.find(key); it != workers_.end()) it->second.warned.erase("#sync");
+    } catch (const std::exception& e) {
+      auto it = workers_.find(key);  // syncWorker may have erased it
+      if (it == workers_.end()) {
+        log_.warn("pod ", key, ": ", e.what());
+        return;
+      }
+      std::string why = std::string("the pod cannot be synced: ") + e.what();
+      if (warnOnce(it->second, "", "FailedSync", why, "#sync")) log_.warn("pod ", key, ": ", why);
+      publish(it->second, invalidPodStatusJson(why, it->second.transitions, loop_.clock().wallNow(),
+                                               "SyncError"));
+    }
+  }
+
   void syncWorker(Worker& w, const Observed& all) {
     stats_.syncs++;
-    if (!w.spec) {
-      if (w.invalid.empty()) {
-        terminate(w.key);
-      }
+    if (!w.invalid.empty()) {
+      // Also for a pod that never had a valid spec: its status says why it does not run.
+      publish(w, invalidPodStatusJson(w.invalid, w.transitions, loop_.clock().wallNow()));
       return;
     }
-    if (!w.invalid.empty()) {
-      publish(w, invalidPodStatusJson(w.invalid, w.transitions, loop_.clock().wallNow()));
+    if (!w.spec) {
+      terminate(w.key);
       return;
     }
     const PodSpec& pod = *w.spec;
@@ -491,7 +521,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       sandboxConfig.attempt = current->attempt;
     }
     // 2. Volumes (re-projected every pass: a configmap change shows up in the files).
-    auto volumes = prepareVolumes(pod, config_.stateDir, desired_);
+    auto volumes = prepareVolumes(pod, config_.stateDir, desired_, config_.hostPathAllow);
     w.waiting.clear();
     if (!volumes) {
       for (const auto* list : {&pod.initContainers, &pod.containers})
@@ -504,27 +534,14 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       w.warned.erase("#volumes");
     }
     if (!current && volumes) {
-      if (!ensureImage(config_.sandboxImage, PullPolicy::kIfNotPresent).isOk()) {
-        // The runtime may still have it under another name; let RunPodSandbox decide.
-      }
-      std::filesystem::create_directories(sandboxConfig.logDirectory);
-      auto id = runtime_.runPodSandbox(sandboxConfig, pod.runtimeClassName);
-      if (!id) {
-        log_.warn("pod ", w.key, ": RunPodSandbox: ", id.status().toString());
-        warnOnce(w, "", "FailedCreatePodSandBox",
-                 "Failed to create pod sandbox: " + id.status().message(), "#sandbox");
+      std::string cause = pod.uid + "/" + pod.sandboxHash;
+      const RetryBackoff* held = heldBack(w, w.refused, kSandboxSlot, cause);
+      if (held) {
         for (const auto* list : {&pod.initContainers, &pod.containers})
           for (const auto& c : *list)
-            w.waiting[c.name] = {"ContainerCreating", id.status().message()};
-      } else {
+            w.waiting[c.name] = {"ContainerCreating", backOffMessage(*held, "pod sandbox")};
+      } else if (auto id = runSandbox(w, pod, sandboxConfig, cause)) {
         sandboxId = *id;
-        stats_.sandboxesCreated++;
-        log_.info("pod ", w.key, ": sandbox ", sandboxId.substr(0, 12), " attempt ",
-                  sandboxConfig.attempt);
-        w.warned.erase("#sandbox");
-        event(w, kNormal, "SandboxCreated", "",
-              "Pod sandbox " + sandboxId.substr(0, 12) + " created (attempt " +
-                  std::to_string(sandboxConfig.attempt) + ")");
         auto st = runtime_.podSandboxStatus(sandboxId);
         if (st) sandboxCreated = st->sandbox.createdAt;
       }
@@ -590,6 +607,87 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (st) view.podIp = st->ip;
     }
     publish(w, podStatusJson(view, w.transitions, loop_.clock().wallNow()));
+  }
+
+  // A new sandbox for `pod`; nullopt when the runtime refused it (the containers wait, the next
+  // attempt backs off).
+  std::optional<std::string> runSandbox(Worker& w, const PodSpec& pod,
+                                        const PodSandboxConfig& sandboxConfig,
+                                        const std::string& cause) {
+    if (!ensureImage(config_.sandboxImage, PullPolicy::kIfNotPresent).isOk()) {
+      // The runtime may still have it under another name; let RunPodSandbox decide.
+    }
+    auto logs = paths_.makeLogDir(pod.uid, "");
+    auto id = logs.isOk() ? runtime_.runPodSandbox(sandboxConfig, pod.runtimeClassName)
+                          : core::Result<std::string>(logs);
+    if (!id) {
+      refusedBy(w, kSandboxSlot, cause, "RunPodSandbox", id.status());
+      warnOnce(w, "", "FailedCreatePodSandBox",
+               "Failed to create pod sandbox: " + id.status().message(), kSandboxSlot);
+      for (const auto* list : {&pod.initContainers, &pod.containers})
+        for (const auto& c : *list)
+          w.waiting[c.name] = {"ContainerCreating", id.status().message()};
+      return std::nullopt;
+    }
+    stats_.sandboxesCreated++;
+    log_.info("pod ", w.key, ": sandbox ", id->substr(0, 12), " attempt ", sandboxConfig.attempt);
+    w.warned.erase(kSandboxSlot);
+    w.refused.erase(kSandboxSlot);
+    event(w, kNormal, "SandboxCreated", "",
+          "Pod sandbox " + id->substr(0, 12) + " created (attempt " +
+              std::to_string(sandboxConfig.attempt) + ")");
+    return *id;
+  }
+
+  // --- back-off of failed steps ----------------------------------------------------------------
+
+  // The back-off of `slot` while it holds for `cause`, or nullptr when the step may be tried now.
+  // An entry for another cause is dropped: that is a new episode. Waking the pod at its end is
+  // arranged here.
+  const RetryBackoff* heldBack(Worker& w, std::map<std::string, RetryBackoff>& backoffs,
+                               const std::string& slot, const std::string& cause) {
+    auto it = backoffs.find(slot);
+    if (it == backoffs.end()) return nullptr;
+    if (it->second.cause != cause) {
+      backoffs.erase(it);
+      return nullptr;
+    }
+    if (loop_.clock().now() >= it->second.retryAt) return nullptr;
+    wakeAt(w, it->second.retryAt);
+    return &it->second;
+  }
+
+  // Records that `slot` failed again for `cause`: the next attempt waits `initial`, doubling up
+  // to `max`. True when this failure begins an episode (the first since the step last succeeded
+  // or its cause changed): the one failure worth a log line.
+  bool failedAgain(Worker& w, std::map<std::string, RetryBackoff>& backoffs,
+                   const std::string& slot, const std::string& cause, const std::string& message,
+                   core::Duration initial, core::Duration max) {
+    auto& b = backoffs[slot];
+    bool first = b.cause != cause || b.delay == core::Duration::zero();
+    if (b.cause != cause) b = RetryBackoff{cause, core::Duration::zero(), {}, ""};
+    b.delay = b.delay == core::Duration::zero() ? initial : std::min(b.delay * 2, max);
+    b.retryAt = loop_.clock().now() + b.delay;
+    b.message = message;
+    wakeAt(w, b.retryAt);
+    return first;
+  }
+
+  // The runtime refused to create something of the pod (its sandbox, a container): retrying at
+  // once would get the same answer (a privileged container, an unknown runtime handler), so the
+  // next attempt waits as a crash loop does, and the refusal is logged once per episode.
+  void refusedBy(Worker& w, const std::string& slot, const std::string& cause, const char* call,
+                 const core::Status& s) {
+    if (failedAgain(w, w.refused, slot, cause, s.message(), config_.backoffInitial,
+                    config_.backoffMax)) {
+      log_.warn("pod ", w.key, ": ", call, (slot == kSandboxSlot ? "" : " " + slot), ": ",
+                s.toString(), " (retried with back-off; not logged again until it changes)");
+    }
+  }
+
+  static std::string backOffMessage(const RetryBackoff& b, const std::string& what) {
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(b.delay).count();
+    return "Back-off " + std::to_string(secs) + "s creating " + what + ": " + b.message;
   }
 
   ContainerView viewOf(Worker& w, const ContainerSpec& spec, const std::vector<Container>& list) {
@@ -760,6 +858,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto s = runtime_.startContainer(c.id);
     if (!s.isOk()) {
       w.waiting[spec.name] = {"RunContainerError", s.message()};
+      // Made again on a later pass: not before the back-off.
+      refusedBy(w, spec.name, spec.hash + "/" + c.podSandboxId, "StartContainer", s);
       warnOnce(w, spec.name, "Failed", "Error: StartContainer: " + s.message());
       removeContainer(c, {});
     }
@@ -784,13 +884,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   // True when the image is there; otherwise the container's waiting reason is set.
   bool imageReady(Worker& w, const ContainerSpec& spec) {
     if (spec.image.empty()) return true;
-    auto now = loop_.clock().now();
-    auto it = w.pulls.find(spec.name);
-    if (it != w.pulls.end() && it->second.image != spec.image) {
-      w.pulls.erase(it);  // a new image starts afresh
-      it = w.pulls.end();
-    }
-    bool backingOff = it != w.pulls.end() && now < it->second.retryAt;
+    const RetryBackoff* held = heldBack(w, w.pulls, spec.name, spec.image);
+    bool backingOff = held != nullptr;
     if (spec.pullPolicy != PullPolicy::kAlways || backingOff) {
       auto present = runtime_.imageStatus(spec.image);
       if (!present) {
@@ -815,9 +910,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }
     if (backingOff) {
-      w.waiting[spec.name] = {"ImagePullBackOff", "Back-off pulling image \"" + spec.image +
-                                                      "\": " + it->second.message};
-      wakeAt(w, it->second.retryAt);
+      w.waiting[spec.name] = {"ImagePullBackOff",
+                              "Back-off pulling image \"" + spec.image + "\": " + held->message};
       return false;
     }
     auto ref = runtime_.pullImage(spec.image);
@@ -836,13 +930,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         return true;
       }
     }
-    auto& b = w.pulls[spec.name];
-    b.image = spec.image;
-    b.delay = b.delay == core::Duration::zero()
-                  ? core::Duration(config_.pullBackoffInitial)
-                  : std::min<core::Duration>(b.delay * 2, config_.pullBackoffMax);
-    b.retryAt = now + b.delay;
-    b.message = ref.status().message();
+    failedAgain(w, w.pulls, spec.name, spec.image, ref.status().message(),
+                config_.pullBackoffInitial, config_.pullBackoffMax);
+    const RetryBackoff& b = w.pulls[spec.name];
     log_.warn("pod ", w.key, ": pulling ", spec.image, " failed (", ref.status().toString(),
               "), next attempt in ",
               std::chrono::duration_cast<std::chrono::seconds>(b.delay).count(), " s");
@@ -851,7 +941,6 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(b.delay).count()) +
               " s");
     w.waiting[spec.name] = {"ErrImagePull", b.message};
-    wakeAt(w, b.retryAt);
     return false;
   }
 
@@ -860,6 +949,13 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
                       const PodSandboxConfig& sandboxConfig,
                       const std::map<std::string, std::string>& volumes) {
     if (!imageReady(w, spec)) return;
+    // The runtime refused this container for this spec in this sandbox: not before the back-off.
+    std::string cause = spec.hash + "/" + sandboxId;
+    if (const RetryBackoff* held = heldBack(w, w.refused, spec.name, cause)) {
+      w.waiting[spec.name] = {"CreateContainerError",
+                              backOffMessage(*held, "container " + spec.name)};
+      return;
+    }
     auto env = resolveEnv(spec, pod, desired_, config_.nodeName, hostIp_);
     if (!env) {
       w.waiting[spec.name] = {"CreateContainerConfigError", env.status().message()};
@@ -877,7 +973,14 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     cc.args = spec.args;
     cc.workingDir = spec.workingDir;
     cc.env = std::move(env).value();
-    cc.mounts = containerMounts(spec, volumes);
+    auto mounts = containerMounts(pod, spec, volumes);
+    auto logs = mounts ? paths_.makeLogDir(pod.uid, spec.name) : mounts.status();
+    if (!logs.isOk()) {
+      w.waiting[spec.name] = {"CreateContainerConfigError", logs.message()};
+      warnOnce(w, spec.name, "Failed", "Error: " + logs.message());
+      return;
+    }
+    cc.mounts = std::move(mounts).value();
     cc.labels = {{kManaged, "true"},
                  {kPodUid, pod.uid},
                  {kPodKey, labelValue(pod.key)},
@@ -898,15 +1001,14 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     if (cc.security.supplementalGroups.empty())
       cc.security.supplementalGroups = pod.podSecurity.supplementalGroups;
     cc.hostNetwork = pod.hostNetwork;
-    std::filesystem::create_directories(std::filesystem::path(sandboxConfig.logDirectory) /
-                                        spec.name);
     auto id = runtime_.createContainer(sandboxId, cc, sandboxConfig);
     if (!id) {
       w.waiting[spec.name] = {"CreateContainerError", id.status().message()};
-      log_.warn("pod ", w.key, ": CreateContainer ", spec.name, ": ", id.status().toString());
+      refusedBy(w, spec.name, cause, "CreateContainer", id.status());
       warnOnce(w, spec.name, "Failed", "Error: CreateContainer: " + id.status().message());
       return;
     }
+    w.refused.erase(spec.name);
     event(w, kNormal, "Created", spec.name,
           "Created container " + spec.name + " (attempt " + std::to_string(cc.attempt) + ")");
     stats_.containersCreated++;
@@ -959,8 +1061,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   std::string cgroupOf(const std::string& uid) const { return config_.cgroupParent + "/pod" + uid; }
 
+  // Empty for a uid that is not one (parsePod refuses such pods).
   std::string logDirectoryOf(const std::string& uid) const {
-    return (std::filesystem::path(podDir(config_.stateDir, uid)) / "logs").string();
+    auto dir = paths_.logDir(uid);
+    return dir ? *dir : std::string();
   }
 
   // --- removal ---------------------------------------------------------------------------------
@@ -1011,6 +1115,12 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::set<std::string> uids;
     for (const auto& s : observed->sandboxes) uids.insert(label(s.labels, kPodUid));
     for (const auto& c : observed->containers) uids.insert(label(c.labels, kPodUid));
+    {
+      // Its volumes may have been made though no sandbox ever ran (one volume failed).
+      std::lock_guard<std::mutex> lock(infoMu_);
+      auto it = info_.find(key);
+      if (it != info_.end() && !it->second.uid.empty()) uids.insert(it->second.uid);
+    }
     bool clean = removeUids(*observed, uids);
     if (!clean) return;  // retried on the next pass
     auto it = workers_.find(key);
@@ -1049,8 +1159,15 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (!inSandbox) removeContainer(c, std::chrono::seconds(30));
     }
     for (const auto& uid : uids) {
+      // The uid comes from a runtime label an older agent may have written from a bad pod: it
+      // names a cgroup and a directory only when it is a uid.
+      if (auto valid = validation::uid("the pod-uid label", uid); !valid.isOk()) {
+        if (!uid.empty()) log_.warn("not removing files of a pod: ", valid.message());
+        continue;
+      }
       if (!config_.cgroupParent.empty()) removeCgroup(cgroupOf(uid));
-      removePodDir(config_.stateDir, uid);
+      if (auto s = paths_.removePod(uid); !s.isOk())
+        log_.warn("removing the directory of pod ", uid, ": ", s.toString());
     }
     return clean;
   }
@@ -1209,13 +1326,15 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   // A warning that a pass would repeat while the cause lasts: recorded when it first appears. One
   // slot per container (or `slot` for the pod's own steps) remembers the last one, until the step
   // succeeds and erases it.
-  void warnOnce(Worker& w, const std::string& container, const std::string& reason,
+  // True when it was recorded (it is new).
+  bool warnOnce(Worker& w, const std::string& container, const std::string& reason,
                 const std::string& message, const std::string& slot = "") {
     std::string what = reason + "\n" + message;
     auto& last = w.warned[slot.empty() ? container : slot];
-    if (last == what) return;
+    if (last == what) return false;
     last = what;
     event(w, kWarning, reason, container, message);
+    return true;
   }
 
   // An exited container, once per container.
@@ -1257,6 +1376,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   StatusSink& sink_;
   ReconcilerConfig config_;
   core::Logger log_;
+  HostPaths paths_;  // of config_.stateDir
   core::Counter* createdCounter_ = nullptr;
   core::Histogram* syncHistogram_ = nullptr;
   core::MetricsRegistry* metrics_ = nullptr;

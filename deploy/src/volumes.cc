@@ -1,11 +1,14 @@
 #include "volumes.h"
 
-#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+
+#include "host_paths.h"
+#include "outpost/validation/validation.h"
 
 namespace outpost::deploy {
 namespace {
@@ -13,33 +16,63 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-core::Status writeIfChanged(const fs::path& path, const std::string& data, int mode) {
+std::string kindName(bool secret) { return secret ? "secret" : "configmap"; }
+
+core::Status prepareHostPath(const VolumeSpec& v, const std::vector<std::string>& allow) {
+  OUTPOST_RETURN_IF_ERROR(validation::absolutePath("hostPath " + v.name, v.path));
+  OUTPOST_RETURN_IF_ERROR(hostPathAllowed(v.path, allow));
   std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  if (ec)
-    return core::internalError("creating " + path.parent_path().string() + ": " + ec.message());
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (in) {
-      std::string old((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (old == data) {
-        ::chmod(path.c_str(), static_cast<mode_t>(mode));
-        return core::okStatus();
+  if (v.hostPathType == "DirectoryOrCreate") fs::create_directories(v.path, ec);
+  if (v.hostPathType == "FileOrCreate" && !fs::exists(v.path, ec)) {
+    fs::create_directories(fs::path(v.path).parent_path(), ec);
+    // O_NOFOLLOW: not made through a symlink at its own name.
+    int fd = ::open(v.path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) ::close(fd);
+  }
+  if ((v.hostPathType == "Directory" && !fs::is_directory(v.path, ec)) ||
+      (v.hostPathType == "File" && !fs::is_regular_file(v.path, ec))) {
+    return core::notFound("hostPath " + v.path + " is not a " + v.hostPathType);
+  }
+  // Again now that it exists: a symlink that appeared on the way is caught before it is mounted.
+  return hostPathAllowed(v.path, allow);
+}
+
+// A configmap or secret projected into its volume directory.
+core::Status project(const PodSpec& pod, const VolumeSpec& v, const HostPaths& host,
+                     DesiredPods& desired, std::string& path) {
+  bool secret = v.kind == VolumeSpec::Kind::kSecret;
+  std::string what = kindName(secret) + " " + pod.podNamespace + "/" + v.refName;
+  OUTPOST_ASSIGN_OR_RETURN(auto data, loadData(desired, pod.podNamespace, secret, v.refName));
+  if (!data && !v.optional) return core::notFound(what + " not found");
+  // What lands where, checked before anything is written: a key that cannot be a file name
+  // fails the volume, whatever an older agent let into the store.
+  std::vector<std::pair<std::string, const std::string*>> files;  // relative path, content
+  if (data) {
+    if (v.items.empty()) {
+      for (const auto& [k, value] : *data) {
+        OUTPOST_RETURN_IF_ERROR(validation::configKey(what + " key", k));
+        files.emplace_back(k, &value);
+      }
+    } else {
+      for (const auto& [k, rel] : v.items) {
+        OUTPOST_RETURN_IF_ERROR(validation::configKey(what + " key", k));
+        OUTPOST_RETURN_IF_ERROR(validation::relativePath("items path of key " + k, rel));
+        auto it = data->find(k);
+        if (it == data->end()) {
+          if (v.optional) continue;
+          return core::notFound("key " + validation::printable(k) + " not in " + what);
+        }
+        files.emplace_back(rel, &it->second);
       }
     }
   }
-  // Atomic replace, so a container never reads half a file.
-  fs::path tmp = path;
-  tmp += ".outpost-tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return core::internalError("writing " + tmp.string());
-    ::chmod(tmp.c_str(), static_cast<mode_t>(mode));
-    out << data;
-    if (!out.flush()) return core::internalError("writing " + tmp.string());
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) return core::internalError("renaming " + tmp.string() + ": " + ec.message());
+  OUTPOST_ASSIGN_OR_RETURN(VolumeDir dir, host.openVolume(pod.uid, v.name, secret ? 0700 : 0755));
+  int mode = v.defaultMode >= 0 ? v.defaultMode : (secret ? 0600 : 0644);
+  for (const auto& [rel, value] : files)
+    OUTPOST_RETURN_IF_ERROR(dir.write(rel, *value, static_cast<mode_t>(mode & 07777)));
+  // Keys removed from the object disappear from the volume.
+  OUTPOST_RETURN_IF_ERROR(dir.pruneUnwritten());
+  path = dir.path();
   return core::okStatus();
 }
 
@@ -71,6 +104,8 @@ core::Result<std::optional<std::map<std::string, std::string>>> loadData(Desired
   auto text = desired.getObject(ns + (secret ? "/secret/" : "/configmap/") + name);
   if (!text) return std::optional<Data>();
   Data out;
+  if (auto within = validation::jsonWithin(*text); !within.isOk())
+    return core::invalidArgument(kindName(secret) + " " + name + ": " + within.message());
   try {
     json doc = json::parse(*text);
     if (doc.contains("data") && doc["data"].is_object()) {
@@ -93,91 +128,93 @@ core::Result<std::optional<std::map<std::string, std::string>>> loadData(Desired
   return std::optional<Data>(std::move(out));
 }
 
-std::string podDir(const std::string& stateDir, const std::string& uid) {
-  return (fs::path(stateDir) / "pods" / uid).string();
+core::Status hostPathAllowed(const std::string& path, const std::vector<std::string>& allow) {
+  if (allow.empty()) return core::okStatus();
+  std::string list;
+  bool named = false;
+  for (const auto& prefix : allow) {
+    list += (list.empty() ? "" : ", ") + prefix;
+    named = named || lexicallyWithin(prefix, path);
+  }
+  if (!named) {
+    return core::failedPrecondition("hostPath " + path +
+                                    " is not under a prefix this node allows "
+                                    "(node.host_path_allow: " +
+                                    list + ")");
+  }
+  // What it names, once the symlinks of its existing part are resolved, must be allowed too.
+  std::error_code ec;
+  fs::path real = fs::weakly_canonical(path, ec);
+  if (ec) {
+    return core::failedPrecondition("hostPath " + path + " cannot be resolved (" + ec.message() +
+                                    "), so it cannot be checked against node.host_path_allow");
+  }
+  for (const auto& prefix : allow) {
+    fs::path realPrefix = fs::weakly_canonical(prefix, ec);
+    if (!ec && lexicallyWithin(realPrefix.string(), real.string())) return core::okStatus();
+  }
+  return core::failedPrecondition("hostPath " + path + " resolves through a symbolic link to " +
+                                  real.string() + ", not under a prefix this node allows " +
+                                  "(node.host_path_allow: " + list + ")");
 }
 
-core::Result<std::map<std::string, std::string>> prepareVolumes(const PodSpec& pod,
-                                                                const std::string& stateDir,
-                                                                DesiredPods& desired) {
+core::Result<std::map<std::string, std::string>> prepareVolumes(
+    const PodSpec& pod, const std::string& stateDir, DesiredPods& desired,
+    const std::vector<std::string>& hostPathAllow) {
+  HostPaths host(stateDir);
   std::map<std::string, std::string> paths;
-  fs::path base = fs::path(podDir(stateDir, pod.uid)) / "volumes";
-  for (const auto& v : pod.volumes) {
-    std::error_code ec;
-    switch (v.kind) {
-      case VolumeSpec::Kind::kHostPath: {
-        if (v.hostPathType == "DirectoryOrCreate") fs::create_directories(v.path, ec);
-        if (v.hostPathType == "FileOrCreate" && !fs::exists(v.path)) {
-          fs::create_directories(fs::path(v.path).parent_path(), ec);
-          std::ofstream touch(v.path, std::ios::app);
+  try {
+    for (const auto& v : pod.volumes) {
+      std::string where = "volume " + validation::printable(v.name) + ": ";
+      core::Status s = core::okStatus();
+      switch (v.kind) {
+        case VolumeSpec::Kind::kHostPath:
+          s = prepareHostPath(v, hostPathAllow);
+          if (s.isOk()) paths[v.name] = v.path;
+          break;
+        case VolumeSpec::Kind::kEmptyDir: {
+          auto dir = host.openVolume(pod.uid, v.name, 0755, /*enforceMode=*/false);
+          if (dir) paths[v.name] = dir->path();
+          s = dir.status();
+          break;
         }
-        if ((v.hostPathType == "Directory" && !fs::is_directory(v.path)) ||
-            (v.hostPathType == "File" && !fs::is_regular_file(v.path))) {
-          return core::notFound("hostPath " + v.path + " is not a " + v.hostPathType);
-        }
-        paths[v.name] = v.path;
-        break;
+        case VolumeSpec::Kind::kConfigMap:
+        case VolumeSpec::Kind::kSecret:
+          s = project(pod, v, host, desired, paths[v.name]);
+          break;
       }
-      case VolumeSpec::Kind::kEmptyDir: {
-        fs::path dir = base / v.name;
-        fs::create_directories(dir, ec);
-        if (ec) return core::internalError("emptyDir " + dir.string() + ": " + ec.message());
-        paths[v.name] = dir.string();
-        break;
-      }
-      case VolumeSpec::Kind::kConfigMap:
-      case VolumeSpec::Kind::kSecret: {
-        bool secret = v.kind == VolumeSpec::Kind::kSecret;
-        OUTPOST_ASSIGN_OR_RETURN(auto data, loadData(desired, pod.podNamespace, secret, v.refName));
-        if (!data && !v.optional) {
-          return core::notFound(std::string(secret ? "secret " : "configmap ") + pod.podNamespace +
-                                "/" + v.refName + " not found");
-        }
-        fs::path dir = base / v.name;
-        fs::create_directories(dir, ec);
-        if (ec) return core::internalError("volume " + dir.string() + ": " + ec.message());
-        ::chmod(dir.c_str(), secret ? 0700 : 0755);
-        int mode = v.defaultMode >= 0 ? v.defaultMode : (secret ? 0600 : 0644);
-        std::set<std::string> wanted;
-        if (data) {
-          if (v.items.empty()) {
-            for (const auto& [k, value] : *data) {
-              OUTPOST_RETURN_IF_ERROR(writeIfChanged(dir / k, value, mode));
-              wanted.insert(k);
-            }
-          } else {
-            for (const auto& [k, rel] : v.items) {
-              auto it = data->find(k);
-              if (it == data->end()) {
-                if (v.optional) continue;
-                return core::notFound("key " + k + " not in " + v.refName);
-              }
-              OUTPOST_RETURN_IF_ERROR(writeIfChanged(dir / rel, it->second, mode));
-              wanted.insert(fs::path(rel).begin()->string());
-            }
-          }
-        }
-        // Keys removed from the object disappear from the volume.
-        for (const auto& entry : fs::directory_iterator(dir, ec)) {
-          if (!wanted.count(entry.path().filename().string())) fs::remove_all(entry.path(), ec);
-        }
-        paths[v.name] = dir.string();
-        break;
-      }
+      if (!s.isOk()) return core::Status(s.code(), where + s.message());
     }
+  } catch (const std::exception& e) {
+    // Nothing here is meant to throw; if something does, it fails this pod's volumes only.
+    return core::internalError(std::string("preparing volumes: ") + e.what());
   }
   return paths;
 }
 
-std::vector<Mount> containerMounts(const ContainerSpec& c,
-                                   const std::map<std::string, std::string>& volumePaths) {
+core::Result<std::vector<Mount>> containerMounts(
+    const PodSpec& pod, const ContainerSpec& c,
+    const std::map<std::string, std::string>& volumePaths) {
   std::vector<Mount> out;
   for (const auto& m : c.mounts) {
     auto it = volumePaths.find(m.name);
     if (it == volumePaths.end()) continue;
+    auto kind = VolumeSpec::Kind::kEmptyDir;
+    for (const auto& v : pod.volumes) {
+      if (v.name == m.name) kind = v.kind;
+    }
+    bool projected = kind == VolumeSpec::Kind::kConfigMap || kind == VolumeSpec::Kind::kSecret;
     std::string host = it->second;
-    if (!m.subPath.empty()) host = (fs::path(host) / m.subPath).string();
-    out.push_back(Mount{m.mountPath, host, m.readOnly});
+    if (!m.subPath.empty()) {
+      OUTPOST_RETURN_IF_ERROR(validation::relativePath("subPath", m.subPath));
+      auto inside = pathInside(host, m.subPath, !projected);
+      if (!inside) {
+        return core::Status(inside.status().code(),
+                            "volume " + m.name + ": " + inside.status().message());
+      }
+      host = std::move(inside).value();
+    }
+    out.push_back(Mount{m.mountPath, host, m.readOnly || projected});
   }
   return out;
 }
@@ -260,11 +297,6 @@ std::vector<std::string> missingRefs(const PodSpec& pod, DesiredPods& desired) {
   for (const auto& key : refs)
     if (!desired.getObject(key)) out.push_back(key);
   return out;
-}
-
-void removePodDir(const std::string& stateDir, const std::string& uid) {
-  std::error_code ec;
-  fs::remove_all(podDir(stateDir, uid), ec);
 }
 
 }  // namespace outpost::deploy

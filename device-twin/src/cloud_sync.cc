@@ -32,6 +32,28 @@ std::string TwinServiceImpl::deviceIdFor(const std::string& ns, const std::strin
   return opts_.deviceIdForm == DeviceIdForm::kNamespaced ? ns + "/" + name : name;
 }
 
+std::optional<DeviceObject> TwinServiceImpl::readDeviceObject(const std::string& key,
+                                                              const std::string& text) {
+  auto obj = parseDeviceObject(text);
+  if (obj.isOk()) return std::move(obj).value();
+  if (obj.status().code() == core::Code::kResourceExhausted) {
+    refused(Refusal::kJson, "Device object " + validation::printable(key), obj.status().message());
+  } else {
+    log_.warn(validation::printable(key), ": ", obj.status().message());
+  }
+  return std::nullopt;
+}
+
+bool TwinServiceImpl::checkObjectDeviceId(const std::string& key, const std::string& ns,
+                                          const std::string& name) {
+  core::Status s = validation::dnsSubdomain("name", name);
+  if (s.isOk() && opts_.deviceIdForm == DeviceIdForm::kNamespaced)
+    s = validation::dnsLabel("namespace", ns);
+  if (s.isOk()) return true;
+  refused(Refusal::kDeviceId, "Device object " + validation::printable(key), s.message());
+  return false;
+}
+
 void TwinServiceImpl::onKeysChanged(const metadb::KeysChanged& ev) {
   if (stopping_) return;
   for (const auto& k : ev.keys) {
@@ -46,17 +68,22 @@ void TwinServiceImpl::reconcileAll() {
     return;
   }
   std::set<std::string> bound;
+  std::set<std::string> waiting;
   for (const auto& r : *all) {
-    auto obj = parseDeviceObject(r.object);
-    if (!obj.isOk()) {
-      log_.warn(r.key, ": ", obj.status().message());
+    auto obj = readDeviceObject(r.key, r.object);
+    if (!obj || obj->nodeName != opts_.nodeName) continue;
+    std::string id = deviceIdFor(r.ns, r.name);
+    if (!checkObjectDeviceId(r.key, r.ns, r.name)) continue;
+    if (!devices_.count(id) && devices_.size() >= opts_.maxDevices) {
+      waiting.insert(id);
+      deviceOverLimit(r.key, id);
       continue;
     }
-    if (obj->nodeName != opts_.nodeName) continue;
-    std::string id = deviceIdFor(r.ns, r.name);
     bound.insert(id);
     bindDevice(r.key, id, r.object, *obj);
   }
+  for (auto it = overLimit_.begin(); it != overLimit_.end();)
+    it = waiting.count(it->first) ? std::next(it) : overLimit_.erase(it);
   std::vector<std::string> gone;
   for (const auto& [id, d] : devices_) {
     if (!bound.count(id)) gone.push_back(id);
@@ -70,17 +97,22 @@ void TwinServiceImpl::reconcileKey(const std::string& key) {
   std::string id = deviceIdFor(parts->ns, parts->name);
   auto res = reader_->get(key);
   if (!res.isOk()) {
-    log_.error("reading ", key, " failed: ", res.status().toString());
+    log_.error("reading ", validation::printable(key), " failed: ", res.status().toString());
     return;
   }
   if (res->has_value()) {
-    auto obj = parseDeviceObject((*res)->object);
-    if (obj.isOk() && obj->nodeName == opts_.nodeName) {
+    auto obj = readDeviceObject(key, (*res)->object);
+    if (obj && obj->nodeName == opts_.nodeName &&
+        checkObjectDeviceId(key, parts->ns, parts->name)) {
+      if (!devices_.count(id) && devices_.size() >= opts_.maxDevices)
+        return deviceOverLimit(key, id);
+      overLimit_.erase(id);
       return bindDevice(key, id, (*res)->object, *obj);
     }
-    if (!obj.isOk()) log_.warn(key, ": ", obj.status().message());
   }
-  // Deleted, or bound to another node: it leaves this node if it came from this key.
+  // Deleted, bound to another node, or no longer valid: it leaves this node if it came from this
+  // key.
+  if (auto w = overLimit_.find(id); w != overLimit_.end() && w->second == key) overLimit_.erase(w);
   auto from = deviceKeys_.find(id);
   if (devices_.count(id) && (from == deviceKeys_.end() || from->second == key)) unbindDevice(id);
 }
@@ -113,12 +145,21 @@ void TwinServiceImpl::bindDevice(const std::string& key, const std::string& id,
   int64_t now = nowMs();
   std::map<std::string, std::optional<metadb::TwinProperty>> before;
   std::vector<metadb::TwinProperty> next;
+  std::set<std::string> keep;
+  for (const auto& dp : obj.desired) keep.insert(dp.name);
+  std::vector<std::string> dropped;
+  size_t pastLimit = 0, tooLong = 0, newNames = 0;
   for (const auto& dp : obj.desired) {
     auto prev = previous.find(dp.name);
     if (prev != previous.end() && prev->second == dp.value) continue;
     auto cur = d.twin.find(dp.name);
     std::optional<metadb::TwinProperty> last;
     if (cur != d.twin.end()) last = cur->second;
+    if (dp.value.size() > opts_.maxValueBytes) {
+      ++tooLong;
+      continue;
+    }
+
     bool existed = last && !isDeleted(*last);
     metadb::TwinProperty p;
     if (last) p = *last;
@@ -131,24 +172,42 @@ void TwinServiceImpl::bindDevice(const std::string& key, const std::string& id,
     // v1beta1 keeps a property's type in the DeviceModel; desired.metadata.type is honoured when
     // present, else the twin keeps its type, else "string".
     if (!dp.type.empty()) p.type = dp.type;
-    if (!validPropertyName(dp.name) || !validType(p.type) || !validPropertyValue(dp.value) ||
-        !valueMatchesType(dp.value, p.type)) {
-      log_.warn(key, ": desired property ", dp.name, " = \"", dp.value, "\" (", p.type,
+    if (!validPropertyName(dp.name) || !validType(p.type) ||
+        !validPropertyValue(dp.value, opts_.maxValueBytes) || !valueMatchesType(dp.value, p.type)) {
+      log_.warn(validation::printable(key), ": desired property ", validation::printable(dp.name),
+                " = \"", validation::printable(dp.value), "\" (", validation::printable(p.type),
                 ") is not valid; ignored");
       continue;
     }
     if (p.expected && p.expected->value == dp.value && existed) continue;
+    if (!last && !makeRoom(d, newNames + 1, keep, dropped)) {
+      ++pastLimit;
+      continue;
+    }
+    if (!last) ++newNames;
     p.expected = metadb::TwinValue{dp.value, now};
     p.expectedVersion.cloud++;
     before[dp.name] = last;
     next.push_back(p);
   }
   for (auto& p : next) d.twin[p.name] = p;
+  if (tooLong > 0) {
+    refused(Refusal::kMaxValueBytes, "Device object " + validation::printable(key),
+            std::to_string(tooLong) + " desired values over the limit of " +
+                std::to_string(opts_.maxValueBytes) + " bytes (device.max_value_bytes) ignored");
+  }
+  if (pastLimit > 0) {
+    refused(Refusal::kMaxProperties, "Device object " + validation::printable(key),
+            std::to_string(pastLimit) + " desired properties past the limit of " +
+                std::to_string(opts_.maxPropertiesPerDevice) +
+                " properties per device (device.max_properties_per_device) ignored");
+  }
 
   metadb::DeviceUpdate update;
   update.deviceId = id;
   update.device = record;
   update.set = next;
+  update.removeProperties = std::move(dropped);
   metadb::WriteBatch batch;
   batch.updateDevice(std::move(update));
   if (added) {
@@ -183,6 +242,7 @@ void TwinServiceImpl::unbindDevice(const std::string& id) {
   commit(id, std::move(batch), false, [this, record](core::Status s) {
     if (s.isOk()) publishMembership({}, {membershipEntry(record)});
   });
+  bindWaiting();  // a device that max_devices kept out takes the place
 }
 
 void TwinServiceImpl::publishMembership(const std::vector<json>& added,
@@ -196,11 +256,21 @@ void TwinServiceImpl::publishMembership(const std::vector<json>& added,
 
 core::Status TwinServiceImpl::applyCloudTwinNow(const std::string& id, const std::string& content,
                                                 std::function<void(core::Status)>& done) {
+  if (!devices_.count(id))
+    return core::notFound("device " + validation::printable(id) + " is not bound to this node");
+  // KubeEdge sends the content as a string holding JSON; accepted either way.
+  auto j = parseOutside("cloud twin of " + validation::printable(id), content,
+                        validation::JsonLimits{}.maxBytes, true);
+  if (!j.isOk() && j.status().code() == core::Code::kResourceExhausted) return j.status();
+  if (!j.isOk() || !j->is_object())
+    return core::invalidArgument("the cloud twin is not a JSON object");
+  return applyCloudTwinJson(id, *j, done);
+}
+
+core::Status TwinServiceImpl::applyCloudTwinJson(const std::string& id, const json& j,
+                                                 std::function<void(core::Status)>& done) {
   auto dev = devices_.find(id);
   if (dev == devices_.end()) return core::notFound("device " + id + " is not bound to this node");
-  json j = json::parse(content, nullptr, false);
-  if (j.is_string()) j = json::parse(j.get<std::string>(), nullptr, false);  // JSON in a string
-  if (!j.is_object()) return core::invalidArgument("the cloud twin is not a JSON object");
   auto twinIt = j.find("twin");
   if (twinIt == j.end() || !twinIt->is_object())
     return core::invalidArgument("the cloud twin has no twin");
@@ -210,6 +280,10 @@ core::Status TwinServiceImpl::applyCloudTwinNow(const std::string& id, const std
   bool rejected = false;
   std::map<std::string, std::optional<metadb::TwinProperty>> before;
   std::vector<metadb::TwinProperty> next;
+  std::set<std::string> keep;
+  for (const auto& [name, prop] : twinIt->items()) keep.insert(name);
+  std::vector<std::string> dropped;
+  size_t pastLimit = 0, tooLong = 0, newNames = 0;
   for (const auto& [name, prop] : twinIt->items()) {
     if (!validPropertyName(name) || !prop.is_object()) {
       rejected = true;
@@ -218,6 +292,18 @@ core::Status TwinServiceImpl::applyCloudTwinNow(const std::string& id, const std
     auto cur = d.twin.find(name);
     std::optional<metadb::TwinProperty> last;
     if (cur != d.twin.end()) last = cur->second;
+    if (!last) {
+      // A new property takes a place only when one of its sides would be accepted.
+      bool wanted = false;
+      for (auto [side, versions] :
+           {std::pair{"expected", "expected_version"}, std::pair{"actual", "actual_version"}})
+        wanted |= valueAt(prop, side).has_value() && versionAt(prop, versions).has_value();
+      if (wanted && !makeRoom(d, newNames + 1, keep, dropped)) {
+        ++pastLimit;
+        rejected = true;
+        continue;
+      }
+    }
     metadb::TwinProperty p;
     if (last) p = *last;
     p.name = name;
@@ -240,7 +326,8 @@ core::Status TwinServiceImpl::applyCloudTwinNow(const std::string& id, const std
       auto value = valueAt(prop, side.key);
       if (!value) continue;
       auto incoming = versionAt(prop, side.versionKey);
-      bool ok = validPropertyValue(*value) && valueMatchesType(*value, p.type);
+      if (value->size() > opts_.maxValueBytes) ++tooLong;
+      bool ok = validPropertyValue(*value, opts_.maxValueBytes) && valueMatchesType(*value, p.type);
       if (!ok || decideCloudUpdate(*side.versions, incoming) == CloudVerdict::kReject) {
         rejected = true;
         continue;
@@ -250,13 +337,28 @@ core::Status TwinServiceImpl::applyCloudTwinNow(const std::string& id, const std
       changed = true;
     }
     if (!changed) continue;
+    if (!last) ++newNames;
     before[name] = last;
     next.push_back(std::move(p));
   }
   for (auto& p : next) d.twin[p.name] = p;
+  if (tooLong > 0) {
+    refused(Refusal::kMaxValueBytes, "cloud twin of " + id,
+            std::to_string(tooLong) + " values over the limit of " +
+                std::to_string(opts_.maxValueBytes) +
+                " bytes (device.max_value_bytes) rejected; the edge's twin goes back");
+  }
+  if (pastLimit > 0) {
+    refused(Refusal::kMaxProperties, "cloud twin of " + id,
+            std::to_string(pastLimit) + " new properties past the limit of " +
+                std::to_string(opts_.maxPropertiesPerDevice) +
+                " properties per device (device.max_properties_per_device) rejected; the edge's "
+                "twin goes back");
+  }
   metadb::DeviceUpdate update;
   update.deviceId = id;
   update.set = next;
+  update.removeProperties = std::move(dropped);
   metadb::WriteBatch batch;
   batch.updateDevice(std::move(update));
   // What the edge kept goes back, so the cloud converges on it.
@@ -293,8 +395,10 @@ void TwinServiceImpl::onCloudTwinMessage(const cloudhub::CloudTwinMessage& m) {
   if (stopping_) return;
   std::function<void(core::Status)> done = m.done;
   auto fail = [&](const core::Status& s) {
-    log_.warn("cloud ", m.envelope.route.operation, " of ", m.envelope.route.resource,
-              " not applied: ", s.message());
+    // What a limit refused was logged where it was refused.
+    if (s.code() != core::Code::kResourceExhausted)
+      log_.warn("cloud ", validation::printable(m.envelope.route.operation), " of ",
+                validation::printable(m.envelope.route.resource), " not applied: ", s.message());
     if (done) done(s);
   };
   const std::string& resource = m.envelope.route.resource;
@@ -307,7 +411,10 @@ void TwinServiceImpl::onCloudTwinMessage(const cloudhub::CloudTwinMessage& m) {
   std::string cloudId =
       resource.substr(kPrefix.size(), resource.size() - kPrefix.size() - kSuffix.size());
   std::string id = boundDeviceFor(cloudId);
-  if (id.empty()) return fail(core::notFound("device " + cloudId + " is not bound to this node"));
+  if (id.empty()) {
+    return fail(
+        core::notFound("device " + validation::printable(cloudId) + " is not bound to this node"));
+  }
   core::Status s = applyCloudTwinNow(id, m.envelope.content, done);
   if (!s.isOk()) fail(s);
 }
@@ -318,12 +425,18 @@ void TwinServiceImpl::onCloudTwinMessage(const cloudhub::CloudTwinMessage& m) {
 // removed_devices are left to the Device object's deletion.
 void TwinServiceImpl::onCloudMembership(const std::string& content,
                                         std::function<void(core::Status)> done) {
-  json j = json::parse(content, nullptr, false);
-  if (j.is_string()) j = json::parse(j.get<std::string>(), nullptr, false);  // JSON in a string
-  if (!j.is_object()) {
-    if (done) done(core::invalidArgument("the membership update is not a JSON object"));
+  // KubeEdge sends the content as a string holding JSON; accepted either way.
+  auto parsed =
+      parseOutside("cloud membership update", content, validation::JsonLimits{}.maxBytes, true);
+  if (!parsed.isOk() || !parsed->is_object()) {
+    if (done) {
+      done(!parsed.isOk() && parsed.status().code() == core::Code::kResourceExhausted
+               ? parsed.status()
+               : core::invalidArgument("the membership update is not a JSON object"));
+    }
     return;
   }
+  const json& j = *parsed;
   // Called once every twin in it is committed: ok, or the first error.
   struct Pending {
     int left = 1;
@@ -348,13 +461,13 @@ void TwinServiceImpl::onCloudMembership(const std::string& content,
       if (twinIt == dev.end() || !twinIt->is_object() || twinIt->empty()) continue;
       std::string id = boundDeviceFor(cloudId);
       if (id.empty()) {
-        log_.info("cloud membership update names device ", cloudId,
+        log_.info("cloud membership update names device ", validation::printable(cloudId),
                   ", which no Device object binds to this node; its twin is not kept");
         continue;
       }
       ++pending->left;
       std::function<void(core::Status)> one = finishOne;
-      core::Status s = applyCloudTwinNow(id, json{{"twin", *twinIt}}.dump(), one);
+      core::Status s = applyCloudTwinJson(id, dev, one);
       if (!s.isOk()) {
         log_.warn("cloud twin for ", id, " in a membership update not applied: ", s.message());
         finishOne(s);

@@ -39,9 +39,28 @@ json documentSide(const std::optional<metadb::TwinProperty>& p) {
   return propertyJson(*p);
 }
 
-core::Result<DeviceObject> parseDeviceObject(const std::string& text) {
+core::Result<json> parseJson(std::string_view text, const validation::JsonLimits& limits) {
+  if (core::Status s = validation::jsonWithin(text, limits); !s.isOk())
+    return core::resourceExhausted(s.message());
   json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) return core::invalidArgument("the Device object is not a JSON object");
+  if (j.is_discarded()) return core::invalidArgument("not JSON");
+  return j;
+}
+
+core::Result<json> parseJsonContent(std::string_view text, const validation::JsonLimits& limits) {
+  OUTPOST_ASSIGN_OR_RETURN(json j, parseJson(text, limits));
+  if (!j.is_string()) return j;
+  std::string inner = j.get<std::string>();
+  return parseJson(inner, limits);
+}
+
+core::Result<DeviceObject> parseDeviceObject(const std::string& text) {
+  auto parsed = parseJson(text);
+  if (!parsed.isOk() && parsed.status().code() == core::Code::kResourceExhausted)
+    return parsed.status().withContext("the Device object");
+  if (!parsed.isOk() || !parsed->is_object())
+    return core::invalidArgument("the Device object is not a JSON object");
+  const json& j = *parsed;
   DeviceObject d;
   auto meta = j.find("metadata");
   if (meta != j.end() && meta->is_object()) {

@@ -9,6 +9,7 @@
 
 #include "outpost/core/status.h"
 #include "outpost/metadb/types.h"
+#include "outpost/validation/validation.h"
 
 namespace outpost::twin {
 
@@ -45,6 +46,18 @@ struct DeviceObject {
   std::vector<DesiredProperty> desired;  // properties that have a desired value
 };
 
+// JSON text from outside (a device's request, a cloud twin, a stored Device object), parsed only
+// after validation::jsonWithin passed it: a text nested deeper than `limits.maxDepth` (or larger
+// than `limits.maxBytes`) never reaches the parser, since copying or serializing it would recurse
+// once per level and overflow the thread's stack. RESOURCE_EXHAUSTED names the limit that was
+// exceeded; INVALID_ARGUMENT says the text is not JSON.
+core::Result<json> parseJson(std::string_view text, const validation::JsonLimits& limits = {});
+// The same, and a JSON string holding JSON (as KubeEdge sends a message's content) is parsed again,
+// within the same limits.
+core::Result<json> parseJsonContent(std::string_view text,
+                                    const validation::JsonLimits& limits = {});
+
+// A Device object's text; refused (RESOURCE_EXHAUSTED) past the default JSON limits.
 core::Result<DeviceObject> parseDeviceObject(const std::string& text);
 
 }  // namespace outpost::twin

@@ -24,42 +24,37 @@ struct PropertyRequest {
   std::optional<bool> optional;
 };
 
-// Reads one side ("expected"/"actual") of a requested property; an error says why it is bad.
-std::optional<std::string> readSide(const json& prop, const char* side, const std::string& name,
-                                    std::optional<std::string>& out) {
-  auto it = prop.find(side);
-  if (it == prop.end() || it->is_null()) return std::nullopt;
-  if (!it->is_object()) return "property " + name + ": " + side + " is not an object";
-  auto v = it->find("value");
-  if (v == it->end() || !v->is_string())
-    return "property " + name + ": " + side + ".value is not a string";
-  std::string value = v->get<std::string>();
-  if (!validPropertyValue(value))
-    return "property " + name + ": " + side + " value \"" + value + "\" is not valid";
-  out = std::move(value);
-  return std::nullopt;
-}
-
 std::optional<std::string> readProperty(const std::string& name, const json& prop,
                                         PropertyRequest& out) {
   out.name = name;
-  if (!validPropertyName(name)) return "property name \"" + name + "\" is not valid";
+  std::string quoted = "\"" + validation::printable(name) + "\"";
+  if (!validPropertyName(name))
+    return "property name " + quoted + " " + std::string(kPropertyNameRule);
   if (prop.is_null()) {
     out.remove = true;
     return std::nullopt;
   }
-  if (!prop.is_object()) return "property " + name + " is not an object";
-  if (auto e = readSide(prop, "expected", name, out.expected)) return e;
-  if (auto e = readSide(prop, "actual", name, out.actual)) return e;
+  if (!prop.is_object()) return "property " + quoted + " is not an object";
+  for (auto [side, target] : {std::pair{"expected", &out.expected}, {"actual", &out.actual}}) {
+    auto it = prop.find(side);
+    if (it == prop.end() || it->is_null()) continue;
+    if (!it->is_object()) return "property " + quoted + ": " + side + " is not an object";
+    auto v = it->find("value");
+    if (v == it->end() || !v->is_string())
+      return "property " + quoted + ": " + side + ".value is not a string";
+    *target = v->get<std::string>();
+  }
   if (auto o = prop.find("optional"); o != prop.end() && !o->is_null()) {
-    if (!o->is_boolean()) return "property " + name + ": optional is not a boolean";
+    if (!o->is_boolean()) return "property " + quoted + ": optional is not a boolean";
     out.optional = o->get<bool>();
   }
   if (auto m = prop.find("metadata"); m != prop.end() && !m->is_null()) {
-    if (!m->is_object()) return "property " + name + ": metadata is not an object";
+    if (!m->is_object()) return "property " + quoted + ": metadata is not an object";
     if (auto t = m->find("type"); t != m->end() && !t->is_null()) {
-      if (!t->is_string() || !validType(t->get<std::string>()))
-        return "property " + name + ": type " + t->dump() + " is not valid";
+      if (!t->is_string()) return "property " + quoted + ": type is not a string";
+      if (!validType(t->get<std::string>()))
+        return "property " + quoted + ": type \"" + validation::printable(t->get<std::string>()) +
+               "\" is not valid (string, int, integer, float, boolean)";
       out.type = t->get<std::string>();
     }
   }
@@ -83,8 +78,33 @@ std::string formatTime(core::WallTime t) {
 
 }  // namespace
 
+core::Result<json> TwinServiceImpl::parseDeviceRequest(const Request& req,
+                                                       const std::string& payload) {
+  std::string_view topic = req.resultTopic;
+  topic.remove_suffix(std::string_view("/result").size());
+  auto j =
+      parseOutside("request on " + validation::printable(topic), payload, opts_.maxPayloadBytes);
+  if (!j.isOk() && j.status().code() == core::Code::kResourceExhausted)
+    return core::invalidArgument("the payload is refused: " + j.status().message());
+  if (!j.isOk() || !j->is_object())
+    return core::invalidArgument("the payload is not a JSON object");
+  return j;
+}
+
+int TwinServiceImpl::notBoundCode(const std::string& id) const {
+  return overLimit_.count(id) ? 400 : 404;
+}
+
+std::string TwinServiceImpl::notBoundReason(const std::string& id) const {
+  if (overLimit_.count(id)) {
+    return "device " + id + " is not served: this node serves its limit of " +
+           std::to_string(opts_.maxDevices) + " devices (device.max_devices)";
+  }
+  return "device " + id + " is not bound to this node";
+}
+
 void TwinServiceImpl::answerError(const Request& req, int code, const std::string& reason) {
-  log_.debug("answering ", code, " on ", req.resultTopic, ": ", reason);
+  log_.debug("answering ", code, " on ", validation::printable(req.resultTopic), ": ", reason);
   publish(req.resultTopic,
           {{"event_id", req.eventId}, {"timestamp", nowMs()}, {"code", code}, {"reason", reason}});
 }
@@ -135,27 +155,38 @@ void TwinServiceImpl::publishDeltaIfAny(const std::string& id, const DeviceEntry
 
 void TwinServiceImpl::onTwinUpdate(const std::string& id, const std::string& payload) {
   Request req{id, deviceTopic(id, "twin/update/result"), ""};
-  json j = json::parse(payload, nullptr, false);
   auto fail = [&](int code, const std::string& reason) {
     updatesError_.inc();
     answerError(req, code, reason);
   };
-  if (j.is_discarded() || !j.is_object()) return fail(400, "the payload is not a JSON object");
+  auto parsed = parseDeviceRequest(req, payload);
+  if (!parsed.isOk()) return fail(400, parsed.status().message());
+  const json& j = *parsed;
   req.eventId = eventIdOf(j);
   auto dev = devices_.find(id);
-  if (dev == devices_.end()) return fail(404, "device " + id + " is not bound to this node");
+  if (dev == devices_.end()) return fail(notBoundCode(id), notBoundReason(id));
   auto twinIt = j.find("twin");
   if (twinIt == j.end() || !twinIt->is_object() || twinIt->empty())
     return fail(400, "the request has no twin");
 
+  DeviceEntry& d = dev->second;
   std::vector<PropertyRequest> props;
+  size_t newNames = 0;
   for (const auto& [name, value] : twinIt->items()) {
     PropertyRequest pr;
     if (auto err = readProperty(name, value, pr)) return fail(400, *err);
+    for (auto [side, v] : {std::pair{"expected", &pr.expected}, {"actual", &pr.actual}}) {
+      if (!*v) continue;
+      bool tooLong = false;
+      std::string err = checkValue(pr.name, side, **v, tooLong);
+      if (err.empty()) continue;
+      if (tooLong) refused(Refusal::kMaxValueBytes, "twin update of " + id, err);
+      return fail(400, err);
+    }
+    if (!pr.remove && !d.twin.count(pr.name)) ++newNames;
     props.push_back(std::move(pr));
   }
 
-  DeviceEntry& d = dev->second;
   int64_t now = nowMs();
   std::map<std::string, std::optional<metadb::TwinProperty>> before;
   std::vector<metadb::TwinProperty> next;
@@ -189,9 +220,10 @@ void TwinServiceImpl::onTwinUpdate(const std::string& id, const std::string& pay
     if (pr.type) p.type = *pr.type;
     if (pr.optional) p.optional = *pr.optional;
     for (const auto* v : {&pr.expected, &pr.actual}) {
-      if (*v && !valueMatchesType(**v, p.type))
-        return fail(400,
-                    "property " + pr.name + ": value \"" + **v + "\" is not of type " + p.type);
+      if (*v && !valueMatchesType(**v, p.type)) {
+        return fail(400, "property \"" + validation::printable(pr.name) + "\": value \"" +
+                             validation::printable(**v) + "\" is not of type " + p.type);
+      }
     }
     if (pr.expected) {
       p.expected = metadb::TwinValue{*pr.expected, now};
@@ -203,6 +235,21 @@ void TwinServiceImpl::onTwinUpdate(const std::string& id, const std::string& pay
     }
     before[pr.name] = last;
     next.push_back(std::move(p));
+  }
+
+  // Checked once the request is known to be valid, since makeRoom may drop deleted properties
+  // (never one this request names).
+  std::set<std::string> named;
+  for (const auto& pr : props) named.insert(pr.name);
+  std::vector<std::string> dropped;
+  if (!makeRoom(d, newNames, named, dropped)) {
+    std::string reason = "device " + id + " has " + std::to_string(d.twin.size()) +
+                         " properties; " + std::to_string(newNames) +
+                         " new would pass the limit of " +
+                         std::to_string(opts_.maxPropertiesPerDevice) +
+                         " properties per device (device.max_properties_per_device)";
+    refused(Refusal::kMaxProperties, "twin update of " + id, reason);
+    return fail(400, reason);
   }
 
   // The answer names every requested property, with only the sides it updated.
@@ -220,6 +267,7 @@ void TwinServiceImpl::onTwinUpdate(const std::string& id, const std::string& pay
   metadb::DeviceUpdate update;
   update.deviceId = id;
   update.set = next;
+  update.removeProperties = std::move(dropped);
   for (auto& p : next) d.twin[p.name] = p;  // optimistic: later requests build on this one
   metadb::WriteBatch batch;
   batch.updateDevice(std::move(update));
@@ -244,13 +292,12 @@ void TwinServiceImpl::onTwinUpdate(const std::string& id, const std::string& pay
 
 void TwinServiceImpl::onTwinGet(const std::string& id, const std::string& payload) {
   Request req{id, deviceTopic(id, "twin/get/result"), ""};
-  json j = json::parse(payload, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return answerError(req, 400, "the payload is not a JSON object");
+  auto parsed = parseDeviceRequest(req, payload);
+  if (!parsed.isOk()) return answerError(req, 400, parsed.status().message());
+  const json& j = *parsed;
   req.eventId = eventIdOf(j);
   auto dev = devices_.find(id);
-  if (dev == devices_.end())
-    return answerError(req, 404, "device " + id + " is not bound to this node");
+  if (dev == devices_.end()) return answerError(req, notBoundCode(id), notBoundReason(id));
   publish(req.resultTopic, {{"event_id", req.eventId},
                             {"timestamp", nowMs()},
                             {"twin", twinJson(dev->second, {}, false)}});
@@ -258,20 +305,20 @@ void TwinServiceImpl::onTwinGet(const std::string& id, const std::string& payloa
 
 void TwinServiceImpl::onStateUpdate(const std::string& id, const std::string& payload) {
   Request req{id, deviceTopic(id, "state/update/result"), ""};
-  json j = json::parse(payload, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return answerError(req, 400, "the payload is not a JSON object");
+  auto parsed = parseDeviceRequest(req, payload);
+  if (!parsed.isOk()) return answerError(req, 400, parsed.status().message());
+  const json& j = *parsed;
   req.eventId = eventIdOf(j);
   auto dev = devices_.find(id);
-  if (dev == devices_.end())
-    return answerError(req, 404, "device " + id + " is not bound to this node");
+  if (dev == devices_.end()) return answerError(req, notBoundCode(id), notBoundReason(id));
   auto st = j.find("state");
   if (st == j.end() || !st->is_string()) return answerError(req, 400, "the request has no state");
   std::string state = lower(st->get<std::string>());
   static const std::set<std::string> kStates = {"online",  "offline",      "ok",
                                                 "unknown", "disconnected", "unhealthy"};
   if (!kStates.count(state))
-    return answerError(req, 400, "state \"" + st->get<std::string>() + "\" is not valid");
+    return answerError(
+        req, 400, "state \"" + validation::printable(st->get<std::string>()) + "\" is not valid");
 
   DeviceEntry& d = dev->second;
   d.record.state = state;
@@ -305,9 +352,9 @@ json TwinServiceImpl::membershipEntry(const metadb::Device& d) const {
 
 void TwinServiceImpl::onMembershipGet(const std::string& payload) {
   Request req{"", membershipTopic("get/result"), ""};
-  json j = json::parse(payload, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return answerError(req, 400, "the payload is not a JSON object");
+  auto parsed = parseDeviceRequest(req, payload);
+  if (!parsed.isOk()) return answerError(req, 400, parsed.status().message());
+  const json& j = *parsed;
   req.eventId = eventIdOf(j);
   json list = json::array();
   for (const auto& [id, d] : devices_) list.push_back(membershipEntry(d.record));

@@ -37,10 +37,14 @@ bool allAllowed(std::string_view s) {
 }  // namespace
 
 bool validPropertyName(std::string_view name) {
-  return !name.empty() && name.size() <= 128 && allAllowed(name);
+  return !name.empty() && name.size() <= kMaxPropertyName && allAllowed(name);
 }
 
-bool validPropertyValue(std::string_view value) { return value.size() <= 512 && allAllowed(value); }
+bool validPropertyValue(std::string_view value, size_t maxBytes) {
+  return value.size() <= maxBytes && allAllowed(value);
+}
+
+bool validPropertyChars(std::string_view value) { return allAllowed(value); }
 
 bool validType(std::string_view type) {
   return type == "string" || type == "int" || type == "integer" || type == "float" ||

@@ -1,6 +1,7 @@
 #include "service.h"
 
 #include <cstdio>
+#include <iterator>
 
 namespace outpost::twin {
 
@@ -8,6 +9,9 @@ namespace {
 
 constexpr std::string_view kDevicePrefix = "$hw/events/device/";
 constexpr size_t kMaxPending = 10000;
+// Documents and deltas carry a whole twin (up to maxPropertiesPerDevice values): the messages held
+// while the broker is away are bounded in bytes too.
+constexpr size_t kMaxPendingBytes = 16u << 20;
 
 std::chrono::seconds toSeconds(core::Duration d) {
   return std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(d));
@@ -35,6 +39,14 @@ TwinServiceImpl::TwinServiceImpl(TwinOptions options, metadb::Store& store, core
       devicesGauge_(metrics.gauge("outpost_twin_devices", "Devices bound to this node")),
       linkUp_(metrics.gauge("outpost_twin_link_up", "1 while connected to the local broker")) {
   status_.broker = opts_.broker;
+  static constexpr const char* kReasons[] = {"json", "max_devices", "max_properties",
+                                             "max_value_bytes", "device_id"};
+  static_assert(std::size(kReasons) == static_cast<size_t>(Refusal::kCount));
+  for (size_t i = 0; i < std::size(kReasons); ++i) {
+    refused_[i] = &metrics.counter("outpost_twin_refused_total",
+                                   "Twin messages and changes refused by a limit or a check",
+                                   {{"reason", kReasons[i]}});
+  }
 }
 
 TwinServiceImpl::~TwinServiceImpl() { stop(); }
@@ -128,7 +140,9 @@ void TwinServiceImpl::applyCloudTwin(std::string deviceId, std::string content,
               done = std::move(done)]() mutable {
     core::Status s = applyCloudTwinNow(deviceId, content, done);
     if (!s.isOk()) {
-      log_.warn("cloud twin for ", deviceId, " not applied: ", s.toString());
+      if (s.code() != core::Code::kResourceExhausted)  // a refusal was logged where it was made
+        log_.warn("cloud twin for ", validation::printable(deviceId),
+                  " not applied: ", s.toString());
       if (done) done(s);
     }
   });
@@ -169,6 +183,7 @@ void TwinServiceImpl::onConnected() {
       log_.info("connected to ", opts_.broker, pending_.empty() ? "" : ", sending ",
                 pending_.empty() ? "" : std::to_string(pending_.size()) + " held messages");
       while (!pending_.empty() && connected_) {
+        pendingBytes_ -= pending_.front().second.size();
         client_->publish(pending_.front().first, std::move(pending_.front().second), false,
                          nullptr);
         pending_.pop_front();
@@ -219,23 +234,43 @@ void TwinServiceImpl::onMessage(const std::string& topic, const std::string& pay
   }
   std::string id = rest.substr(0, pos);
   std::string tail = rest.substr(pos + 1);
+  if (tail != "twin/update" && tail != "twin/get" && tail != "state/update") return;
+  std::string resultTopic = deviceTopic(id, tail + "/result");
   if (payload.size() > opts_.maxPayloadBytes) {
-    std::string resultTopic = deviceTopic(id, tail + "/result");
     if (tail == "twin/update") updatesError_.inc();
     return answerError({id, resultTopic, ""}, 400,
                        "payload of " + std::to_string(payload.size()) + " bytes exceeds " +
                            std::to_string(opts_.maxPayloadBytes));
+  }
+  if (core::Status s = checkTopicDeviceId(id); !s.isOk()) {
+    if (tail == "twin/update") updatesError_.inc();
+    refused(Refusal::kDeviceId, "request on " + validation::printable(topic), s.message());
+    return answerError({id, resultTopic, ""}, 400, s.message());
   }
   if (tail == "twin/update") return onTwinUpdate(id, payload);
   if (tail == "twin/get") return onTwinGet(id, payload);
   if (tail == "state/update") return onStateUpdate(id, payload);
 }
 
+core::Status TwinServiceImpl::checkTopicDeviceId(const std::string& id) const {
+  if (opts_.deviceIdForm == DeviceIdForm::kName) return validation::dnsSubdomain("device id", id);
+  size_t slash = id.find('/');
+  if (slash == std::string::npos) return core::invalidArgument("device id: no namespace");
+  OUTPOST_RETURN_IF_ERROR(validation::dnsLabel("device id namespace", id.substr(0, slash)));
+  return validation::dnsSubdomain("device id name", id.substr(slash + 1));
+}
+
 void TwinServiceImpl::publish(const std::string& topic, const json& payload) {
   if (!client_) return;
   if (!connected_) {
-    if (pending_.size() >= kMaxPending) pending_.pop_front();
-    pending_.emplace_back(topic, payload.dump());
+    std::string text = payload.dump();
+    pendingBytes_ += text.size();
+    pending_.emplace_back(topic, std::move(text));
+    while (pending_.size() > 1 &&
+           (pending_.size() > kMaxPending || pendingBytes_ > kMaxPendingBytes)) {
+      pendingBytes_ -= pending_.front().second.size();
+      pending_.pop_front();
+    }
     return;
   }
   client_->publish(topic, payload.dump(), false, nullptr);

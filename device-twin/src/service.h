@@ -51,6 +51,9 @@ class TwinServiceImpl final : public TwinService {
     std::string eventId;
   };
 
+  // What a limit or a check refused (outpost_twin_refused_total{reason}).
+  enum class Refusal { kJson, kMaxDevices, kMaxProperties, kMaxValueBytes, kDeviceId, kCount };
+
   // ---- connection (service.cc)
   void connect();
   void onConnected();
@@ -59,6 +62,32 @@ class TwinServiceImpl final : public TwinService {
   void publish(const std::string& topic, const json& payload);
   std::string deviceTopic(const std::string& id, const std::string& tail) const;
   std::string membershipTopic(const std::string& tail) const;
+  // OK, or why `id` (from a topic) cannot name a device: its parts must be a namespace (DNS-1123
+  // label) and a name (DNS-1123 subdomain), as the Device objects that bind devices are named.
+  core::Status checkTopicDeviceId(const std::string& id) const;
+
+  // ---- limits (limits.cc)
+  // Counts a refusal and logs it in one line (`what` and the reason already quoted with
+  // validation::printable where they hold outside text).
+  void refused(Refusal why, const std::string& what, const std::string& reason);
+  // Parses outside JSON within the JSON limits; a text past them is refused, counted and logged.
+  core::Result<json> parseOutside(const std::string& what, std::string_view text,
+                                  size_t maxBytes = validation::JsonLimits{}.maxBytes,
+                                  bool stringContent = false);
+  // Whether `newNames` properties not yet in `d`'s twin fit under maxPropertiesPerDevice. A deleted
+  // property (kept so the cloud hears of the deletion) not in `keep` gives its place to a new one
+  // when the twin is full: those it drops are erased from `d.twin` and appended to `dropped` (to
+  // remove from the store in the same batch).
+  bool makeRoom(DeviceEntry& d, size_t newNames, const std::set<std::string>& keep,
+                std::vector<std::string>& dropped);
+  // "" when `value` fits the value rules, else the reason (naming device.max_value_bytes when it is
+  // too long; then `tooLong` is set).
+  std::string checkValue(const std::string& property, const char* side, const std::string& value,
+                         bool& tooLong) const;
+  // Keeps a Device object for this node that max_devices refused, so it is bound once a device
+  // leaves; forgets it when its object is deleted or moves away.
+  void deviceOverLimit(const std::string& key, const std::string& id);
+  void bindWaiting();
 
   // ---- store (service.cc)
   core::Status loadAll();
@@ -73,6 +102,12 @@ class TwinServiceImpl final : public TwinService {
   void onTwinGet(const std::string& id, const std::string& payload);
   void onStateUpdate(const std::string& id, const std::string& payload);
   void onMembershipGet(const std::string& payload);
+  // A device's request within the JSON limits and a JSON object, or the 400 reason.
+  core::Result<json> parseDeviceRequest(const Request& req, const std::string& payload);
+  // A request for a device not bound here: 400 naming device.max_devices when that limit keeps
+  // it out, else 404.
+  int notBoundCode(const std::string& id) const;
+  std::string notBoundReason(const std::string& id) const;
   void answerError(const Request& req, int code, const std::string& reason);
   json twinJson(const DeviceEntry& d, PropertyView view, bool includeDeleted) const;
   void publishDocument(const std::string& id, const std::string& eventId,
@@ -86,6 +121,12 @@ class TwinServiceImpl final : public TwinService {
   void onKeysChanged(const metadb::KeysChanged& ev);
   void reconcileAll();
   void reconcileKey(const std::string& key);
+  // The Device object under `key`, or nullopt (logged; counted when past the JSON limits).
+  std::optional<DeviceObject> readDeviceObject(const std::string& key, const std::string& text);
+  // Whether a Device object's key names a device id fit for topics and store keys (a namespace
+  // that is a DNS-1123 label, a name that is a DNS-1123 subdomain); refused (counted, logged) if
+  // not.
+  bool checkObjectDeviceId(const std::string& key, const std::string& ns, const std::string& name);
   void bindDevice(const std::string& key, const std::string& id, const std::string& objectText,
                   const DeviceObject& obj);
   void unbindDevice(const std::string& id);
@@ -94,6 +135,9 @@ class TwinServiceImpl final : public TwinService {
   json membershipEntry(const metadb::Device& d) const;
   core::Status applyCloudTwinNow(const std::string& id, const std::string& content,
                                  std::function<void(core::Status)>& done);
+  // The same with the content parsed: an object with "twin" (and "event_id").
+  core::Status applyCloudTwinJson(const std::string& id, const json& content,
+                                  std::function<void(core::Status)>& done);
   // A KubeEdge 1.14 twin-group message that a cloud link received (cloud_updated, membership).
   void onCloudTwinMessage(const cloudhub::CloudTwinMessage& m);
   void onCloudMembership(const std::string& content, std::function<void(core::Status)> done);
@@ -118,6 +162,9 @@ class TwinServiceImpl final : public TwinService {
   core::Subscription cloudTwinSub_;
   std::map<std::string, DeviceEntry> devices_;
   std::map<std::string, std::string> deviceKeys_;  // device id -> resource key it came from
+  // Devices for this node that max_devices keeps out: id -> resource key. Bounded by the Device
+  // objects stored; an entry goes with its object.
+  std::map<std::string, std::string> overLimit_;
   core::Backoff backoff_;
   std::mt19937_64 rng_;
   bool stopping_ = false;
@@ -126,6 +173,7 @@ class TwinServiceImpl final : public TwinService {
   // What was published while the broker was away (events after a restart, answers during an
   // outage), sent once connected again; the oldest go first past kMaxPending.
   std::deque<std::pair<std::string, std::string>> pending_;
+  size_t pendingBytes_ = 0;  // payload bytes in pending_ (bounded by kMaxPendingBytes)
 
   // Store writes whose completion has not run yet: stop() waits for them, since the store posts
   // completions to our loop.
@@ -140,6 +188,7 @@ class TwinServiceImpl final : public TwinService {
   core::Counter& updatesError_;
   core::Gauge& devicesGauge_;
   core::Gauge& linkUp_;
+  core::Counter* refused_[static_cast<size_t>(Refusal::kCount)];
 };
 
 }  // namespace outpost::twin

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <vector>
 
 #include "migrations.h"
 
@@ -64,6 +65,24 @@ Status limitCache(sql::Connection& db, int kib) {
   return db.exec("PRAGMA cache_size = -" + std::to_string(kib));
 }
 
+// quick_check's report (one row, a line per problem, up to 100) in a few words for one log line:
+// the first two problems and how many more.
+std::string summarizeCheck(const std::string& report) {
+  std::vector<std::string> problems;
+  size_t start = 0;
+  while (start <= report.size()) {
+    size_t end = report.find('\n', start);
+    std::string line = report.substr(start, end == std::string::npos ? end : end - start);
+    if (!line.empty() && line.rfind("***", 0) != 0) problems.push_back(line);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  std::string out;
+  for (size_t i = 0; i < problems.size() && i < 2; ++i) out += (i ? "; " : "") + problems[i];
+  if (problems.size() > 2) out += "; and " + std::to_string(problems.size() - 2) + " more";
+  return out.empty() ? report : out;
+}
+
 // Everything that reads the file's content; a kDataLoss from here means the file is corrupt.
 Result<sql::Connection> tryOpen(const StoreOptions& options) {
   OUTPOST_RETURN_IF_ERROR(ensureFile(options.path));
@@ -81,7 +100,8 @@ Result<sql::Connection> tryOpen(const StoreOptions& options) {
         db.queryInt("PRAGMA max_page_count = " + std::to_string(*options.maxPageCount)));
   }
   OUTPOST_ASSIGN_OR_RETURN(std::string check, db.queryText("PRAGMA quick_check"));
-  if (check != "ok") return core::dataLoss("quick_check of " + options.path + ": " + check);
+  if (check != "ok")
+    return core::dataLoss("quick_check of " + options.path + ": " + summarizeCheck(check));
   OUTPOST_ASSIGN_OR_RETURN(int found, migrate(db, options.path));
   (void)found;
   OUTPOST_RETURN_IF_ERROR(makePrivate(options.path));

@@ -1,4 +1,8 @@
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <future>
 
 #include "migrations.h"
@@ -45,6 +49,13 @@ SqliteStoreImpl::~SqliteStoreImpl() {
 Status SqliteStoreImpl::open() {
   OUTPOST_ASSIGN_OR_RETURN(OpenedWriter opened, openWriter(options_, clock_.wallNow(), log_));
   db_ = std::move(opened.db);
+  struct stat st {};
+  if (::stat(options_.path.c_str(), &st) != 0) {
+    return core::unavailable("the store " + options_.path +
+                             " is gone right after opening it: " + std::strerror(errno));
+  }
+  fileDevice_ = st.st_dev;
+  fileInode_ = st.st_ino;
   OUTPOST_ASSIGN_OR_RETURN(writer_, BatchWriter::create(db_, options_));
   struct Entry {
     sql::Statement* stmt;
@@ -135,10 +146,31 @@ bool SqliteStoreImpl::commitPending() {
   return leftover;
 }
 
+Status SqliteStoreImpl::fileStillThere() const {
+  struct stat st {};
+  if (::stat(options_.path.c_str(), &st) != 0) {
+    return core::dataLoss("the store file " + options_.path + " is gone (" + std::strerror(errno) +
+                          "): refusing writes that would be lost; restart the agent");
+  }
+  if (st.st_dev != fileDevice_ || st.st_ino != fileInode_) {
+    return core::dataLoss("the store file " + options_.path +
+                          " was replaced by another file: refusing writes that would be lost; "
+                          "restart the agent");
+  }
+  return core::okStatus();
+}
+
 void SqliteStoreImpl::commitGroup(std::vector<Pending>& group) {
   const core::MonoTime started = realClock_.now();
   const int64_t nowMs = core::toUnixMillis(clock_.wallNow());
   std::vector<Outcome> out(group.size());
+  // Checked before every commit (one stat): a store whose file was removed takes no write, so no
+  // link acknowledges what it would lose.
+  if (Status there = fileStillThere(); !there.isOk()) {
+    for (Outcome& o : out) o.status = there;
+    finish(group, out, started, 0);
+    return;
+  }
   int transactions = 1;
   if (!commitTogether(group, nowMs, out)) {
     // The shared transaction failed as a whole (disk full at commit, I/O error, or SQLite rolled it

@@ -1,6 +1,8 @@
 #pragma once
 // SqliteStoreImpl: the writer connection on the "metadb" loop, with group commit.
 
+#include <sys/types.h>
+
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -56,6 +58,9 @@ class SqliteStoreImpl final : public SqliteStore {
   void finish(std::vector<Pending>& group, std::vector<Outcome>& out, core::MonoTime started,
               int transactions);
   void rollback();
+  // DATA_LOSS when the file at options_.path is no longer the one opened (removed or replaced):
+  // SQLite would go on writing to the unlinked file and every write would be lost at the restart.
+  core::Status fileStillThere() const;
   core::Status runOnLoop(const std::function<core::Status()>& task);
   void refreshGauges();
 
@@ -73,6 +78,8 @@ class SqliteStoreImpl final : public SqliteStore {
   core::Gauge& sizeBytes_;
 
   sql::Connection db_;
+  dev_t fileDevice_ = 0;
+  ino_t fileInode_ = 0;
   std::unique_ptr<BatchWriter> writer_;
   sql::Statement begin_, commit_, rollback_, savepoint_, release_, rollbackTo_, stats_, pages_;
 

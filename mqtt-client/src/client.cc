@@ -137,6 +137,21 @@ class Client::Impl {
     if (rc != MQTTASYNC_SUCCESS) finish(op, core::unavailable(describe("subscribe", rc, nullptr)));
   }
 
+  void unsubscribe(const std::vector<std::string>& filters,
+                   std::function<void(core::Status)> done) {
+    std::vector<char*> topics;
+    for (const auto& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+    MQTTAsync_responseOptions r = MQTTAsync_responseOptions_initializer;
+    Op* op = track(std::move(done), {});
+    r.context = op;
+    r.onSuccess = &Impl::onOpDone;
+    r.onFailure = &Impl::onOpFailed;
+    int rc =
+        MQTTAsync_unsubscribeMany(handle_, static_cast<int>(filters.size()), topics.data(), &r);
+    if (rc != MQTTASYNC_SUCCESS)
+      finish(op, core::unavailable(describe("unsubscribe", rc, nullptr)));
+  }
+
   void publish(const std::string& topic, std::string payload, bool retained,
                std::function<void(core::Status)> done) {
     MQTTAsync_message m = MQTTAsync_message_initializer;
@@ -252,7 +267,17 @@ class Client::Impl {
   static int onMessage(void* ctx, char* topic, int topicLen, MQTTAsync_message* m) {
     auto* self = static_cast<Impl*>(ctx);
     std::string t = topicLen > 0 ? std::string(topic, static_cast<size_t>(topicLen)) : topic;
-    std::string payload(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen));
+    auto bytes = static_cast<size_t>(m->payloadlen);
+    if (self->opts_.maxPayloadBytes > 0 && bytes > self->opts_.maxPayloadBytes) {
+      // Refused where it lies: no copy of a payload nobody will read.
+      MQTTAsync_freeMessage(&m);
+      MQTTAsync_free(topic);
+      self->callback([&] {
+        if (self->cb_.oversized) self->cb_.oversized(std::move(t), bytes);
+      });
+      return 1;
+    }
+    std::string payload(static_cast<const char*>(m->payload), bytes);
     bool retained = m->retained != 0;
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
@@ -327,6 +352,15 @@ void Client::subscribe(const std::vector<std::string>& filters,
     return;
   }
   impl_->subscribe(filters, std::move(done));
+}
+
+void Client::unsubscribe(const std::vector<std::string>& filters,
+                         std::function<void(core::Status)> done) {
+  if (!impl_->handle_) {
+    if (done) done(core::failedPrecondition("unsubscribe before connect"));
+    return;
+  }
+  impl_->unsubscribe(filters, std::move(done));
 }
 
 void Client::publish(const std::string& topic, std::string payload, bool retained,

@@ -130,6 +130,22 @@ TEST_CASE("OUTPOST_<SECTION>_<KEY> overrides the file, and a bad override names 
   CHECK(hasError(bad, "OUTPOST_CLOUD_TRANSPROT", "not a configuration key"));
 }
 
+TEST_CASE("node.host_path_allow takes absolute prefixes, from the file or the environment") {
+  auto r = loadConfig("node: {name: n, host_path_allow: [/srv/data, /var/log/app]}\n", {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  CHECK(r.config.node.hostPathAllow == std::vector<std::string>{"/srv/data", "/var/log/app"});
+  auto env = loadConfig("node: {name: n}\n", {{"OUTPOST_NODE_HOST_PATH_ALLOW", "/a, /b"}});
+  CHECK(env.config.node.hostPathAllow == std::vector<std::string>{"/a", "/b"});
+  CHECK(loadConfig("node: {name: n}\n", {}).config.node.hostPathAllow.empty());
+  for (const char* bad : {"relative", "/srv/../etc", "/srv/.."}) {
+    CAPTURE(bad);
+    CHECK(hasError(
+        loadConfig(std::string("node: {name: n, host_path_allow: [\"") + bad + "\"]}\n", {}),
+        "node.host_path_allow", "absolute path"));
+  }
+}
+
 TEST_CASE("environment names are derived from key paths") {
   CHECK(envNameFor("cloud.mqtt.broker") == "OUTPOST_CLOUD_MQTT_BROKER");
   CHECK(envNameFor("node.state_dir") == "OUTPOST_NODE_STATE_DIR");
@@ -162,4 +178,86 @@ cloud:
   // Without a certificate service the operator's files must be there.
   auto mqtt = loadConfig("node: {name: edge-1}\ncloud: {tls: {ca: /nonexistent/ca.crt}}\n", {});
   CHECK(hasError(mqtt, "cloud.tls.ca", "cannot read file"));
+}
+
+TEST_CASE("addresses, ports, the heartbeat and the API's limits are checked, each naming its key") {
+  auto r = loadConfig(R"(
+node: {name: n}
+cloud:
+  heartbeat: 20h
+  mqtt: {broker: "tcp://broker.example:99999"}
+  websocket: {cert_server: "https://999.999.999.999:10002"}
+device: {broker: "ssl://999.999.999.999:8883"}
+api:
+  metrics_address: "localhost:10350"
+  max_connections: 0
+  idle_timeout: 0s
+  header_timeout: 2h
+  socket_group: no-such-group-here
+)",
+                      {});
+  CHECK(hasError(r, "cloud.heartbeat", "65535s"));
+  CHECK(hasError(r, "cloud.mqtt.broker", "port \"99999\""));
+  CHECK(hasError(r, "cloud.websocket.cert_server", "not an IPv4 address"));
+  CHECK(hasError(r, "device.broker", "\"999.999.999.999\" is not an IPv4 address"));
+  CHECK(hasError(r, "api.metrics_address", "not an IP address"));
+  CHECK(hasError(r, "api.max_connections", "from 1"));
+  CHECK(hasError(r, "api.idle_timeout", "from 100ms"));
+  CHECK(hasError(r, "api.header_timeout", "from 100ms"));
+  CHECK(hasError(r, "api.socket_group", "no group \"no-such-group-here\""));
+  CHECK(r.errors.errors.size() == 9);
+
+  for (const char* port : {"0", "-1", "65536", "x"}) {
+    auto bad = loadConfig(
+        std::string("node: {name: n}\ncloud: {mqtt: {broker: \"tcp://10.0.0.1:") + port + "\"}}\n",
+        {});
+    CHECK_MESSAGE(hasError(bad, "cloud.mqtt.broker", "port"), port);
+  }
+  CHECK(hasError(loadConfig("node: {name: n}\ncloud: {mqtt: {broker: \"tcp://:1883\"}}\n", {}),
+                 "cloud.mqtt.broker", "no host"));
+  CHECK(
+      hasError(loadConfig("node: {name: n}\ncloud: {heartbeat: 500ms}\n", {}), "cloud.heartbeat"));
+  // Numbers past what the setting can hold (found by the config fuzzer: the conversion of 2e27 ms
+  // to an integer was undefined behaviour), and NaN or infinity where a rate is expected.
+  CHECK(
+      hasError(loadConfig("node: {name: n}\ncloud: {heartbeat: 1999999999999999999999999s}\n", {}),
+               "cloud.heartbeat", "at most 87600h"));
+  CHECK(hasError(loadConfig("node: {name: n}\ncloud: {reconnect: {cap: 99999999h}}\n", {}),
+                 "cloud.reconnect.cap", "at most 87600h"));
+  for (const char* qps : {"nan", "inf", "-1", "0"}) {
+    CHECK_MESSAGE(
+        hasError(loadConfig(
+                     std::string("node: {name: n}\ncloud: {rate_limit: {qps: ") + qps + "}}\n", {}),
+                 "cloud.rate_limit.qps", "finite number"),
+        qps);
+  }
+
+  // What stays valid: a default port, IPv6, a path on ws://, the longest heartbeat, port 0 to bind.
+  auto ok = loadConfig(R"(
+node: {name: n}
+cloud: {heartbeat: 65535s, mqtt: {broker: "ws://[::1]:9001/mqtt"}}
+device: {broker: "tcp://mosquitto.local"}
+api: {metrics_address: "[::1]:0", max_connections: 10, idle_timeout: 5s, header_timeout: 2s}
+)",
+                       {});
+  INFO(ok.errors.toString());
+  CHECK(ok.ok());
+  CHECK(ok.config.api.maxConnections == 10);
+  CHECK(ok.config.api.idleTimeout == 5s);
+  CHECK(ok.config.api.headerTimeout == 2s);
+  CHECK(ok.config.api.socketGroup.empty());  // root only unless set
+}
+
+TEST_CASE("a configuration path that is not a regular file, or is over 1 MiB, is refused at once") {
+  outpost::test::TempDir dir;
+  auto began = std::chrono::steady_clock::now();
+  // /dev/zero never ends: it used to hang the loader (and grow its memory) forever.
+  CHECK(
+      hasError(loadConfigFile("/dev/zero", {}), "(file)", "character device, not a regular file"));
+  CHECK(hasError(loadConfigFile(dir.path().string(), {}), "(file)", "a directory"));
+  outpost::test::writeFile(dir / "big.yaml", "# " + std::string(kMaxConfigBytes, 'x') + "\n");
+  CHECK(hasError(loadConfigFile((dir / "big.yaml").string(), {}), "(file)", "1 MiB"));
+  CHECK(std::chrono::steady_clock::now() - began < 5s);
+  outpost::test::writeFile(dir / "ok.yaml", "node: {name: n}\n");
+  CHECK(loadConfigFile((dir / "ok.yaml").string(), {}).ok());
 }

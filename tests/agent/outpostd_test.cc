@@ -250,3 +250,23 @@ TEST_CASE("KubeEdge with a token: outpostd bootstraps its certificate and shows 
   agent.signal(SIGTERM);
   CHECK(agent.wait(5s) == outpost::agent::kExitOk);
 }
+
+TEST_CASE("a state_dir that cannot hold the store exits 69 naming node.state_dir and why") {
+  TempDir dir;
+  writeFile(dir / "not-a-dir", "");
+  std::string config = writeConfig(
+      dir, "node: {name: test-node, state_dir: " + (dir / "not-a-dir").string() + "}\n");
+  Child agent({outpostd(), "--config", config});
+  CHECK(agent.wait(10s) == outpost::agent::kExitUnavailable);
+  CHECK(agent.err().find("node.state_dir \"" + (dir / "not-a-dir").string() +
+                         "\": is not a directory") != std::string::npos);
+}
+
+TEST_CASE("a configuration path that is a device or a directory exits 78 at once") {
+  TempDir dir;
+  for (std::string path : {std::string("/dev/zero"), dir.path().string()}) {
+    Child agent({outpostd(), "--config", path});
+    CHECK(agent.wait(5s) == outpost::agent::kExitConfig);
+    CHECK(agent.err().find("not a regular file") != std::string::npos);
+  }
+}

@@ -490,6 +490,39 @@ TEST_CASE("bad frames are counted and ignored; the link goes on") {
   CHECK_FALSE(agent.get("default/pod/y").has_value());
 }
 
+TEST_CASE(
+    "an object with a host path in a uid or a key is refused at the door: an error answer, no ack, "
+    "nothing stored") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  json evil = pod("evil", 4);
+  evil["metadata"]["uid"] = "../../../../srv/victim";
+  std::string id = hub.sendObject("insert", "default/pod/evil", evil);
+  json cm = {{"metadata", {{"name", "cfg"}, {"namespace", "default"}, {"resourceVersion", "2"}}},
+             {"data", {{"/etc/cron.d/x", "* * * * * root sh"}}}};
+  std::string cmId = hub.sendObject("insert", "default/configmap/cfg", cm);
+  // EdgeCore's answer to what it cannot store: operation error, parent_msg_id, the reason.
+  auto answered = [&](const std::string& msgId, const std::string& field) {
+    for (const auto& f : hub.receivedWhere("error")) {
+      if (f.envelope["header"]["parent_msg_id"] == msgId &&
+          f.envelope["content"].get<std::string>().find(field) != std::string::npos)
+        return true;
+    }
+    return false;
+  };
+  REQUIRE(waitFor([&] { return answered(id, "metadata.uid") && answered(cmId, "data key"); }));
+  std::string fine = hub.sendObject("insert", "default/pod/fine", pod("fine", 3));
+  REQUIRE(waitFor([&] { return hub.acked(fine); }));
+  CHECK_FALSE(hub.acked(id));
+  CHECK_FALSE(hub.acked(cmId));
+  CHECK_FALSE(agent.get("default/pod/evil").has_value());
+  CHECK_FALSE(agent.get("default/configmap/cfg").has_value());
+  CHECK(agent.metrics.render().find("outpost_cloud_messages_invalid_total{reason=\"invalid\"}") !=
+        std::string::npos);
+}
+
 TEST_CASE("changed credentials: the link reconnects with the files' new contents") {
   Setup s;
   CloudHubDouble hub(hubOptions(s.tls));

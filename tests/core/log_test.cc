@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "support/test_util.h"
 
 using namespace outpost::core;
@@ -51,4 +53,21 @@ TEST_CASE("log levels parse from their names") {
   CHECK(parseLogLevel("warning") == LogLevel::kWarn);
   CHECK_FALSE(parseLogLevel("loud").has_value());
   CHECK(logLevelName(LogLevel::kError) == "error");
+}
+
+TEST_CASE("one record is one line: control characters from outside are escaped, not written") {
+  TempDir dir;
+  auto file = (dir / "log").string();
+  {
+    Logging logging({LogLevel::kInfo, false, file});
+    logging.get("cloudhub")
+        .warn("ignored message ", "update\n2026-12-06 [agent] I forged\r",
+              std::string("\x1b[31mred\0", 9));
+    logging.flush();
+  }
+  std::string text = readFile(file);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+  CHECK(text.find("update\\n2026-12-06 [agent] I forged\\r\\x1b[31mred\\x00") != std::string::npos);
+  CHECK(escapeControl("plain text") == "plain text");
+  CHECK(escapeControl("a\tb\x7f") == "a\\tb\\x7f");
 }

@@ -14,9 +14,10 @@ namespace outpost::test {
 
 class DeployAgent {
  public:
+  // `logFile`: where the reconciler's log lines go (empty: stderr).
   DeployAgent(deploy::Runtime& runtime, MemoryDesired& desired, MemorySink& sink,
-              core::Clock& clock, deploy::ReconcilerConfig config)
-      : logging_(core::Logging::Options{core::LogLevel::kWarn, false, ""}),
+              core::Clock& clock, deploy::ReconcilerConfig config, std::string logFile = "")
+      : logging_(core::Logging::Options{core::LogLevel::kWarn, false, std::move(logFile)}),
         loop_("deploy-test", clock) {
     reconciler_ = std::make_unique<deploy::Reconciler>(loop_, runtime, desired, sink,
                                                        std::move(config), logging_.get("deploy"));
@@ -38,6 +39,8 @@ class DeployAgent {
     reconciler_->syncAll();
     loop_.runSync([] {}, std::chrono::seconds(60));
   }
+  // Writes out buffered log lines (to the log file, if any).
+  void flushLog() { logging_.flush(); }
   void changed(std::vector<std::string> keys) {
     reconciler_->onDesiredChanged(std::move(keys));
     loop_.runSync([] {}, std::chrono::seconds(60));

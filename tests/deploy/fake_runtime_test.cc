@@ -53,6 +53,11 @@ Trace scenario(Runtime& rt, const std::string& image, const std::string& cgroupP
   cc.hostNetwork = true;
   auto noSandbox = rt.createContainer("nosuchsandbox", cc, sb);
   t.add("create(no sandbox) ok=" + std::to_string(noSandbox.isOk()));
+  ContainerConfig privileged = cc;
+  privileged.name = "privileged";
+  privileged.security.privileged = true;
+  auto refused = rt.createContainer(*id, privileged, sb);
+  t.add("create(privileged, sandbox not privileged) " + code(refused.status()));
   auto cid = rt.createContainer(*id, cc, sb);
   REQUIRE(cid.isOk());
   auto st = rt.containerStatus(*cid);

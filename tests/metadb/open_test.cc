@@ -165,6 +165,10 @@ TEST_CASE("a corrupt store is moved aside, a fresh one starts, and a full resync
   std::string log = outpost::test::readFile(f.logPath);
   CHECK(log.find("E [metadb] STORE CORRUPT") != std::string::npos);
   CHECK(log.find(aside[0]) != std::string::npos);
+  // One line, however many problems quick_check found (it reports up to 100, a line each).
+  auto corrupt = log.find("STORE CORRUPT");
+  std::string entry = log.substr(corrupt, log.find(aside[0], corrupt) - corrupt);
+  CHECK_MESSAGE(entry.find('\n') == std::string::npos, entry);
 
   // The next start finds a healthy store: no second quarantine, the mark stays until someone clears
   // it.
@@ -302,4 +306,35 @@ TEST_CASE("a page cache size that is not positive is refused with the option nam
   REQUIRE_FALSE(r.isOk());
   CHECK(r.status().code() == core::Code::kInvalidArgument);
   CHECK(r.status().message().find("page cache") != std::string::npos);
+}
+
+TEST_CASE("a store whose file was removed or replaced while open refuses writes with DATA_LOSS") {
+  StoreFixture f;
+  f.open();
+  f.writeOk(WriteBatch().apply(upsert("default/pod/before", "1")));
+  const fs::path dir = fs::path(f.options.path).parent_path();
+  std::string expected;
+  SUBCASE("the state directory is removed") {
+    fs::remove_all(dir);
+    expected = "is gone";
+  }
+  SUBCASE("the file is replaced by another") {
+    fs::rename(f.options.path, f.options.path + ".old");
+    outpost::test::writeFile(f.options.path, "");
+    expected = "was replaced";
+  }
+  // SQLite would go on writing to the unlinked file and say OK: every such write would be lost.
+  auto r = f.write(WriteBatch().apply(upsert("default/pod/after", "1")));
+  REQUIRE_FALSE(r.isOk());
+  CHECK(r.status().code() == core::Code::kDataLoss);
+  CHECK(r.status().message().find(f.options.path) != std::string::npos);
+  CHECK(r.status().message().find(expected) != std::string::npos);
+  CHECK_FALSE(f.write(WriteBatch().putKv("k", "v")).isOk());
+  f.logging.flush();
+  std::string log = outpost::test::readFile(f.logPath);
+  size_t lines = 0;
+  for (size_t at = log.find("writes are failing"); at != std::string::npos;
+       at = log.find("writes are failing", at + 1))
+    ++lines;
+  CHECK(lines == 1);  // said once, not per write
 }

@@ -79,6 +79,53 @@ mqttc::ConnectOptions options(const std::string& uri, const std::string& id) {
   return o;
 }
 
+TEST_CASE(
+    "a payload over maxPayloadBytes goes to oversized with its size and is never handed over; "
+    "unsubscribe ends a subscription") {
+  Mosquitto broker;
+  Seen pub, sub;
+  std::vector<std::pair<std::string, size_t>> oversized;
+  mqttc::Client publisher(options(broker.uri(), "pub"), pub.callbacks());
+  REQUIRE(publisher.connect().isOk());
+  auto o = options(broker.uri(), "sub");
+  o.maxPayloadBytes = 1024;
+  auto cb = sub.callbacks();
+  cb.oversized = [&](std::string topic, size_t bytes) {
+    sub.with([&] {
+      oversized.emplace_back(std::move(topic), bytes);
+      return 0;
+    });
+  };
+  mqttc::Client subscriber(o, cb);
+  REQUIRE(subscriber.connect().isOk());
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.connected; }); }));
+  REQUIRE(waitFor([&] { return pub.with([&] { return pub.connected; }); }));
+  Outcome granted;
+  subscriber.subscribe({"big/#", "small"}, granted.callback());
+  REQUIRE(waitFor([&] { return granted.get().has_value(); }));
+  publisher.publish("big/one", std::string(8u << 20, 'x'), false, nullptr);
+  publisher.publish("big/two", std::string(1024, 'y'), false, nullptr);  // at the limit: delivered
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 1; }); }));
+  REQUIRE(waitFor([&] { return sub.with([&] { return oversized.size() == 1; }); }));
+  sub.with([&] {
+    CHECK(oversized[0].first == "big/one");
+    CHECK(oversized[0].second == (8u << 20));
+    CHECK(std::get<0>(sub.messages[0]) == "big/two");
+    return 0;
+  });
+  Outcome gone;
+  subscriber.unsubscribe({"big/#"}, gone.callback());
+  REQUIRE(waitFor([&] { return gone.get().has_value(); }));
+  CHECK(gone.get()->isOk());
+  publisher.publish("big/three", "z", false, nullptr);
+  publisher.publish("small", "s", false, nullptr);
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 2; }); }));
+  sub.with([&] {
+    CHECK(std::get<0>(sub.messages[1]) == "small");  // nothing from big/ after the unsubscribe
+    return 0;
+  });
+}
+
 TEST_CASE("a retained QoS 1 message reaches a subscriber with its topic, payload and flag") {
   Mosquitto broker;
   Seen pub, sub;

@@ -236,6 +236,12 @@ check "an operator's node name (file or OUTPOST_NODE_NAME) counts as configured"
 check "install started no agent" test -z "$(agent_pids)"
 check "postinst created neither /var/lib/outpost nor /run/outpost (the unit does)" \
   absent /var/lib/outpost /run/outpost
+check "postinst added the system group outpost (api.socket_group)" \
+  bash -c 'gid=$(getent group outpost | cut -d: -f3) && [ -n "$gid" ] && [ "$gid" -lt 1000 ]'
+check "the installed default configuration with api.socket_group: outpost is valid" bash -c \
+  'sed "s/# socket_group: outpost/socket_group: outpost/" /etc/outpost/outpost.yaml >"$1/group.yaml" &&
+   grep -q "^  socket_group: outpost" "$1/group.yaml" &&
+   /usr/bin/outpostd --check-config --config "$1/group.yaml"' _ "$work"
 # deb-systemd-helper may link through /lib (merged /usr makes it the same file).
 check "the unit is enabled (multi-user.target.wants/outpost.service)" \
   test /etc/systemd/system/multi-user.target.wants/outpost.service -ef /usr/lib/systemd/system/outpost.service
@@ -289,6 +295,7 @@ check "purge succeeds" test $? -eq 0
 check "after purge: nothing is left (configuration, state, runtime, binaries, unit, enablement)" \
   absent "${leftovers[@]}"
 check "after purge: dpkg no longer knows the package" test "$(pkg_status)" = not-installed
+check "after purge: the system group outpost is gone" bash -c '! getent group outpost >/dev/null'
 
 # --- Upgrade from an older package keeps the store and the operator's configuration ------------------
 echo "--- install $(basename "$old_deb"), then upgrade to $(basename "$deb")"

@@ -74,6 +74,20 @@ size_t FakeRuntime::calls(const std::string& name) {
   return calls_[name];
 }
 
+std::optional<ContainerConfig> FakeRuntime::config(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return std::nullopt;
+  return it->second.config;
+}
+
+std::vector<ContainerConfig> FakeRuntime::configs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ContainerConfig> out;
+  for (const auto& [id, c] : containers_) out.push_back(c.config);
+  return out;
+}
+
 Result<VersionInfo> FakeRuntime::version() {
   std::lock_guard<std::mutex> lock(mu_);
   OUTPOST_RETURN_IF_ERROR(enter("Version"));
@@ -167,7 +181,7 @@ Result<std::vector<PodSandbox>> FakeRuntime::listPodSandbox(const SandboxFilter&
 
 Result<std::string> FakeRuntime::createContainer(const std::string& podSandboxId,
                                                  const ContainerConfig& config,
-                                                 const PodSandboxConfig&) {
+                                                 const PodSandboxConfig& sandboxConfig) {
   std::lock_guard<std::mutex> lock(mu_);
   OUTPOST_RETURN_IF_ERROR(enter("CreateContainer"));
   auto sb = sandboxes_.find(podSandboxId);
@@ -176,6 +190,11 @@ Result<std::string> FakeRuntime::createContainer(const std::string& podSandboxId
     return core::failedPrecondition("CreateContainer: sandbox is not running");
   if (!images_.count(config.image))
     return core::notFound("CreateContainer: image " + config.image + " not found");
+  // containerd 1.6 refuses a privileged container in a sandbox that is not privileged, whatever
+  // the attempt: "no privileged container allowed in sandbox".
+  if (config.security.privileged && !sandboxConfig.security.privileged)
+    return core::Status(core::Code::kUnknown,
+                        "CreateContainer: no privileged container allowed in sandbox");
   for (const auto& [id, c] : containers_) {
     if (c.status.container.podSandboxId == podSandboxId && c.config.name == config.name &&
         c.config.attempt == config.attempt) {

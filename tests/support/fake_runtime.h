@@ -23,6 +23,10 @@ class FakeRuntime final : public deploy::Runtime {
   // While down, every call fails with UNAVAILABLE.
   void setDown(bool down);
   size_t calls(const std::string& name);
+  // The configuration a container was created with (its mounts, security context, ...).
+  std::optional<deploy::ContainerConfig> config(const std::string& id);
+  // Every container's configuration, in creation order of their ids.
+  std::vector<deploy::ContainerConfig> configs();
 
   // Runtime
   core::Result<deploy::VersionInfo> version() override;

@@ -83,8 +83,9 @@ TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clien
   return f;
 }
 
-Mosquitto::Mosquitto(const TlsFiles* tls) : tls_(tls != nullptr) {
-  std::string conf = "persistence true\npersistence_location " + dir_.path().string() + "/\n" +
+Mosquitto::Mosquitto(const TlsFiles* tls, const std::string& extraConfig) : tls_(tls != nullptr) {
+  std::string conf = extraConfig + "persistence true\npersistence_location " +
+                     dir_.path().string() + "/\n" +
                      "user root\nallow_anonymous true\nset_tcp_nodelay true\nlog_dest "
                      "stderr\nlog_type error\nlog_type warning\n";
   for (int attempt = 0; attempt < 5; ++attempt) {

@@ -23,7 +23,9 @@ TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clien
 class Mosquitto {
  public:
   // Plain TCP; with `tls`, a TLS listener that requires client certificates from the CA.
-  explicit Mosquitto(const TlsFiles* tls = nullptr);
+  // `extraConfig`: lines of mosquitto.conf added before the listener (e.g. "max_queued_messages
+  // 50\n").
+  explicit Mosquitto(const TlsFiles* tls = nullptr, const std::string& extraConfig = "");
   ~Mosquitto();
 
   int port() const { return port_; }

@@ -281,3 +281,80 @@ TEST_CASE("a cloud twin for a device not bound here is counted and not acked") {
   CHECK(readFile(f.agent.logPath).find("device/default/ghost/twin/cloud_updated") !=
         std::string::npos);
 }
+
+namespace {
+
+std::string nested(size_t levels) { return std::string(levels, '[') + std::string(levels, ']'); }
+
+double metric(Agent& agent, const std::string& line) {
+  auto text = agent.metrics.render();
+  auto pos = text.find("\n" + line + " ");
+  if (pos == std::string::npos) return -1;
+  return std::stod(text.substr(pos + line.size() + 2));
+}
+
+bool acked(MqttTestClient& cloud, const std::string& msgId) {
+  for (const auto& m : cloud.messagesOn(kTopics.up(kNode))) {
+    if (json::parse(m.payload)["header"].value("parent_msg_id", "") == msgId) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a cloud twin nested past the JSON limits is refused, also retained after a restart") {
+  TempDir dir;
+  Mosquitto broker;
+  MqttTestClient device(broker.uri());
+  MqttTestClient cloud(broker.uri());
+  device.subscribe("$hw/events/#");
+  cloud.subscribe(kTopics.up(kNode));
+  auto agent = std::make_unique<Agent>(dir, broker.uri());
+  REQUIRE(waitFor([&] { return agent->up(); }));
+  agent->bindThermo();
+  REQUIRE(waitFor([&] { return agent->service->status().devices == 1; }));
+  const std::string resource = "device/" + kDev + "/twin/cloud_updated";
+  const std::string refusedJson = "outpost_twin_refused_total{reason=\"json\"}";
+
+  // KubeEdge's content is a string holding JSON: the envelope is shallow, what the twins parse is
+  // not. Retained on the node's down topic, as a broker keeps it for the next connection.
+  std::string deepMembership =
+      R"({"added_devices":[{"id":"thermo","twin":{"p":)" + nested(200000) + "}}]}";
+  cloud.publish(kTopics.down(kNode), twinEnvelope("d1", "update", "membership", deepMembership),
+                true);
+  REQUIRE(waitFor([&] { return metric(*agent, refusedJson) == 1; }));
+  std::string deepTwin = R"({"twin":{"setpoint":)" + nested(200000) + "}}";
+  cloud.publish(kTopics.down(kNode), twinEnvelope("d2", "update", resource, deepTwin));
+  REQUIRE(waitFor([&] { return metric(*agent, refusedJson) == 2; }));
+  REQUIRE(waitFor([&] { return agent->link->status().messagesInvalid == 2; }));
+  CHECK(agent->service->alive(1s));
+
+  // The next good message is applied and acked; the refused ones never are.
+  cloud.publish(kTopics.down(kNode),
+                twinEnvelope("c1", "update", resource,
+                             {{"twin", {{"setpoint", versioned("expected", "23", 1, 0)}}}}));
+  REQUIRE(waitFor([&] { return acked(cloud, "c1"); }));
+  CHECK_FALSE(acked(cloud, "d1"));
+  CHECK_FALSE(acked(cloud, "d2"));
+  CHECK(agent->storedTwin().size() == 1);
+  agent->logging.flush();
+  std::string log = readFile(agent->logPath);
+  CHECK(log.find("refused cloud membership update: JSON nests deeper than 100 levels") !=
+        std::string::npos);
+  CHECK(log.find("refused cloud twin of default/thermo: JSON nests deeper than 100 levels") !=
+        std::string::npos);
+
+  // A restart: the retained message comes back, and is refused again.
+  agent.reset();
+  agent = std::make_unique<Agent>(dir, broker.uri());
+  REQUIRE(waitFor([&] { return agent->up(); }));
+  REQUIRE(waitFor([&] { return metric(*agent, refusedJson) == 1; }));
+  CHECK(agent->service->status().devices == 1);
+  CHECK(agent->service->alive(1s));
+  cloud.publish(kTopics.down(kNode),
+                twinEnvelope("c2", "update", resource,
+                             {{"twin", {{"setpoint", versioned("expected", "24", 2, 0)}}}}));
+  REQUIRE(waitFor([&] { return acked(cloud, "c2"); }));
+  CHECK(agent->storedTwin()[0].expected->value == "24");
+  cloud.publish(kTopics.down(kNode), "", true);  // clears the retained message
+}

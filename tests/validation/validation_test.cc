@@ -63,7 +63,7 @@ TEST_CASE("JSON depth and size are bounded before a parser sees the text") {
 
 TEST_CASE("a desired object is refused when it could reach the host or lies about its key") {
   auto ok = [](const char* type, const std::string& obj) {
-    return v::desiredObject("default", type, "web", obj);
+    return v::desiredObject("default", type, "web", obj).status();
   };
   CHECK(ok("pod", R"({"kind":"Pod","metadata":{"name":"web","namespace":"default","uid":"u-1"},
     "spec":{"volumes":[{"name":"conf","configMap":{"name":"c","items":[{"key":"a","path":"x/a"}]}}],
@@ -110,6 +110,10 @@ TEST_CASE("a desired object is refused when it could reach the host or lies abou
     CHECK(s.code() == core::Code::kInvalidArgument);
     CHECK(s.message().rfind(c.field, 0) == 0);
   }
+  CHECK(v::desiredObject("default", "pod", "web", R"({"metadata":{"name":"web"}} x)")
+            .status()
+            .message()
+            .rfind("not valid JSON at byte", 0) == 0);
   CHECK_FALSE(v::desiredObject("default", "pod", "..", "{}").isOk());
   CHECK_FALSE(v::desiredObject("default", "pod", "a/b", "{}").isOk());
   CHECK_FALSE(v::desiredObject("..", "pod", "web", "{}").isOk());
@@ -123,4 +127,55 @@ TEST_CASE("printable escapes what could forge a log line") {
   CHECK(v::printable("insert\n2026-12-06 [info] forged") == "insert\\n2026-12-06 [info] forged");
   CHECK(v::printable(std::string("a\x1b[31m", 6)) == "a\\x1b[31m");
   CHECK(v::printable(std::string(100, 'x'), 10) == std::string(10, 'x') + "...");
+}
+
+TEST_CASE("the door's one pass finds the uid and version, and names missing members and types") {
+  auto facts =
+      v::desiredObject("default", "pod", "web",
+                       R"({"spec":{"template":{"metadata":{"uid":"nested","resourceVersion":"99"}}},
+          "metadata":{"labels":{"uid":"label"},"uid":"u-1","resourceVersion":"7"}})");
+  REQUIRE(facts.isOk());
+  CHECK(facts->uid == "u-1");
+  CHECK(facts->resourceVersion == "7");
+  auto none = v::desiredObject("default", "configmap", "web", R"({"data":{"a":"b"}})");
+  REQUIRE(none.isOk());
+  CHECK_FALSE(none->uid.has_value());
+  struct Case {
+    const char* obj;
+    const char* message;
+  } cases[] = {
+      {R"({"spec":{"volumes":[{"emptyDir":{}}]}})", "spec.volumes[0].name: missing"},
+      {R"({"spec":{"volumes":[{"name":"a","hostPath":{}}]}})",
+       "spec.volumes[0].hostPath.path: missing"},
+      {R"({"spec":{"volumes":[{"name":"a","secret":{"items":[{"path":"x"}]}}]}})",
+       "spec.volumes[0].secret.items[0].key: missing"},
+      {R"({"spec":{"volumes":[{"name":"a","projected":{"sources":[{"configMap":{"items":[{"key":"k","path":"/x"}]}}]}}]}})",
+       "spec.volumes[0].projected.sources[0].configMap.items[0].path \"/x\": must be a relative "
+       "path"},
+      {R"({"spec":{"volumes":[{"name":"a","projected":{"sources":[{"serviceAccountToken":{"path":"../t"}}]}}]}})",
+       "spec.volumes[0].projected.sources[0].serviceAccountToken.path \"../t\": must not contain "
+       "'..'"},
+      {R"({"spec":{"containers":[{"name":"a"},{"name":"a"}]}})",
+       "spec.containers[1].name \"a\": is used by another container"},
+      {R"({"spec":{"containers":{"name":"a"}}})", "spec.containers: must be an array"},
+      {R"({"spec":{"containers":[{"name":"a","volumeMounts":[{"name":7}]}]}})",
+       "spec.containers[0].volumeMounts[0].name: must be a string"},
+      {R"({"spec":"x"})", "spec: must be an object"},
+      {R"({"metadata":{"uid":12}})", "metadata.uid: must be a string"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.obj);
+    CHECK(v::desiredObject("default", "pod", "web", c.obj).status().message() == c.message);
+  }
+  // Fields the rules leave alone pass whatever their shape.
+  CHECK(
+      v::desiredObject(
+          "default", "pod", "web",
+          R"({"spec":{"volumes":null,"containers":[{"name":"a","volumeMounts":[{"name":"v","subPath":""}]}]},"status":[1,{"a":null}]})")
+          .isOk());
+  // A delete's object: no rule but the limits, the facts still found.
+  auto del = v::objectFacts(R"({"metadata":{"uid":"/odd","resourceVersion":"3"},"data":{"/x":1}})");
+  REQUIRE(del.isOk());
+  CHECK(del->uid == "/odd");
+  CHECK(del->resourceVersion == "3");
 }

@@ -2,6 +2,7 @@
 // Agent: the one place that builds every module, wires them together and runs their lifecycle.
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "outpost/agent/config.h"
@@ -26,6 +27,9 @@ class Agent {
   // True when every module's threads answer (for the systemd watchdog).
   bool alive(std::chrono::milliseconds timeout);
 
+  // Why the agent is not ready (/readyz answers 503 with it), or nothing when it is: "starting",
+  // or the store's file was removed or replaced while it runs.
+  std::optional<std::string> notReady() const;
   // The JSON document `outpostctl status` shows.
   std::string statusJson() const;
   // Applies what can change without a restart (the log level); SIGHUP.

@@ -19,6 +19,8 @@ struct NodeConfig {
   std::map<std::string, std::string> labels;  // reported with the node
   std::vector<std::string> groups;  // desired state addressed to a group reaches its nodes
   std::string stateDir = "/var/lib/outpost";  // the store and projected volumes live here
+  // Absolute prefixes a pod's hostPath volume must be under; empty: any path (as Kubernetes).
+  std::vector<std::string> hostPathAllow;
 };
 
 struct LogConfig {
@@ -84,11 +86,19 @@ struct DeviceConfig {
   std::string passwordFile;
   TlsConfig tls;
   std::string deviceIdForm = "namespaced";  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name
+  // Twin limits (docs/device-twin.md): past them a change is refused with a 400 naming the key.
+  int64_t maxDevices = 1000;
+  int64_t maxPropertiesPerDevice = 256;
+  int64_t maxValueBytes = 512;
 };
 
 struct ApiConfig {
   std::string socket = "/run/outpost/outpost.sock";  // control endpoint for outpostctl
   std::string metricsAddress = "127.0.0.1:10350";    // health and metrics; empty turns it off
+  std::string socketGroup;                           // group of the socket; empty: root only
+  int64_t maxConnections = 64;                       // per listener (socket, metrics port)
+  Seconds idleTimeout = std::chrono::seconds(60);    // a kept-alive connection with no request
+  Seconds headerTimeout = std::chrono::seconds(10);  // to read one request
 };
 
 struct Config {
@@ -126,7 +136,10 @@ struct LoadResult {
   bool ok() const { return errors.errors.empty(); }
 };
 LoadResult loadConfig(const std::string& yamlText, const Environment& env);
+// Reads `path` (a regular file of at most kMaxConfigBytes; anything else is refused at once, so
+// /dev/zero or a FIFO cannot hang the loader), then as loadConfig().
 LoadResult loadConfigFile(const std::string& path, const Environment& env);
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
 
 // The environment variable that overrides a key path: "cloud.mqtt.broker" ->
 // OUTPOST_CLOUD_MQTT_BROKER.

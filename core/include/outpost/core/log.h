@@ -24,6 +24,10 @@ class LogBackend;  // wraps the logging library; defined in log.cc
 // A module's logger. Cheap to copy. Arguments are concatenated (operator<<) only when the level is
 // on:
 //   log.info("stored ", n, " objects in ", ms, " ms");
+// `s` with control characters escaped (\n, \r, \t, \xNN for the rest): what a log record quotes
+// from outside cannot start a line of its own or send terminal escapes. Every record passes here.
+std::string escapeControl(std::string_view s);
+
 class Logger {
  public:
   Logger() = default;  // a logger that writes nothing

@@ -19,6 +19,11 @@ namespace outpost::deploy {
 struct ReconcilerConfig {
   // Projected configMap/secret/emptyDir volumes and container logs live under here.
   std::string stateDir = "/var/lib/outpost/deploy";
+  // Absolute path prefixes a hostPath volume must be under (e.g. "/srv/data"); empty: any path,
+  // as Kubernetes allows. A pod with a hostPath outside every prefix does not start: its containers
+  // wait in CreateContainerConfigError with the reason. A hostPath volume gives the pod's
+  // containers (root in them, by default) that part of the host's file system.
+  std::vector<std::string> hostPathAllow;
   // Parent cgroup of pod sandboxes (cgroupfs path, e.g. "/outpost"); empty: the runtime's default.
   std::string cgroupParent;
   // The runtime's pause image: made sure to be present before the first sandbox.

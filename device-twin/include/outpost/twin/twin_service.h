@@ -35,6 +35,13 @@ struct TwinOptions {
   core::Duration reconnectBase = std::chrono::seconds(1);
   core::Duration reconnectCap = std::chrono::seconds(30);
   size_t maxPayloadBytes = 64 * 1024;  // bigger requests are answered 400
+  // Limits (docs/device-twin.md): what would pass one is refused with a reason that names it (400
+  // on a device's result topic), counted in outpost_twin_refused_total, and never stored. Lowering
+  // one keeps what is already stored; only growth past it is refused.
+  size_t maxDevices = 1000;             // devices bound to this node (config device.max_devices)
+  size_t maxPropertiesPerDevice = 256;  // a twin's properties, deleted ones kept for the cloud
+                                        // included (device.max_properties_per_device)
+  size_t maxValueBytes = 512;  // a property value, KubeEdge's own bound (device.max_value_bytes)
   // Called (on the twin loop) after rows were committed to the outbox, so the cloud link drains
   // them at once. May be empty.
   std::function<void()> outboxChanged;

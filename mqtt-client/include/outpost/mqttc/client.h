@@ -24,12 +24,16 @@ struct ConnectOptions {
   // Published by the broker when the connection dies without a clean disconnect (none if empty).
   std::string willTopic, willPayload;
   bool willRetained = true;
+  // A received payload larger than this is not copied out of the library's buffer: it goes to
+  // Callbacks::oversized instead of message (0: no limit).
+  size_t maxPayloadBytes = 0;
 };
 
 struct Callbacks {
   std::function<void()> connected;
   std::function<void(std::string why)> down;  // a connect attempt failed or the connection was lost
   std::function<void(std::string topic, std::string payload, bool retained)> message;
+  std::function<void(std::string topic, size_t bytes)> oversized;  // see maxPayloadBytes
 };
 
 bool isTlsUri(const std::string& uri);
@@ -46,6 +50,8 @@ class Client {
   core::Status connect();
   // QoS 1 for every filter; `done` says whether the broker granted them all.
   void subscribe(const std::vector<std::string>& filters, std::function<void(core::Status)> done);
+  // Ends the subscriptions of `filters`; `done` (may be empty) runs at the broker's UNSUBACK.
+  void unsubscribe(const std::vector<std::string>& filters, std::function<void(core::Status)> done);
   // QoS 1. `done` (may be empty) runs at the broker's PUBACK or when the publish failed.
   void publish(const std::string& topic, std::string payload, bool retained,
                std::function<void(core::Status)> done);

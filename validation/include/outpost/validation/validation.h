@@ -6,6 +6,7 @@
 // docs/security.md lists where each rule is applied.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -49,16 +50,24 @@ struct JsonLimits {
 // Says nothing about whether the text is valid JSON.
 core::Status jsonWithin(std::string_view text, const JsonLimits& limits = {});
 
+// What the door reads from a desired object on its way: its metadata.uid and
+// metadata.resourceVersion when they are strings.
+struct ObjectFacts {
+  std::optional<std::string> uid, resourceVersion;
+};
+
 // A desired object at the door, before it is stored: `ns`/`type`/`name` from its key, `object` its
-// JSON text (already known to be a JSON object within the limits). Checks the key's parts (a
-// namespace is a DNS-1123 label or empty, the type [a-z0-9]+, the name a DNS-1123 subdomain; a
-// device or twin name as Kubernetes names devices), the object's `metadata` (an object; name and
-// namespace, when present, equal the key's; uid a uid), its `kind` (when present, the key's type),
-// ConfigMap and Secret keys, and what a Pod's spec turns into host paths (volume and container
-// names, subPath, items[].path, hostPath.path). The message names the field, e.g.
+// JSON text. One pass of the JSON parser, no DOM. Checks the JSON limits, the key's parts (a
+// namespace is a DNS-1123 label or empty, the type [a-z0-9]+, the name a DNS-1123 subdomain), that
+// the text is one JSON object, its `metadata` (an object; name and namespace, when present, equal
+// the key's; uid a uid), its `kind` (when present, the key's type), ConfigMap and Secret keys, and
+// what a Pod's spec turns into host paths or file names (volume and container names, subPath,
+// items[].key and items[].path, hostPath.path). The message names the field, e.g.
 // "spec.volumes[1].name \"../x\": must be a DNS-1123 label ...".
-core::Status desiredObject(std::string_view ns, std::string_view type, std::string_view name,
-                           std::string_view object);
+core::Result<ObjectFacts> desiredObject(std::string_view ns, std::string_view type,
+                                        std::string_view name, std::string_view object);
+// The facts alone, with no rule but the JSON limits (a delete's object: the key was checked).
+core::Result<ObjectFacts> objectFacts(std::string_view object);
 // Only the key's parts (what a delete carries).
 core::Status desiredKey(std::string_view ns, std::string_view type, std::string_view name);
 
