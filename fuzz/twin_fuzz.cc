@@ -1,6 +1,7 @@
 // Device twin payloads (device-twin/src/codec.{h,cc} and rules.cc): the input is read as a KubeEdge
-// Device object (parseDeviceObject, what the cloud sends) and as a twin message in the shape
-// devices and the cloud send ({"twin": {name: {"expected": {"value"}, "actual": {...}, "metadata":
+// Device object (parseDeviceObject, what the cloud sends) and, through parseJsonContent (the JSON
+// limits; JSON held in a string is its content), as a twin message in the shape devices and the
+// cloud send ({"twin": {name: {"expected": {"value"}, "actual": {...}, "metadata":
 // {"type"}, "expected_version": {"cloud", "edge"}, ...}}}): every property's name, value and type
 // go through the rules of PROTOCOL.md §2 (validPropertyName/Value, validType, valueMatchesType,
 // decideCloudUpdate) and the property is rendered back (propertyJson, documentSide) and serialised.
@@ -108,8 +109,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (twin::validType(dp.type)) checkTyped(dp.value, dp.type);
     }
   }
-  json j = json::parse(text, nullptr, false);
-  if (j.is_string()) j = json::parse(j.get<std::string>(), nullptr, false);  // JSON in a string
+  // As the twin reads a payload: within the JSON limits, JSON in a string taken as its content.
+  auto parsed = twin::parseJsonContent(text);
+  if (!parsed.isOk()) return 0;
+  const json& j = parsed.value();
   if (!j.is_object()) return 0;
   auto twinIt = j.find("twin");
   if (twinIt == j.end() || !twinIt->is_object()) return 0;

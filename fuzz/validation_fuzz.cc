@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "fuzz_util.h"
 #include "outpost/validation/validation.h"
@@ -120,13 +121,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "jsonWithin let a text over maxBytes through");
   }
 
-  auto st = v::desiredObject(ns, type, name, object);
-  check(printableMessage(st.message()), "a message holds a control character");
-  if (st.isOk()) {
+  auto facts = v::desiredObject(ns, type, name, object);
+  check(printableMessage(facts.status().message()), "a message holds a control character");
+  auto plain = v::objectFacts(object);
+  if (facts.isOk()) {
     check(v::desiredKey(ns, type, name).isOk(), "desiredObject accepted a key desiredKey refuses");
     check(v::jsonWithin(object).isOk(), "desiredObject accepted JSON beyond the limits");
     check(parsed.is_object(), "desiredObject accepted something that is not a JSON object");
     if (type == "pod") checkAcceptedPod(parsed);
+    // The facts are metadata.uid and metadata.resourceVersion, when strings.
+    auto fact = [&](const char* key) -> std::optional<std::string> {
+      auto meta = parsed.find("metadata");
+      if (meta == parsed.end() || !meta->is_object()) return std::nullopt;
+      auto it = meta->find(key);
+      if (it == meta->end() || !it->is_string()) return std::nullopt;
+      return it->get<std::string>();
+    };
+    check(facts.value().uid == fact("uid"), "desiredObject read a uid that is not metadata.uid");
+    check(facts.value().resourceVersion == fact("resourceVersion"),
+          "desiredObject read a resourceVersion that is not metadata.resourceVersion");
+    check(plain.isOk() && plain.value().uid == facts.value().uid &&
+              plain.value().resourceVersion == facts.value().resourceVersion,
+          "objectFacts disagrees with desiredObject");
   }
 
   // The single-string rules on the whole text: never crash, messages printable.

@@ -1,7 +1,9 @@
-// Volume projection (deploy/src/volumes.h prepareVolumes) of pods parsed by deploy/src/pod_spec.h,
-// against a real state directory. The input format is fuzz/deploy_input.h's: a Pod's JSON and the
-// configmaps and secrets it projects. Checked: nothing prepareVolumes creates, writes, renames,
-// chmods or removes lies outside the state directory.
+// Volume projection and container mounts (deploy/src/volumes.h prepareVolumes, containerMounts;
+// deploy/src/host_paths.h underneath) of pods parsed by deploy/src/pod_spec.h, against a real state
+// directory. The input format is fuzz/deploy_input.h's: a Pod's JSON and the configmaps and secrets
+// it projects. Checked: nothing prepareVolumes or containerMounts creates, writes, renames, chmods
+// or removes lies outside the state directory (or, for hostPath volumes, the allowed host
+// directory), the paths they return stay inside, and a mount's host path lies inside its volume.
 //
 // How that is enforced without ever letting a write escape (the fuzzer may run as root): the
 // harness defines the libc functions that change the filesystem (mkdir, open/fopen for writing,
@@ -13,10 +15,11 @@
 // otherwise). Besides, the state directory has a sibling canary directory in a fresh temporary
 // root; after each input the root must hold only those two and the canary must be unchanged.
 //
-// hostPath volumes are taken out of the pod before projection: they name host paths outside the
-// state directory by design (and DirectoryOrCreate would create them).
+// hostPath volumes: prepareVolumes gets hostPathAllow = {<root>/host}, and a hostPath under "/host"
+// in the input is moved to <root>/host (so DirectoryOrCreate and FileOrCreate run there); every
+// other hostPath must be refused without being touched.
 //
-// Adapting to a new prepareVolumes signature: only project() below calls it.
+// Adapting to a new prepareVolumes or containerMounts signature: only project() calls them.
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -51,6 +54,7 @@ namespace {
 enum class GuardMode { kOff, kEnforce, kProbe };
 std::atomic<GuardMode> gMode{GuardMode::kOff};
 std::string gAllowed;         // the state directory, canonical
+std::string gAllowedHost;     // the directory hostPath volumes may use, canonical
 std::atomic<int> gProbed{0};  // calls the guard saw in probe mode
 thread_local bool tInGuard = false;
 
@@ -73,8 +77,11 @@ std::string resolve(int dirfd, const char* path) {
   return (ec ? p.lexically_normal() : w).string();
 }
 
+bool under(const std::string& resolved, const std::string& dir) {
+  return resolved == dir || resolved.rfind(dir + "/", 0) == 0;
+}
 bool allowed(const std::string& resolved) {
-  return resolved == gAllowed || resolved.rfind(gAllowed + "/", 0) == 0;
+  return under(resolved, gAllowed) || (!gAllowedHost.empty() && under(resolved, gAllowedHost));
 }
 
 // libFuzzer saves the input of a crash inside prepareVolumes (an ASan report, a timeout) while the
@@ -109,7 +116,8 @@ bool permit(const char* op, int dirfd, const char* path) {
   if (!ok && !saving) {
     gMode = GuardMode::kOff;  // so that libFuzzer can save the input
     outpost::fuzz::fail(std::string("prepareVolumes: ") + op + "(\"" + (path ? path : "") +
-                        "\") -> " + target + " is outside the state directory " + gAllowed);
+                        "\") -> " + target + " is outside the state directory " + gAllowed +
+                        " (and the hostPath directory)");
   }
   return true;
 }
@@ -273,7 +281,9 @@ int truncate(const char* path, off_t length) {
 
 namespace {
 
-fs::path gRoot, gState, gCanary;
+fs::path gRoot, gState, gCanary, gHost;
+// OUTPOST_FUZZ_VERBOSE=1: what prepareVolumes and containerMounts answered, for a replayed input.
+const bool gVerbose = std::getenv("OUTPOST_FUZZ_VERBOSE") != nullptr;
 const char kCanaryText[] = "outpost volumes_fuzz canary\n";
 
 void removeRoot() {
@@ -343,12 +353,39 @@ std::string gCanaryExpected;
 
 void project(const deploy::PodSpec& pod, outpost::fuzz::FakeDesired& desired) {
   gMode = GuardMode::kEnforce;
-  auto paths = deploy::prepareVolumes(pod, gState.string(), desired);
+  auto paths = deploy::prepareVolumes(pod, gState.string(), desired, {gHost.string()});
   gMode = GuardMode::kOff;
+  if (gVerbose) std::fprintf(stderr, "prepareVolumes: %s\n", paths.status().message().c_str());
   if (!paths.isOk()) return;
   for (const auto& [name, path] : paths.value()) {
     outpost::fuzz::check(allowed(resolve(AT_FDCWD, path.c_str())),
                          "prepareVolumes returned a path outside the state directory: " + path);
+  }
+  for (const auto* list : {&pod.initContainers, &pod.containers}) {
+    for (const auto& c : *list) {
+      gMode = GuardMode::kEnforce;
+      auto mounts = deploy::containerMounts(pod, c, paths.value());
+      gMode = GuardMode::kOff;
+      if (!mounts.isOk()) {
+        if (gVerbose)
+          std::fprintf(stderr, "containerMounts: %s\n", mounts.status().message().c_str());
+        continue;
+      }
+      for (const auto& m : mounts.value()) {
+        if (gVerbose)
+          std::fprintf(stderr, "mount %s <- %s\n", m.containerPath.c_str(), m.hostPath.c_str());
+        // Its volume: a mount of the container with this container path.
+        bool inside = false;
+        for (const auto& spec : c.mounts) {
+          auto volume = paths.value().find(spec.name);
+          if (spec.mountPath != m.containerPath || volume == paths.value().end()) continue;
+          inside = inside || under(resolve(AT_FDCWD, m.hostPath.c_str()),
+                                   resolve(AT_FDCWD, volume->second.c_str()));
+        }
+        outpost::fuzz::check(inside, "a mount's host path " + m.hostPath +
+                                         " is not inside its volume (subPath leads out)");
+      }
+    }
   }
 }
 
@@ -376,10 +413,13 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   gRoot = fs::canonical(tmpl);
   gState = gRoot / "state";
   gCanary = gRoot / "canary";
+  gHost = gRoot / "host";
   fs::create_directories(gState);
   fs::create_directories(gCanary);
+  fs::create_directories(gHost);
   { std::ofstream(gCanary / "file") << kCanaryText; }
   gAllowed = gState.string();
+  gAllowedHost = gHost.string();
   std::atexit(removeRoot);
   probeGuard();
   gCanaryExpected = canaryState();
@@ -391,21 +431,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto parsed = deploy::parsePod("default/pod/fuzz", in.pod, "default");
   if (parsed.isOk()) {
     deploy::PodSpec pod = std::move(parsed).value();
-    std::erase_if(pod.volumes, [](const deploy::VolumeSpec& v) {
-      return v.kind == deploy::VolumeSpec::Kind::kHostPath;
-    });
+    for (auto& v : pod.volumes) {
+      if (v.kind == deploy::VolumeSpec::Kind::kHostPath && v.path.rfind("/host/", 0) == 0)
+        v.path = gHost.string() + v.path.substr(5);
+    }
     project(pod, in.desired);
     // Twice: the second run rewrites only what changed and removes what is no longer wanted.
     project(pod, in.desired);
   }
-  // Nothing beside the state directory and the canary, and the canary untouched.
+  // Nothing beside the state, hostPath and canary directories, and the canary untouched.
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(gRoot, ec)) {
-    outpost::fuzz::check(e.path() == gState || e.path() == gCanary,
+    outpost::fuzz::check(e.path() == gState || e.path() == gCanary || e.path() == gHost,
                          "something appeared beside the state directory: " + e.path().string());
   }
   outpost::fuzz::check(canaryState() == gCanaryExpected, "the canary directory changed");
   // A clean state directory for the next input.
   for (const auto& e : fs::directory_iterator(gState, ec)) fs::remove_all(e.path(), ec);
+  for (const auto& e : fs::directory_iterator(gHost, ec)) fs::remove_all(e.path(), ec);
   return 0;
 }
