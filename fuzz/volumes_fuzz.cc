@@ -256,6 +256,13 @@ int chmod(const char* path, mode_t mode) {
   static auto f = real<int (*)(const char*, mode_t)>("chmod");
   return f(path, mode);
 }
+int fchmod(int fd, mode_t mode) {
+  // A directory opened read-only can still have its mode changed: resolved through /proc.
+  std::string self = "/proc/self/fd/" + std::to_string(fd);
+  if (!permit("fchmod", AT_FDCWD, self.c_str())) return -1;
+  static auto f = real<int (*)(int, mode_t)>("fchmod");
+  return f(fd, mode);
+}
 int fchmodat(int dirfd, const char* path, mode_t mode, int flags) {
   if (!permit("fchmodat", dirfd, path)) return -1;
   static auto f = real<int (*)(int, const char*, mode_t, int)>("fchmodat");
@@ -323,6 +330,20 @@ void probeGuard() {
          fs::remove(gCanary / "file", ec);
        }},
       {"chmod", [&] { (void)::chmod((gCanary / "file").c_str(), 0600); }},
+      // What deploy's HostPaths calls itself, relative to directory descriptors.
+      {"mkdirat", [&] { (void)::mkdirat(AT_FDCWD, p.c_str(), 0755); }},
+      {"openat (write)", [&] { (void)::openat(AT_FDCWD, p.c_str(), O_WRONLY | O_CREAT, 0600); }},
+      {"unlinkat", [&] { (void)::unlinkat(AT_FDCWD, (gCanary / "file").c_str(), 0); }},
+      {"renameat",
+       [&] { (void)::renameat(AT_FDCWD, (gCanary / "file").c_str(), AT_FDCWD, p.c_str()); }},
+      {"fchmod",
+       [&] {
+         int fd = ::open(gCanary.c_str(), O_RDONLY | O_DIRECTORY);
+         if (fd >= 0) {
+           (void)::fchmod(fd, 0700);
+           ::close(fd);
+         }
+       }},
   };
   for (const auto& t : tries) {
     int before = gProbed;
