@@ -151,7 +151,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto r = rule("what", text);
     check(printableMessage(r.message()), "a rule's message holds a control character");
   }
-  // Cut at 80 bytes: the last character escaped takes at most 4, then "...".
-  check(v::printable(text, 80).size() <= 80 + 3 + 3, "printable() is longer than promised");
+  // At most 80 bytes of the value, each escaped to at most 4 ("\xNN"), then "...".
+  check(v::printable(text, 80).size() <= 4 * 80 + 3, "printable() is longer than promised");
   return 0;
 }
