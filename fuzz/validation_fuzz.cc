@@ -35,11 +35,20 @@ size_t depthOf(const json& root) {
   return deepest;
 }
 
+// No control character, and valid UTF-8 (a message may be sent as a JSON string: the WebSocket
+// link answers a refused object with it, and nlohmann's dump() throws on a malformed byte).
 bool printableMessage(const std::string& m) {
-  return std::none_of(m.begin(), m.end(), [](char c) {
+  bool controls = std::any_of(m.begin(), m.end(), [](char c) {
     auto u = static_cast<unsigned char>(c);
     return u < 0x20 || u == 0x7f;
   });
+  if (controls) return false;
+  try {
+    (void)json(m).dump();
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
 }
 
 // The parts of a Pod that become host paths pass the single-string rules.
@@ -152,6 +161,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(printableMessage(r.message()), "a rule's message holds a control character");
   }
   // At most 80 bytes of the value, each escaped to at most 4 ("\xNN"), then "...".
-  check(v::printable(text, 80).size() <= 4 * 80 + 3, "printable() is longer than promised");
+  std::string quoted = v::printable(text, 80);
+  check(quoted.size() <= 4 * 80 + 3, "printable() is longer than promised");
+  check(printableMessage(quoted), "printable() gave a control character or malformed UTF-8");
+  check(v::desiredKey(ns, type, name).isOk() ||
+            printableMessage(v::desiredKey(ns, type, name).message()),
+        "desiredKey's message holds a control character or malformed UTF-8");
   return 0;
 }

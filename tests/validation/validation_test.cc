@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 using namespace outpost;
@@ -127,6 +128,31 @@ TEST_CASE("printable escapes what could forge a log line") {
   CHECK(v::printable("insert\n2026-12-06 [info] forged") == "insert\\n2026-12-06 [info] forged");
   CHECK(v::printable(std::string("a\x1b[31m", 6)) == "a\\x1b[31m");
   CHECK(v::printable(std::string(100, 'x'), 10) == std::string(10, 'x') + "...");
+}
+
+TEST_CASE("printable is valid UTF-8 whatever it quotes: messages are sent as JSON") {
+  // The cut never splits a character ("a" and 39 of the 2-byte "é" fit in 80 bytes, not 40).
+  std::string e = "\xc3\xa9";
+  std::string name = "a";
+  for (int i = 0; i < 50; ++i) name += e;
+  std::string cut = "a";
+  for (int i = 0; i < 39; ++i) cut += e;
+  CHECK(v::printable(name) == cut + "...");
+  // Bytes that are no well-formed character are escaped: stray, truncated, overlong, surrogate.
+  CHECK(v::printable(std::string("\xff\x80"
+                                 "a"
+                                 "\xc3",
+                                 4)) == "\\xff\\x80a\\xc3");
+  CHECK(v::printable("\xc0\xaf") == "\\xc0\\xaf");
+  CHECK(v::printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");
+  CHECK(v::printable("\xf0\x9f\x99\x82") == "\xf0\x9f\x99\x82");
+  // nlohmann's parse error quotes the byte it stopped at: half of a character here.
+  auto r = v::desiredObject("default", "pod", "p", "{\"a\":\xc3\xa9}");
+  REQUIRE_FALSE(r.isOk());
+  CHECK_NOTHROW((void)nlohmann::json(r.status().message()).dump());
+  auto k = v::desiredKey("default", "pod", name);
+  REQUIRE_FALSE(k.isOk());
+  CHECK_NOTHROW((void)nlohmann::json(k.message()).dump());
 }
 
 TEST_CASE("the door's one pass finds the uid and version, and names missing members and types") {

@@ -108,8 +108,9 @@ class Checker : public nlohmann::json_sax<json> {
                    const nlohmann::detail::exception& e) override {
     std::string why = e.what();
     if (auto colon = why.rfind(": "); colon != std::string::npos) why = why.substr(colon + 2);
-    return fail(
-        core::invalidArgument("not valid JSON at byte " + std::to_string(position) + ": " + why));
+    // nlohmann quotes the bytes it last read as they are (DEL, part of a character): printable.
+    return fail(core::invalidArgument("not valid JSON at byte " + std::to_string(position) + ": " +
+                                      printable(why, 200)));
   }
 
  private:

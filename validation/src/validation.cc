@@ -1,5 +1,7 @@
 #include "outpost/validation/validation.h"
 
+#include <algorithm>
+
 #include "outpost/core/log.h"
 
 namespace outpost::validation {
@@ -143,9 +145,60 @@ core::Status desiredKey(std::string_view ns, std::string_view type, std::string_
   return dnsSubdomain("name", name);
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at s[i] (1 for ASCII), 0 when there is none there
+// (a stray continuation byte, a truncated, overlong or surrogate sequence, a byte no UTF-8 has).
+size_t utf8Length(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = at(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (at(i + k) < 0x80 || at(i + k) > 0xBF) return 0;
+  return n;
+}
+
+}  // namespace
+
 std::string printable(std::string_view s, size_t max) {
-  if (s.size() <= max) return core::escapeControl(s);
-  return core::escapeControl(s.substr(0, max)) + "...";
+  // Valid UTF-8 whatever `s` holds: a message quoting it may be serialised as JSON (an error
+  // answer to the cloud), where nlohmann's dump() throws on a malformed byte. So the cut never
+  // splits a character, and a byte that is not part of a well-formed character is escaped.
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t n = utf8Length(s, i);
+    if (i + std::max<size_t>(n, 1) > max) break;
+    if (n == 0) {
+      auto c = static_cast<unsigned char>(s[i]);
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+      ++i;
+    } else {
+      out += core::escapeControl(s.substr(i, n));
+      i += n;
+    }
+  }
+  if (i < s.size()) out += "...";
+  return out;
 }
 
 }  // namespace outpost::validation
