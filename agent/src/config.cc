@@ -16,6 +16,7 @@
 
 #include "config_checks.h"
 #include "outpost/core/log.h"
+#include "outpost/validation/validation.h"
 
 extern char** environ;
 
@@ -342,9 +343,9 @@ void validate(const Config& c, ConfigErrors& errs) {
   if (c.node.stateDir.empty() || c.node.stateDir[0] != '/')
     add("node.state_dir", "must be an absolute path");
   for (const auto& p : c.node.hostPathAllow) {
-    if (p.empty() || p[0] != '/' || p.find("/../") != std::string::npos ||
-        (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0))
-      add("node.host_path_allow", "\"" + p + "\" is not an absolute path without '..'");
+    if (!validation::absolutePath("node.host_path_allow", p).isOk())
+      add("node.host_path_allow",
+          "\"" + validation::printable(p) + "\" is not an absolute path without '..'");
   }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
