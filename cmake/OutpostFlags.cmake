@@ -14,6 +14,17 @@ if(OUTPOST_SANITIZE)
   target_link_options(outpost_flags INTERFACE -fsanitize=address,undefined)
 endif()
 
+# The fuzz build (OUTPOST_FUZZ, fuzz/CMakeLists.txt): every translation unit, generated code included,
+# gets libFuzzer's coverage instrumentation and the sanitizers; undefined behaviour aborts so libFuzzer
+# keeps the input. -O1: fast enough to fuzz, still good stack traces. The fuzz targets themselves link
+# with -fsanitize=fuzzer (libFuzzer's main).
+if(OUTPOST_FUZZ)
+  string(APPEND CMAKE_CXX_FLAGS " -O1 -fsanitize=fuzzer-no-link,address,undefined"
+                                " -fno-omit-frame-pointer -fno-sanitize-recover=undefined")
+  string(APPEND CMAKE_EXE_LINKER_FLAGS " -fsanitize=address,undefined")
+  string(APPEND CMAKE_SHARED_LINKER_FLAGS " -fsanitize=address,undefined")
+endif()
+
 # Hardened release flags: stack protector, fortified libc calls, full RELRO, PIE.
 if(CMAKE_BUILD_TYPE MATCHES "Release|RelWithDebInfo|MinSizeRel")
   target_compile_options(outpost_flags INTERFACE -fstack-protector-strong -fstack-clash-protection

@@ -489,7 +489,8 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
   }
   // A variable that starts like a section's overrides but names no key is a typo worth stopping
   // for; other OUTPOST_* variables belong to someone else and are left alone.
-  for (const auto& [name, value] : env) {
+  for (const auto& entry : env) {
+    const std::string& name = entry.first;  // not a binding: clang 14 cannot capture one
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
     bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&](const Field& f) {
       std::string section = envNameFor(f.path.substr(0, f.path.find('.'))) + "_";
