@@ -135,7 +135,12 @@ ChildEnd runInChild(const std::function<void()>& fn) {
     // The test framework's crash handler would report the abort as a crashed test from this
     // child too; the parent is the one that judges it.
     std::signal(SIGABRT, SIG_DFL);
-    fn();
+    // Whatever happens, the child never returns into the test runner.
+    try {
+      fn();
+    } catch (...) {
+      _exit(125);
+    }
     _exit(0);
   }
   ::close(fd);
