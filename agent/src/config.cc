@@ -479,9 +479,10 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
   // for; other OUTPOST_* variables belong to someone else and are left alone.
   for (const auto& [name, value] : env) {
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-    bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&](const Field& f) {
+    // `var`, not the binding itself: clang before 16 (clang-tidy) cannot capture a binding.
+    bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&var = name](const Field& f) {
       std::string section = envNameFor(f.path.substr(0, f.path.find('.'))) + "_";
-      return name.rfind(section, 0) == 0;
+      return var.rfind(section, 0) == 0;
     });
     if (looksLikeKey) {
       r.errors.errors.push_back({name, "is not a configuration key (see docs/configuration.md)"});

@@ -152,10 +152,12 @@ Status toStatus(const Result<T>& r) {
   } while (false)
 
 // `OUTPOST_ASSIGN_OR_RETURN(auto x, makeX());` declares x from a Result's value or returns its
-// error.
+// error. `lhs` and `tmp` are declarations, not expressions: they cannot take parentheses.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define OUTPOST_ASSIGN_OR_RETURN(lhs, expr) \
   OUTPOST_ASSIGN_OR_RETURN_IMPL(OUTPOST_CONCAT(outpost_result_, __LINE__), lhs, expr)
 #define OUTPOST_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                  \
   if (!tmp.isOk()) return tmp.status();               \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
