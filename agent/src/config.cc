@@ -492,9 +492,10 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
   for (const auto& entry : env) {
     const std::string& name = entry.first;  // not a binding: clang 14 cannot capture one
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-    bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&](const Field& f) {
+    // `var`, not the binding itself: clang before 16 (clang-tidy) cannot capture a binding.
+    bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&var = name](const Field& f) {
       std::string section = envNameFor(f.path.substr(0, f.path.find('.'))) + "_";
-      return name.rfind(section, 0) == 0;
+      return var.rfind(section, 0) == 0;
     });
     if (looksLikeKey) {
       r.errors.errors.push_back({name, "is not a configuration key (see docs/configuration.md)"});

@@ -138,8 +138,9 @@ class Parser {
     if (sc.contains("capabilities") && sc["capabilities"].is_object()) {
       const auto& caps = sc["capabilities"];
       checkKeys(caps, path + ".capabilities", {"add", "drop"});
-      for (auto c : strings(caps, "add")) out.capAdd.push_back(c.rfind("CAP_", 0) ? "CAP_" + c : c);
-      for (auto c : strings(caps, "drop"))
+      for (const auto& c : strings(caps, "add"))
+        out.capAdd.push_back(c.rfind("CAP_", 0) ? "CAP_" + c : c);
+      for (const auto& c : strings(caps, "drop"))
         out.capDrop.push_back(c == "ALL" || !c.rfind("CAP_", 0) ? c : "CAP_" + c);
     }
     return core::okStatus();
