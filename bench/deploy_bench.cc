@@ -23,11 +23,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "bench_flags.h"
 #include "bench_util.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/event_loop.h"
@@ -56,13 +58,16 @@ struct Params {
   int pods = 50;
 };
 
-std::unique_ptr<test::ContainerdHarness> gHarness;  // torn down by die() too
+std::unique_ptr<test::ContainerdHarness> gHarness;  // torn down by main() on failure too
 
-[[noreturn]] void die(const std::string& what) {
-  std::cerr << "bench: " << what << "\n";
-  gHarness.reset();
-  std::exit(1);
-}
+// A failure of the bench itself. die() throws it so that main() unwinds (the agents stop their
+// loops, the CRI client closes) and then stops containerd with everything it started: std::exit
+// skipped the unwinding.
+struct BenchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& what) { throw BenchFailure(what); }
 
 double ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -163,16 +168,22 @@ class Agent {
   }
   // Starts (the cold boot pass) and waits for it.
   void start() {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    reconciler_->start([&] {
-      std::lock_guard<std::mutex> lock(mu);
-      done = true;
-      cv.notify_all();
+    // Shared with the callback: after a timeout die() unwinds this frame while the pass may still
+    // finish on the loop.
+    struct Done {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+    };
+    auto state = std::make_shared<Done>();
+    reconciler_->start([state] {
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->done = true;
+      state->cv.notify_all();
     });
-    std::unique_lock<std::mutex> lock(mu);
-    if (!cv.wait_for(lock, 300s, [&] { return done; })) die("cold boot pass did not finish");
+    std::unique_lock<std::mutex> lock(state->mu);
+    if (!state->cv.wait_for(lock, 300s, [&] { return state->done; }))
+      die("cold boot pass did not finish");
   }
   deploy::Reconciler& reconciler() { return *reconciler_; }
 
@@ -334,30 +345,19 @@ std::string firstLine(const std::vector<std::string>& argv) {
 
 Params parse(int argc, char** argv) {
   Params p;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die("missing value after " + a);
-      return argv[++i];
-    };
-    if (a == "--out") {
-      p.out = next();
-    } else if (a == "--reps") {
-      p.reps = std::stoi(next());
-    } else if (a == "--pods") {
-      p.pods = std::stoi(next());
-    } else {
-      die("unknown argument " + a);
-    }
-  }
-  if (p.reps < 5) die("--reps must be at least 5");
-  if (p.pods < 1) die("--pods must be at least 1");
+  CLI::App app{"B4 and B5: desired pod -> running and offline cold boot through the reconciler",
+               "outpost_bench_deploy"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--out", p.out, "write the results as JSON to this file");
+  app.add_option("--reps", p.reps, "repetitions of each scenario")->check(bench::atLeast(5));
+  app.add_option("--pods", p.pods, "pods in the N-pod scenarios")->check(bench::atLeast(1));
+  bench::parseFlags(app, argc, argv);
   return p;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Params p = parse(argc, argv);
   std::string why = test::ContainerdHarness::unavailableReason();
   if (!why.empty()) die("cannot start containerd: " + why);
@@ -594,4 +594,14 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << p.out << "\n";
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // BenchFailure, or a helper that threw
+    gHarness.reset();                  // containerd, shims, cgroups, mounts
+    std::cerr << "bench: " << e.what() << "\n";
+    return 1;
+  }
 }

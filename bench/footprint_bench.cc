@@ -53,6 +53,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_flags.h"
 #include "bench_util.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
@@ -115,46 +116,35 @@ std::vector<int> parseList(const std::string& s) {
 
 Params parse(int argc, char** argv) {
   Params p;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&]() {
-      std::string v = next();
-      try {
-        return std::stoi(v);
-      } catch (const std::exception&) {
-        die(a + ": not a number: '" + v + "'");
-      }
-    };
-    if (a == "--out") {
-      p.out = next();
-    } else if (a == "--reps") {
-      p.reps = number();
-    } else if (a == "--pods") {
-      p.pods = parseList(next());
-    } else if (a == "--store-only-pods") {
-      p.storeOnlyPods = parseList(next());
-    } else if (a == "--objects") {
-      p.objects = number();
-    } else if (a == "--settle") {
-      p.settleSeconds = number();
-    } else if (a == "--outpostd") {
-      p.outpostd = next();
-    } else if (a == "--no-containerd") {
-      p.containerd = false;
-    } else if (a == "--inspect") {
-      p.inspect = next();
-    } else {
-      die("unknown option " + a +
-          " (have --out --reps --pods --store-only-pods --objects --settle --outpostd "
-          "--no-containerd --inspect)");
-    }
-  }
-  if (p.reps < 1) die("--reps must be at least 1");
-  if (p.objects < 1) die("--objects must be at least 1 (B2 reads them back)");
+  auto joined = [](const std::vector<int>& v) {
+    std::string s;
+    for (int n : v) s += (s.empty() ? "" : ",") + std::to_string(n);
+    return s;
+  };
+  std::string pods = joined(p.pods);
+  std::string storeOnlyPods = joined(p.storeOnlyPods);
+  bool noContainerd = false;
+  CLI::App app{
+      "B1 and B2: outpostd's memory connected and idle with N cached pods, and start to "
+      "READY with many cached objects",
+      "outpost_bench_footprint"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--out", p.out, "write the results as JSON to this file");
+  app.add_option("--reps", p.reps, "outpostd processes per row (B1), repetitions (B2)")
+      ->check(bench::atLeast(1));
+  app.add_option("--pods", pods, "B1: running pods per row, comma-separated");
+  app.add_option("--store-only-pods", storeOnlyPods,
+                 "B1: rows with this many pods cached but not run, comma-separated");
+  app.add_option("--objects", p.objects, "B2: cached pods read at start")->check(bench::atLeast(1));
+  app.add_option("--settle", p.settleSeconds, "B1: seconds idle before sampling memory");
+  app.add_option("--outpostd", p.outpostd, "the outpostd binary to measure");
+  app.add_flag("--no-containerd", noContainerd, "B1 with cached pods only, no containerd");
+  app.add_option("--inspect", p.inspect,
+                 "runs `CMD <pid>` (through /bin/sh) for each idle B1 process after its sample");
+  bench::parseFlags(app, argc, argv);
+  p.pods = parseList(pods);
+  p.storeOnlyPods = parseList(storeOnlyPods);
+  p.containerd = !noContainerd;
   return p;
 }
 

@@ -42,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_flags.h"
 #include "bench_util.h"
 #include "link_bench_ws.h"
 #include "link_proxy.h"
@@ -750,37 +751,29 @@ json measureWire(const WireConfig& wc, const std::string& node, int idleSeconds)
 
 Params parse(int argc, char** argv) {
   Params p;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) fail("missing value after " + a);
-      return argv[++i];
-    };
-    if (a == "--out") {
-      p.out = next();
-    } else if (a == "--reps") {
-      p.reps = std::stoi(next());
-    } else if (a == "--messages") {
-      p.messages = std::stoul(next());
-    } else if (a == "--window") {
-      p.window = std::stoul(next());
-    } else if (a == "--latency-messages") {
-      p.latencyMessages = std::stoul(next());
-    } else if (a == "--idle-seconds") {
-      p.idleSeconds = std::stoi(next());
-    } else if (a == "--dir") {
-      p.dir = next();
-    } else if (a == "--no-wire") {
-      p.wire = false;
-    } else if (a == "--ws-only") {
-      p.wsOnly = true;
-    } else {
-      fail("unknown argument " + a);
-    }
-  }
-  if (p.reps < 5) fail("--reps must be at least 5");
-  if (p.messages < 10 || p.latencyMessages < 10 || p.window < 1) fail("too few messages");
-  if (p.idleSeconds < 15 || p.idleSeconds > 3600) fail("--idle-seconds must be 15..3600");
+  std::string dir = p.dir.string();
+  bool noWire = false;
+  CLI::App app{
+      "B3 (MQTT and WebSocket columns) and B9: desired objects in, stored and acked, and "
+      "bytes on the wire",
+      "outpost_bench_link"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--out", p.out, "write the results as JSON to this file");
+  app.add_option("--reps", p.reps, "repetitions of each scenario")->check(bench::atLeast(5));
+  app.add_option("--messages", p.messages, "messages in a throughput run")
+      ->check(bench::atLeast(10));
+  app.add_option("--window", p.window, "messages in flight in a throughput run")
+      ->check(bench::atLeast(1));
+  app.add_option("--latency-messages", p.latencyMessages, "messages sent one at a time")
+      ->check(bench::atLeast(10));
+  app.add_option("--idle-seconds", p.idleSeconds, "the idle window of B9")
+      ->check(CLI::Range(15, 3600));
+  app.add_option("--dir", dir, "TMPDIR for the stores and the broker");
+  app.add_flag("--no-wire", noWire, "skip B9 (bytes on the wire)");
+  app.add_flag("--ws-only", p.wsOnly, "run the WebSocket column alone");
+  bench::parseFlags(app, argc, argv);
+  p.dir = dir;
+  p.wire = !noWire;
   return p;
 }
 

@@ -18,9 +18,11 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench_flags.h"
 #include "bench_util.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
@@ -57,10 +59,13 @@ const std::string kObject = [] {
 
 std::string key(int i) { return "default/pod/bench-" + std::to_string(i); }
 
-[[noreturn]] void die(const std::string& what) {
-  std::cerr << "bench: " << what << "\n";
-  std::exit(1);
-}
+// A failure of the bench itself. die() throws it so that main() unwinds and the scratch databases
+// are removed (std::exit left them behind).
+struct BenchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& what) { throw BenchFailure(what); }
 
 // A scratch database file, removed with its -wal and -shm.
 struct Scratch {
@@ -139,6 +144,13 @@ enum class Mode {
 
 double throughStore(const fs::path& dir, int rows, Mode mode, int batch, core::Duration window) {
   Scratch file(dir, "ours");
+  // Declared first, so they outlive the completions the store and the caller's loop may still run
+  // while they close (when die() unwinds).
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  int wanted = 0;      // the waiter is woken once this many rows completed, not at every completion
+  std::string failed;  // a write's error, seen on the store's thread and reported by the waiter
   core::SystemClock clock;
   core::Bus bus;
   core::Logging logging({core::LogLevel::kWarn, false, ""});
@@ -152,10 +164,6 @@ double throughStore(const fs::path& dir, int rows, Mode mode, int batch, core::D
   if (!opened.isOk()) die(opened.status().toString());
   auto store = std::move(opened).value();
 
-  std::mutex mu;
-  std::condition_variable cv;
-  int done = 0;
-  int wanted = 0;  // the waiter is woken once this many rows completed, not at every completion
   auto change = [](int i) {
     return metadb::ResourceChange{metadb::ResourceChange::Kind::kUpsert,
                                   key(i),
@@ -166,16 +174,17 @@ double throughStore(const fs::path& dir, int rows, Mode mode, int batch, core::D
   };
   auto completed = [&](int n) {
     return [&, n](core::Result<metadb::WriteResult> r) {
-      if (!r.isOk()) die(r.status().toString());
       std::lock_guard l(mu);
+      if (!r.isOk() && failed.empty()) failed = r.status().toString();
       done += n;
-      if (done >= wanted) cv.notify_all();
+      if (done >= wanted || !failed.empty()) cv.notify_all();
     };
   };
   auto waitFor = [&](int n) {
     std::unique_lock l(mu);
     wanted = n;
-    cv.wait(l, [&] { return done >= n; });
+    cv.wait(l, [&] { return done >= n || !failed.empty(); });
+    if (!failed.empty()) die(failed);
   };
 
   auto start = Clock::now();
@@ -210,35 +219,24 @@ double throughStore(const fs::path& dir, int rows, Mode mode, int batch, core::D
 
 Params parse(int argc, char** argv) {
   Params p;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die("missing value after " + a);
-      return argv[++i];
-    };
-    if (a == "--out") {
-      p.out = next();
-    } else if (a == "--reps") {
-      p.reps = std::stoi(next());
-    } else if (a == "--single-rows") {
-      p.singleRows = std::stoi(next());
-    } else if (a == "--batched-rows") {
-      p.batchedRows = std::stoi(next());
-    } else if (a == "--dir") {
-      p.dir = next();
-    } else if (a == "--only") {
-      p.only = next();
-    } else {
-      die("unknown argument " + a);
-    }
-  }
-  if (p.reps < 5) die("--reps must be at least 5");
+  std::string dir = p.dir.string();
+  CLI::App app{"B3's storage half: durable rows/s through metadb versus raw SQLite",
+               "outpost_bench_metadb"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--out", p.out, "write the results as JSON to this file");
+  app.add_option("--reps", p.reps, "repetitions of each scenario")->check(bench::atLeast(5));
+  app.add_option("--single-rows", p.singleRows, "rows written one per commit");
+  app.add_option("--batched-rows", p.batchedRows, "rows written in batches");
+  app.add_option("--dir", dir, "where the scratch databases go");
+  app.add_option("--only", p.only, "run only the scenarios whose name contains this");
+  bench::parseFlags(app, argc, argv);
+  p.dir = dir;
   return p;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Params p = parse(argc, argv);
   using namespace std::chrono_literals;
   const core::Duration defaultWindow = metadb::StoreOptions{}.commitWindow;
@@ -331,4 +329,13 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << p.out << "\n";
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // BenchFailure, or a helper that threw
+    std::cerr << "bench: " << e.what() << "\n";
+    return 1;
+  }
 }

@@ -23,11 +23,13 @@
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "bench_flags.h"
 #include "bench_util.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/clock.h"
@@ -59,13 +61,15 @@ struct Params {
   fs::path dir = fs::temp_directory_path();
 };
 
-pid_t gBrokerPid = 0;  // killed by die() too, so a failed run leaves no broker behind
+fs::path gDir;  // the run's scratch directory, removed by main() on failure too
 
-[[noreturn]] void die(const std::string& what) {
-  std::cerr << "bench: " << what << "\n";
-  if (gBrokerPid > 0) kill(gBrokerPid, SIGTERM);
-  _exit(1);  // not exit(): Paho's threads may hold locks its static destructors need
-}
+// A failure of the bench itself. die() throws it so that main() unwinds: the broker is stopped,
+// the clients disconnect and the twin and store close, then the directory goes.
+struct BenchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& what) { throw BenchFailure(what); }
 
 void progress(const std::string& what) { std::cerr << "bench: " << what << std::endl; }
 
@@ -112,22 +116,29 @@ class Broker {
                         << "persistence false\nlog_type error\nmax_inflight_messages 0\n"
                         << "max_queued_messages 100000\nset_tcp_nodelay true\n";
     pid_ = fork();
-    gBrokerPid = pid_;
+    if (pid_ < 0) die("fork");
     if (pid_ == 0) {
       execlp("mosquitto", "mosquitto", "-c", conf.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     for (int i = 0; i < 500 && !canConnect(port_); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));  // start-up poll
-    if (!canConnect(port_)) die("mosquitto did not start");
+    if (!canConnect(port_)) {
+      stop();  // the destructor does not run for a constructor that throws
+      die("mosquitto did not start");
+    }
   }
-  ~Broker() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-  }
+  ~Broker() { stop(); }
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
   std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
 
  private:
+  void stop() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+
   int port_;
   pid_t pid_;
 };
@@ -248,39 +259,33 @@ class Echo {
 
 Params parse(int argc, char** argv) {
   Params p;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--out") {
-      p.out = next();
-    } else if (a == "--reps") {
-      p.reps = std::stoi(next());
-    } else if (a == "--requests") {
-      p.requests = std::stoi(next());
-    } else if (a == "--window") {
-      p.window = std::stoi(next());
-    } else if (a == "--devices") {
-      p.devices = std::stoi(next());
-    } else if (a == "--commit-window-ms") {
-      p.commitWindowMs = std::stoi(next());
-    } else if (a == "--dir") {
-      p.dir = next();
-    } else {
-      die("unknown argument " + a);
-    }
-  }
-  if (p.reps < 5) die("--reps must be at least 5");
+  std::string dir = p.dir.string();
+  CLI::App app{
+      "B6: device twin update -> result round trips through mosquitto, next to an MQTT echo",
+      "outpost_bench_twin"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--out", p.out, "write the results as JSON to this file");
+  app.add_option("--reps", p.reps, "repetitions (echo and twin interleaved)")
+      ->check(bench::atLeast(5));
+  app.add_option("--requests", p.requests, "round trips per repetition")->check(bench::atLeast(4));
+  app.add_option("--window", p.window, "requests in flight at once")->check(bench::atLeast(1));
+  app.add_option("--devices", p.devices, "devices the requests are spread over")
+      ->check(bench::atLeast(1));
+  app.add_option("--commit-window-ms", p.commitWindowMs,
+                 "the store's commit window in milliseconds")
+      ->check(bench::atLeast(0));
+  app.add_option("--dir", dir, "where the broker's configuration and the store go");
+  bench::parseFlags(app, argc, argv);
+  p.dir = dir;
   return p;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Params p = parse(argc, argv);
   fs::path dir = p.dir / ("outpost-bench-twin-" + std::to_string(getpid()));
+  gDir = dir;
   fs::create_directories(dir);
 
   std::string mosquittoVersion = commandOutput("mosquitto -h 2>&1 | head -1");
@@ -399,4 +404,15 @@ int main(int argc, char** argv) {
               *std::max_element(ratios.begin(), ratios.end()), ratio >= 0.5 ? "met" : "NOT met");
   if (!p.out.empty()) std::ofstream(p.out) << out.dump(2) << "\n";
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // BenchFailure, or a helper that threw
+    std::cerr << "bench: " << e.what() << "\n";
+    std::error_code ec;
+    if (!gDir.empty()) fs::remove_all(gDir, ec);
+    _exit(1);  // not exit(): Paho's threads may hold locks its static destructors need
+  }
 }

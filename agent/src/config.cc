@@ -16,6 +16,7 @@
 
 #include "config_checks.h"
 #include "outpost/core/log.h"
+#include "outpost/validation/validation.h"
 
 extern char** environ;
 
@@ -342,9 +343,9 @@ void validate(const Config& c, ConfigErrors& errs) {
   if (c.node.stateDir.empty() || c.node.stateDir[0] != '/')
     add("node.state_dir", "must be an absolute path");
   for (const auto& p : c.node.hostPathAllow) {
-    if (p.empty() || p[0] != '/' || p.find("/../") != std::string::npos ||
-        (p.size() >= 3 && p.compare(p.size() - 3, 3, "/..") == 0))
-      add("node.host_path_allow", "\"" + p + "\" is not an absolute path without '..'");
+    if (!validation::absolutePath("node.host_path_allow", p).isOk())
+      add("node.host_path_allow",
+          "\"" + validation::printable(p) + "\" is not an absolute path without '..'");
   }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
@@ -491,9 +492,10 @@ LoadResult loadConfig(const std::string& yamlText, const Environment& env) {
   for (const auto& entry : env) {
     const std::string& name = entry.first;  // not a binding: clang 14 cannot capture one
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-    bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&](const Field& f) {
+    // `var`, not the binding itself: clang before 16 (clang-tidy) cannot capture a binding.
+    bool looksLikeKey = std::any_of(fields.begin(), fields.end(), [&var = name](const Field& f) {
       std::string section = envNameFor(f.path.substr(0, f.path.find('.'))) + "_";
-      return name.rfind(section, 0) == 0;
+      return var.rfind(section, 0) == 0;
     });
     if (looksLikeKey) {
       r.errors.errors.push_back({name, "is not a configuration key (see docs/configuration.md)"});

@@ -21,9 +21,10 @@ namespace {
 constexpr auto kStopDeadline = std::chrono::milliseconds(1500);
 
 // glibc gives every thread that allocates its own arena (up to 8 per core), each keeping freed
-// memory of its own: with a dozen mostly idle threads (ours, Paho's, cpprestsdk's) that is ~1 MB of
-// private dirty memory for no throughput (docs/benchmarks.md, "Footprint"). Two arenas, unless the
-// operator chose otherwise (MALLOC_ARENA_MAX or GLIBC_TUNABLES in the environment).
+// memory of its own: with a dozen mostly idle threads (ours, Paho's, the WebSocket connection's
+// Asio thread) that is ~1 MB of private dirty memory for no throughput (docs/benchmarks.md,
+// "Footprint"). Two arenas, unless the operator chose otherwise (MALLOC_ARENA_MAX or GLIBC_TUNABLES
+// in the environment).
 constexpr int kMallocArenas = 2;
 
 void limitMallocArenas() {

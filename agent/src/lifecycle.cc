@@ -51,9 +51,8 @@ core::Status Lifecycle::startAll() {
       return s.withContext("starting " + m.name());
     }
     setState(i, ModuleState::kRunning);
-    auto ms = std::chrono::duration_cast<std::chrono::microseconds>(
-        std::chrono::steady_clock::now() - began);
-    log_.debug("module ", m.name(), " started in ", ms.count() / 1000.0, " ms");
+    std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - began;
+    log_.debug("module ", m.name(), " started in ", ms.count(), " ms");
   }
   ready_ = true;
   return core::okStatus();

@@ -58,7 +58,7 @@ class StoreModule final : public Module {
   ino_t inode_ = 0;
 };
 
-// The cloud link (MQTT now; KubeEdge WebSocket later).
+// The cloud link: MQTT, or KubeEdge's WebSocket protocol (Boost.Beast), as cloud.transport says.
 class CloudModule final : public Module {
  public:
   CloudModule(Context ctx, StoreModule& store) : ctx_(ctx), store_(store) {}

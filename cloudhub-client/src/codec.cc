@@ -187,7 +187,9 @@ std::string encode(const Envelope& env, Encoding encoding) {
   out["header"] = std::move(header);
   out["route"] = std::move(route);
   out["content"] = std::move(content);
-  return out.dump();
+  // Never throws: a string that is not UTF-8 (one echoed from a protobuf frame, which nothing
+  // checked) has its bad bytes replaced instead of ending the link's thread.
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::optional<std::string> contentObject(const Envelope& env) {
@@ -218,7 +220,7 @@ std::vector<std::string> ackedMessageIds(const Envelope& env) {
 }
 
 void setContentString(Envelope& env, std::string_view text) {
-  env.content = json(std::string(text)).dump();
+  env.content = json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string newMessageId() {

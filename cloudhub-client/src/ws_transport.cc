@@ -57,9 +57,9 @@ using ErrorCode = boost::system::error_code;
 // A peer that does not answer the close handshake is cut off after this long.
 constexpr std::chrono::seconds kCloseTimeout{5};
 // Frames are read in parts of this size, the limit checked after each.
-constexpr size_t kReadChunkBytes = 64 * 1024;
+constexpr size_t kReadChunkBytes = size_t{64} * 1024;
 // The read buffer grows to the largest frame; past this it is given back after the frame.
-constexpr size_t kKeepReadBufferBytes = 64 * 1024;
+constexpr size_t kKeepReadBufferBytes = size_t{64} * 1024;
 
 std::string opensslError() {
   unsigned long e = ERR_get_error();

@@ -2,9 +2,10 @@
 
 #include <pthread.h>
 
-#include <cassert>
 #include <future>
 #include <memory>
+
+#include "outpost/core/check.h"
 
 namespace outpost::core {
 
@@ -31,9 +32,6 @@ void EventLoop::start() {
 void EventLoop::stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) {
-      // fall through to join if another caller stopped it first
-    }
     stopping_ = true;
     cv_.notify_all();
   }
@@ -58,7 +56,7 @@ TimerId EventLoop::runAfter(Duration delay, Task task) {
 }
 
 TimerId EventLoop::runEvery(Duration period, Task task) {
-  assert(period > Duration::zero());
+  OUTPOST_CHECK(period > Duration::zero(), "runEvery needs a positive period");
   std::lock_guard lock(mu_);
   TimerId id = nextTimer_++;
   if (stopping_) return id;
@@ -80,7 +78,7 @@ void EventLoop::cancel(TimerId id) {
 bool EventLoop::isInLoopThread() const { return std::this_thread::get_id() == threadId_; }
 
 bool EventLoop::runSync(Task task, std::chrono::milliseconds timeout) {
-  assert(!isInLoopThread());
+  OUTPOST_CHECK(!isInLoopThread(), "runSync on the loop's own thread would wait for itself");
   auto done = std::make_shared<std::promise<void>>();
   auto fut = done->get_future();
   post([task = std::move(task), done] {

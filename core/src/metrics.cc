@@ -1,9 +1,10 @@
 #include "outpost/core/metrics.h"
 
 #include <algorithm>
-#include <cassert>
 #include <charconv>
 #include <cmath>
+
+#include "outpost/core/check.h"
 
 namespace outpost::core {
 
@@ -65,7 +66,7 @@ std::string labelText(const Labels& labels,
 
 Histogram::Histogram(std::vector<double> upperBounds)
     : bounds_(std::move(upperBounds)), counts_(bounds_.size() + 1, 0) {
-  assert(std::is_sorted(bounds_.begin(), bounds_.end()));
+  OUTPOST_CHECK(std::is_sorted(bounds_.begin(), bounds_.end()), "histogram bounds must be sorted");
 }
 
 void Histogram::observe(double v) {
@@ -99,7 +100,7 @@ std::vector<double> latencyBuckets() {
 MetricsRegistry::Series& MetricsRegistry::series(const std::string& name, const std::string& help,
                                                  Type type, const Labels& labels) {
   auto [it, inserted] = families_.try_emplace(name, Family{type, help, {}});
-  assert(it->second.type == type && "a metric name is one type only");
+  OUTPOST_CHECK(it->second.type == type, "a metric name is one type only: ", name);
   for (auto& s : it->second.series) {
     if (s.labels == labels) return s;
   }

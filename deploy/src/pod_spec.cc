@@ -138,8 +138,9 @@ class Parser {
     if (sc.contains("capabilities") && sc["capabilities"].is_object()) {
       const auto& caps = sc["capabilities"];
       checkKeys(caps, path + ".capabilities", {"add", "drop"});
-      for (auto c : strings(caps, "add")) out.capAdd.push_back(c.rfind("CAP_", 0) ? "CAP_" + c : c);
-      for (auto c : strings(caps, "drop"))
+      for (const auto& c : strings(caps, "add"))
+        out.capAdd.push_back(c.rfind("CAP_", 0) ? "CAP_" + c : c);
+      for (const auto& c : strings(caps, "drop"))
         out.capDrop.push_back(c == "ALL" || !c.rfind("CAP_", 0) ? c : "CAP_" + c);
     }
     return core::okStatus();
@@ -370,14 +371,21 @@ std::string shortHash(const std::string& text) {
   return buf;
 }
 
+// A quantity as an integer, or nullopt when it is negative, not a number or past what an int64_t
+// holds (a cast of such a double is undefined behaviour: "1e300" was the fuzzer's input).
+std::optional<int64_t> wholeQuantity(double v) {
+  if (!(v >= 0) || v >= 9.0e18) return std::nullopt;
+  return static_cast<int64_t>(v);
+}
+
 std::optional<int64_t> parseCpuMilli(const std::string& q) {
   if (q.empty()) return std::nullopt;
   try {
     size_t used = 0;
     double v = std::stod(q, &used);
     std::string suffix = q.substr(used);
-    if (suffix == "m") return static_cast<int64_t>(std::ceil(v));
-    if (suffix.empty()) return static_cast<int64_t>(std::ceil(v * 1000));
+    if (suffix == "m") return wholeQuantity(std::ceil(v));
+    if (suffix.empty()) return wholeQuantity(std::ceil(v * 1000));
   } catch (const std::exception&) {
   }
   return std::nullopt;
@@ -394,7 +402,7 @@ std::optional<int64_t> parseBytes(const std::string& q) {
         {"G", 1e9},        {"T", 1e12},          {"Ki", 1024.0},
         {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}};
     for (const auto& [unit, mult] : kUnits) {
-      if (s == unit) return static_cast<int64_t>(v * mult);
+      if (s == unit) return wholeQuantity(v * mult);
     }
   } catch (const std::exception&) {
   }

@@ -150,16 +150,15 @@ std::string podStatusJson(const PodView& view, Transitions& transitions, core::W
   std::string phase;
   if (initFailed) {
     phase = "Failed";
-  } else if (!initDone) {
-    phase = "Pending";
-  } else if (counts.waiting > 0) {
+    // Pending twice, as in the kubelet: something to wait for, or no container in any state.
+    // NOLINTNEXTLINE(bugprone-branch-clone)
+  } else if (!initDone || counts.waiting > 0) {
     phase = "Pending";
   } else if (counts.running > 0) {
     phase = "Running";
   } else if (counts.stopped > 0) {
-    if (spec.restartPolicy == RestartPolicy::kAlways) {
-      phase = "Running";
-    } else if (counts.stopped == counts.succeeded) {
+    // Always restarts whatever stopped; OnFailure restarts only the failed ones.
+    if (spec.restartPolicy != RestartPolicy::kAlways && counts.stopped == counts.succeeded) {
       phase = "Succeeded";
     } else if (spec.restartPolicy == RestartPolicy::kNever) {
       phase = "Failed";

@@ -614,9 +614,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   std::optional<std::string> runSandbox(Worker& w, const PodSpec& pod,
                                         const PodSandboxConfig& sandboxConfig,
                                         const std::string& cause) {
-    if (!ensureImage(config_.sandboxImage, PullPolicy::kIfNotPresent).isOk()) {
-      // The runtime may still have it under another name; let RunPodSandbox decide.
-    }
+    // A failed pull of the pause image is not the end: the runtime may still have it under another
+    // name, so RunPodSandbox decides.
+    ensureImage(config_.sandboxImage, PullPolicy::kIfNotPresent).ignore();
     auto logs = paths_.makeLogDir(pod.uid, "");
     auto id = logs.isOk() ? runtime_.runPodSandbox(sandboxConfig, pod.runtimeClassName)
                           : core::Result<std::string>(logs);

@@ -125,6 +125,7 @@ class Client::Impl {
 
   void subscribe(const std::vector<std::string>& filters, std::function<void(core::Status)> done) {
     std::vector<char*> topics;
+    topics.reserve(filters.size());
     std::vector<int> qos(filters.size(), 1);
     for (const auto& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
     MQTTAsync_responseOptions r = MQTTAsync_responseOptions_initializer;
@@ -140,6 +141,7 @@ class Client::Impl {
   void unsubscribe(const std::vector<std::string>& filters,
                    std::function<void(core::Status)> done) {
     std::vector<char*> topics;
+    topics.reserve(filters.size());
     for (const auto& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
     MQTTAsync_responseOptions r = MQTTAsync_responseOptions_initializer;
     Op* op = track(std::move(done), {});

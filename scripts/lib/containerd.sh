@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# A private containerd for demos (and, later, tests): its own config, root, state, runc root and socket
+# A private containerd for demos (tests start theirs from tests/support/containerd_harness.cc): its own config, root, state, runc root and socket
 # under one directory, started in the background and stopped by its PID, with everything it started
 # (shims, containers, mounts, cgroups) removed afterwards. The settings are those that work in this
 # sandbox (../shared/design/RUNTIME.md): restrict_oom_score_adj, overlayfs, runc v2 with cgroupfs, a

@@ -133,8 +133,10 @@ TEST_CASE("status names the store, its outbox and the cloud link's state") {
   std::string config = writeConfig(dir);
   Child agent({outpostd(), "--config", config});
   std::string out;
+  // The API answers as soon as it listens; the cloud link joins the status once it has started.
   REQUIRE(waitFor([&] {
-    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0;
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0 &&
+           nlohmann::json::parse(out, nullptr, false).contains("cloud");
   }));
   auto j = nlohmann::json::parse(out);
   CHECK(j["store"]["path"] == (dir / "state" / "outpost.db").string());

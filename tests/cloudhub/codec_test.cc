@@ -171,3 +171,19 @@ TEST_CASE("an ack names its parent; a batch ack names every msg_id in its conten
   other.route.resource = "default/pod/web";
   CHECK(ackedMessageIds(other).empty());
 }
+
+TEST_CASE("encoding never throws on bytes that are not UTF-8: they are replaced") {
+  // A protobuf frame's strings are not checked for UTF-8, and an ack or an error answer echoes
+  // them.
+  std::string bad = "default/pod/x\xff\xfe";
+  Envelope e;
+  e.header.msgId = "m";
+  e.route.operation = "error";
+  e.route.resource = bad;
+  setContentString(e, "refused: \xc3(");
+  std::string text;
+  CHECK_NOTHROW(text = encode(e, Encoding::kJson));
+  auto d = decode(text, Encoding::kJson);
+  REQUIRE(d.envelope.has_value());
+  CHECK(d.envelope->route.resource == "default/pod/x\xef\xbf\xbd\xef\xbf\xbd");  // U+FFFD twice
+}

@@ -181,6 +181,16 @@ TEST_CASE("quantities follow Kubernetes' notation") {
   CHECK(parseBytes("128Mi") == 128LL * 1024 * 1024);
   CHECK(parseBytes("1G") == 1000000000LL);
   CHECK_FALSE(parseBytes("12 parsecs").has_value());
+  // Past what an integer holds, negative or not a number: no quantity (the cast was undefined
+  // behaviour for the fuzzer's "1e300").
+  for (const char* q : {"1e300", "-1", "nan", "inf", "1e300m"}) {
+    CAPTURE(q);
+    CHECK_FALSE(parseCpuMilli(q).has_value());
+  }
+  for (const char* q : {"1e300", "-5Mi", "nan", "1e300Ti"}) {
+    CAPTURE(q);
+    CHECK_FALSE(parseBytes(q).has_value());
+  }
 }
 
 TEST_CASE("the default pull policy is Always for :latest or no tag") {

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -116,6 +118,40 @@ int run(const std::vector<std::string>& argv, std::string* out, std::string* err
   if (out) *out = child.out();
   if (err) *err = child.err();
   return code;
+}
+
+ChildEnd runInChild(const std::function<void()>& fn) {
+  TempDir dir;
+  auto errPath = dir / "stderr";
+  int fd = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("runInChild: cannot create " + errPath.string());
+  pid_t pid = fork();
+  if (pid < 0) {
+    ::close(fd);
+    throw std::runtime_error("runInChild: fork failed");
+  }
+  if (pid == 0) {
+    dup2(fd, STDERR_FILENO);
+    // The test framework's crash handler would report the abort as a crashed test from this
+    // child too; the parent is the one that judges it.
+    std::signal(SIGABRT, SIG_DFL);
+    // Whatever happens, the child never returns into the test runner.
+    try {
+      fn();
+    } catch (...) {
+      _exit(125);
+    }
+    _exit(0);
+  }
+  ::close(fd);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  ChildEnd end;
+  if (WIFSIGNALED(status)) end.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) end.exitCode = WEXITSTATUS(status);
+  end.err = readFile(errPath);
+  return end;
 }
 
 }  // namespace outpost::test

@@ -61,4 +61,14 @@ class Child {
 int run(const std::vector<std::string>& argv, std::string* out = nullptr,
         std::string* err = nullptr, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// How a function run in a forked child ended: the signal that killed it (0 if none), its exit code
+// (-1 if killed) and what it wrote to stderr. For checks that abort the process: the test process
+// itself stays alive. `fn` returning normally is exit code 0, throwing exit code 125.
+struct ChildEnd {
+  int signal = 0;
+  int exitCode = -1;
+  std::string err;
+};
+ChildEnd runInChild(const std::function<void()>& fn);
+
 }  // namespace outpost::test

@@ -3,7 +3,6 @@
 // own loop.
 
 #include <atomic>
-#include <cassert>
 #include <functional>
 #include <map>
 #include <memory>
@@ -14,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "outpost/core/check.h"
 #include "outpost/core/event_loop.h"
 
 namespace outpost::core {
@@ -64,7 +64,8 @@ class Bus {
     auto& slot = topics_[topic.name];
     if (slot.subscribers.empty() && !slot.type)
       slot.type = std::make_unique<std::type_index>(typeid(T));
-    assert(*slot.type == std::type_index(typeid(T)) && "one topic name, one message type");
+    OUTPOST_CHECK(*slot.type == std::type_index(typeid(T)),
+                  "one topic name, one message type: ", topic.name);
     slot.subscribers.push_back(entry);
     std::string name = topic.name;
     return Subscription([this, name, entry] {
@@ -83,7 +84,8 @@ class Bus {
       std::lock_guard lock(mu_);
       auto it = topics_.find(topic.name);
       if (it == topics_.end()) return;
-      assert(!it->second.type || *it->second.type == std::type_index(typeid(T)));
+      OUTPOST_CHECK(!it->second.type || *it->second.type == std::type_index(typeid(T)),
+                    "one topic name, one message type: ", topic.name);
       subs = it->second.subscribers;
     }
     for (auto& s : subs) {

@@ -2,12 +2,13 @@
 // Status and Result<T>: how every fallible call in Outpost reports failure (no exception crosses a
 // module).
 
-#include <cassert>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
+
+#include "outpost/core/check.h"
 
 namespace outpost::core {
 
@@ -88,7 +89,8 @@ class [[nodiscard]] Result {
  public:
   Result(T value) : data_(std::move(value)) {}  // NOLINT: implicit by design, as in `return value;`
   Result(Status status) : data_(std::move(status)) {  // NOLINT: implicit by design
-    assert(!std::get<Status>(data_).isOk() && "a Result built from a Status must hold an error");
+    OUTPOST_CHECK(!std::get<Status>(data_).isOk(),
+                  "a Result built from a Status must hold an error");
   }
 
   bool isOk() const { return std::holds_alternative<T>(data_); }
@@ -97,17 +99,19 @@ class [[nodiscard]] Result {
   // The error; OK when a value is held.
   Status status() const { return isOk() ? Status() : std::get<Status>(data_); }
 
+  // Reading the value of an error is a bug in the caller (it did not test isOk()): checked in every
+  // build, so it aborts with the error's text instead of reading a variant that holds none.
   T& value() & {
-    assert(isOk());
+    checkValue();
     return std::get<T>(data_);
   }
   const T& value() const& {
-    assert(isOk());
+    checkValue();
     return std::get<T>(data_);
   }
   // On a temporary the value is moved out, so `*makeResult()` never dangles.
   T value() && {
-    assert(isOk());
+    checkValue();
     return std::get<T>(std::move(data_));
   }
   T valueOr(T fallback) const { return isOk() ? std::get<T>(data_) : std::move(fallback); }
@@ -119,6 +123,10 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
  private:
+  void checkValue() const {
+    OUTPOST_CHECK(isOk(), "value() of a Result holding ", std::get<Status>(data_).toString());
+  }
+
   std::variant<T, Status> data_;
 };
 
@@ -144,10 +152,12 @@ Status toStatus(const Result<T>& r) {
   } while (false)
 
 // `OUTPOST_ASSIGN_OR_RETURN(auto x, makeX());` declares x from a Result's value or returns its
-// error.
+// error. `lhs` and `tmp` are declarations, not expressions: they cannot take parentheses.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define OUTPOST_ASSIGN_OR_RETURN(lhs, expr) \
   OUTPOST_ASSIGN_OR_RETURN_IMPL(OUTPOST_CONCAT(outpost_result_, __LINE__), lhs, expr)
 #define OUTPOST_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                  \
   if (!tmp.isOk()) return tmp.status();               \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

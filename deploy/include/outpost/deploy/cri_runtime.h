@@ -1,5 +1,6 @@
 #pragma once
-// The CRI v1 (gRPC) implementation of Runtime. Only agent/ (and tests) include this header.
+// The CRI v1 implementation of Runtime: unary gRPC calls over HTTP/2 on nghttp2 (src/grpc_h2.cc),
+// no gRPC library. Only agent/ (and tests) include this header.
 
 #include <chrono>
 #include <string>
@@ -17,7 +18,7 @@ struct CriConfig {
   std::chrono::milliseconds pullTimeout{300000};
 };
 
-// A Runtime speaking CRI v1 over gRPC to `config.endpoint`. The connection is made lazily, so this
+// A Runtime speaking CRI v1 to `config.endpoint`. The connection is made lazily, so this
 // succeeds while the runtime is down; calls then fail with UNAVAILABLE until it is back.
 core::Result<RuntimePtr> makeCriRuntime(const CriConfig& config);
 

@@ -34,7 +34,7 @@ struct TwinOptions {
   // Reconnect back-off with full jitter: the n-th retry waits uniform [0, min(cap, base * 2^n)].
   core::Duration reconnectBase = std::chrono::seconds(1);
   core::Duration reconnectCap = std::chrono::seconds(30);
-  size_t maxPayloadBytes = 64 * 1024;  // bigger requests are answered 400
+  size_t maxPayloadBytes = size_t{64} * 1024;  // bigger requests are answered 400
   // Limits (docs/device-twin.md): what would pass one is refused with a reason that names it (400
   // on a device's result topic), counted in outpost_twin_refused_total, and never stored. Lowering
   // one keeps what is already stored; only growth past it is refused.
