@@ -227,19 +227,16 @@ class Agent::Impl {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : *list) {
       if (name != req.query.end() && !name->second.empty() && r.name != name->second) continue;
+      nlohmann::json item = {{"key", r.key},       {"namespace", r.ns},
+                             {"type", r.type},     {"name", r.name},
+                             {"uid", r.uid},       {"resourceVersion", std::to_string(r.version)},
+                             {"origin", r.origin}, {"updated", core::toUnixMillis(r.updated)}};
       // An object stored by an older agent may nest deeper than any reader can print (the door
       // refuses such objects now): listed with the reason instead of its content.
       if (core::Status within = validation::jsonWithin(r.object); !within.isOk()) {
-        out.push_back({{"key", r.key},
-                       {"namespace", r.ns},
-                       {"type", r.type},
-                       {"name", r.name},
-                       {"uid", r.uid},
-                       {"resourceVersion", std::to_string(r.version)},
-                       {"origin", r.origin},
-                       {"updated", core::toUnixMillis(r.updated)},
-                       {"object", nullptr},
-                       {"error", "the stored object is not shown: " + within.message()}});
+        item["object"] = nullptr;
+        item["error"] = "the stored object is not shown: " + within.message();
+        out.push_back(std::move(item));
         continue;
       }
       nlohmann::json object = nlohmann::json::parse(r.object, nullptr, false);
@@ -250,15 +247,8 @@ class Agent::Impl {
           if (!status.is_discarded()) object["status"] = status;
         }
       }
-      out.push_back({{"key", r.key},
-                     {"namespace", r.ns},
-                     {"type", r.type},
-                     {"name", r.name},
-                     {"uid", r.uid},
-                     {"resourceVersion", std::to_string(r.version)},
-                     {"origin", r.origin},
-                     {"updated", core::toUnixMillis(r.updated)},
-                     {"object", object}});
+      item["object"] = std::move(object);
+      out.push_back(std::move(item));
     }
     return {200, "application/json", out.dump()};
   }
