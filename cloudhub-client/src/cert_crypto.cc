@@ -152,11 +152,11 @@ core::Result<KeyAndCsr> makeKeyAndCsr(const std::string& cn, const std::string& 
   BioPtr csrBio(BIO_new(BIO_s_mem()));
   if (PEM_write_bio_PrivateKey(keyBio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) !=
           1 ||
-      PEM_write_bio_X509_REQ(csrBio.get(), req.get()) != 1) {
+      i2d_X509_REQ_bio(csrBio.get(), req.get()) != 1) {
     return core::internalError("writing key or request: " + opensslError());
   }
   out.keyPem = bioString(keyBio.get());
-  out.csrPem = bioString(csrBio.get());
+  out.csrDer = bioString(csrBio.get());
   return out;
 }
 

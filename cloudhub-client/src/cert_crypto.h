@@ -24,9 +24,10 @@ core::Result<CertInfo> parseCertDer(const std::string& der);
 // A DER certificate as PEM (checked to parse).
 core::Result<std::string> certDerToPem(const std::string& der);
 
-// A fresh ECDSA P-256 key (PKCS#8 PEM) and a CSR signed by it with subject CN=`cn`, O=`o` (PEM).
+// A fresh ECDSA P-256 key (PKCS#8 PEM) and a CSR signed by it with subject CN=`cn`, O=`o`, in
+// DER: CloudCore's /edge.crt parses the request body as DER only (as EdgeCore sends it).
 struct KeyAndCsr {
-  std::string keyPem, csrPem;
+  std::string keyPem, csrDer;
 };
 core::Result<KeyAndCsr> makeKeyAndCsr(const std::string& cn, const std::string& o);
 

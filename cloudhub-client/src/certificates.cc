@@ -259,7 +259,7 @@ class CertManagerImpl final : public CertificateManager {
   core::Result<std::pair<std::string, std::string>> fetchCertificate(HttpsRequest r,
                                                                      const std::string& caPem) {
     OUTPOST_ASSIGN_OR_RETURN(auto kc, crypto::makeKeyAndCsr(commonName(), "system:nodes"));
-    r.body = kc.csrPem;
+    r.body = kc.csrDer;
     r.headers.emplace_back("NodeName", o_.nodeName);
     r.verifyServer = true;
     r.caPem = caPem;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "https_client.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/log.h"
 #include "outpost/core/metrics.h"
@@ -138,6 +139,37 @@ TEST_CASE("a token bootstraps the node's certificate: CA pinned, key 0600, node 
   auto again = f.make(f.options());
   REQUIRE(again->ensure().isOk());
   CHECK(f.server.requests().size() == 2);
+}
+
+TEST_CASE(
+    "the certificate server, as CloudCore's, reads the request as DER: a PEM one is refused") {
+  // CloudCore hands the body of GET /edge.crt to Go's x509.ParseCertificateRequest, which reads
+  // DER; a PEM request fails with "asn1: structure error: tags don't match" (HTTP 400), which is
+  // how a real CloudCore refused the agent's bootstrap while it sent PEM.
+  Fixture f;
+  auto key = f.dir / "k.pem";
+  auto pem = f.dir / "req.pem";
+  auto der = f.dir / "req.der";
+  REQUIRE(test::run({"/usr/bin/openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", key.string(), "-subj",
+                     "/O=system:nodes/CN=system:node:edge-1", "-out", pem.string()}) == 0);
+  REQUIRE(test::run({"/usr/bin/openssl", "req", "-in", pem.string(), "-outform", "DER", "-out",
+                     der.string()}) == 0);
+  auto ask = [&](const fs::path& body) {
+    HttpsRequest r;
+    r.server = f.server.url();
+    r.target = "/edge.crt";
+    r.body = readFile(body);
+    r.headers = {{"Authorization", "Bearer " + f.server.jwt()}, {"NodeName", "edge-1"}};
+    r.caPem = readFile(f.server.caFile());
+    auto res = httpsGet(r);
+    REQUIRE_MESSAGE(res.isOk(), res.status().toString());
+    return *res;
+  };
+  auto refused = ask(pem);
+  CHECK(refused.status == 400);
+  CHECK(refused.body.find("asn1: structure error") != std::string::npos);
+  CHECK(ask(der).status == 200);
 }
 
 TEST_CASE("a CA whose sha256 is not the token's is refused and nothing is written") {

@@ -209,14 +209,16 @@ class CertServer::Impl {
     return sign(body, out) ? 200 : 400;
   }
 
-  // Signs the CSR in PEM `csrPem` with the CA; `out` gets the certificate in DER.
-  bool sign(const std::string& csrPem, std::string& out) {
-    BIO* bio = BIO_new_mem_buf(csrPem.data(), static_cast<int>(csrPem.size()));
-    X509_REQ* req = PEM_read_bio_X509_REQ(bio, nullptr, nullptr, nullptr);
-    BIO_free(bio);
-    if (!req) {
+  // Signs the CSR in DER `csrDer` with the CA; `out` gets the certificate in DER. Like CloudCore
+  // (Go's x509.ParseCertificateRequest on the raw body), a PEM request is refused with ASN.1's
+  // complaint about its first byte.
+  bool sign(const std::string& csrDer, std::string& out) {
+    const auto* p = reinterpret_cast<const unsigned char*>(csrDer.data());
+    X509_REQ* req = d2i_X509_REQ(nullptr, &p, static_cast<long>(csrDer.size()));
+    if (!req || p != reinterpret_cast<const unsigned char*>(csrDer.data()) + csrDer.size()) {
       ERR_clear_error();
-      out = "body is not a PEM certificate request";
+      X509_REQ_free(req);
+      out = "asn1: structure error: tags don't match (the body is not a DER certificate request)";
       return false;
     }
     EVP_PKEY* pub = X509_REQ_get0_pubkey(req);
