@@ -149,7 +149,7 @@ Status BatchWriter::applyChange(const ResourceChange& c, int64_t nowMs, BatchEff
       return core::okStatus();
     }
     out.result.changes.push_back(ApplyOutcome::kApplied);
-    out.keys.push_back({c.key, parts.ns, parts.type, false});
+    out.keys.push_back({c.key, parts.ns, parts.type, parts.name, false});
     return core::okStatus();
   }
 
@@ -175,7 +175,7 @@ Status BatchWriter::applyChange(const ResourceChange& c, int64_t nowMs, BatchEff
   q->bind(6, version.value_or(stored.value_or(0))).bind(7, c.origin).bind(8, nowMs);
   OUTPOST_RETURN_IF_ERROR(q->run());
   out.result.changes.push_back(ApplyOutcome::kDeleted);
-  if (stored && !tombstone) out.keys.push_back({c.key, parts.ns, parts.type, true});
+  if (stored && !tombstone) out.keys.push_back({c.key, parts.ns, parts.type, parts.name, true});
   return core::okStatus();
 }
 
@@ -200,6 +200,7 @@ Status BatchWriter::enqueue(const OutboxItem& item, int64_t nowMs, BatchEffects&
   }
   out.result.enqueued.push_back(ref);
   out.touchedOutbox = true;
+  ++out.outbox.queued;
   return enforceQuota(ref.id, out);
 }
 
@@ -236,6 +237,7 @@ Status BatchWriter::enforceQuota(int64_t keepId, BatchEffects& out) {
   q->bind(1, kKvOutboxDropped).bind(2, dropped);
   OUTPOST_RETURN_IF_ERROR(q->run());
   out.result.outboxDropped += dropped;
+  out.outbox.dropped += dropped;
   return core::okStatus();
 }
 
@@ -243,8 +245,10 @@ Status BatchWriter::ack(const OutboxRef& ref, BatchEffects& out) {
   sql::Use q(outboxAck_);
   q->bind(1, ref.id).bind(2, ref.generation);
   OUTPOST_RETURN_IF_ERROR(q->run());
-  out.result.acked.push_back(sqlite3_changes(db_.get()) > 0);
+  const bool deleted = sqlite3_changes(db_.get()) > 0;
+  out.result.acked.push_back(deleted);
   out.touchedOutbox = true;
+  if (deleted) ++out.outbox.acked;
   return core::okStatus();
 }
 
@@ -270,6 +274,7 @@ Status BatchWriter::retry(const OutboxRef& ref, int64_t nowMs, BatchEffects& out
   OUTPOST_RETURN_IF_ERROR(q->run());
   out.result.retried.push_back(true);
   out.touchedOutbox = true;
+  ++out.outbox.retried;
   return core::okStatus();
 }
 

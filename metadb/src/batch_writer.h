@@ -21,7 +21,8 @@ struct BatchEffects {
   WriteResult result;
   std::vector<KeyChange> keys;
   std::vector<std::string> devices;
-  bool touchedOutbox = false;
+  bool touchedOutbox = false;  // an outbox statement ran (the gauges are read again)
+  OutboxChanged outbox;        // the rows it changed
 };
 
 // Parses a resource version: a non-empty decimal integer that fits in 63 bits.

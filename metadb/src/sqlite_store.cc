@@ -239,6 +239,7 @@ void SqliteStoreImpl::finish(std::vector<Pending>& group, std::vector<Outcome>& 
   commitSeconds_.observe(std::chrono::duration<double>(realClock_.now() - started).count());
   commits_.inc(transactions);
   KeysChanged changed;
+  OutboxChanged outboxChanged;
   bool outbox = false;
   size_t rows = 0;
   core::Code failure = core::Code::kOk;
@@ -255,6 +256,10 @@ void SqliteStoreImpl::finish(std::vector<Pending>& group, std::vector<Outcome>& 
     }
     rows += group[i].batch.size();
     outbox = outbox || o.effects.touchedOutbox;
+    outboxChanged.queued += o.effects.outbox.queued;
+    outboxChanged.acked += o.effects.outbox.acked;
+    outboxChanged.retried += o.effects.outbox.retried;
+    outboxChanged.dropped += o.effects.outbox.dropped;
     outboxDropped_.inc(static_cast<double>(o.effects.result.outboxDropped));
     std::move(o.effects.keys.begin(), o.effects.keys.end(), std::back_inserter(changed.keys));
     std::move(o.effects.devices.begin(), o.effects.devices.end(),
@@ -276,6 +281,10 @@ void SqliteStoreImpl::finish(std::vector<Pending>& group, std::vector<Outcome>& 
   }
   if (outbox || transactions > 0) refreshGauges();
   if (!changed.keys.empty() || !changed.devices.empty()) bus_.publish(kKeysChanged, changed);
+  if (outboxChanged.queued + outboxChanged.acked + outboxChanged.retried + outboxChanged.dropped >
+      0) {
+    bus_.publish(kOutboxChanged, outboxChanged);
+  }
 
   // Completions for the same loop go in one task (in commit order): one wake-up per loop and
   // commit, not one per caller.

@@ -1,12 +1,17 @@
-// The outbox: coalescing per (kind, key), send order, acks, back-off, quota and drop counting.
+// The outbox: coalescing per (kind, key), send order, acks, back-off, quota, drop counting, and
+// the signal a commit that changed it publishes.
 
 #include <doctest/doctest.h>
+
+#include <mutex>
+#include <vector>
 
 #include "store_fixture.h"
 
 using namespace outpost;
 using namespace outpost::metadb;
 using namespace outpost::metadb::test;
+using outpost::test::waitFor;
 using namespace std::chrono_literals;
 
 namespace {
@@ -180,4 +185,86 @@ TEST_CASE("outbox rows and their back-off survive a restart") {
   CHECK(due[0].payload == "payload");
   CHECK(due[0].priority == 3);
   CHECK(due[0].attempts == 1);
+}
+
+namespace {
+
+// The outbox signals a store publishes, as a subscriber on the caller's loop receives them.
+struct OutboxSignals {
+  explicit OutboxSignals(StoreFixture& f)
+      : sub(f.bus.subscribe(kOutboxChanged, f.caller, [this](const OutboxChanged& e) {
+          std::lock_guard l(mu);
+          events.push_back(e);
+        })) {}
+  std::vector<OutboxChanged> all() {
+    std::lock_guard l(mu);
+    return events;
+  }
+  std::mutex mu;
+  std::vector<OutboxChanged> events;
+  core::Subscription sub;
+};
+
+}  // namespace
+
+// A write's completion is posted to its loop after the commit's signal, so once a write returned
+// every signal of it and of earlier commits has reached a subscriber on the same loop.
+TEST_CASE(
+    "a commit that changed outbox rows says so once on the bus; one that did not says nothing") {
+  StoreFixture f;
+  f.open();
+  OutboxSignals signals(f);
+
+  auto queued = f.writeOk(WriteBatch()
+                              .enqueue({"podpatch", "a", "1", 0})
+                              .enqueue({"podpatch", "b", "1", 0})
+                              .enqueue({"podpatch", "c", "1", 0}));
+  REQUIRE(waitFor([&] { return !signals.all().empty(); }));
+  auto events = signals.all();
+  REQUIRE(events.size() == 1);  // one signal for the commit, not one per row
+  CHECK(events[0].queued == 3);
+  CHECK(events[0].acked == 0);
+
+  // Resources, twins and key-values are not the outbox.
+  f.writeOk(WriteBatch().apply(upsert("default/pod/p", "1")).putKv("k", "v"));
+  // A batch that fails leaves nothing behind, and says nothing.
+  auto failed = f.write(WriteBatch().enqueue({"podpatch", "d", "1", 0}).enqueue({"", "e", "1", 0}));
+  CHECK_FALSE(failed.isOk());
+  // An ack of a row replaced since it was read changes no row.
+  auto replaced = f.writeOk(WriteBatch().enqueue({"podpatch", "a", "2", 0})).enqueued[0];
+  REQUIRE(waitFor([&] { return signals.all().size() >= 2; }));
+  f.writeOk(WriteBatch().ack(queued.enqueued[0]));
+  CHECK(signals.all().size() == 2);
+
+  f.writeOk(WriteBatch().ack(replaced).retryLater(queued.enqueued[1]));
+  events = signals.all();
+  REQUIRE(events.size() == 3);
+  CHECK(events[1].queued == 1);  // the replacing enqueue
+  CHECK(events[2].queued == 0);
+  CHECK(events[2].acked == 1);
+  CHECK(events[2].retried == 1);
+  auto reader = f.reader();
+  CHECK(reader->outboxStats()->rows == 2);  // b (retried) and c; nothing of the failed batch
+}
+
+TEST_CASE("batches committed together give one outbox signal with the rows of those that held") {
+  StoreFixture f;
+  f.options.commitWindow = std::chrono::hours(1);  // nothing commits before flush()
+  f.open();
+  OutboxSignals signals(f);
+  auto first = f.writeAsync(WriteBatch().enqueue({"podpatch", "a", "1", 0}));
+  auto second = f.writeAsync(
+      WriteBatch().enqueue({"podpatch", "b", "1", 0}).enqueue({"podpatch", "c", "1", 0}));
+  auto broken = f.writeAsync(
+      WriteBatch().enqueue({"podpatch", "d", "1", 0}).enqueue({"", "rolled back", "1", 0}));
+  auto none = f.writeAsync(WriteBatch().putKv("k", "v"));
+  f.store->flush();
+  CHECK(StoreFixture::wait(first).isOk());
+  CHECK(StoreFixture::wait(second).isOk());
+  CHECK_FALSE(StoreFixture::wait(broken).isOk());
+  CHECK(StoreFixture::wait(none).isOk());
+  auto events = signals.all();
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].queued == 3);
+  CHECK(f.reader()->outboxStats()->rows == 3);
 }

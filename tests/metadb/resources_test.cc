@@ -227,8 +227,11 @@ TEST_CASE("each commit that changes resources publishes the changed keys on the 
   REQUIRE(events[0].keys.size() == 2);
   CHECK(events[0].keys[0].key == "default/pod/a");
   CHECK(events[0].keys[0].type == "pod");
+  CHECK(events[0].keys[0].name == "a");
   CHECK_FALSE(events[0].keys[0].deleted);
   CHECK(events[0].keys[1].ns == "ns2");
+  CHECK(events[0].keys[1].type == "secret");
+  CHECK(events[0].keys[1].name == "s");
   REQUIRE(events[1].keys.size() == 1);  // deleting an absent key changes nothing anyone sees
   CHECK(events[1].keys[0].key == "default/pod/a");
   CHECK(events[1].keys[0].deleted);

@@ -3,6 +3,7 @@
 // other modules see it. agent/ injects the implementation (see sqlite_store.h).
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -78,11 +79,13 @@ struct WriteResult {
 // Receives a batch's outcome on the loop the caller named.
 using WriteCallback = std::function<void(core::Result<WriteResult>)>;
 
-// One key whose stored state changed in a commit.
+// One key whose stored state changed in a commit: the stored key "<ns>/<type>/<name>" and its
+// parts, so no subscriber splits the key again.
 struct KeyChange {
   std::string key;
   std::string ns;
   std::string type;
+  std::string name;
   bool deleted = false;
 };
 
@@ -92,6 +95,19 @@ struct KeysChanged {
   std::vector<std::string> devices;  // devices whose record or twin changed
 };
 inline constexpr core::Topic<KeysChanged> kKeysChanged{"metadb.keys_changed"};
+
+// Published once after each commit that changed outbox rows, with what it changed: the batches of
+// the commit together (a group commit publishes one signal, not one per batch or row). Nothing is
+// published for a batch that failed and left nothing behind, nor for a commit that changed no
+// outbox row (an ack of a row that was replaced or gone changes none). Whoever sends the outbox
+// drains on it instead of polling.
+struct OutboxChanged {
+  int64_t queued = 0;   // rows inserted or replaced by enqueue()
+  int64_t acked = 0;    // rows deleted by ack()
+  int64_t retried = 0;  // rows whose next attempt retryLater() pushed back
+  int64_t dropped = 0;  // older rows the outbox quota pushed out
+};
+inline constexpr core::Topic<OutboxChanged> kOutboxChanged{"metadb.outbox_changed"};
 
 // A read-only view of the store for one thread. Each call reads the latest committed state.
 class StoreReader {
