@@ -61,13 +61,15 @@ class Agent::Impl {
         clock_(clock),
         log_(logging.get("agent")),
         lifecycle_(log_),
+        routes_("routes", clock),
         api_(logging.get("api"), &metrics_),
         apiModule_(api_, config_.api),
         store_(context()),
         cloud_(context(), store_),
         deploy_(context(), store_, cloud_),
-        twin_(context(), store_, cloud_),
+        twin_(context(), store_),
         started_(clock.now()) {
+    routes_.start();
     registerProcessMetrics(metrics_);
     metrics_
         .gauge("outpost_build_info", "Version of the running agent.",
@@ -85,7 +87,7 @@ class Agent::Impl {
     lifecycle_.add(cloud_);
   }
 
-  Context context() { return Context{config_, logging_, clock_, bus_, metrics_}; }
+  Context context() { return Context{config_, logging_, clock_, bus_, metrics_, routes_}; }
 
   void addRoutes() {
     api_.route("GET", "/healthz", Listener::kBoth, [](const ApiRequest&) {
@@ -347,6 +349,7 @@ class Agent::Impl {
   core::MetricsRegistry metrics_;
   core::Bus bus_;
   Lifecycle lifecycle_;
+  core::EventLoop routes_;  // Context::routes; outlives the modules, whose subscriptions use it
   ApiServer api_;
   ApiModule apiModule_;
   StoreModule store_;

@@ -65,6 +65,7 @@ core::Status CloudModule::start() {
                                         ctx_.logging, ctx_.metrics);
     OUTPOST_RETURN_IF_ERROR(link_->start());
     started_ = link_.get();
+    routeOutbox();
     // Renewed files take effect by a reconnect; the manager's thread stops before the link does.
     if (certs_) certs_->startRotation([link = link_.get()] { link->credentialsChanged(); });
     return core::okStatus();
@@ -89,10 +90,25 @@ core::Status CloudModule::start() {
                                  ctx_.metrics);
   OUTPOST_RETURN_IF_ERROR(link_->start());
   started_ = link_.get();
+  routeOutbox();
   return core::okStatus();
 }
 
+void CloudModule::routeOutbox() {
+  // Whoever queued the rows (deploy's status, the twins, ...), the link sends them at once. Its own
+  // acks and retries are no news to it. Rows queued before the link started go at its first drain.
+  outboxChanged_ = ctx_.bus.subscribe(metadb::kOutboxChanged, ctx_.routes,
+                                      [this](const metadb::OutboxChanged& e) {
+                                        if (e.queued == 0) return;
+                                        if (auto* link = started_.load()) link->outboxChanged();
+                                      });
+}
+
 void CloudModule::stop() {
+  if (started_.load()) {
+    outboxChanged_.reset();
+    ctx_.routes.runSync([] {});  // a signal being handed on is through before the link stops
+  }
   started_ = nullptr;
   if (certs_) certs_->stop();
   if (link_) link_->stop();
@@ -178,15 +194,12 @@ class StoreDesiredPods final : public deploy::DesiredPods {
 };
 
 // Pod and node status go to the outbox (one row per object: a newer status replaces an unsent one).
+// The store announces the rows; the cloud link's route sends them.
 class OutboxStatusSink final : public deploy::StatusSink {
  public:
-  OutboxStatusSink(metadb::Store& store, core::EventLoop& loop, const CloudModule& cloud,
-                   std::string nodeKey, core::Logger log)
-      : store_(store),
-        loop_(loop),
-        cloud_(cloud),
-        nodeKey_(std::move(nodeKey)),
-        log_(std::move(log)) {}
+  OutboxStatusSink(metadb::Store& store, core::EventLoop& loop, std::string nodeKey,
+                   core::Logger log)
+      : store_(store), loop_(loop), nodeKey_(std::move(nodeKey)), log_(std::move(log)) {}
 
   // ---- deploy::StatusSink
   void podStatus(const std::string& key, const std::string& statusJson) override {
@@ -219,18 +232,13 @@ class OutboxStatusSink final : public deploy::StatusSink {
                int priority = 0) {
     metadb::WriteBatch batch;
     batch.enqueue({kind, key, payload, priority});
+    // Offline (or before the link starts) the row simply waits in the outbox.
     store_.write(std::move(batch), loop_, [this, key](core::Result<metadb::WriteResult> r) {
-      if (!r.isOk()) {
-        log_.error("queueing status of ", key, ": ", r.status().toString());
-        return;
-      }
-      // Offline (or before the link starts) the row simply waits in the outbox.
-      if (auto* link = cloud_.link()) link->outboxChanged();
+      if (!r.isOk()) log_.error("queueing status of ", key, ": ", r.status().toString());
     });
   }
   metadb::Store& store_;
   core::EventLoop& loop_;
-  const CloudModule& cloud_;
   std::string nodeKey_;
   mutable std::mutex mu_;
   std::map<std::string, std::string> latest_;
@@ -293,8 +301,7 @@ core::Status DeployModule::start() {
   });
   OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
   m.sink = std::make_unique<OutboxStatusSink>(
-      *m.store.store(), m.loop, m.cloud, c.cloud.websocket.nodeNamespace + "/node/" + c.node.name,
-      m.log);
+      *m.store.store(), m.loop, c.cloud.websocket.nodeNamespace + "/node/" + c.node.name, m.log);
 
   deploy::ReconcilerConfig rc;
   rc.stateDir = c.node.stateDir + "/pods";
@@ -383,15 +390,15 @@ bool DeployModule::alive(std::chrono::milliseconds timeout) {
 
 class TwinModule::Impl {
  public:
-  Impl(Context c, StoreModule& s, CloudModule& cl) : ctx(c), store(s), cloud(cl) {}
+  Impl(Context c, StoreModule& s) : ctx(c), store(s) {}
   Context ctx;
   StoreModule& store;
-  CloudModule& cloud;
   twin::TwinServicePtr service;
+  core::Subscription cloudTwins;
 };
 
-TwinModule::TwinModule(Context ctx, StoreModule& store, CloudModule& cloud)
-    : impl_(std::make_unique<Impl>(ctx, store, cloud)) {}
+TwinModule::TwinModule(Context ctx, StoreModule& store)
+    : impl_(std::make_unique<Impl>(ctx, store)) {}
 
 TwinModule::~TwinModule() { stop(); }
 
@@ -413,18 +420,27 @@ core::Status TwinModule::start() {
   o.maxDevices = static_cast<size_t>(c.device.maxDevices);
   o.maxPropertiesPerDevice = static_cast<size_t>(c.device.maxPropertiesPerDevice);
   o.maxValueBytes = static_cast<size_t>(c.device.maxValueBytes);
-  CloudModule& cloud = impl_->cloud;
-  // Twin changes wait in the outbox; the link (when it runs) sends them at once.
-  o.outboxChanged = [&cloud] {
-    if (auto* link = cloud.link()) link->outboxChanged();
-  };
+  // Twin changes wait in the outbox; the store announces them and the link sends them at once.
   impl_->service = twin::makeTwinService(std::move(o), *impl_->store.store(), impl_->ctx.bus,
                                          impl_->ctx.clock, impl_->ctx.logging, impl_->ctx.metrics);
-  return impl_->service->start();
+  OUTPOST_RETURN_IF_ERROR(impl_->service->start());
+  // The cloud's twin messages, from whichever link received them; the link acks on done(ok). The
+  // cloud link starts after this module, so none is published before this subscription.
+  twin::TwinService* service = impl_->service.get();
+  impl_->cloudTwins = impl_->ctx.bus.subscribe(
+      cloudhub::kCloudTwinMessages, impl_->ctx.routes,
+      [service](const cloudhub::CloudTwinMessage& m) {
+        const cloudhub::Route& r = m.envelope.route;
+        service->applyCloudTwin({r.resource, r.operation, m.envelope.content}, m.done);
+      });
+  return core::okStatus();
 }
 
 void TwinModule::stop() {
-  if (impl_->service) impl_->service->stop();
+  if (!impl_->service) return;
+  impl_->cloudTwins.reset();
+  impl_->ctx.routes.runSync([] {});  // a message being handed on is through before the service goes
+  impl_->service->stop();
   impl_->service.reset();
 }
 

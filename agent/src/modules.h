@@ -30,6 +30,10 @@ struct Context {
   core::Clock& clock;
   core::Bus& bus;
   core::MetricsRegistry& metrics;
+  // The agent's loop for the routes between modules: a module's subscription to what another module
+  // publishes, handed on to its own interface. Handlers there only pass the message on (each
+  // module's interface posts to its own loop), so one thread serves every route.
+  core::EventLoop& routes;
 };
 
 // The SQLite store under node.state_dir (store_module.cc).
@@ -59,6 +63,7 @@ class StoreModule final : public Module {
 };
 
 // The cloud link: MQTT, or KubeEdge's WebSocket protocol (Boost.Beast), as cloud.transport says.
+// Route: the store's outbox signal (metadb::kOutboxChanged) with queued rows -> outboxChanged().
 class CloudModule final : public Module {
  public:
   CloudModule(Context ctx, StoreModule& store) : ctx_(ctx), store_(store) {}
@@ -74,12 +79,15 @@ class CloudModule final : public Module {
   std::optional<cloudhub::CertificateState> certificateState() const;
 
  private:
+  void routeOutbox();
+
   Context ctx_;
   StoreModule& store_;
   cloudhub::CloudLinkPtr link_;
   std::atomic<cloudhub::CloudLink*> started_{nullptr};
   cloudhub::CertificateManagerPtr certs_;  // kept until destruction: the API thread may read it
   std::atomic<cloudhub::CertificateManager*> certsStarted_{nullptr};
+  core::Subscription outboxChanged_;
 };
 
 // The pod reconciler on containerd, fed from the store, reporting into the outbox.
@@ -104,9 +112,11 @@ class DeployModule final : public Module {
 };
 
 // Device twins on the local broker (KubeEdge topic tree), synced to the cloud through the outbox.
+// Route: the twin-group messages every cloud link publishes (cloudhub::kCloudTwinMessages) ->
+// TwinService::applyCloudTwin, whose outcome the link acks.
 class TwinModule final : public Module {
  public:
-  TwinModule(Context ctx, StoreModule& store, CloudModule& cloud);
+  TwinModule(Context ctx, StoreModule& store);
   ~TwinModule() override;
   std::string name() const override { return "twin"; }
   core::Status start() override;

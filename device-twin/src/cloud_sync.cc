@@ -57,7 +57,7 @@ bool TwinServiceImpl::checkObjectDeviceId(const std::string& key, const std::str
 void TwinServiceImpl::onKeysChanged(const metadb::KeysChanged& ev) {
   if (stopping_) return;
   for (const auto& k : ev.keys) {
-    if (k.type == "device") reconcileKey(k.key);
+    if (k.type == "device") reconcileKey(k);
   }
 }
 
@@ -76,7 +76,7 @@ void TwinServiceImpl::reconcileAll() {
     if (!checkObjectDeviceId(r.key, r.ns, r.name)) continue;
     if (!devices_.count(id) && devices_.size() >= opts_.maxDevices) {
       waiting.insert(id);
-      deviceOverLimit(r.key, id);
+      deviceOverLimit({r.key, r.ns, r.type, r.name, false}, id);
       continue;
     }
     bound.insert(id);
@@ -91,10 +91,9 @@ void TwinServiceImpl::reconcileAll() {
   for (const auto& id : gone) unbindDevice(id);
 }
 
-void TwinServiceImpl::reconcileKey(const std::string& key) {
-  auto parts = metadb::parseKey(key);
-  if (!parts.isOk()) return;
-  std::string id = deviceIdFor(parts->ns, parts->name);
+void TwinServiceImpl::reconcileKey(const metadb::KeyChange& change) {
+  const std::string& key = change.key;
+  std::string id = deviceIdFor(change.ns, change.name);
   auto res = reader_->get(key);
   if (!res.isOk()) {
     log_.error("reading ", validation::printable(key), " failed: ", res.status().toString());
@@ -103,16 +102,17 @@ void TwinServiceImpl::reconcileKey(const std::string& key) {
   if (res->has_value()) {
     auto obj = readDeviceObject(key, (*res)->object);
     if (obj && obj->nodeName == opts_.nodeName &&
-        checkObjectDeviceId(key, parts->ns, parts->name)) {
+        checkObjectDeviceId(key, change.ns, change.name)) {
       if (!devices_.count(id) && devices_.size() >= opts_.maxDevices)
-        return deviceOverLimit(key, id);
+        return deviceOverLimit(change, id);
       overLimit_.erase(id);
       return bindDevice(key, id, (*res)->object, *obj);
     }
   }
   // Deleted, bound to another node, or no longer valid: it leaves this node if it came from this
   // key.
-  if (auto w = overLimit_.find(id); w != overLimit_.end() && w->second == key) overLimit_.erase(w);
+  if (auto w = overLimit_.find(id); w != overLimit_.end() && w->second.key == key)
+    overLimit_.erase(w);
   auto from = deviceKeys_.find(id);
   if (devices_.count(id) && (from == deviceKeys_.end() || from->second == key)) unbindDevice(id);
 }
@@ -215,7 +215,7 @@ void TwinServiceImpl::bindDevice(const std::string& key, const std::string& id,
     setDevicesGauge();
   }
   std::string eventId = newEventId();
-  commit(id, std::move(batch), false,
+  commit(id, std::move(batch),
          [this, id, added, record, before = std::move(before), eventId](core::Status s) {
            if (!s.isOk()) return;
            if (added) publishMembership({membershipEntry(record)}, {});
@@ -239,7 +239,7 @@ void TwinServiceImpl::unbindDevice(const std::string& id) {
   update.remove = true;
   metadb::WriteBatch batch;
   batch.updateDevice(std::move(update));
-  commit(id, std::move(batch), false, [this, record](core::Status s) {
+  commit(id, std::move(batch), [this, record](core::Status s) {
     if (s.isOk()) publishMembership({}, {membershipEntry(record)});
   });
   bindWaiting();  // a device that max_devices kept out takes the place
@@ -366,7 +366,7 @@ core::Status TwinServiceImpl::applyCloudTwinJson(const std::string& id, const js
   std::string eventId = j.find("event_id") != j.end() && j["event_id"].is_string()
                             ? j["event_id"].get<std::string>()
                             : newEventId();
-  commit(id, std::move(batch), rejected,
+  commit(id, std::move(batch),
          [this, id, eventId, before = std::move(before), done = std::move(done)](core::Status s) {
            auto it = devices_.find(id);
            if (s.isOk() && !before.empty() && it != devices_.end()) {
@@ -391,18 +391,21 @@ std::string TwinServiceImpl::boundDeviceFor(const std::string& cloudId) const {
   return found;
 }
 
-void TwinServiceImpl::onCloudTwinMessage(const cloudhub::CloudTwinMessage& m) {
+void TwinServiceImpl::onCloudTwinMessage(const CloudTwinMessage& m,
+                                         std::function<void(core::Status)> done) {
   if (stopping_) return;
-  std::function<void(core::Status)> done = m.done;
   auto fail = [&](const core::Status& s) {
     // What a limit refused was logged where it was refused.
     if (s.code() != core::Code::kResourceExhausted)
-      log_.warn("cloud ", validation::printable(m.envelope.route.operation), " of ",
-                validation::printable(m.envelope.route.resource), " not applied: ", s.message());
+      log_.warn("cloud ", validation::printable(m.operation), " of ",
+                validation::printable(m.resource), " not applied: ", s.message());
     if (done) done(s);
   };
-  const std::string& resource = m.envelope.route.resource;
-  if (resource == "membership") return onCloudMembership(m.envelope.content, std::move(done));
+  const std::string& resource = m.resource;
+  if (resource == "membership") {
+    if (m.operation != "update") return fail(core::invalidArgument("not a membership update"));
+    return onCloudMembership(m.content, std::move(done));
+  }
   constexpr std::string_view kPrefix = "device/", kSuffix = "/twin/cloud_updated";
   if (resource.size() <= kPrefix.size() + kSuffix.size() || !resource.starts_with(kPrefix) ||
       !resource.ends_with(kSuffix)) {
@@ -415,7 +418,7 @@ void TwinServiceImpl::onCloudTwinMessage(const cloudhub::CloudTwinMessage& m) {
     return fail(
         core::notFound("device " + validation::printable(cloudId) + " is not bound to this node"));
   }
-  core::Status s = applyCloudTwinNow(id, m.envelope.content, done);
+  core::Status s = applyCloudTwinNow(id, m.content, done);
   if (!s.isOk()) fail(s);
 }
 

@@ -275,7 +275,7 @@ void TwinServiceImpl::onTwinUpdate(const std::string& id, const std::string& pay
   if (changed) batch.enqueue(edgeUpdatedItem(id, d));
   json result = {{"event_id", req.eventId}, {"timestamp", now}, {"twin", resultTwin}};
   commit(
-      id, std::move(batch), changed,
+      id, std::move(batch),
       [this, req, result = std::move(result), before = std::move(before), changed](core::Status s) {
         if (!s.isOk()) {
           updatesError_.inc();
@@ -336,7 +336,7 @@ void TwinServiceImpl::onStateUpdate(const std::string& id, const std::string& pa
   batch.updateDevice(std::move(update));
   // The cloud link carries the state result as a JSON string (PROTOCOL.md §2).
   batch.enqueue({"devicestatus", "device/" + id + "/state/update", json(result.dump()).dump(), 0});
-  commit(id, std::move(batch), true, [this, req, result](core::Status s) {
+  commit(id, std::move(batch), [this, req, result](core::Status s) {
     if (!s.isOk()) return answerError(req, 500, "storing the state failed: " + s.message());
     publish(req.resultTopic, result);
   });

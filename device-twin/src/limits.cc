@@ -57,7 +57,7 @@ std::string TwinServiceImpl::checkValue(const std::string& property, const char*
   return {};
 }
 
-void TwinServiceImpl::deviceOverLimit(const std::string& key, const std::string& id) {
+void TwinServiceImpl::deviceOverLimit(const metadb::KeyChange& key, const std::string& id) {
   bool first = overLimit_.emplace(id, key).second;
   if (!first) return;  // counted and logged once, not at every reconcile
   refused(Refusal::kMaxDevices, "device " + validation::printable(id),
@@ -68,7 +68,7 @@ void TwinServiceImpl::deviceOverLimit(const std::string& key, const std::string&
 void TwinServiceImpl::bindWaiting() {
   while (!overLimit_.empty() && devices_.size() < opts_.maxDevices) {
     auto it = overLimit_.begin();
-    std::string key = it->second;
+    metadb::KeyChange key = it->second;
     overLimit_.erase(it);
     reconcileKey(key);  // binds it, or forgets it when its object changed meanwhile
   }

@@ -65,9 +65,6 @@ core::Status TwinServiceImpl::start() {
         if (!result.isOk()) return;
         keysSub_ = bus_.subscribe(metadb::kKeysChanged, loop_,
                                   [this](const metadb::KeysChanged& ev) { onKeysChanged(ev); });
-        cloudTwinSub_ =
-            bus_.subscribe(cloudhub::kCloudTwinMessages, loop_,
-                           [this](const cloudhub::CloudTwinMessage& m) { onCloudTwinMessage(m); });
         reconcileAll();
         mqttc::ConnectOptions s;
         s.uri = opts_.broker;
@@ -106,7 +103,6 @@ void TwinServiceImpl::stop() {
       [this] {
         stopping_ = true;
         keysSub_.reset();
-        cloudTwinSub_.reset();
         client_.reset();  // disconnects; no Paho callback runs after this
       },
       std::chrono::seconds(10));
@@ -134,17 +130,10 @@ bool TwinServiceImpl::alive(std::chrono::milliseconds timeout) {
   return started_ && loop_.runSync([] {}, timeout);
 }
 
-void TwinServiceImpl::applyCloudTwin(std::string deviceId, std::string content,
+void TwinServiceImpl::applyCloudTwin(CloudTwinMessage message,
                                      std::function<void(core::Status)> done) {
-  loop_.post([this, deviceId = std::move(deviceId), content = std::move(content),
-              done = std::move(done)]() mutable {
-    core::Status s = applyCloudTwinNow(deviceId, content, done);
-    if (!s.isOk()) {
-      if (s.code() != core::Code::kResourceExhausted)  // a refusal was logged where it was made
-        log_.warn("cloud twin for ", validation::printable(deviceId),
-                  " not applied: ", s.toString());
-      if (done) done(s);
-    }
+  loop_.post([this, message = std::move(message), done = std::move(done)]() mutable {
+    onCloudTwinMessage(message, std::move(done));
   });
 }
 
@@ -317,7 +306,7 @@ void TwinServiceImpl::loadDevice(const std::string& id) {
   setDevicesGauge();
 }
 
-void TwinServiceImpl::commit(const std::string& id, metadb::WriteBatch batch, bool outbox,
+void TwinServiceImpl::commit(const std::string& id, metadb::WriteBatch batch,
                              std::function<void(core::Status)> after) {
   if (auto it = devices_.find(id); it != devices_.end()) it->second.inflight++;
   {
@@ -325,7 +314,7 @@ void TwinServiceImpl::commit(const std::string& id, metadb::WriteBatch batch, bo
     pendingWrites_++;
   }
   store_.write(std::move(batch), loop_,
-               [this, id, outbox, after = std::move(after)](core::Result<metadb::WriteResult> r) {
+               [this, id, after = std::move(after)](core::Result<metadb::WriteResult> r) {
                  struct Done {
                    TwinServiceImpl* self;
                    ~Done() {
@@ -342,8 +331,6 @@ void TwinServiceImpl::commit(const std::string& id, metadb::WriteBatch batch, bo
                  }
                  if (!s.isOk()) {
                    log_.error("storing a change of device ", id, " failed: ", s.toString());
-                 } else if (outbox && opts_.outboxChanged) {
-                   opts_.outboxChanged();
                  }
                  if (after && !stopping_) after(s);
                });

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "codec.h"
-#include "outpost/cloudhub/link.h"
 #include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
 #include "outpost/mqttc/client.h"
@@ -34,8 +33,7 @@ class TwinServiceImpl final : public TwinService {
   void stop() override;
   TwinStatus status() const override;
   bool alive(std::chrono::milliseconds timeout) override;
-  void applyCloudTwin(std::string deviceId, std::string content,
-                      std::function<void(core::Status)> done) override;
+  void applyCloudTwin(CloudTwinMessage message, std::function<void(core::Status)> done) override;
 
  private:
   struct DeviceEntry {
@@ -86,14 +84,15 @@ class TwinServiceImpl final : public TwinService {
                          bool& tooLong) const;
   // Keeps a Device object for this node that max_devices refused, so it is bound once a device
   // leaves; forgets it when its object is deleted or moves away.
-  void deviceOverLimit(const std::string& key, const std::string& id);
+  void deviceOverLimit(const metadb::KeyChange& key, const std::string& id);
   void bindWaiting();
 
   // ---- store (service.cc)
   core::Status loadAll();
   void loadDevice(const std::string& id);
   // Writes `batch` for device `id` (empty id: no device); `after` runs on the loop after commit.
-  void commit(const std::string& id, metadb::WriteBatch batch, bool outbox,
+  // What it queues in the outbox, the store announces (metadb::kOutboxChanged).
+  void commit(const std::string& id, metadb::WriteBatch batch,
               std::function<void(core::Status)> after);
   void setDevicesGauge();
 
@@ -120,7 +119,9 @@ class TwinServiceImpl final : public TwinService {
   // ---- cloud side (cloud_sync.cc)
   void onKeysChanged(const metadb::KeysChanged& ev);
   void reconcileAll();
-  void reconcileKey(const std::string& key);
+  // Binds, updates or unbinds the device of the Device object at `key` (its parts as the store
+  // published them; the key string is not split again).
+  void reconcileKey(const metadb::KeyChange& key);
   // The Device object under `key`, or nullopt (logged; counted when past the JSON limits).
   std::optional<DeviceObject> readDeviceObject(const std::string& key, const std::string& text);
   // Whether a Device object's key names a device id fit for topics and store keys (a namespace
@@ -138,8 +139,8 @@ class TwinServiceImpl final : public TwinService {
   // The same with the content parsed: an object with "twin" (and "event_id").
   core::Status applyCloudTwinJson(const std::string& id, const json& content,
                                   std::function<void(core::Status)>& done);
-  // A KubeEdge 1.14 twin-group message that a cloud link received (cloud_updated, membership).
-  void onCloudTwinMessage(const cloudhub::CloudTwinMessage& m);
+  // A KubeEdge 1.14 twin-group message from the cloud (cloud_updated, membership).
+  void onCloudTwinMessage(const CloudTwinMessage& m, std::function<void(core::Status)> done);
   void onCloudMembership(const std::string& content, std::function<void(core::Status)> done);
   // The bound device a cloud message names: its id, or (for a one-segment name from KubeEdge up to
   // 1.16 while ids are namespaced) the one device of that name. Empty when there is none.
@@ -159,12 +160,11 @@ class TwinServiceImpl final : public TwinService {
   metadb::StoreReaderPtr reader_;
   std::unique_ptr<mqttc::Client> client_;
   core::Subscription keysSub_;
-  core::Subscription cloudTwinSub_;
   std::map<std::string, DeviceEntry> devices_;
   std::map<std::string, std::string> deviceKeys_;  // device id -> resource key it came from
-  // Devices for this node that max_devices keeps out: id -> resource key. Bounded by the Device
+  // Devices for this node that max_devices keeps out: id -> its object's key. Bounded by the Device
   // objects stored; an entry goes with its object.
-  std::map<std::string, std::string> overLimit_;
+  std::map<std::string, metadb::KeyChange> overLimit_;
   core::Backoff backoff_;
   std::mt19937_64 rng_;
   bool stopping_ = false;

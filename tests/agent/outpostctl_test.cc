@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -322,6 +323,102 @@ spec:
   ctl(config, {"get", "twins", "boiler"}, &rc, &err);
   CHECK(rc == outpost::agent::kExitNotFound);
   CHECK(err.find("no twin for device \"boiler\"") != std::string::npos);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(2s) == 0);
+}
+
+// The routes agent/ makes between the cloud link and the twins (agent/src/modules.cc): the cloud's
+// twin messages reach the twin service (and are acked once stored), and what the twins queue for
+// the cloud is sent.
+TEST_CASE(
+    "outpostd hands the cloud's twin changes to the twins, acks them once stored, and sends the "
+    "device's changes to the cloud") {
+  TempDir dir;
+  Mosquitto broker;
+  std::string config = writeConfig(dir, broker);
+  const std::string up = "outpost/v1/nodes/edge-7/up";
+  const std::string down = "outpost/v1/nodes/edge-7/down";
+  MqttTestClient cloud(broker.uri(), nullptr, "cloud");
+  cloud.subscribe(up);
+  MqttTestClient device(broker.uri(), nullptr, "thermostat");
+  const std::string topic = "$hw/events/device/default/thermostat/twin/";
+  device.subscribe(topic + "#");
+  Child agent({outpostd(), "--config", config});
+  writeFile(dir / "device.yaml", R"(apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: thermostat, namespace: default}
+spec:
+  nodeName: edge-7
+  deviceModelRef: {name: thermostat-model}
+  properties:
+    - name: target-temperature
+      desired: {value: "22", metadata: {type: int}}
+)");
+  int rc = -1;
+  ctl(config, {"apply", "-f", (dir / "device.yaml").string()}, &rc);
+  REQUIRE(rc == 0);
+  auto property = [&]() -> json {
+    json t = json::parse(ctl(config, {"get", "twins", "-o", "json"}), nullptr, false);
+    if (!t.is_object() || t["items"].size() != 1 || t["items"][0]["properties"].empty())
+      return json();
+    return t["items"][0]["properties"][0];
+  };
+  REQUIRE(waitFor([&] { return property().is_object(); }));
+  auto sentUp = [&](const std::function<bool(const json&)>& match) {
+    for (const auto& m : cloud.messagesOn(up)) {
+      json j = json::parse(m.payload, nullptr, false);
+      if (j.is_object() && match(j)) return true;
+    }
+    return false;
+  };
+
+  // The device's change goes to the cloud as the edge's twin.
+  device.publish(
+      topic + "update",
+      R"({"event_id":"e1","timestamp":1,"twin":{"target-temperature":{"actual":{"value":"19"},"metadata":{"type":"int"}}}})");
+  REQUIRE(waitFor([&] {
+    return sentUp([](const json& j) {
+      return j["route"]["resource"] == "device/default/thermostat/twin/edge_updated" &&
+             j["content"]["twin"]["target-temperature"]["actual"]["value"] == "19";
+    });
+  }));
+
+  // The cloud's change reaches the twin, then the device, and is acked as the twin module acks.
+  json env = {{"header", {{"msg_id", "c1"}, {"timestamp", 1}}},
+              {"route",
+               {{"source", "devicecontroller"},
+                {"group", "twin"},
+                {"operation", "update"},
+                {"resource", "device/default/thermostat/twin/cloud_updated"}}},
+              {"content",
+               {{"event_id", "c1"},
+                {"twin",
+                 {{"target-temperature",
+                   {{"expected", {{"value", "24"}}},
+                    {"expected_version", {{"cloud", 2}, {"edge", 0}}},
+                    {"metadata", {{"type", "int"}}}}}}}}}};
+  cloud.publish(down, env.dump());
+  REQUIRE(waitFor([&] {
+    return sentUp([](const json& j) {
+      return j["header"].value("parent_msg_id", "") == "c1" &&
+             j["route"]["operation"] == "response" && j["route"]["group"] == "twin" &&
+             j["content"] == "OK";
+    });
+  }));
+  CHECK(property()["expected"]["value"] == "24");  // acked only once stored
+  REQUIRE(waitFor([&] { return !device.messagesOn(topic + "update/delta").empty(); }));
+  json delta = json::parse(device.messagesOn(topic + "update/delta").back().payload);
+  CHECK(delta["delta"]["target-temperature"] == "24");
+
+  // A cloud twin the twins cannot apply (no such device here) is not acked.
+  env["header"]["msg_id"] = "g1";
+  env["route"]["resource"] = "device/default/ghost/twin/cloud_updated";
+  cloud.publish(down, env.dump());
+  REQUIRE(waitFor([&] {
+    json s = json::parse(ctl(config, {"status", "-o", "json"}), nullptr, false);
+    return s.is_object() && s["cloud"]["messages_invalid"] == 1;
+  }));
+  CHECK_FALSE(sentUp([](const json& j) { return j["header"].value("parent_msg_id", "") == "g1"; }));
   agent.signal(SIGTERM);
   CHECK(agent.wait(2s) == 0);
 }

@@ -1,7 +1,8 @@
-// KubeEdge 1.14's cloud twin forms (PROTOCOL.md §2) arriving on the MQTT cloud link: the link hands
-// them to the twins over the bus, the device hears of accepted changes, and the cloud gets an ack
-// once the change is durable. Real mosquitto, real SQLite, the link and the twins wired as agent/
-// wires them (one bus, one store), the device and the cloud played by MQTT clients.
+// KubeEdge 1.14's cloud twin forms (PROTOCOL.md §2) arriving on the MQTT cloud link: the link
+// publishes them on the bus, the route agent/ makes hands them to the twins, the device hears of
+// accepted changes, and the cloud gets an ack once the change is durable. Real mosquitto, real
+// SQLite, the link and the twins wired as agent/ wires them (one bus, one store, the two routes of
+// agent/src/modules.cc), the device and the cloud played by MQTT clients.
 #include <doctest/doctest.h>
 
 #include <future>
@@ -30,8 +31,10 @@ struct Agent {
   Agent(TempDir& dir, const std::string& broker)
       : logPath((dir / "agent.log").string()),
         logging({core::LogLevel::kDebug, false, logPath}),
-        loop("test", clock) {
+        loop("test", clock),
+        routes("routes", clock) {
     loop.start();
+    routes.start();
     metadb::StoreOptions so;
     so.path = (dir / "outpost.db").string();
     so.commitWindow = 0ms;
@@ -48,6 +51,8 @@ struct Agent {
     lo.reconnectBase = 50ms;
     lo.reconnectCap = 300ms;
     lo.keepAlive = 2s;
+    // No poll: what the twins queue reaches the cloud only through the store's outbox signal.
+    lo.outboxPoll = std::chrono::hours(1);
     link = cloudhub::makeMqttLink(lo, *store, bus, clock, logging, metrics);
 
     twin::TwinOptions to;
@@ -56,12 +61,25 @@ struct Agent {
     to.reconnectBase = 50ms;
     to.reconnectCap = 300ms;
     to.keepAlive = 2s;
-    to.outboxChanged = [this] { link->outboxChanged(); };
     service = twin::makeTwinService(to, *store, bus, clock, logging, metrics);
     REQUIRE(service->start().isOk());
+    // The routes of agent/src/modules.cc: the cloud's twin messages to the twins (TwinModule), the
+    // store's outbox signal to the link (CloudModule).
+    cloudTwins = bus.subscribe(
+        cloudhub::kCloudTwinMessages, routes, [this](const cloudhub::CloudTwinMessage& m) {
+          const cloudhub::Route& route = m.envelope.route;
+          service->applyCloudTwin({route.resource, route.operation, m.envelope.content}, m.done);
+        });
+    outboxChanged =
+        bus.subscribe(metadb::kOutboxChanged, routes, [this](const metadb::OutboxChanged& e) {
+          if (e.queued > 0) link->outboxChanged();
+        });
     REQUIRE(link->start().isOk());
   }
   ~Agent() {
+    cloudTwins.reset();
+    outboxChanged.reset();
+    routes.stop();
     link->stop();
     service->stop();
     service.reset();
@@ -102,10 +120,12 @@ struct Agent {
   core::Logging logging;
   core::MetricsRegistry metrics;
   core::EventLoop loop;
+  core::EventLoop routes;
   std::unique_ptr<metadb::SqliteStore> store;
   metadb::StoreReaderPtr reader;
   cloudhub::CloudLinkPtr link;
   twin::TwinServicePtr service;
+  core::Subscription cloudTwins, outboxChanged;
 };
 
 // A twin-group envelope from the cloud, as KubeEdge's device controller sends it.

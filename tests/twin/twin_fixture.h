@@ -47,9 +47,13 @@ struct Agent {
     options.reconnectBase = 50ms;
     options.reconnectCap = 300ms;
     options.keepAlive = 2s;
-    options.outboxChanged = [this] { outboxSignals++; };
+    // What the twins queue for the cloud, the store announces.
+    outboxSub = bus.subscribe(metadb::kOutboxChanged, loop, [this](const metadb::OutboxChanged& e) {
+      if (e.queued > 0) outboxSignals++;
+    });
   }
   ~Agent() {
+    outboxSub.reset();
     if (twin) twin->stop();
     twin.reset();
     reader.reset();
@@ -65,6 +69,19 @@ struct Agent {
     start();
   }
   bool connected() { return twin->status().connected; }
+  // Hands the twins a message from the cloud, as agent/ does, and waits for its outcome.
+  core::Status applyCloud(const std::string& resource, const std::string& operation,
+                          const std::string& content) {
+    std::promise<core::Status> p;
+    twin->applyCloudTwin({resource, operation, content}, [&](core::Status s) { p.set_value(s); });
+    auto f = p.get_future();
+    REQUIRE(f.wait_for(20s) == std::future_status::ready);
+    return f.get();
+  }
+  // A cloud_updated twin for device `id`.
+  core::Status applyCloudTwin(const std::string& id, const json& content) {
+    return applyCloud("device/" + id + "/twin/cloud_updated", "update", content.dump());
+  }
 
   core::Status write(metadb::WriteBatch batch) {
     std::promise<core::Status> p;
@@ -130,7 +147,8 @@ struct Agent {
   metadb::StoreReaderPtr reader;
   twin::TwinOptions options;
   twin::TwinServicePtr twin;
-  std::atomic<int> outboxSignals{0};
+  std::atomic<int> outboxSignals{0};  // commits that queued outbox rows
+  core::Subscription outboxSub;
   int64_t version = 0;
 };
 

@@ -359,11 +359,7 @@ TEST_CASE("cloud twin updates follow the version rule; what is rejected goes bac
   f.device.call("twin/update", update("a", {{"setpoint", actual("20", "int")}}),
                 "twin/update/result");
   REQUIRE(waitFor([&] { return f.agent.outboxSignals >= 1; }));
-  auto apply = [&](const json& content) {
-    std::promise<core::Status> p;
-    f.agent.twin->applyCloudTwin(kDev, content.dump(), [&](core::Status s) { p.set_value(s); });
-    return p.get_future().get();
-  };
+  auto apply = [&](const json& content) { return f.agent.applyCloudTwin(kDev, content); };
   // Newer on both counters: accepted, versions copied, the device hears of it.
   json ok = {
       {"twin",
@@ -388,7 +384,7 @@ TEST_CASE("cloud twin updates follow the version rule; what is rejected goes bac
          {{"actual", {{"value", "99"}}}, {"actual_version", {{"cloud", 0}, {"edge", 1}}}}}}}};
   REQUIRE(apply(stale).isOk());
   CHECK(f.agent.storedTwin(kDev)[0].actual->value == "21");
-  CHECK(f.agent.outboxSignals > signals);
+  CHECK(waitFor([&] { return f.agent.outboxSignals > signals; }));
   auto rows = f.agent.outbox();
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].ref.generation > rowsBefore[0].ref.generation);
@@ -400,9 +396,7 @@ TEST_CASE("cloud twin updates follow the version rule; what is rejected goes bac
   CHECK(f.agent.storedTwin(kDev)[0].expected->value == "22");
 
   // Unknown device.
-  std::promise<core::Status> p;
-  f.agent.twin->applyCloudTwin("default/ghost", ok.dump(), [&](core::Status s) { p.set_value(s); });
-  CHECK(p.get_future().get().code() == core::Code::kNotFound);
+  CHECK(f.agent.applyCloudTwin("default/ghost", ok).code() == core::Code::kNotFound);
 }
 
 TEST_CASE("with one-segment device ids (KubeEdge up to 1.16) topics name the device alone") {
@@ -421,4 +415,37 @@ TEST_CASE("with one-segment device ids (KubeEdge up to 1.16) topics name the dev
   r = device.callRaw("twin/get", R"({"event_id":"g"})", "twin/get/result",
                      "$hw/events/device/thermo/");
   CHECK(r["twin"]["p"]["actual"]["value"] == "1");
+}
+
+TEST_CASE("the cloud's membership update carries twins of bound devices; other forms are refused") {
+  Fixture f;
+  auto versioned = [](const std::string& value, int64_t cloud) {
+    return json{{"expected", {{"value", value}}},
+                {"expected_version", {{"cloud", cloud}, {"edge", 0}}}};
+  };
+  // KubeEdge 1.14 names the device alone; the one bound device of that name takes it. A device
+  // no Device object binds here is skipped.
+  json membership = {
+      {"added_devices",
+       json::array({{{"id", "thermo"}, {"twin", {{"mode", versioned("eco", 1)}}}},
+                    {{"id", "ghost"}, {"twin", {{"mode", versioned("x", 1)}}}}})},
+      {"removed_devices", nullptr}};
+  CHECK(f.agent.applyCloud("membership", "update", json(membership.dump()).dump()).isOk());
+  auto twin = f.agent.storedTwin(kDev);
+  REQUIRE(twin.size() == 1);
+  CHECK(twin[0].expected->value == "eco");
+  CHECK(f.device.waitNext(kTopic + "twin/update/delta", 0)["delta"] == json{{"mode", "eco"}});
+  // cloud_updated with the one-segment name, too.
+  CHECK(f.agent.applyCloudTwin("thermo", {{"twin", {{"mode", versioned("boost", 2)}}}}).isOk());
+  CHECK(f.agent.storedTwin(kDev)[0].expected->value == "boost");
+
+  CHECK(f.agent.applyCloud("membership", "delete", membership.dump()).code() ==
+        core::Code::kInvalidArgument);
+  CHECK(f.agent.applyCloud("device/default/thermo/twin/edge_updated", "update", "{}").code() ==
+        core::Code::kInvalidArgument);
+  CHECK(f.agent.applyCloud("membership", "update", "[]").code() == core::Code::kInvalidArgument);
+  CHECK(f.agent.storedTwin(kDev)[0].expected->value == "boost");
+  f.agent.logging.flush();
+  CHECK(readFile(f.agent.logPath).find("cloud delete of membership not applied") !=
+        std::string::npos);
 }

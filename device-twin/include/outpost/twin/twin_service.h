@@ -1,6 +1,8 @@
 #pragma once
 // TwinService: KubeEdge-compatible device twins on the local MQTT broker (PROTOCOL.md §2), kept in
-// the store and synced to the cloud through the outbox. Only agent/ (and tests) build one.
+// the store and synced to the cloud through the outbox (the store announces new rows on the bus,
+// metadb::kOutboxChanged). Only agent/ (and tests) build one; agent/ also hands it the cloud's
+// twin messages (applyCloudTwin).
 
 #include <chrono>
 #include <cstdint>
@@ -42,9 +44,21 @@ struct TwinOptions {
   size_t maxPropertiesPerDevice = 256;  // a twin's properties, deleted ones kept for the cloud
                                         // included (device.max_properties_per_device)
   size_t maxValueBytes = 512;  // a property value, KubeEdge's own bound (device.max_value_bytes)
-  // Called (on the twin loop) after rows were committed to the outbox, so the cloud link drains
-  // them at once. May be empty.
-  std::function<void()> outboxChanged;
+};
+
+// A twin-group message from the cloud, as the cloud routed it (KubeEdge 1.14's forms, PROTOCOL.md
+// §2). Whichever link received it, agent/ hands it over in these terms.
+struct CloudTwinMessage {
+  // `device/<id>/twin/cloud_updated` (any operation): content {"twin": {prop: {expected, actual,
+  // expected_version, actual_version, metadata}}}, applied per PROTOCOL.md §2's version rule; what
+  // is rejected sends the edge's twin back through the outbox. <id> is the device id, or (KubeEdge
+  // up to 1.16 while ids are namespaced) the name of the one bound device of that name.
+  // `membership` with operation `update`: content {"added_devices": [{"id", "name", "twin"?}],
+  // "removed_devices"}; the twins of added devices bound here follow the same rule, the rest is
+  // left to the Device objects.
+  std::string resource;
+  std::string operation;
+  std::string content;  // JSON, or a JSON string holding it (as KubeEdge sends it)
 };
 
 // What `outpostctl status` shows of the twins.
@@ -69,12 +83,12 @@ class TwinService {
   virtual TwinStatus status() const = 0;
   // True when the service's thread answers within `timeout`.
   virtual bool alive(std::chrono::milliseconds timeout) = 0;
-  // A twin change from the cloud in KubeEdge's `device/<id>/twin/cloud_updated` form (content
-  // {"twin": {prop: {expected, actual, expected_version, actual_version, metadata}}}): applied per
-  // PROTOCOL.md §2's version rule; what is rejected sends the edge's twin back through the outbox.
-  // Callable from any thread; `done` (may be empty) runs on the twin loop after the commit.
-  virtual void applyCloudTwin(std::string deviceId, std::string content,
-                              std::function<void(core::Status)> done) = 0;
+  // Applies a twin-group message from the cloud. Callable from any thread; `done` (may be empty)
+  // runs once on the twin loop: ok once the effect is committed (also when the version rule
+  // rejected a value: the edge's twin is then on its way back), else the error that kept the
+  // message out (a device not bound here, content that is not a twin, a limit), which is logged
+  // here (and counted when a limit refused it). It does not run when the service stops first.
+  virtual void applyCloudTwin(CloudTwinMessage message, std::function<void(core::Status)> done) = 0;
 };
 using TwinServicePtr = std::unique_ptr<TwinService>;
 
