@@ -96,12 +96,15 @@ core::Status CloudModule::start() {
 
 void CloudModule::routeOutbox() {
   // Whoever queued the rows (deploy's status, the twins, ...), the link sends them at once. Its own
-  // acks and retries are no news to it. Rows queued before the link started go at its first drain.
+  // acks and retries are no news to it.
   outboxChanged_ = ctx_.bus.subscribe(metadb::kOutboxChanged, ctx_.routes,
                                       [this](const metadb::OutboxChanged& e) {
                                         if (e.queued == 0) return;
                                         if (auto* link = started_.load()) link->outboxChanged();
                                       });
+  // Rows queued before this route existed (while the link was starting) go now; a link not yet
+  // connected drains when it connects.
+  link_->outboxChanged();
 }
 
 void CloudModule::stop() {
