@@ -10,6 +10,7 @@
 #include "outpost/agent/api_server.h"
 #include "outpost/core/bus.h"
 #include "outpost/core/metrics.h"
+#include "outpost/deploy/hollow_runtime.h"
 #include "outpost/twin/rules.h"
 #include "outpost/validation/validation.h"
 #include "process_metrics.h"
@@ -307,6 +308,8 @@ class Agent::Impl {
     if (why) j["not_ready_reason"] = *why;
     j["log_level"] = std::string(core::logLevelName(logging_.level()));
     j["api"] = {{"socket", config_.api.socket}, {"metrics_address", api_.tcpAddress()}};
+    // A hollow node is never taken for a real one (docs/hollow-nodes.md).
+    j["hollow"] = config_.runtime.enabled && deploy::isHollowEndpoint(config_.runtime.endpoint);
     if (auto* link = cloud_.link()) {
       auto s = link->status();
       nlohmann::json c = {{"transport", config_.cloud.transport},

@@ -16,6 +16,7 @@
 
 #include "config_checks.h"
 #include "outpost/core/log.h"
+#include "outpost/deploy/hollow_runtime.h"
 #include "outpost/validation/validation.h"
 
 extern char** environ;
@@ -389,8 +390,14 @@ void validate(const Config& c, ConfigErrors& errs) {
   if (c.store.outboxMaxBytes < 4096) add("store.outbox_max_bytes", "must be at least 4096");
   if (c.store.commitWindow < Seconds::zero() || c.store.commitWindow > std::chrono::seconds(1))
     add("store.commit_window", "must be between 0 and 1s");
-  if (!hasScheme(c.runtime.endpoint, {"unix://"}))
-    add("runtime.endpoint", "must be a unix:// socket address");
+  if (deploy::isHollowEndpoint(c.runtime.endpoint)) {
+    if (auto h = deploy::parseHollowEndpoint(c.runtime.endpoint); !h.isOk())
+      add("runtime.endpoint", h.status().message());
+  } else if (!hasScheme(c.runtime.endpoint, {"unix://"})) {
+    add("runtime.endpoint",
+        "must be a unix:// socket address (or hollow:// for a simulated runtime, "
+        "docs/hollow-nodes.md)");
+  }
   if (c.runtime.ns.empty()) add("runtime.namespace", "must not be empty");
   if (c.runtime.sandboxImage.empty()) add("runtime.sandbox_image", "must not be empty");
   if (c.runtime.requestTimeout <= Seconds::zero())

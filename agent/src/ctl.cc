@@ -72,6 +72,8 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
   if (!j.value("ready", false) && !j.value("not_ready_reason", "").empty())
     std::cout << " (" << j.value("not_ready_reason", "") << ")";
   std::cout << "\n";
+  if (j.value("hollow", false))
+    std::cout << "Hollow:   yes, containers are simulated (runtime hollow://): not a real node\n";
   if (j.contains("cloud") && j["cloud"].is_object()) {
     const auto& c = j["cloud"];
     std::cout << "Cloud:    " << c.value("state", "") << " (" << c.value("transport", "") << ", "

@@ -11,6 +11,7 @@
 #include "outpost/cloudhub/mqtt_link.h"
 #include "outpost/cloudhub/websocket_link.h"
 #include "outpost/deploy/cri_runtime.h"
+#include "outpost/deploy/hollow_runtime.h"
 #include "outpost/deploy/reconciler.h"
 #include "outpost/twin/twin_service.h"
 
@@ -27,6 +28,14 @@ std::string readSecretFile(const std::string& path) {
   return s;
 }
 }  // namespace
+
+std::map<std::string, std::string> nodeLabels(const Config& c) {
+  auto labels = c.node.labels;
+  // A node whose runtime is simulated says so (docs/hollow-nodes.md), whatever node.labels says.
+  if (c.runtime.enabled && deploy::isHollowEndpoint(c.runtime.endpoint))
+    labels[std::string(deploy::kHollowLabel)] = "true";
+  return labels;
+}
 
 // ---- cloud
 
@@ -61,6 +70,7 @@ core::Status CloudModule::start() {
     w.rateBurst = c.cloud.rateLimitBurst;
     w.reconnectBase = c.cloud.reconnectBase;
     w.reconnectCap = c.cloud.reconnectCap;
+    w.nodeLabels = nodeLabels(c);
     link_ = cloudhub::makeWebsocketLink(std::move(w), *store_.store(), ctx_.bus, ctx_.clock,
                                         ctx_.logging, ctx_.metrics);
     OUTPOST_RETURN_IF_ERROR(link_->start());
@@ -200,9 +210,14 @@ class StoreDesiredPods final : public deploy::DesiredPods {
 // The store announces the rows; the cloud link's route sends them.
 class OutboxStatusSink final : public deploy::StatusSink {
  public:
+  // `labels`: added to every node status as metadata.labels (empty: none added).
   OutboxStatusSink(metadb::Store& store, core::EventLoop& loop, std::string nodeKey,
-                   core::Logger log)
-      : store_(store), loop_(loop), nodeKey_(std::move(nodeKey)), log_(std::move(log)) {}
+                   std::map<std::string, std::string> labels, core::Logger log)
+      : store_(store),
+        loop_(loop),
+        nodeKey_(std::move(nodeKey)),
+        labels_(std::move(labels)),
+        log_(std::move(log)) {}
 
   // ---- deploy::StatusSink
   void podStatus(const std::string& key, const std::string& statusJson) override {
@@ -227,7 +242,11 @@ class OutboxStatusSink final : public deploy::StatusSink {
     return it->second;
   }
   void nodeStatus(const std::string& statusJson) override {
-    enqueue("nodestatus", nodeKey_, statusJson, -1);
+    if (labels_.empty()) return enqueue("nodestatus", nodeKey_, statusJson, -1);
+    auto status = nlohmann::json::parse(statusJson, nullptr, false);
+    if (!status.is_object()) return enqueue("nodestatus", nodeKey_, statusJson, -1);
+    status["metadata"]["labels"] = labels_;
+    enqueue("nodestatus", nodeKey_, status.dump(), -1);
   }
 
  private:
@@ -243,6 +262,7 @@ class OutboxStatusSink final : public deploy::StatusSink {
   metadb::Store& store_;
   core::EventLoop& loop_;
   std::string nodeKey_;
+  std::map<std::string, std::string> labels_;
   mutable std::mutex mu_;
   std::map<std::string, std::string> latest_;
   core::Logger log_;
@@ -284,12 +304,21 @@ DeployModule::~DeployModule() { stop(); }
 core::Status DeployModule::start() {
   Impl& m = *impl_;
   const Config& c = m.ctx.config;
-  deploy::CriConfig cri;
-  cri.endpoint = c.runtime.endpoint;
-  cri.callTimeout = c.runtime.requestTimeout;
-  auto rt = deploy::makeCriRuntime(cri);
-  if (!rt.isOk()) return rt.status();
-  m.runtime = std::move(rt).value();
+  if (deploy::isHollowEndpoint(c.runtime.endpoint)) {
+    // Simulated containers (docs/hollow-nodes.md); the configuration's check parsed the endpoint.
+    auto hollow = deploy::parseHollowEndpoint(c.runtime.endpoint);
+    if (!hollow.isOk()) return hollow.status();
+    m.runtime = deploy::makeHollowRuntime(*hollow, m.ctx.clock);
+    m.log.warn("runtime ", c.runtime.endpoint,
+               ": containers are simulated, nothing runs (a hollow node, docs/hollow-nodes.md)");
+  } else {
+    deploy::CriConfig cri;
+    cri.endpoint = c.runtime.endpoint;
+    cri.callTimeout = c.runtime.requestTimeout;
+    auto rt = deploy::makeCriRuntime(cri);
+    if (!rt.isOk()) return rt.status();
+    m.runtime = std::move(rt).value();
+  }
 
   m.loop.start();
   m.started = true;
@@ -304,7 +333,9 @@ core::Status DeployModule::start() {
   });
   OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
   m.sink = std::make_unique<OutboxStatusSink>(
-      *m.store.store(), m.loop, c.cloud.websocket.nodeNamespace + "/node/" + c.node.name, m.log);
+      *m.store.store(), m.loop, c.cloud.websocket.nodeNamespace + "/node/" + c.node.name,
+      // KubeEdge's Node object carries the labels (above); the MQTT scheme's node status does.
+      c.cloud.transport == "mqtt" ? nodeLabels(c) : std::map<std::string, std::string>{}, m.log);
 
   deploy::ReconcilerConfig rc;
   rc.stateDir = c.node.stateDir + "/pods";

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +23,9 @@
 #include "outpost/metadb/sqlite_store.h"
 
 namespace outpost::agent {
+
+// The node's labels: node.labels, and outpost.io/hollow=true on a hollow node.
+std::map<std::string, std::string> nodeLabels(const Config& c);
 
 // What every module gets from the agent.
 struct Context {

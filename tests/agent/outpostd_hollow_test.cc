@@ -1,0 +1,160 @@
+// outpostd with the hollow runtime (docs/hollow-nodes.md) against a real mosquitto, as a fleet test
+// runs it: pods "run", their status reaches the broker, and the node says it is hollow.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "outpost/agent/exit_codes.h"
+#include "support/mosquitto.h"
+#include "support/mqtt_client.h"
+#include "support/test_util.h"
+
+using namespace outpost::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+std::string outpostd() { return (binDir() / "outpostd").string(); }
+std::string outpostctl() { return (binDir() / "outpostctl").string(); }
+
+std::string writeConfig(const TempDir& dir, const std::string& broker,
+                        const std::string& endpoint) {
+  writeFile(dir / "outpost.yaml",
+            "node: {name: edge-h, state_dir: " + (dir / "state").string() + "}\n" +
+                "runtime: {endpoint: \"" + endpoint + "\"}\n" + "device: {enabled: false}\n" +
+                "cloud: {mqtt: {broker: \"" + broker + "\"}, reconnect: {base: 100ms, cap: 1s}}\n" +
+                "api: {socket: " + (dir / "o.sock").string() + ", metrics_address: \"\"}\n");
+  return (dir / "outpost.yaml").string();
+}
+
+std::string ctl(const std::string& config, std::vector<std::string> args, int* rc = nullptr) {
+  std::vector<std::string> argv = {outpostctl(), "-c", config};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string out;
+  int code = run(argv, &out);
+  if (rc) *rc = code;
+  return out;
+}
+
+json podStatus(const std::string& config, const std::string& name) {
+  json pod = json::parse(ctl(config, {"get", "pod", name, "-o", "json"}), nullptr, false);
+  return pod.is_object() ? pod.value("status", json::object()) : json::object();
+}
+
+// The newest retained status the broker holds on `topic`: the envelope's content.
+json retainedContent(const MqttTestClient& cloud, const std::string& topic) {
+  auto got = cloud.messagesOn(topic);
+  if (got.empty()) return json();
+  json env = json::parse(got.back().payload, nullptr, false);
+  if (!env.is_object() || !env.contains("content")) return json();
+  json content = env["content"];
+  return content.is_string() ? json::parse(content.get<std::string>(), nullptr, false) : content;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "outpostd with hollow:// runs a desired pod to Running and reports it, stages a failed pull, "
+    "has the pod's log, and says it is hollow in status and in its node status") {
+  TempDir dir;
+  Mosquitto broker;
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe("outpost/v1/nodes/edge-h/status/#");
+  std::string config = writeConfig(dir, broker.uri(), "hollow://?start_latency=300ms");
+  Child agent({outpostd(), "--config", config});
+
+  std::string out;
+  REQUIRE(waitFor([&] {
+    return run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) == 0 &&
+           json::parse(out, nullptr, false).contains("cloud");
+  }));
+  CHECK(json::parse(out)["hollow"] == true);
+  out = ctl(config, {"status"});
+  CHECK(out.find("Hollow:   yes, containers are simulated (runtime hollow://): not a real node") !=
+        std::string::npos);
+  CHECK(out.find("reconciling via hollow://?start_latency=300ms") != std::string::npos);
+
+  writeFile(dir / "pods.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers: [{name: main, image: "nginx:1.25"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  containers: [{name: main, image: "registry.example/app:pull-fails"}]
+)");
+  int rc = -1;
+  ctl(config, {"apply", "-f", (dir / "pods.yaml").string()}, &rc);
+  REQUIRE(rc == 0);
+
+  bool running =
+      waitFor([&] { return podStatus(config, "web").value("phase", "") == "Running"; }, 30s);
+  INFO("agent log:\n", agent.err());
+  REQUIRE(running);
+  json web = podStatus(config, "web");
+  CHECK(web["containerStatuses"][0]["state"].contains("running"));
+  CHECK(web["containerStatuses"][0]["restartCount"] == 0);
+
+  // The status reached the broker, retained, as the cloud reads it.
+  const std::string statusTopic = "outpost/v1/nodes/edge-h/status/";
+  CHECK(waitFor([&] {
+    return retainedContent(cloud, statusTopic + "default/pod/web").value("phase", "") == "Running";
+  }));
+
+  // The staged pull failure, with its reason, on the node and at the broker.
+  auto pullReason = [](const json& status) {
+    if (!status.is_object() || !status.contains("containerStatuses")) return std::string();
+    const json& state = status["containerStatuses"][0]["state"];
+    if (!state.contains("waiting")) return std::string();
+    return state["waiting"].value("reason", "") + ": " + state["waiting"].value("message", "");
+  };
+  CHECK(waitFor([&] {
+    std::string r = pullReason(podStatus(config, "nopull"));
+    return (r.rfind("ErrImagePull: ", 0) == 0 || r.rfind("ImagePullBackOff: ", 0) == 0) &&
+           r.find(
+               "failed to pull image \"registry.example/app:pull-fails\": staged by its tag "
+               "pull-fails") != std::string::npos;
+  }));
+  CHECK(waitFor([&] {
+    return pullReason(retainedContent(cloud, statusTopic + "default/pod/nopull"))
+               .find("staged by its tag pull-fails") != std::string::npos;
+  }));
+
+  // The node status carries the hollow label and names the runtime.
+  json node;
+  CHECK(waitFor([&] {
+    node = retainedContent(cloud, statusTopic + "default/node/edge-h");
+    return node.is_object() && node.contains("metadata");
+  }));
+  CHECK(node["metadata"]["labels"]["outpost.io/hollow"] == "true");
+  CHECK(node["nodeInfo"]["containerRuntimeVersion"] == "hollow://1");
+
+  // A hollow container has a line of log.
+  out = ctl(config, {"logs", "web"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out == "hollow container main started (image nginx:1.25)\n");
+
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(5s) == outpost::agent::kExitOk);
+}
+
+TEST_CASE("a malformed hollow:// endpoint exits 78 naming the key and what is wrong") {
+  TempDir dir;
+  std::string config = writeConfig(dir, "tcp://127.0.0.1:1", "hollow://?start_latency=fast");
+  Child agent({outpostd(), "--config", config});
+  CHECK(agent.wait(10s) == outpost::agent::kExitConfig);
+  CHECK(agent.err().find("runtime.endpoint: hollow:// start_latency \"fast\" is not a whole number "
+                         "with ms, s or m") != std::string::npos);
+
+  std::string err;
+  config = writeConfig(dir, "tcp://127.0.0.1:1", "hollow://node-3");
+  CHECK(run({outpostd(), "--check-config", "--config", config}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("runtime.endpoint: hollow:// takes no host or path (found \"node-3\")") !=
+        std::string::npos);
+}
