@@ -1,5 +1,5 @@
-// The one MQTT client adapter of the agent, against a real mosquitto: what the cloud link and the
-// device twins rely on, and how it reports what went wrong.
+// The one MQTT client adapter of the agent, against a real mosquitto and a real RabbitMQ (its MQTT
+// plugin): what the cloud link and the device twins rely on, and how it reports what went wrong.
 
 #include "outpost/mqttc/client.h"
 
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/mosquitto.h"
+#include "support/rabbitmq.h"
 #include "support/test_util.h"
 
 namespace outpost::test {
@@ -79,15 +80,26 @@ mqttc::ConnectOptions options(const std::string& uri, const std::string& id) {
   return o;
 }
 
-TEST_CASE(
-    "a payload over maxPayloadBytes goes to oversized with its size and is never handed over; "
-    "unsubscribe ends a subscription") {
-  Mosquitto broker;
+// The shared RabbitMQ of this binary, or nullptr when it is not installed (the case is skipped with
+// a message); a RabbitMQ that is installed but does not start fails the case.
+RabbitMq* rabbitmq() {
+  if (std::string why = RabbitMq::unavailableReason(); !why.empty()) {
+    MESSAGE("skipped: " << why);
+    return nullptr;
+  }
+  std::string why;
+  RabbitMq* broker = RabbitMq::shared(why);
+  REQUIRE_MESSAGE(broker, why);
+  return broker;
+}
+
+// Topics under `t` (unique per case: a shared broker keeps what earlier cases retained).
+void oversizedAndUnsubscribe(const std::string& uri, const std::string& t) {
   Seen pub, sub;
   std::vector<std::pair<std::string, size_t>> oversized;
-  mqttc::Client publisher(options(broker.uri(), "pub"), pub.callbacks());
+  mqttc::Client publisher(options(uri, "pub"), pub.callbacks());
   REQUIRE(publisher.connect().isOk());
-  auto o = options(broker.uri(), "sub");
+  auto o = options(uri, "sub");
   o.maxPayloadBytes = 1024;
   auto cb = sub.callbacks();
   cb.oversized = [&](std::string topic, size_t bytes) {
@@ -101,63 +113,116 @@ TEST_CASE(
   REQUIRE(waitFor([&] { return sub.with([&] { return sub.connected; }); }));
   REQUIRE(waitFor([&] { return pub.with([&] { return pub.connected; }); }));
   Outcome granted;
-  subscriber.subscribe({"big/#", "small"}, granted.callback());
+  subscriber.subscribe({t + "big/#", t + "small"}, granted.callback());
   REQUIRE(waitFor([&] { return granted.get().has_value(); }));
-  publisher.publish("big/one", std::string(8u << 20, 'x'), false, nullptr);
-  publisher.publish("big/two", std::string(1024, 'y'), false, nullptr);  // at the limit: delivered
+  publisher.publish(t + "big/one", std::string(8u << 20, 'x'), false, nullptr);
+  publisher.publish(t + "big/two", std::string(1024, 'y'), false, nullptr);  // at the limit
   REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 1; }); }));
   REQUIRE(waitFor([&] { return sub.with([&] { return oversized.size() == 1; }); }));
   sub.with([&] {
-    CHECK(oversized[0].first == "big/one");
+    CHECK(oversized[0].first == t + "big/one");
     CHECK(oversized[0].second == (8u << 20));
-    CHECK(std::get<0>(sub.messages[0]) == "big/two");
+    CHECK(std::get<0>(sub.messages[0]) == t + "big/two");
     return 0;
   });
   Outcome gone;
-  subscriber.unsubscribe({"big/#"}, gone.callback());
+  subscriber.unsubscribe({t + "big/#"}, gone.callback());
   REQUIRE(waitFor([&] { return gone.get().has_value(); }));
   CHECK(gone.get()->isOk());
-  publisher.publish("big/three", "z", false, nullptr);
-  publisher.publish("small", "s", false, nullptr);
+  publisher.publish(t + "big/three", "z", false, nullptr);
+  publisher.publish(t + "small", "s", false, nullptr);
   REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 2; }); }));
   sub.with([&] {
-    CHECK(std::get<0>(sub.messages[1]) == "small");  // nothing from big/ after the unsubscribe
+    CHECK(std::get<0>(sub.messages[1]) == t + "small");  // nothing from big/ after unsubscribe
+    return 0;
+  });
+}
+
+TEST_CASE(
+    "a payload over maxPayloadBytes goes to oversized with its size and is never handed over; "
+    "unsubscribe ends a subscription") {
+  Mosquitto broker;
+  oversizedAndUnsubscribe(broker.uri(), "");
+}
+
+TEST_CASE("RabbitMQ: an oversized payload and unsubscribe, as with mosquitto") {
+  if (RabbitMq* broker = rabbitmq()) oversizedAndUnsubscribe(broker->uri(), "oversized/");
+}
+
+// `filter` the subscription: site/# on mosquitto; RabbitMQ sends retained messages only to a
+// filter without wildcards.
+void retainedQos1(const std::string& uri, const std::string& t, const std::string& filter) {
+  Seen pub, sub;
+  mqttc::Client publisher(options(uri, "pub"), pub.callbacks());
+  REQUIRE(publisher.connect().isOk());
+  REQUIRE(waitFor([&] { return pub.with([&] { return pub.connected; }); }));
+  CHECK(publisher.connected());
+  Outcome acked;
+  publisher.publish(t + "site/a", std::string("v\0w", 3), true, acked.callback());
+  REQUIRE(waitFor([&] { return acked.get().has_value(); }));
+  CHECK(acked.get()->isOk());
+
+  mqttc::Client subscriber(options(uri, "sub"), sub.callbacks());
+  REQUIRE(subscriber.connect().isOk());
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.connected; }); }));
+  Outcome granted;
+  subscriber.subscribe({t + filter}, granted.callback());
+  REQUIRE(waitFor([&] { return sub.with([&] { return !sub.messages.empty(); }); }));
+  CHECK(granted.get().has_value());
+  CHECK(granted.get()->isOk());
+  sub.with([&] {
+    CHECK(std::get<0>(sub.messages[0]) == t + "site/a");
+    CHECK(std::get<1>(sub.messages[0]) == std::string("v\0w", 3));
+    CHECK(std::get<2>(sub.messages[0]));
+    return 0;
+  });
+  // Live, not retained.
+  publisher.publish(t + "site/a", "live", false, nullptr);
+  REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 2; }); }));
+  sub.with([&] {
+    CHECK(std::get<1>(sub.messages[1]) == "live");
+    CHECK_FALSE(std::get<2>(sub.messages[1]));
     return 0;
   });
 }
 
 TEST_CASE("a retained QoS 1 message reaches a subscriber with its topic, payload and flag") {
   Mosquitto broker;
+  retainedQos1(broker.uri(), "", "site/#");
+}
+
+TEST_CASE("RabbitMQ: a retained QoS 1 message reaches a subscriber to its exact topic") {
+  if (RabbitMq* broker = rabbitmq()) retainedQos1(broker->uri(), "retained/", "site/a");
+}
+
+// What docs/mqtt-link.md tells RabbitMQ's operators: a filter with a wildcard gets no retained
+// message (RabbitMQ's MQTT documentation, "Retained Messages and Stores"), only live ones.
+TEST_CASE("RabbitMQ: a wildcard subscription gets live messages but no retained one") {
+  RabbitMq* broker = rabbitmq();
+  if (!broker) return;
+  const std::string t = "wildcard/";
   Seen pub, sub;
-  mqttc::Client publisher(options(broker.uri(), "pub"), pub.callbacks());
+  mqttc::Client publisher(options(broker->uri(), "pub"), pub.callbacks());
   REQUIRE(publisher.connect().isOk());
   REQUIRE(waitFor([&] { return pub.with([&] { return pub.connected; }); }));
-  CHECK(publisher.connected());
   Outcome acked;
-  publisher.publish("site/a", std::string("v\0w", 3), true, acked.callback());
+  publisher.publish(t + "site/a", "kept", true, acked.callback());
   REQUIRE(waitFor([&] { return acked.get().has_value(); }));
-  CHECK(acked.get()->isOk());
-
-  mqttc::Client subscriber(options(broker.uri(), "sub"), sub.callbacks());
+  REQUIRE(acked.get()->isOk());
+  mqttc::Client subscriber(options(broker->uri(), "sub"), sub.callbacks());
   REQUIRE(subscriber.connect().isOk());
   REQUIRE(waitFor([&] { return sub.with([&] { return sub.connected; }); }));
   Outcome granted;
-  subscriber.subscribe({"site/#"}, granted.callback());
+  subscriber.subscribe({t + "site/#"}, granted.callback());
+  REQUIRE(waitFor([&] { return granted.get().has_value(); }));
+  REQUIRE(granted.get()->isOk());
+  // A live message sent after the SUBACK arrives; a retained one would have come before it.
+  publisher.publish(t + "site/b", "live", false, nullptr);
   REQUIRE(waitFor([&] { return sub.with([&] { return !sub.messages.empty(); }); }));
-  CHECK(granted.get().has_value());
-  CHECK(granted.get()->isOk());
   sub.with([&] {
-    CHECK(std::get<0>(sub.messages[0]) == "site/a");
-    CHECK(std::get<1>(sub.messages[0]) == std::string("v\0w", 3));
-    CHECK(std::get<2>(sub.messages[0]));
-    return 0;
-  });
-  // Live, not retained.
-  publisher.publish("site/b", "live", false, nullptr);
-  REQUIRE(waitFor([&] { return sub.with([&] { return sub.messages.size() == 2; }); }));
-  sub.with([&] {
-    CHECK(std::get<1>(sub.messages[1]) == "live");
-    CHECK_FALSE(std::get<2>(sub.messages[1]));
+    CHECK(sub.messages.size() == 1);
+    CHECK(std::get<0>(sub.messages[0]) == t + "site/b");
+    CHECK_FALSE(std::get<2>(sub.messages[0]));
     return 0;
   });
 }
@@ -296,19 +361,18 @@ TEST_CASE("an address the library cannot use is refused by connect() with the ad
   CHECK(s.message().find("http://127.0.0.1:1") != std::string::npos);
 }
 
-TEST_CASE("a clean disconnect publishes no will, and a lost connection is reported") {
-  Mosquitto broker;
-  Seen watcher;
-  mqttc::Client watch(options(broker.uri(), "watch"), watcher.callbacks());
+// A client that disconnects cleanly: no will; the watcher stays connected for the caller.
+void noWillOnCleanDisconnect(const std::string& uri, const std::string& t, mqttc::Client& watch,
+                             Seen& watcher) {
   REQUIRE(watch.connect().isOk());
   REQUIRE(waitFor([&] { return watcher.with([&] { return watcher.connected; }); }));
   Outcome subscribed;
-  watch.subscribe({"will/#"}, subscribed.callback());
+  watch.subscribe({t + "will/#"}, subscribed.callback());
   REQUIRE(waitFor([&] { return subscribed.get().has_value(); }));
   {
     Seen seen;
-    auto o = options(broker.uri(), "clean");
-    o.willTopic = "will/clean";
+    auto o = options(uri, "clean");
+    o.willTopic = t + "will/clean";
     o.willPayload = "gone";
     o.willRetained = false;
     mqttc::Client client(o, seen.callbacks());
@@ -316,12 +380,19 @@ TEST_CASE("a clean disconnect publishes no will, and a lost connection is report
     REQUIRE(waitFor([&] { return seen.with([&] { return seen.connected; }); }));
   }  // the destructor disconnects cleanly
   // A marker sent after the disconnect arrives; a will would have come before it.
-  watch.publish("will/marker", "after", false, nullptr);
+  watch.publish(t + "will/marker", "after", false, nullptr);
   REQUIRE(waitFor([&] { return watcher.with([&] { return !watcher.messages.empty(); }); }));
   watcher.with([&] {
-    CHECK(std::get<0>(watcher.messages[0]) == "will/marker");
+    CHECK(std::get<0>(watcher.messages[0]) == t + "will/marker");
     return 0;
   });
+}
+
+TEST_CASE("a clean disconnect publishes no will, and a lost connection is reported") {
+  Mosquitto broker;
+  Seen watcher;
+  mqttc::Client watch(options(broker.uri(), "watch"), watcher.callbacks());
+  noWillOnCleanDisconnect(broker.uri(), "", watch, watcher);
   broker.stop();
   REQUIRE(waitFor([&] { return watcher.with([&] { return !watcher.down.empty(); }); }));
   watcher.with([&] {
@@ -329,6 +400,14 @@ TEST_CASE("a clean disconnect publishes no will, and a lost connection is report
     return 0;
   });
   CHECK_FALSE(watch.connected());
+}
+
+TEST_CASE("RabbitMQ: a clean disconnect publishes no will") {
+  RabbitMq* broker = rabbitmq();
+  if (!broker) return;
+  Seen watcher;
+  mqttc::Client watch(options(broker->uri(), "watch"), watcher.callbacks());
+  noWillOnCleanDisconnect(broker->uri(), "clean/", watch, watcher);
 }
 
 TEST_CASE("a callback may call the client: a publish from down() fails at once, it does not hang") {
