@@ -298,6 +298,12 @@ TEST_CASE("RabbitMQ: a broker restart loses nothing: the link comes back and con
   REQUIRE(waitFor([&] { return !agent.connected(); }));
   broker->start();
   REQUIRE_MESSAGE(broker->running(), broker->log());
+  // The retained store outlived the restart.
+  const std::string keepTopic = kTopics.desired(node, "default/pod/keep");
+  MqttTestClient reader(broker->uri());
+  reader.subscribe(keepTopic);
+  REQUIRE(waitFor([&] { return !reader.messagesOn(keepTopic).empty(); }));
+  CHECK(reader.messagesOn(keepTopic).back().retained);
   Cloud cloud(broker->uri(), node);
   cloud.manifest = manifest;
   cloud.generation = generation;
