@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -400,6 +401,132 @@ TEST_CASE("a clean disconnect publishes no will, and a lost connection is report
     return 0;
   });
   CHECK_FALSE(watch.connected());
+}
+
+// A TCP forwarder to a broker whose connection can be cut as a network failure does: no DISCONNECT,
+// the sockets reset. One connection at a time.
+class CuttableProxy {
+ public:
+  explicit CuttableProxy(int brokerPort) : brokerPort_(brokerPort) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    REQUIRE(::listen(listen_, 1) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~CuttableProxy() {
+    stop_ = true;
+    thread_.join();
+    ::close(listen_);
+  }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  void cut() { cut_ = true; }
+  bool wasCut() const { return done_; }
+
+ private:
+  static void reset(int fd) {
+    linger l{1, 0};  // close with RST
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(fd);
+  }
+  void serve() {
+    int client = -1, server = -1;
+    char buf[65536];
+    while (!stop_) {
+      if (client >= 0 && cut_) {
+        reset(client);
+        reset(server);
+        client = server = -1;
+        done_ = true;
+      }
+      std::vector<pollfd> fds = {{listen_, POLLIN, 0}};
+      if (client >= 0) {
+        fds.push_back({client, POLLIN, 0});
+        fds.push_back({server, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        int c = ::accept(listen_, nullptr, nullptr);
+        if (client >= 0 || c < 0) {
+          if (c >= 0) ::close(c);
+          continue;
+        }
+        server = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in b{};
+        b.sin_family = AF_INET;
+        b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        b.sin_port = htons(static_cast<uint16_t>(brokerPort_));
+        if (::connect(server, reinterpret_cast<sockaddr*>(&b), sizeof b) != 0) {
+          ::close(server);
+          ::close(c);
+          continue;
+        }
+        client = c;
+        continue;
+      }
+      for (size_t i = 1; i < fds.size() && client >= 0; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+        int to = fds[i].fd == client ? server : client;
+        if (n <= 0 || ::write(to, buf, static_cast<size_t>(n)) != n) {
+          ::close(client);
+          ::close(server);
+          client = server = -1;
+        }
+      }
+    }
+    if (client >= 0) ::close(client);
+    if (server >= 0) ::close(server);
+  }
+
+  int brokerPort_;
+  int listen_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false}, cut_{false}, done_{false};
+  std::thread thread_;
+};
+
+// A connection lost without DISCONNECT: the broker publishes the retained will, which a client that
+// subscribes later still gets (an exact topic, so RabbitMQ sends it too).
+void willOnLostConnection(const std::string& uri, int port, const std::string& t) {
+  CuttableProxy proxy(port);
+  Seen seen;
+  auto o = options(proxy.uri(), t + "lost");
+  o.willTopic = t + "will/lost";
+  o.willPayload = "false";
+  o.willRetained = true;
+  mqttc::Client client(o, seen.callbacks());
+  REQUIRE(client.connect().isOk());
+  REQUIRE(waitFor([&] { return seen.with([&] { return seen.connected; }); }));
+  proxy.cut();
+  REQUIRE(waitFor([&] { return proxy.wasCut(); }));
+  Seen late;
+  mqttc::Client reader(options(uri, t + "reader"), late.callbacks());
+  REQUIRE(reader.connect().isOk());
+  REQUIRE(waitFor([&] { return late.with([&] { return late.connected; }); }));
+  Outcome granted;
+  reader.subscribe({t + "will/lost"}, granted.callback());
+  REQUIRE(waitFor([&] { return late.with([&] { return !late.messages.empty(); }); }));
+  late.with([&] {
+    CHECK(std::get<0>(late.messages[0]) == t + "will/lost");
+    CHECK(std::get<1>(late.messages[0]) == "false");
+    CHECK(std::get<2>(late.messages[0]));
+    return 0;
+  });
+}
+
+TEST_CASE("a lost connection makes the broker publish the retained will") {
+  Mosquitto broker;
+  willOnLostConnection(broker.uri(), broker.port(), "");
+}
+
+TEST_CASE("RabbitMQ: a lost connection makes the broker publish the retained will") {
+  if (RabbitMq* broker = rabbitmq()) willOnLostConnection(broker->uri(), broker->port(), "lost/");
 }
 
 TEST_CASE("RabbitMQ: a clean disconnect publishes no will") {
