@@ -231,11 +231,18 @@ TEST_CASE_FIXTURE(HollowReconciler,
               busyboxPod("crash", "u-crash", "app:exits-2-after-3s", {{"c", ""}}).dump());
   desired.put("default/pod/nopull",
               busyboxPod("nopull", "u-nopull", "app:pull-fails", {{"c", ""}}).dump());
+  desired.put("default/pod/typo",
+              busyboxPod("typo", "u-typo", "app:exits-1-after-5", {{"c", ""}}).dump());
   DeployAgent agent(*rt, desired, sink, clock, cfg);
   REQUIRE(agent.start());
   // Started, not yet running: the start latency.
   CHECK(sink.waitingReason("default/pod/web", "c") == "ContainerCreating");
   CHECK(sink.waitingReason("default/pod/nopull", "c") == "ErrImagePull");
+  // A tag that is not in the grammar: the container waits, and says why.
+  CHECK(sink.waitingReason("default/pod/typo", "c") == "ErrImagePull");
+  CHECK(sink.pod("default/pod/typo")["containerStatuses"][0]["state"]["waiting"]["message"] ==
+        "image \"app:exits-1-after-5\": tag \"exits-1-after-5\" is not "
+        "exits-<code 0-255>[-after-<n>ms|s|m] (hollow runtime, docs/hollow-nodes.md)");
   clock.advance(1s);
   agent.pass();
   CHECK(sink.phase("default/pod/web") == "Running");
