@@ -67,6 +67,7 @@ RabbitMq::RabbitMq() {
       "outpost-test-" + std::to_string(getpid()) + "-" + std::to_string(instances++) + "@localhost";
   writeFile(dir_ / "enabled_plugins", "[rabbitmq_mqtt].\n");
   writeFile(dir_ / "rabbitmq-env.conf", "");
+  startWatcher();
   for (int attempt = 0; attempt < 3 && !child_; ++attempt) {
     mqttPort_ = freePort();
     distPort_ = freePort();
@@ -83,16 +84,30 @@ RabbitMq::RabbitMq() {
     start();
   }
   if (!child_) throw std::runtime_error("RabbitMQ did not start; its log:\n" + log());
-  // A test process that dies without destroying this (a crash) must not leave the node running.
-  std::string pidFile = (dir_ / "rabbit.pid").string();
-  watcher_ = std::make_unique<Child>(std::vector<std::string>{
-      "/bin/sh", "-c",
-      "while kill -0 " + std::to_string(getpid()) +
-          " 2>/dev/null; do sleep 1; done; "
-          "[ -f '" +
-          pidFile + "' ] && kill -9 \"$(cat '" + pidFile + "')\"; " + kEpmd + " -port " +
-          std::to_string(epmdPort_) + " -kill >/dev/null 2>&1; rm -rf '" + dir_.path().string() +
-          "'"});
+}
+
+void RabbitMq::startWatcher() {
+  // A test process that dies without destroying this (a crash, a kill; also while the node starts)
+  // must not leave it running: this shell waits for the test process to go, then kills the script
+  // and the Erlang node by their pid files, then every process started with this node's name in its
+  // environment (a node that had not written its pid file yet), its epmd, and removes the
+  // directory.
+  const std::string d = dir_.path().string();
+  const std::string pid = std::to_string(getpid());
+  std::string script;
+  script += "while kill -0 " + pid + " 2>/dev/null; do sleep 1; done\n";
+  script += "for f in '" + d + "/script.pid' '" + d + "/rabbit.pid'; do\n";
+  script += "  [ -f \"$f\" ] && kill -9 \"$(cat \"$f\")\" 2>/dev/null\n";
+  script += "done\n";
+  script += "for e in /proc/[0-9]*/environ; do\n";
+  script += "  p=${e#/proc/}; p=${p%/environ}\n";
+  script += "  tr '\\0' '\\n' < \"$e\" 2>/dev/null | grep -qx 'RABBITMQ_NODENAME=" + node_ +
+            "' && kill -9 \"$p\" 2>/dev/null\n";
+  script += "done\n";
+  script += "[ -f '" + d + "/epmd.port' ] && " + kEpmd + " -port \"$(cat '" + d +
+            "/epmd.port')\" -kill >/dev/null 2>&1\n";
+  script += "rm -rf '" + d + "'\n";
+  watcher_ = std::make_unique<Child>(std::vector<std::string>{"/bin/sh", "-c", script});
 }
 
 RabbitMq::~RabbitMq() {
@@ -128,7 +143,9 @@ void RabbitMq::start() {
       "RABBITMQ_ENABLED_PLUGINS_FILE=" + d + "/enabled_plugins",
       "RABBITMQ_PID_FILE=" + d + "/rabbit.pid",
   };
+  writeFile(dir_ / "epmd.port", std::to_string(epmdPort_));
   auto child = std::make_unique<Child>(std::vector<std::string>{kServer}, env);
+  writeFile(dir_ / "script.pid", std::to_string(child->pid()));
   // Erlang and the plugin take several seconds, more on a loaded machine.
   bool up = waitFor([&] { return canConnect(mqttPort_) || !child->running(); },
                     std::chrono::seconds(120));

@@ -36,6 +36,8 @@ class RabbitMq {
   static RabbitMq* shared(std::string& why);
 
  private:
+  void startWatcher();
+
   TempDir dir_;
   std::string node_;
   int mqttPort_ = 0;
