@@ -71,3 +71,43 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
   CHECK(agent.err().find("connected to " + hub.url()) != std::string::npos);
 }
+
+TEST_CASE("a hollow node registers its Node with outpost.io/hollow=true beside node.labels") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-hollow", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  h.requireCn = "system:node:ws-hollow";
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config, "node: {name: ws-hollow, state_dir: " + (dir / "state").string() +
+                        ", labels: {site: berlin}}\n" +
+                        "runtime: {endpoint: \"hollow://\"}\ndevice: {enabled: false}\n" +
+                        "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                        "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                        ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                        "api: {socket: " + (dir / "outpost.sock").string() +
+                        ", metrics_address: \"\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+
+  json node;
+  REQUIRE(hub.waitFor([&](const std::vector<ReceivedFrame>& frames) {
+    for (const auto& f : frames) {
+      if (f.envelope["route"].value("operation", "") == "insert" &&
+          f.envelope["route"].value("resource", "") == "default/node/ws-hollow") {
+        node = f.envelope["content"];
+        if (node.is_string()) node = json::parse(node.get<std::string>(), nullptr, false);
+        return true;
+      }
+    }
+    return false;
+  }));
+  INFO("node: ", node.dump());
+  CHECK(node["metadata"]["labels"]["outpost.io/hollow"] == "true");
+  CHECK(node["metadata"]["labels"]["site"] == "berlin");
+  CHECK(node["metadata"]["labels"]["node-role.kubernetes.io/edge"] == "");
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(5s) == outpost::agent::kExitOk);
+}
