@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "host_paths.h"
+#include "outpost/deploy/cgroup.h"
 #include "outpost/validation/validation.h"
 #include "pod_spec.h"
 #include "pod_status.h"
@@ -50,27 +51,6 @@ constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Failed", 
 std::string label(const Labels& l, const char* key) {
   auto it = l.find(key);
   return it == l.end() ? std::string() : it->second;
-}
-
-// Removes a cgroup directory (and its children, bottom-up) under every hierarchy.
-void removeCgroup(const std::string& relative) {
-  namespace fs = std::filesystem;
-  if (relative.empty()) return;
-  std::vector<fs::path> roots = {"/sys/fs/cgroup"};
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    if (e.is_directory(ec) && !e.is_symlink(ec)) roots.push_back(e.path());
-  }
-  std::function<void(const fs::path&)> rm = [&](const fs::path& dir) {
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (e.is_directory(ec) && !e.is_symlink(ec)) rm(e.path());
-    }
-    ::rmdir(dir.c_str());
-  };
-  for (const auto& root : roots) {
-    fs::path dir = root / fs::path(relative).relative_path();
-    if (fs::is_directory(dir, ec) && dir != root) rm(dir);
-  }
 }
 
 // Just the host's first non-loopback IPv4 address, for host network pods.

@@ -6,13 +6,14 @@
 
 #include <algorithm>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
+
+#include "outpost/deploy/cgroup.h"
 
 namespace outpost::test {
 namespace {
@@ -67,24 +68,6 @@ std::string cmdline(int pid) {
   return s;
 }
 
-void removeCgroupTree(const std::string& relative) {
-  std::vector<fs::path> roots = {"/sys/fs/cgroup"};
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    if (e.is_directory(ec) && !e.is_symlink(ec)) roots.push_back(e.path());
-  }
-  std::function<void(const fs::path&)> rm = [&](const fs::path& dir) {
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (e.is_directory(ec) && !e.is_symlink(ec)) rm(e.path());
-    }
-    ::rmdir(dir.c_str());
-  };
-  for (const auto& root : roots) {
-    fs::path dir = root / fs::path(relative).relative_path();
-    if (dir != root && fs::is_directory(dir, ec)) rm(dir);
-  }
-}
-
 }  // namespace
 
 std::string ContainerdHarness::unavailableReason() {
@@ -124,7 +107,7 @@ ContainerdHarness::~ContainerdHarness() {
     }
     std::sort(mounts.rbegin(), mounts.rend());
     for (const auto& p : mounts) ::umount2(p.c_str(), MNT_DETACH);
-    removeCgroupTree(cgroupParent_);
+    deploy::removeCgroup(cgroupParent_);
   } catch (const std::exception&) {
   }
 }
