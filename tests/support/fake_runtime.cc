@@ -40,6 +40,11 @@ void FakeRuntime::addImage(const std::string& image) {
   images_.insert(image);
 }
 
+void FakeRuntime::setPullable(const std::string& image) {
+  std::lock_guard<std::mutex> lock(mu_);
+  pullable_.insert(image);
+}
+
 void FakeRuntime::exitContainer(const std::string& id, int32_t code) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = containers_.find(id);
@@ -306,6 +311,10 @@ Result<std::optional<ImageInfo>> FakeRuntime::imageStatus(const std::string& ima
 Result<std::string> FakeRuntime::pullImage(const std::string& image) {
   std::lock_guard<std::mutex> lock(mu_);
   OUTPOST_RETURN_IF_ERROR(enter("PullImage"));
+  if (pullable_.count(image)) {
+    images_.insert(image);
+    return "sha256:" + image;
+  }
   return core::Status(core::Code::kUnknown,
                       "PullImage: failed to resolve " + image + ": no network");
 }

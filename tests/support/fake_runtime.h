@@ -16,6 +16,8 @@ class FakeRuntime final : public deploy::Runtime {
 
   // Test controls.
   void addImage(const std::string& image);
+  // PullImage of `image` succeeds (and adds it); any other pull fails as with no network.
+  void setPullable(const std::string& image);
   // A running container exits with `code` (as if its process ended).
   void exitContainer(const std::string& id, int32_t code);
   // Every sandbox and container process dies (a power cut).
@@ -68,6 +70,7 @@ class FakeRuntime final : public deploy::Runtime {
   uint64_t nextId_ = 1;
   deploy::UnixNanos lastNow_ = 0;
   std::set<std::string> images_;
+  std::set<std::string> pullable_;
   std::map<std::string, Sandbox> sandboxes_;
   std::map<std::string, Ctr> containers_;
   std::map<std::string, size_t> calls_;
