@@ -100,6 +100,66 @@ json condition(const std::string& type, bool status, const std::string& reason,
   return c;
 }
 
+// The init containers' statuses, and whether they all succeeded or one failed for good.
+struct InitStatus {
+  json statuses = json::array();
+  bool done = true;
+  bool failed = false;
+};
+
+InitStatus initStatus(const PodView& view) {
+  InitStatus out;
+  Counts counts;
+  bool ready = true;
+  for (const auto& v : view.init) {
+    out.statuses.push_back(containerJson(v, counts, ready));
+    bool exited = v.current && v.current->container.state == ContainerState::kExited;
+    if (!(exited && v.current->exitCode == 0 && v.waitingReason.empty())) out.done = false;
+    if (exited && v.current->exitCode != 0 && view.spec->restartPolicy == RestartPolicy::kNever) {
+      out.failed = true;
+    }
+  }
+  for (auto& st : out.statuses) {
+    // An init container that completed is not "ready" in Kubernetes terms... but reports ready.
+    if (st["state"].contains("terminated") && st["state"]["terminated"]["exitCode"] == 0)
+      st["ready"] = true;
+  }
+  return out;
+}
+
+// The phase, as the kubelet's getPhase computes it.
+std::string podPhase(const InitStatus& init, const Counts& counts, RestartPolicy policy) {
+  if (init.failed) return "Failed";
+  // Pending twice, as in the kubelet: something to wait for, or no container in any state.
+  if (!init.done || counts.waiting > 0) return "Pending";
+  if (counts.running > 0) return "Running";
+  if (counts.stopped == 0) return "Pending";
+  // Always restarts whatever stopped; OnFailure restarts only the failed ones.
+  if (policy != RestartPolicy::kAlways && counts.stopped == counts.succeeded) return "Succeeded";
+  if (policy == RestartPolicy::kNever) return "Failed";
+  return "Running";
+}
+
+json podConditions(const PodView& view, bool initDone, bool ready, Transitions& transitions,
+                   core::WallTime now) {
+  json conds = json::array();
+  conds.push_back(condition("PodScheduled", true, "", "", transitions, now));
+  conds.push_back(condition("Initialized", initDone, initDone ? "" : "ContainersNotInitialized", "",
+                            transitions, now));
+  conds.push_back(
+      condition("ContainersReady", ready, ready ? "" : "ContainersNotReady", "", transitions, now));
+  conds.push_back(
+      condition("Ready", ready, ready ? "" : "ContainersNotReady", "", transitions, now));
+  if (!view.spec->unsupported.empty()) {
+    std::string fields;
+    for (const auto& f : view.spec->unsupported) fields += (fields.empty() ? "" : ", ") + f;
+    conds.push_back(condition("Unsupported", true, "UnsupportedField",
+                              "fields not supported by this node, ignored: " + fields, transitions,
+                              now));
+  }
+  return conds;
+}
+
 }  // namespace
 
 std::string rfc3339(UnixNanos t) {
@@ -119,82 +179,25 @@ std::string rfc3339(core::WallTime t) {
 
 std::string podStatusJson(const PodView& view, Transitions& transitions, core::WallTime now) {
   const PodSpec& spec = *view.spec;
-  json status = json::object();
-  // Init containers: all must have succeeded, in order.
-  Counts initCounts;
-  bool initReady = true;
-  bool initDone = true;
-  bool initFailed = false;
-  json initStatuses = json::array();
-  for (const auto& v : view.init) {
-    initStatuses.push_back(containerJson(v, initCounts, initReady));
-    bool ok = v.current && v.current->container.state == ContainerState::kExited &&
-              v.current->exitCode == 0 && v.waitingReason.empty();
-    if (!ok) initDone = false;
-    if (v.current && v.current->container.state == ContainerState::kExited &&
-        v.current->exitCode != 0 && spec.restartPolicy == RestartPolicy::kNever) {
-      initFailed = true;
-    }
-  }
-  for (auto& s : initStatuses) {
-    // An init container that completed is not "ready" in Kubernetes terms... but reports ready.
-    if (s["state"].contains("terminated") && s["state"]["terminated"]["exitCode"] == 0)
-      s["ready"] = true;
-  }
+  InitStatus init = initStatus(view);
   Counts counts;
   bool allReady = true;
   json statuses = json::array();
   for (const auto& v : view.containers) statuses.push_back(containerJson(v, counts, allReady));
-
-  // The phase, as the kubelet's getPhase computes it.
-  std::string phase;
-  if (initFailed) {
-    phase = "Failed";
-    // Pending twice, as in the kubelet: something to wait for, or no container in any state.
-    // NOLINTNEXTLINE(bugprone-branch-clone)
-  } else if (!initDone || counts.waiting > 0) {
-    phase = "Pending";
-  } else if (counts.running > 0) {
-    phase = "Running";
-  } else if (counts.stopped > 0) {
-    // Always restarts whatever stopped; OnFailure restarts only the failed ones.
-    if (spec.restartPolicy != RestartPolicy::kAlways && counts.stopped == counts.succeeded) {
-      phase = "Succeeded";
-    } else if (spec.restartPolicy == RestartPolicy::kNever) {
-      phase = "Failed";
-    } else {
-      phase = "Running";
-    }
-  } else {
-    phase = "Pending";
-  }
-  status["phase"] = phase;
-
-  json conds = json::array();
-  conds.push_back(condition("PodScheduled", true, "", "", transitions, now));
-  conds.push_back(condition("Initialized", initDone, initDone ? "" : "ContainersNotInitialized", "",
-                            transitions, now));
-  bool ready = initDone && allReady && counts.running == static_cast<int>(view.containers.size());
+  std::string phase = podPhase(init, counts, spec.restartPolicy);
+  bool ready = init.done && allReady && counts.running == static_cast<int>(view.containers.size());
   if (phase == "Succeeded") ready = false;
-  conds.push_back(
-      condition("ContainersReady", ready, ready ? "" : "ContainersNotReady", "", transitions, now));
-  conds.push_back(
-      condition("Ready", ready, ready ? "" : "ContainersNotReady", "", transitions, now));
-  if (!spec.unsupported.empty()) {
-    std::string fields;
-    for (const auto& f : spec.unsupported) fields += (fields.empty() ? "" : ", ") + f;
-    conds.push_back(condition("Unsupported", true, "UnsupportedField",
-                              "fields not supported by this node, ignored: " + fields, transitions,
-                              now));
-  }
-  status["conditions"] = conds;
+
+  json status = json::object();
+  status["phase"] = phase;
+  status["conditions"] = podConditions(view, init.done, ready, transitions, now);
   if (!view.hostIp.empty()) status["hostIP"] = view.hostIp;
   if (!view.podIp.empty()) {
     status["podIP"] = view.podIp;
     status["podIPs"] = json::array({{{"ip", view.podIp}}});
   }
   if (view.sandboxCreatedAt > 0) status["startTime"] = rfc3339(view.sandboxCreatedAt);
-  if (!initStatuses.empty()) status["initContainerStatuses"] = initStatuses;
+  if (!init.statuses.empty()) status["initContainerStatuses"] = init.statuses;
   status["containerStatuses"] = statuses;
   status["qosClass"] = "BestEffort";
   for (const auto& c : spec.containers) {
