@@ -170,7 +170,29 @@ class Parser {
     OUTPOST_RETURN_IF_ERROR(validation::dnsLabel(path + ".name", out.name));
     if (out.image.empty()) return core::invalidArgument(path + ".image: required");
     out.hash = shortHash(c.dump());
-    std::string policy = str(c, "imagePullPolicy");
+    OUTPOST_RETURN_IF_ERROR(pullPolicy(str(c, "imagePullPolicy"), path, out));
+    out.command = strings(c, "command");
+    out.args = strings(c, "args");
+    out.workingDir = str(c, "workingDir");
+    if (c.contains("env") && c["env"].is_array()) OUTPOST_RETURN_IF_ERROR(env(c["env"], path, out));
+    if (c.contains("envFrom") && c["envFrom"].is_array()) envFrom(c["envFrom"], path, out);
+    if (c.contains("volumeMounts") && c["volumeMounts"].is_array())
+      OUTPOST_RETURN_IF_ERROR(mounts(c["volumeMounts"], path, out));
+    if (c.contains("resources") && c["resources"].is_object())
+      OUTPOST_RETURN_IF_ERROR(resources(c["resources"], path + ".resources", out));
+    if (c.contains("securityContext")) {
+      OUTPOST_RETURN_IF_ERROR(
+          security(c["securityContext"], path + ".securityContext", out.security, false));
+    }
+    if (c.contains("livenessProbe"))
+      OUTPOST_RETURN_IF_ERROR(liveness(c["livenessProbe"], path + ".livenessProbe", out, init));
+    return core::okStatus();
+  }
+
+  // imagePullPolicy; empty: Kubernetes' default, Always for ":latest" or no tag, else
+  // IfNotPresent.
+  static core::Status pullPolicy(const std::string& policy, const std::string& path,
+                                 ContainerSpec& out) {
     if (policy == "Always") {
       out.pullPolicy = PullPolicy::kAlways;
     } else if (policy == "Never") {
@@ -178,7 +200,6 @@ class Parser {
     } else if (policy == "IfNotPresent") {
       out.pullPolicy = PullPolicy::kIfNotPresent;
     } else if (policy.empty()) {
-      // Kubernetes' default: Always for ":latest" or no tag, else IfNotPresent.
       auto slash = out.image.rfind('/');
       auto colon = out.image.rfind(':');
       bool tagged = colon != std::string::npos && (slash == std::string::npos || colon > slash);
@@ -189,122 +210,123 @@ class Parser {
     } else {
       return core::invalidArgument(path + ".imagePullPolicy: unknown value " + policy);
     }
-    out.command = strings(c, "command");
-    out.args = strings(c, "args");
-    out.workingDir = str(c, "workingDir");
-    if (c.contains("env") && c["env"].is_array()) {
-      int i = 0;
-      for (const auto& e : c["env"]) {
-        std::string ep = path + ".env[" + std::to_string(i++) + "]";
-        EnvVarSpec v;
-        v.name = str(e, "name");
-        if (v.name.empty()) return core::invalidArgument(ep + ".name: required");
-        checkKeys(e, ep, {"name", "value", "valueFrom"});
-        if (e.contains("valueFrom")) {
-          const auto& vf = e["valueFrom"];
-          checkKeys(vf, ep + ".valueFrom", {"configMapKeyRef", "secretKeyRef", "fieldRef"});
-          if (vf.contains("configMapKeyRef") || vf.contains("secretKeyRef")) {
-            bool secret = vf.contains("secretKeyRef");
-            const auto& ref = vf[secret ? "secretKeyRef" : "configMapKeyRef"];
-            v.source = secret ? EnvVarSpec::Source::kSecret : EnvVarSpec::Source::kConfigMap;
-            v.refName = str(ref, "name");
-            v.refKey = str(ref, "key");
-            v.optional = ref.value("optional", false);
-          } else if (vf.contains("fieldRef")) {
-            v.source = EnvVarSpec::Source::kField;
-            v.value = str(vf["fieldRef"], "fieldPath");
-            static const std::set<std::string> kFields = {"metadata.name", "metadata.namespace",
-                                                          "metadata.uid",  "spec.nodeName",
-                                                          "status.hostIP", "status.podIP"};
-            if (!kFields.count(v.value)) unsupported(ep + ".valueFrom.fieldRef." + v.value);
-          } else {
-            continue;
-          }
-        } else {
-          v.value = str(e, "value");
-        }
-        out.env.push_back(std::move(v));
+    return core::okStatus();
+  }
+
+  core::Status env(const json& list, const std::string& path, ContainerSpec& out) {
+    int i = 0;
+    for (const auto& e : list) {
+      std::string ep = path + ".env[" + std::to_string(i++) + "]";
+      EnvVarSpec v;
+      v.name = str(e, "name");
+      if (v.name.empty()) return core::invalidArgument(ep + ".name: required");
+      checkKeys(e, ep, {"name", "value", "valueFrom"});
+      if (!e.contains("valueFrom")) {
+        v.value = str(e, "value");
+      } else if (!valueFrom(e["valueFrom"], ep + ".valueFrom", v)) {
+        continue;
+      }
+      out.env.push_back(std::move(v));
+    }
+    return core::okStatus();
+  }
+
+  // An env var's valueFrom into `v`; false when it names no source we know.
+  bool valueFrom(const json& vf, const std::string& path, EnvVarSpec& v) {
+    checkKeys(vf, path, {"configMapKeyRef", "secretKeyRef", "fieldRef"});
+    if (vf.contains("configMapKeyRef") || vf.contains("secretKeyRef")) {
+      bool secret = vf.contains("secretKeyRef");
+      const auto& ref = vf[secret ? "secretKeyRef" : "configMapKeyRef"];
+      v.source = secret ? EnvVarSpec::Source::kSecret : EnvVarSpec::Source::kConfigMap;
+      v.refName = str(ref, "name");
+      v.refKey = str(ref, "key");
+      v.optional = ref.value("optional", false);
+      return true;
+    }
+    if (!vf.contains("fieldRef")) return false;
+    v.source = EnvVarSpec::Source::kField;
+    v.value = str(vf["fieldRef"], "fieldPath");
+    static const std::set<std::string> kFields = {"metadata.name", "metadata.namespace",
+                                                  "metadata.uid",  "spec.nodeName",
+                                                  "status.hostIP", "status.podIP"};
+    if (!kFields.count(v.value)) unsupported(path + ".fieldRef." + v.value);
+    return true;
+  }
+
+  void envFrom(const json& list, const std::string& path, ContainerSpec& out) {
+    int i = 0;
+    for (const auto& e : list) {
+      std::string ep = path + ".envFrom[" + std::to_string(i++) + "]";
+      checkKeys(e, ep, {"configMapRef", "secretRef", "prefix"});
+      EnvFromSpec f;
+      f.prefix = str(e, "prefix");
+      f.secret = e.contains("secretRef");
+      const auto& ref = e.contains("secretRef") ? e["secretRef"] : e.value("configMapRef", json());
+      f.name = str(ref, "name");
+      f.optional = ref.is_object() && ref.value("optional", false);
+      if (!f.name.empty()) out.envFrom.push_back(std::move(f));
+    }
+  }
+
+  core::Status mounts(const json& list, const std::string& path, ContainerSpec& out) {
+    int i = 0;
+    for (const auto& m : list) {
+      std::string mp = path + ".volumeMounts[" + std::to_string(i++) + "]";
+      checkKeys(m, mp, {"name", "mountPath", "subPath", "readOnly"});
+      VolumeMountSpec vm{str(m, "name"), str(m, "mountPath"), str(m, "subPath"),
+                         m.value("readOnly", false)};
+      if (vm.name.empty() || vm.mountPath.empty())
+        return core::invalidArgument(mp + ": name and mountPath are required");
+      if (!vm.subPath.empty())
+        OUTPOST_RETURN_IF_ERROR(validation::relativePath(mp + ".subPath", vm.subPath));
+      out.mounts.push_back(std::move(vm));
+    }
+    return core::okStatus();
+  }
+
+  core::Status resources(const json& r, const std::string& path, ContainerSpec& out) {
+    checkKeys(r, path, {"limits", "requests"});
+    for (const char* kind : {"limits", "requests"}) {
+      if (!r.contains(kind) || !r[kind].is_object()) continue;
+      std::string rp = path + "." + kind;
+      checkKeys(r[kind], rp, {"cpu", "memory"}, {"ephemeral-storage"});
+      auto quantity = [&](const char* name) {
+        const auto& q = r[kind][name];
+        return q.is_string() ? q.get<std::string>() : q.is_number() ? q.dump() : std::string();
+      };
+      bool limits = std::string(kind) == "limits";
+      if (r[kind].contains("cpu")) {
+        auto milli = parseCpuMilli(quantity("cpu"));
+        if (!milli) return core::invalidArgument(rp + ".cpu: not a quantity");
+        (limits ? out.cpuLimitMilli : out.cpuRequestMilli) = *milli;
+      }
+      if (limits && r[kind].contains("memory")) {
+        auto bytes = parseBytes(quantity("memory"));
+        if (!bytes) return core::invalidArgument(rp + ".memory: not a quantity");
+        out.memoryLimitBytes = *bytes;
       }
     }
-    if (c.contains("envFrom") && c["envFrom"].is_array()) {
-      int i = 0;
-      for (const auto& e : c["envFrom"]) {
-        std::string ep = path + ".envFrom[" + std::to_string(i++) + "]";
-        checkKeys(e, ep, {"configMapRef", "secretRef", "prefix"});
-        EnvFromSpec f;
-        f.prefix = str(e, "prefix");
-        f.secret = e.contains("secretRef");
-        const auto& ref =
-            e.contains("secretRef") ? e["secretRef"] : e.value("configMapRef", json());
-        f.name = str(ref, "name");
-        f.optional = ref.is_object() && ref.value("optional", false);
-        if (!f.name.empty()) out.envFrom.push_back(std::move(f));
-      }
-    }
-    if (c.contains("volumeMounts") && c["volumeMounts"].is_array()) {
-      int i = 0;
-      for (const auto& m : c["volumeMounts"]) {
-        std::string mp = path + ".volumeMounts[" + std::to_string(i++) + "]";
-        checkKeys(m, mp, {"name", "mountPath", "subPath", "readOnly"});
-        VolumeMountSpec vm{str(m, "name"), str(m, "mountPath"), str(m, "subPath"),
-                           m.value("readOnly", false)};
-        if (vm.name.empty() || vm.mountPath.empty())
-          return core::invalidArgument(mp + ": name and mountPath are required");
-        if (!vm.subPath.empty())
-          OUTPOST_RETURN_IF_ERROR(validation::relativePath(mp + ".subPath", vm.subPath));
-        out.mounts.push_back(std::move(vm));
-      }
-    }
-    if (c.contains("resources") && c["resources"].is_object()) {
-      const auto& r = c["resources"];
-      checkKeys(r, path + ".resources", {"limits", "requests"});
-      for (const char* kind : {"limits", "requests"}) {
-        if (!r.contains(kind) || !r[kind].is_object()) continue;
-        std::string rp = path + ".resources." + kind;
-        checkKeys(r[kind], rp, {"cpu", "memory"}, {"ephemeral-storage"});
-        auto quantity = [&](const char* name) {
-          const auto& q = r[kind][name];
-          return q.is_string() ? q.get<std::string>() : q.is_number() ? q.dump() : std::string();
-        };
-        bool limits = std::string(kind) == "limits";
-        if (r[kind].contains("cpu")) {
-          auto milli = parseCpuMilli(quantity("cpu"));
-          if (!milli) return core::invalidArgument(rp + ".cpu: not a quantity");
-          (limits ? out.cpuLimitMilli : out.cpuRequestMilli) = *milli;
-        }
-        if (limits && r[kind].contains("memory")) {
-          auto bytes = parseBytes(quantity("memory"));
-          if (!bytes) return core::invalidArgument(rp + ".memory: not a quantity");
-          out.memoryLimitBytes = *bytes;
-        }
-      }
-    }
-    if (c.contains("securityContext")) {
-      OUTPOST_RETURN_IF_ERROR(
-          security(c["securityContext"], path + ".securityContext", out.security, false));
-    }
-    if (c.contains("livenessProbe")) {
-      const auto& p = c["livenessProbe"];
-      std::string pp = path + ".livenessProbe";
-      if (init) unsupported(pp);
-      checkKeys(p, pp,
-                {"exec", "initialDelaySeconds", "periodSeconds", "timeoutSeconds",
-                 "failureThreshold", "successThreshold"});
-      if (p.contains("exec")) {
-        ProbeSpec probe;
-        probe.command = strings(p["exec"], "command");
-        constexpr int64_t kMax = 2147483647;
-        OUTPOST_RETURN_IF_ERROR(
-            intIn(p, "initialDelaySeconds", 0, kMax, pp, probe.initialDelaySeconds));
-        OUTPOST_RETURN_IF_ERROR(intIn(p, "periodSeconds", 0, kMax, pp, probe.periodSeconds));
-        OUTPOST_RETURN_IF_ERROR(intIn(p, "timeoutSeconds", 0, kMax, pp, probe.timeoutSeconds));
-        OUTPOST_RETURN_IF_ERROR(intIn(p, "failureThreshold", 0, kMax, pp, probe.failureThreshold));
-        probe.periodSeconds = std::max(1, probe.periodSeconds);
-        probe.timeoutSeconds = std::max(1, probe.timeoutSeconds);
-        probe.failureThreshold = std::max(1, probe.failureThreshold);
-        if (!probe.command.empty() && !init) out.liveness = std::move(probe);
-      }
-    }
+    return core::okStatus();
+  }
+
+  core::Status liveness(const json& p, const std::string& path, ContainerSpec& out, bool init) {
+    if (init) unsupported(path);
+    checkKeys(p, path,
+              {"exec", "initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold",
+               "successThreshold"});
+    if (!p.contains("exec")) return core::okStatus();
+    ProbeSpec probe;
+    probe.command = strings(p["exec"], "command");
+    constexpr int64_t kMax = 2147483647;
+    OUTPOST_RETURN_IF_ERROR(
+        intIn(p, "initialDelaySeconds", 0, kMax, path, probe.initialDelaySeconds));
+    OUTPOST_RETURN_IF_ERROR(intIn(p, "periodSeconds", 0, kMax, path, probe.periodSeconds));
+    OUTPOST_RETURN_IF_ERROR(intIn(p, "timeoutSeconds", 0, kMax, path, probe.timeoutSeconds));
+    OUTPOST_RETURN_IF_ERROR(intIn(p, "failureThreshold", 0, kMax, path, probe.failureThreshold));
+    probe.periodSeconds = std::max(1, probe.periodSeconds);
+    probe.timeoutSeconds = std::max(1, probe.timeoutSeconds);
+    probe.failureThreshold = std::max(1, probe.failureThreshold);
+    if (!probe.command.empty() && !init) out.liveness = std::move(probe);
     return core::okStatus();
   }
 
