@@ -375,6 +375,108 @@ class Parser {
     return core::okStatus();
   }
 
+  // metadata: name, namespace, uid (made from the key when absent), labels, annotations.
+  core::Status metadata(const json& md, const std::string& key,
+                        const std::string& defaultNamespace) {
+    pod_.name = str(md, "name");
+    pod_.podNamespace = str(md, "namespace");
+    if (pod_.podNamespace.empty()) pod_.podNamespace = defaultNamespace;
+    if (pod_.name.empty()) return core::invalidArgument("metadata.name: required");
+    pod_.uid = str(md, "uid");
+    if (pod_.uid.empty()) pod_.uid = "outpost-" + shortHash(key);
+    // It names the pod's directory on the host (and its cgroup).
+    OUTPOST_RETURN_IF_ERROR(validation::uid("metadata.uid", pod_.uid));
+    pod_.labels = labels(md, "labels");
+    pod_.annotations = labels(md, "annotations");
+    return core::okStatus();
+  }
+
+  // The pod-wide fields of spec: restart policy, host network and name, runtime class, grace
+  // period, security context.
+  core::Status podFields(const json& spec) {
+    static const std::set<std::string> kSpecKeys = {"containers",
+                                                    "initContainers",
+                                                    "volumes",
+                                                    "restartPolicy",
+                                                    "hostNetwork",
+                                                    "runtimeClassName",
+                                                    "terminationGracePeriodSeconds",
+                                                    "securityContext",
+                                                    "hostname"};
+    checkKeys(spec, "spec", kSpecKeys, kSpecNoEffect);
+    std::string rp = str(spec, "restartPolicy");
+    if (rp == "Always" || rp.empty()) {
+      pod_.restartPolicy = RestartPolicy::kAlways;
+    } else if (rp == "OnFailure") {
+      pod_.restartPolicy = RestartPolicy::kOnFailure;
+    } else if (rp == "Never") {
+      pod_.restartPolicy = RestartPolicy::kNever;
+    } else {
+      return core::invalidArgument("spec.restartPolicy: unknown value " + rp);
+    }
+    pod_.hostNetwork = spec.value("hostNetwork", false);
+    pod_.hostname = str(spec, "hostname");
+    pod_.runtimeClassName = str(spec, "runtimeClassName");
+    if (spec.contains("terminationGracePeriodSeconds") &&
+        spec["terminationGracePeriodSeconds"].is_number_integer()) {
+      pod_.gracePeriodSeconds =
+          std::max<int64_t>(0, spec["terminationGracePeriodSeconds"].get<int64_t>());
+    }
+    if (spec.contains("securityContext")) {
+      OUTPOST_RETURN_IF_ERROR(
+          security(spec["securityContext"], "spec.securityContext", pod_.podSecurity, true));
+    }
+    return core::okStatus();
+  }
+
+  // spec.initContainers and spec.containers: at least one container, names unique across both.
+  core::Status containers(const json& spec) {
+    std::set<std::string> names;
+    for (auto [field, list, init] : {std::tuple<const char*, std::vector<ContainerSpec>*, bool>{
+                                         "initContainers", &pod_.initContainers, true},
+                                     {"containers", &pod_.containers, false}}) {
+      if (!spec.contains(field)) continue;
+      if (!spec[field].is_array()) return core::invalidArgument(std::string("spec.") + field);
+      int i = 0;
+      for (const auto& c : spec[field]) {
+        ContainerSpec cs;
+        OUTPOST_RETURN_IF_ERROR(
+            container(c, std::string("spec.") + field + "[" + std::to_string(i++) + "]", cs, init));
+        if (!names.insert(cs.name).second)
+          return core::invalidArgument("duplicate container name " + cs.name);
+        list->push_back(std::move(cs));
+      }
+    }
+    if (pod_.containers.empty()) return core::invalidArgument("spec.containers: at least one");
+    return core::okStatus();
+  }
+
+  // spec.volumes, names unique; every container mounts only declared volumes.
+  core::Status volumes(const json& spec) {
+    std::set<std::string> volumeNames;
+    if (spec.contains("volumes") && spec["volumes"].is_array()) {
+      int i = 0;
+      for (const auto& v : spec["volumes"]) {
+        VolumeSpec vs;
+        std::string vp = "spec.volumes[" + std::to_string(i++) + "]";
+        OUTPOST_RETURN_IF_ERROR(volume(v, vp, vs));
+        if (!volumeNames.insert(vs.name).second)
+          return core::invalidArgument(vp + ".name: " + vs.name + " is used by another volume");
+        pod_.volumes.push_back(std::move(vs));
+      }
+    }
+    for (const auto* list : {&pod_.initContainers, &pod_.containers}) {
+      for (const auto& c : *list) {
+        for (const auto& m : c.mounts) {
+          if (!volumeNames.count(m.name))
+            return core::invalidArgument("container " + c.name + " mounts unknown volume " +
+                                         m.name);
+        }
+      }
+    }
+    return core::okStatus();
+  }
+
  private:
   PodSpec& pod_;
 };
@@ -447,87 +549,10 @@ core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
   try {
     const json& md = doc.value("metadata", json::object());
     const json& spec = doc.value("spec", json::object());
-    pod.name = Parser::str(md, "name");
-    pod.podNamespace = Parser::str(md, "namespace");
-    if (pod.podNamespace.empty()) pod.podNamespace = defaultNamespace;
-    if (pod.name.empty()) return core::invalidArgument("metadata.name: required");
-    pod.uid = Parser::str(md, "uid");
-    if (pod.uid.empty()) pod.uid = "outpost-" + shortHash(key);
-    // It names the pod's directory on the host (and its cgroup).
-    OUTPOST_RETURN_IF_ERROR(validation::uid("metadata.uid", pod.uid));
-    pod.labels = Parser::labels(md, "labels");
-    pod.annotations = Parser::labels(md, "annotations");
-
-    static const std::set<std::string> kSpecKeys = {"containers",
-                                                    "initContainers",
-                                                    "volumes",
-                                                    "restartPolicy",
-                                                    "hostNetwork",
-                                                    "runtimeClassName",
-                                                    "terminationGracePeriodSeconds",
-                                                    "securityContext",
-                                                    "hostname"};
-    p.checkKeys(spec, "spec", kSpecKeys, kSpecNoEffect);
-    std::string rp = Parser::str(spec, "restartPolicy");
-    if (rp == "Always" || rp.empty()) {
-      pod.restartPolicy = RestartPolicy::kAlways;
-    } else if (rp == "OnFailure") {
-      pod.restartPolicy = RestartPolicy::kOnFailure;
-    } else if (rp == "Never") {
-      pod.restartPolicy = RestartPolicy::kNever;
-    } else {
-      return core::invalidArgument("spec.restartPolicy: unknown value " + rp);
-    }
-    pod.hostNetwork = spec.value("hostNetwork", false);
-    pod.hostname = Parser::str(spec, "hostname");
-    pod.runtimeClassName = Parser::str(spec, "runtimeClassName");
-    if (spec.contains("terminationGracePeriodSeconds") &&
-        spec["terminationGracePeriodSeconds"].is_number_integer()) {
-      pod.gracePeriodSeconds =
-          std::max<int64_t>(0, spec["terminationGracePeriodSeconds"].get<int64_t>());
-    }
-    if (spec.contains("securityContext")) {
-      OUTPOST_RETURN_IF_ERROR(
-          p.security(spec["securityContext"], "spec.securityContext", pod.podSecurity, true));
-    }
-    std::set<std::string> names;
-    for (auto [field, list, init] : {std::tuple<const char*, std::vector<ContainerSpec>*, bool>{
-                                         "initContainers", &pod.initContainers, true},
-                                     {"containers", &pod.containers, false}}) {
-      if (!spec.contains(field)) continue;
-      if (!spec[field].is_array()) return core::invalidArgument(std::string("spec.") + field);
-      int i = 0;
-      for (const auto& c : spec[field]) {
-        ContainerSpec cs;
-        OUTPOST_RETURN_IF_ERROR(p.container(
-            c, std::string("spec.") + field + "[" + std::to_string(i++) + "]", cs, init));
-        if (!names.insert(cs.name).second)
-          return core::invalidArgument("duplicate container name " + cs.name);
-        list->push_back(std::move(cs));
-      }
-    }
-    if (pod.containers.empty()) return core::invalidArgument("spec.containers: at least one");
-    std::set<std::string> volumeNames;
-    if (spec.contains("volumes") && spec["volumes"].is_array()) {
-      int i = 0;
-      for (const auto& v : spec["volumes"]) {
-        VolumeSpec vs;
-        std::string vp = "spec.volumes[" + std::to_string(i++) + "]";
-        OUTPOST_RETURN_IF_ERROR(p.volume(v, vp, vs));
-        if (!volumeNames.insert(vs.name).second)
-          return core::invalidArgument(vp + ".name: " + vs.name + " is used by another volume");
-        pod.volumes.push_back(std::move(vs));
-      }
-    }
-    for (const auto* list : {&pod.initContainers, &pod.containers}) {
-      for (const auto& c : *list) {
-        for (const auto& m : c.mounts) {
-          if (!volumeNames.count(m.name))
-            return core::invalidArgument("container " + c.name + " mounts unknown volume " +
-                                         m.name);
-        }
-      }
-    }
+    OUTPOST_RETURN_IF_ERROR(p.metadata(md, key, defaultNamespace));
+    OUTPOST_RETURN_IF_ERROR(p.podFields(spec));
+    OUTPOST_RETURN_IF_ERROR(p.containers(spec));
+    OUTPOST_RETURN_IF_ERROR(p.volumes(spec));
     json sandboxKey = {pod.hostNetwork, pod.runtimeClassName, pod.hostname,
                        spec.value("securityContext", json::object())};
     pod.sandboxHash = shortHash(sandboxKey.dump());
