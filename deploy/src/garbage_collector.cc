@@ -143,10 +143,15 @@ void GarbageCollector::removePodFiles(const std::string& uid) {
     log_.warn("removing the directory of pod ", uid, ": ", s.toString());
 }
 
-std::vector<std::string> GarbageCollector::collectOrphans(const Observed& o, const Orphans& orphans,
-                                                          bool complete) {
-  if (orphans.uids.empty()) return {};
+void GarbageCollector::collectOrphans(const Observed& o, const Orphans& orphans, bool complete,
+                                      const std::function<void(const std::string& key)>& ask) {
+  if (orphans.uids.empty()) return;
   if (!complete) {
+    // The cloud's answer lands in the store (the pod is named again and adopted) or settles that
+    // it does not want it.
+    for (const auto& l : orphans.labelKeys) {
+      if (auto key = keyFromLabel(l)) ask(*key);
+    }
     // After a store recovery the store is empty until the cloud resends the desired set: these
     // pods are most likely still wanted, and removing them would lose the site's work.
     if (!holdingOrphans_) {
@@ -157,19 +162,12 @@ std::vector<std::string> GarbageCollector::collectOrphans(const Observed& o, con
           " that the store does not name until it is complete");
     }
     holdingOrphans_ = true;
-    // The cloud's answer lands in the store (the pod is named again and adopted) or settles that
-    // it does not want it.
-    std::vector<std::string> ask;
-    for (const auto& l : orphans.labelKeys) {
-      if (auto key = keyFromLabel(l)) ask.push_back(*key);
-    }
-    return ask;
+    return;
   }
   if (holdingOrphans_) log_.info("the desired set is complete again");
   holdingOrphans_ = false;
   log_.info("collecting ", orphans.uids.size(), " pods nobody wants");
   removeUids(o, orphans.uids);
-  return {};
 }
 
 }  // namespace outpost::deploy

@@ -69,9 +69,10 @@ class GarbageCollector {
   // names, else 30 s), then each pod's cgroup and directory; true when no sandbox is left.
   bool removeUids(const Observed& o, const std::set<std::string>& uids);
   // The orphans of `o`: removed when the desired set is `complete`. Otherwise they are kept (a
-  // store recovered empty is most likely resent by the cloud) and the store keys to ask the
-  // cloud about are returned.
-  std::vector<std::string> collectOrphans(const Observed& o, const Orphans& orphans, bool complete);
+  // store recovered empty is most likely resent by the cloud) and `ask` is called with the
+  // store key of each, to ask the cloud whether it still wants it.
+  void collectOrphans(const Observed& o, const Orphans& orphans, bool complete,
+                      const std::function<void(const std::string& key)>& ask);
 
  private:
   void removePodFiles(const std::string& uid);

@@ -432,7 +432,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (w.spec) uids.insert(w.spec->uid);
     }
     auto orphans = findOrphans(o, uids, [this](const std::string& l) { return pendingKey(l); });
-    for (const auto& key : gc_.collectOrphans(o, orphans, desired_.complete())) askMissing(key);
+    gc_.collectOrphans(o, orphans, desired_.complete(),
+                       [this](const std::string& key) { askMissing(key); });
   }
 
   // The configmaps and secrets `pod` needs that the store lacks: ask the cloud for them.

@@ -75,7 +75,9 @@ TEST_CASE_FIXTURE(Collector,
   runPod("web", "uid-web");
   runPod("old", "uid-old");
   auto o = observed();
-  auto ask = gc.collectOrphans(o, findOrphans(o, {"uid-web"}, none), /*complete=*/true);
+  std::vector<std::string> ask;
+  gc.collectOrphans(o, findOrphans(o, {"uid-web"}, none), /*complete=*/true,
+                    [&](const std::string& key) { ask.push_back(key); });
   CHECK(ask.empty());
   CHECK(uidsRunning() == std::set<std::string>{"uid-web"});
   CHECK_FALSE(podDir("uid-old"));
@@ -91,7 +93,9 @@ TEST_CASE_FIXTURE(Collector,
   runPod("web", "uid-web");
   runPod("old", "uid-old");
   auto o = observed();
-  auto ask = gc.collectOrphans(o, findOrphans(o, {}, none), /*complete=*/false);
+  std::vector<std::string> ask;
+  gc.collectOrphans(o, findOrphans(o, {}, none), /*complete=*/false,
+                    [&](const std::string& key) { ask.push_back(key); });
   CHECK(ask == std::vector<std::string>{"default/pod/old", "default/pod/web"});
   CHECK(uidsRunning() == std::set<std::string>{"uid-old", "uid-web"});
   CHECK(podDir("uid-old"));
