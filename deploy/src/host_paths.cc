@@ -82,105 +82,143 @@ core::Result<Fd> openStateDir(const std::string& stateDir) {
 // points. Depth-first with an explicit stack of open directories; a subdirectory below kMaxDepth
 // is moved up into `root` first and emptied in a later round, so no more than kMaxDepth
 // descriptors are ever open however deep a container nested its directories.
-core::Status emptyTree(int root, dev_t dev, const std::string& shown) {
+class TreeEmptier {
+ public:
+  TreeEmptier(int root, dev_t dev, const std::string& shown)
+      : root_(root), dev_(dev), shown_(shown) {}
+
+  core::Status run() {
+    for (int round = 0; round < 100000; ++round) {
+      movedUp_ = false;
+      failed_ = core::okStatus();
+      OUTPOST_RETURN_IF_ERROR(openRoot());
+      while (!stack_.empty() && failed_.isOk()) next();
+      for (auto& l : stack_) ::closedir(l.dir);
+      stack_.clear();
+      OUTPOST_RETURN_IF_ERROR(failed_);
+      if (!movedUp_) return core::okStatus();
+    }
+    return core::internalError("removing " + shown_ + ": too many rounds");
+  }
+
+ private:
   struct Level {
     DIR* dir = nullptr;
     std::string name;  // in the level above
   };
-  unsigned moved = 0;
-  for (int round = 0; round < 100000; ++round) {
-    bool movedUp = false;
-    std::vector<Level> stack;
-    core::Status failed = core::okStatus();
-    auto close = [&] {
-      for (auto& l : stack) ::closedir(l.dir);
-      stack.clear();
-    };
-    int rootCopy = ::fcntl(root, F_DUPFD_CLOEXEC, 0);
-    if (rootCopy < 0) return sysError("reading " + shown, errno);
+
+  core::Status openRoot() {
+    int rootCopy = ::fcntl(root_, F_DUPFD_CLOEXEC, 0);
+    if (rootCopy < 0) return sysError("reading " + shown_, errno);
     DIR* rootDir = ::fdopendir(rootCopy);
     if (!rootDir) {
       ::close(rootCopy);
-      return sysError("reading " + shown, errno);
+      return sysError("reading " + shown_, errno);
     }
     ::rewinddir(rootDir);  // the copy shares the position the previous round left at the end
-    stack.push_back({rootDir, ""});
-    while (!stack.empty() && failed.isOk()) {
-      int fd = ::dirfd(stack.back().dir);
-      errno = 0;
-      struct dirent* e = ::readdir(stack.back().dir);
-      if (!e) {
-        if (errno != 0) {
-          failed = sysError("reading " + shown, errno);
-          break;
-        }
-        Level done = std::move(stack.back());
-        stack.pop_back();
-        ::closedir(done.dir);
-        if (!stack.empty() &&
-            ::unlinkat(::dirfd(stack.back().dir), done.name.c_str(), AT_REMOVEDIR) != 0 &&
-            errno != ENOENT) {
-          failed = sysError("removing a directory in " + shown, errno);
-        }
-        continue;
-      }
-      std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) {
-        if (::unlinkat(fd, name.c_str(), 0) == 0 || errno == ENOENT) continue;
-        if (errno != EISDIR) {
-          failed = sysError("removing " + inQuotes(name) + " in " + shown, errno);
-          continue;
-        }
-        // It became a directory since it was listed: emptied below.
-      }
-      Fd child(::openat(fd, name.c_str(), kDirFlags));
-      if (!child) {
-        // Not a directory after all (a symlink, a file): the entry itself goes.
-        if (errno == ENOTDIR || errno == ELOOP) {
-          if (::unlinkat(fd, name.c_str(), 0) != 0 && errno != ENOENT)
-            failed = sysError("removing " + inQuotes(name) + " in " + shown, errno);
-        } else if (errno != ENOENT) {
-          failed = sysError("opening " + inQuotes(name) + " in " + shown, errno);
-        }
-        continue;
-      }
-      struct stat st {};
-      if (::fstat(child.get(), &st) != 0) {
-        failed = sysError("reading " + inQuotes(name) + " in " + shown, errno);
-        continue;
-      }
-      if (st.st_dev != dev) {
-        failed = core::failedPrecondition(inQuotes(name) + " in " + shown +
-                                          " is a mount point: left in place");
-        continue;
-      }
-      if (stack.size() >= kMaxDepth) {
-        // Too deep: moved up into the root, emptied in the next round.
-        while (true) {
-          std::string up = ".outpost~deep" + std::to_string(moved++);
-          if (::renameat2(fd, name.c_str(), root, up.c_str(), RENAME_NOREPLACE) == 0) break;
-          if (errno != EEXIST) {
-            failed = sysError("moving a deep directory up in " + shown, errno);
-            break;
-          }
-        }
-        movedUp = true;
-        continue;
-      }
-      DIR* dir = ::fdopendir(child.get());
-      if (!dir) {
-        failed = sysError("reading " + inQuotes(name) + " in " + shown, errno);
-        continue;
-      }
-      child.release();
-      stack.push_back({dir, std::move(name)});
-    }
-    close();
-    OUTPOST_RETURN_IF_ERROR(failed);
-    if (!movedUp) return core::okStatus();
+    stack_.push_back({rootDir, ""});
+    return core::okStatus();
   }
-  return core::internalError("removing " + shown + ": too many rounds");
+
+  // The next entry of the innermost directory; at its end, that directory goes.
+  void next() {
+    errno = 0;
+    struct dirent* e = ::readdir(stack_.back().dir);
+    if (!e) {
+      if (errno != 0) {
+        failed_ = sysError("reading " + shown_, errno);
+      } else {
+        leave();
+      }
+      return;
+    }
+    std::string name = e->d_name;
+    if (name == "." || name == "..") return;
+    int fd = ::dirfd(stack_.back().dir);
+    if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) {
+      if (::unlinkat(fd, name.c_str(), 0) == 0 || errno == ENOENT) return;
+      if (errno != EISDIR) {
+        failed_ = sysError("removing " + inQuotes(name) + " in " + shown_, errno);
+        return;
+      }
+      // It became a directory since it was listed: emptied below.
+    }
+    enter(fd, std::move(name));
+  }
+
+  // The innermost directory is empty: closed and removed from the one above.
+  void leave() {
+    Level done = std::move(stack_.back());
+    stack_.pop_back();
+    ::closedir(done.dir);
+    if (!stack_.empty() &&
+        ::unlinkat(::dirfd(stack_.back().dir), done.name.c_str(), AT_REMOVEDIR) != 0 &&
+        errno != ENOENT) {
+      failed_ = sysError("removing a directory in " + shown_, errno);
+    }
+  }
+
+  // The entry `name` of `fd`, listed as a directory (or of unknown type): opened and pushed, or
+  // moved up into the root when too deep; removed when it is not a directory after all.
+  void enter(int fd, std::string name) {
+    Fd child(::openat(fd, name.c_str(), kDirFlags));
+    if (!child) {
+      // Not a directory after all (a symlink, a file): the entry itself goes.
+      if (errno == ENOTDIR || errno == ELOOP) {
+        if (::unlinkat(fd, name.c_str(), 0) != 0 && errno != ENOENT)
+          failed_ = sysError("removing " + inQuotes(name) + " in " + shown_, errno);
+      } else if (errno != ENOENT) {
+        failed_ = sysError("opening " + inQuotes(name) + " in " + shown_, errno);
+      }
+      return;
+    }
+    struct stat st {};
+    if (::fstat(child.get(), &st) != 0) {
+      failed_ = sysError("reading " + inQuotes(name) + " in " + shown_, errno);
+      return;
+    }
+    if (st.st_dev != dev_) {
+      failed_ = core::failedPrecondition(inQuotes(name) + " in " + shown_ +
+                                         " is a mount point: left in place");
+      return;
+    }
+    if (stack_.size() >= kMaxDepth) {
+      moveUp(fd, name);
+      return;
+    }
+    DIR* dir = ::fdopendir(child.get());
+    if (!dir) {
+      failed_ = sysError("reading " + inQuotes(name) + " in " + shown_, errno);
+      return;
+    }
+    child.release();
+    stack_.push_back({dir, std::move(name)});
+  }
+
+  // Too deep: moved up into the root, emptied in the next round.
+  void moveUp(int fd, const std::string& name) {
+    while (true) {
+      std::string up = ".outpost~deep" + std::to_string(moved_++);
+      if (::renameat2(fd, name.c_str(), root_, up.c_str(), RENAME_NOREPLACE) == 0) break;
+      if (errno != EEXIST) {
+        failed_ = sysError("moving a deep directory up in " + shown_, errno);
+        break;
+      }
+    }
+    movedUp_ = true;
+  }
+
+  int root_;
+  dev_t dev_;
+  std::string shown_;
+  std::vector<Level> stack_;
+  unsigned moved_ = 0;
+  bool movedUp_ = false;
+  core::Status failed_ = core::okStatus();
+};
+
+core::Status emptyTree(int root, dev_t dev, const std::string& shown) {
+  return TreeEmptier(root, dev, shown).run();
 }
 
 // Removes the entry `name` of `dirFd` (a subtree entirely), on device `dev`; OK when absent.
