@@ -4,7 +4,9 @@
 #include "host_paths.h"
 
 #include <doctest/doctest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -120,6 +122,28 @@ TEST_CASE_FIXTURE(Dirs, "a pod's directory is removed without following symlinks
   fs::create_directory_symlink(outside / "victim", state / "pods" / "u-2");
   REQUIRE(paths.removePod("u-2").isOk());
   CHECK(readFile(outside / "victim" / "file") == "precious");
+}
+
+TEST_CASE_FIXTURE(Dirs,
+                  "a file system mounted inside a pod's directory is left in place, unemptied") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to mount");
+    return;
+  }
+  auto dir = paths.openVolume("u-1", "scratch", 0755);
+  REQUIRE(dir.isOk());
+  fs::path target = fs::path(dir->path()) / "a" / "mnt";
+  fs::create_directories(target);
+  writeFile(fs::path(dir->path()) / "a" / "f", "x");
+  REQUIRE(::mount("outpost-test", target.c_str(), "tmpfs", 0, "size=64k") == 0);
+  writeFile(target / "kept", "precious");
+  auto removed = paths.removePod("u-1");
+  CHECK(removed.code() == core::Code::kFailedPrecondition);
+  CHECK(removed.message().find("is a mount point: left in place") != std::string::npos);
+  CHECK(readFile(target / "kept") == "precious");
+  ::umount2(target.c_str(), MNT_DETACH);
+  CHECK(paths.removePod("u-1").isOk());  // unmounted: it goes
+  CHECK(!fs::exists(state / "pods" / "u-1"));
 }
 
 TEST_CASE_FIXTURE(Dirs, "a subPath is looked up inside its volume without following symlinks") {
