@@ -47,6 +47,14 @@ struct Collector {
     return out;
   }
   bool podDir(const std::string& uid) { return fs::exists(state.path() / "pods" / uid); }
+  // Collects the orphans of what runs, given the desired uids; the keys asked of the cloud.
+  std::vector<std::string> collect(const std::set<std::string>& desiredUids, bool complete) {
+    auto o = observed();
+    std::vector<std::string> asked;
+    gc.collectOrphans(o, findOrphans(o, desiredUids, [](const std::string&) { return false; }),
+                      complete, [&](const std::string& key) { asked.push_back(key); });
+    return asked;
+  }
 
   FakeRuntime runtime;
   TempDir state;
@@ -74,11 +82,7 @@ TEST_CASE_FIXTURE(Collector,
                   "desired pod stays") {
   runPod("web", "uid-web");
   runPod("old", "uid-old");
-  auto o = observed();
-  std::vector<std::string> ask;
-  gc.collectOrphans(o, findOrphans(o, {"uid-web"}, none), /*complete=*/true,
-                    [&](const std::string& key) { ask.push_back(key); });
-  CHECK(ask.empty());
+  CHECK(collect({"uid-web"}, /*complete=*/true).empty());
   CHECK(uidsRunning() == std::set<std::string>{"uid-web"});
   CHECK_FALSE(podDir("uid-old"));
   CHECK(podDir("uid-web"));
@@ -92,11 +96,8 @@ TEST_CASE_FIXTURE(Collector,
                   "about each") {
   runPod("web", "uid-web");
   runPod("old", "uid-old");
-  auto o = observed();
-  std::vector<std::string> ask;
-  gc.collectOrphans(o, findOrphans(o, {}, none), /*complete=*/false,
-                    [&](const std::string& key) { ask.push_back(key); });
-  CHECK(ask == std::vector<std::string>{"default/pod/old", "default/pod/web"});
+  CHECK(collect({}, /*complete=*/false) ==
+        std::vector<std::string>{"default/pod/old", "default/pod/web"});
   CHECK(uidsRunning() == std::set<std::string>{"uid-old", "uid-web"});
   CHECK(podDir("uid-old"));
   CHECK(runtime.calls("StopContainer") == 0);
