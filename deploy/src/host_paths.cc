@@ -26,6 +26,17 @@ constexpr const char* kTmpName = ".outpost~tmp";
 // How many directories a removal holds open at once; a deeper tree is moved up in steps.
 constexpr size_t kMaxDepth = 64;
 
+// True when the directory open at `fd` is the root of a mount: another file system (its device
+// differs from `dev`), or a bind mount of the same one, which only the kernel's mount-root
+// attribute tells apart (statx, Linux 5.8).
+bool mountRoot(int fd, dev_t dev, const struct stat& st) {
+  if (st.st_dev != dev) return true;
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, 0, &stx) != 0) return false;
+  return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
+         (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+}
+
 core::Status sysError(const std::string& what, int err) {
   std::string m = what + ": " + std::strerror(err);
   if (err == ELOOP || err == ENOTDIR || err == EISDIR || err == EXDEV || err == ENOTEMPTY)
@@ -177,7 +188,7 @@ class TreeEmptier {
       failed_ = sysError("reading " + inQuotes(name) + " in " + shown_, errno);
       return;
     }
-    if (st.st_dev != dev_) {
+    if (mountRoot(child.get(), dev_, st)) {
       failed_ = core::failedPrecondition(inQuotes(name) + " in " + shown_ +
                                          " is a mount point: left in place");
       return;
@@ -235,7 +246,8 @@ core::Status removeAt(int dirFd, const std::string& name, dev_t dev, const std::
   }
   OUTPOST_ASSIGN_OR_RETURN(Fd dir, openDirAt(dirFd, name, false, 0, shown));
   if (::fstat(dir.get(), &st) != 0) return sysError("reading " + shown, errno);
-  if (st.st_dev != dev) return core::failedPrecondition(shown + " is a mount point: left in place");
+  if (mountRoot(dir.get(), dev, st))
+    return core::failedPrecondition(shown + " is a mount point: left in place");
   OUTPOST_RETURN_IF_ERROR(emptyTree(dir.get(), dev, shown));
   if (::unlinkat(dirFd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
     return sysError("removing " + shown, errno);

@@ -146,6 +146,31 @@ TEST_CASE_FIXTURE(Dirs,
   CHECK(!fs::exists(state / "pods" / "u-1"));
 }
 
+TEST_CASE_FIXTURE(
+    Dirs, "a bind mount of the same file system inside a pod's directory is left in place") {
+  // A bind mount keeps its source's device number, so only the kernel's mount-root attribute
+  // shows it: comparing devices alone emptied the bound directory.
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to mount");
+    return;
+  }
+  auto dir = paths.openVolume("u-1", "scratch", 0755);
+  REQUIRE(dir.isOk());
+  fs::path target = fs::path(dir->path()) / "a" / "mnt";
+  fs::create_directories(target);
+  fs::create_directories(outside / "bound");
+  writeFile(outside / "bound" / "kept", "precious");
+  REQUIRE(::mount((outside / "bound").c_str(), target.c_str(), nullptr, MS_BIND, nullptr) == 0);
+  auto removed = paths.removePod("u-1");
+  CHECK(removed.code() == core::Code::kFailedPrecondition);
+  CHECK(removed.message().find("is a mount point: left in place") != std::string::npos);
+  CHECK(readFile(outside / "bound" / "kept") == "precious");
+  ::umount2(target.c_str(), MNT_DETACH);
+  CHECK(paths.removePod("u-1").isOk());
+  CHECK(readFile(outside / "bound" / "kept") == "precious");
+  CHECK(!fs::exists(state / "pods" / "u-1"));
+}
+
 TEST_CASE_FIXTURE(Dirs, "a subPath is looked up inside its volume without following symlinks") {
   auto dir = paths.openVolume("u-1", "scratch", 0755);
   REQUIRE(dir.isOk());
