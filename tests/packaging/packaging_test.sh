@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Packaging test (issue 7): builds the outpost .deb and .rpm from a separate Release tree, lints
-# them, then installs the .deb on this machine and checks install, upgrade from an older version,
-# remove and purge. It leaves the machine as it found it: the package is purged on every exit.
+# Packaging test (issues 7 and 21): builds the outpost .deb and .rpm from a separate Release tree,
+# signs them with a release key made here (scripts/package --sign: the .rpm, an apt and a yum
+# repository), lints them, checks that rpm, gpgv and apt accept what is signed and refuse it changed,
+# then installs the .deb on this machine and checks install, remove, purge, and the upgrade from an
+# older version by apt from the signed repository. It leaves the machine as it found it: the package
+# is purged on every exit; keys, rpm database and apt state are throwaway ones in the work directory
+# (the machine's keyrings and apt sources are neither used nor changed).
 #   packaging_test.sh SOURCE_DIR WORK_DIR [CMAKE [CPACK]]
 # Exit 0 when every check passed, 1 when one failed, 77 (skipped) when not root or without dpkg.
 set -uo pipefail
@@ -74,12 +78,19 @@ flock -w 1500 9 || die "another packaging test holds /run/lock/outpost-packaging
 if [ "$(pkg_status)" != not-installed ] || [ -e /etc/outpost ] || [ -e /var/lib/outpost ]; then
   skip "outpost is installed here, or /etc/outpost or /var/lib/outpost exists: not touching them"
 fi
-for tool in lintian rpmlint rpmbuild rpm systemd-analyze dpkg-shlibdeps gzip; do
+for tool in lintian rpmlint rpmbuild rpm systemd-analyze dpkg-shlibdeps gzip \
+  gpg gpgv gpgconf rpmsign rpmkeys apt-ftparchive createrepo_c; do
   command -v "$tool" >/dev/null || die "$tool is missing: ./scripts/deps test installs it (scripts/packages/packaging.txt)"
 done
 
+signing=$work/signing
 cleanup() {
   local rc=$?
+  local home
+  # The gpg-agents of the test's own keyrings (started by gpg for them), and nothing else.
+  for home in "$signing"/gnupg-*; do
+    if [ -d "$home" ]; then gpgconf --homedir "$home" --kill gpg-agent >/dev/null 2>&1 || true; fi
+  done
   if [ "$(pkg_status)" != not-installed ]; then
     echo "cleanup: purging outpost"
     apt_get purge outpost >/dev/null 2>&1 || dpkg --purge --force-all outpost >/dev/null 2>&1 || true
@@ -98,11 +109,14 @@ export LC_ALL=C.UTF-8
 build=$work/build
 rm -rf "$work/old" "$work/new"
 mkdir -p "$build" "$work/old" "$work/new"
-generator=()
-if [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null; then generator=(-G Ninja); fi
+configure_opts=()
+if [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null; then configure_opts=(-G Ninja); fi
+if command -v ccache >/dev/null; then
+  configure_opts+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
 
 configure_and_pack() {  # VERSION_OVERRIDE OUTDIR GENERATORS
-  "$cmake" -S "$src" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  "$cmake" -S "$src" -B "$build" "${configure_opts[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DOUTPOST_BUILD_TESTS=OFF -DOUTPOST_BUILD_BENCH=OFF -DOUTPOST_PACKAGE_VERSION="$1" \
     >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; return 1; }
   "$cmake" --build "$build" -j 2 >"$work/build.log" 2>&1 || { tail -50 "$work/build.log"; return 1; }
@@ -121,14 +135,119 @@ rpm_file=$(ls "$work"/new/outpost-"$version"-"$release".*.rpm 2>/dev/null | head
 [ -n "$rpm_file" ] || die "no outpost-$version-$release.*.rpm in $work/new"
 ok "built $(basename "$deb"), $(basename "$rpm_file") and $(basename "$old_deb")"
 
+# --- Signed release: a key made here signs the .rpm and the apt and yum repositories -----------------
+# As docs/packaging.md ("The signing key") says to keep one: a certify-only primary key whose secret
+# is then removed (it would be offline), and a signing subkey, the only secret left in the keyring.
+echo "--- signing (scripts/package --sign) with a release key made for the test"
+rm -rf "$signing"
+mkdir -p "$signing"
+gnupg=$signing/gnupg-release
+mkdir -m 0700 "$gnupg" "$signing/gnupg-other" "$signing/gnupg-public"
+gpg_in() { local home=$1; shift; GNUPGHOME=$home gpg --batch --quiet --pinentry-mode loopback --passphrase '' "$@"; }
+key_fpr() { gpg_in "$1" --with-colons --list-keys | awk -F: '/^fpr:/ { print $10; exit }'; }
+gpg_in "$gnupg" --quick-gen-key "Outpost release test key <release-test@outpost.invalid>" rsa3072 cert 1d \
+  2>/dev/null || die "gpg could not make the test's release key"
+fpr=$(key_fpr "$gnupg")
+gpg_in "$gnupg" --quick-add-key "$fpr" rsa3072 sign 1d 2>/dev/null || die "gpg could not add a signing subkey"
+sub_fpr=$(gpg_in "$gnupg" --with-colons --list-keys "$fpr" | awk -F: '/^sub:/ { s = 1 } s && /^fpr:/ { print $10; exit }')
+gpg_in "$gnupg" --export-secret-subkeys "$fpr" >"$signing/subkey.gpg" &&
+  gpg_in "$gnupg" --yes --delete-secret-keys "$fpr" 2>/dev/null &&
+  gpg_in "$gnupg" --import "$signing/subkey.gpg" 2>/dev/null || die "could not take the primary key offline"
+check "release key: the primary key's secret is offline (sec#), the signing subkey's is here" \
+  bash -c 'GNUPGHOME=$1 gpg --batch --with-colons -K | awk -F: '\''$1 == "sec" && $15 == "#" { p = 1 }
+           $1 == "ssb" && $12 ~ /s/ && $15 == "+" { s = 1 } END { exit !(p && s) }'\''' _ "$gnupg"
+gpg_in "$signing/gnupg-other" --quick-gen-key "Someone else <other@outpost.invalid>" ed25519 sign 1d 2>/dev/null ||
+  die "gpg could not make a second key"
+other_fpr=$(key_fpr "$signing/gnupg-other")
+gpg_in "$gnupg" --export "$fpr" | gpg_in "$signing/gnupg-public" --import 2>/dev/null
+
+repo=$signing/repo
+package_sign() {  # GNUPGHOME OUTPUT_FILE scripts/package ARGS...
+  local home=$1 out=$2
+  shift 2
+  GNUPGHOME=$home "$src/scripts/package" "$@" >"$out" 2>&1
+}
+unsigned_rpm() { [ "$(rpm -qp --qf '%{RSAHEADER}%{DSAHEADER}' "$rpm_file" 2>/dev/null)" = "(none)(none)" ]; }
+check "the .rpm as built is unsigned" unsigned_rpm
+# A refusal names the problem, exits before anything is signed or written.
+refused() {  # EXIT_STATUS WANTED_STATUS MESSAGE LOG
+  local rc=$1
+  [ "$rc" -eq "$2" ] || { echo "      exit $rc, want $2"; cat "$4"; return 1; }
+  grep -qF -- "$3" "$4" || { echo "      no \"$3\" in:"; cat "$4"; return 1; }
+  unsigned_rpm || { echo "      the .rpm was signed all the same"; return 1; }
+  [ ! -e "$repo" ] || { echo "      $repo was written"; return 1; }
+}
+package_sign "$gnupg" "$signing/unknown.log" --sign "$other_fpr" --from "$work/new" --repo "$repo"
+check "--sign with a key not in the keyring: refused, names the keyring" \
+  refused $? 1 "no key '$other_fpr' in the keyring of $gnupg" "$signing/unknown.log"
+package_sign "$signing/gnupg-public" "$signing/public.log" --sign "$fpr" --from "$work/new" --repo "$repo"
+check "--sign with a key whose secret part is not here: refused" \
+  refused $? 1 "key $fpr has no secret part" "$signing/public.log"
+GPG=/nonexistent/gpg package_sign "$gnupg" "$signing/nogpg.log" --sign "$fpr" --from "$work/new" --repo "$repo"
+check "--sign without gpg: refused (exit 69), says GnuPG is needed" \
+  refused $? 69 "--sign needs GnuPG" "$signing/nogpg.log"
+
+package_sign "$gnupg" "$signing/sign.log" --sign "$fpr" --from "$work/new" --repo "$repo"
+rc=$?
+cat "$signing/sign.log"
+[ $rc -eq 0 ] || die "scripts/package --sign $fpr failed"
+ok "scripts/package --sign: .rpm signed, apt and yum repositories written"
+keyring=$repo/outpost-archive-keyring.gpg
+check "the exported keys (binary and armoured) are the release key's public part, no secret" bash -c '
+  for f in "$1" "$2"; do
+    k=$(GNUPGHOME=$3 gpg --batch --with-colons --show-keys "$f" 2>/dev/null) || exit 1
+    [ "$(awk -F: '\''/^fpr:/ { print $10; exit }'\'' <<<"$k")" = "$4" ] || exit 1
+    ! grep -qE "^(sec|ssb):" <<<"$k" || exit 1
+  done' _ "$keyring" "$repo/outpost-archive-keyring.asc" "$signing/gnupg-other" "$fpr"
+
+# rpm: the fleet's check, with the exported key in a throwaway rpm database (not the machine's).
+rpmdb=$signing/rpmdb
+mkdir -p "$rpmdb" "$signing/home"
+rpmkeys --dbpath "$rpmdb" --import "$repo/outpost-archive-keyring.asc" || die "rpmkeys could not import the exported key"
+short_id=$(tr 'A-F' 'a-f' <<<"${sub_fpr: -8}")
+check "rpm -K: the signed .rpm passes (signature by the signing subkey $short_id: OK)" bash -c '
+  out=$(rpmkeys --dbpath "$1" --checksig -v "$2" 2>&1); rc=$?; echo "$out" | sed "s/^/      /"
+  [ $rc -eq 0 ] && grep -q "Signature, key ID $3: OK" <<<"$out"' _ "$rpmdb" "$rpm_file" "$short_id"
+# A byte of the signed header changed: the package's summary, as a mirror could alter it.
+cp "$rpm_file" "$signing/changed.rpm"
+summary=$(rpm -qp --qf '%{SUMMARY}' "$rpm_file" 2>/dev/null)
+offset=$(grep -boaF -- "$summary" "$signing/changed.rpm" | head -1 | cut -d: -f1)
+if [ -n "$offset" ]; then
+  byte=X
+  [ "$(dd if="$rpm_file" bs=1 skip="$offset" count=1 status=none)" != X ] || byte=Y
+  printf '%s' "$byte" | dd of="$signing/changed.rpm" bs=1 seek="$offset" conv=notrunc status=none
+fi
+check "rpm -K: a .rpm with one byte changed fails (signature BAD)" bash -c '
+  [ -n "$4" ] || { echo "      the summary is not in the file"; exit 1; }
+  out=$(rpmkeys --dbpath "$1" --checksig -v "$2" 2>&1); rc=$?; echo "$out" | sed "s/^/      /"
+  [ $rc -ne 0 ] && grep -q "Signature, key ID $3: BAD" <<<"$out"' _ "$rpmdb" "$signing/changed.rpm" "$short_id" "$offset"
+
+# yum: repomd.xml.asc is what dnf checks with repo_gpgcheck=1; gpgv with the exported key does the same.
+yum_dir=$repo/yum/$(rpm -qp --qf '%{ARCH}' "$rpm_file" 2>/dev/null)
+repomd=$yum_dir/repodata/repomd.xml
+check "yum: the repository serves the signed .rpm (primary metadata has its SHA-256)" bash -c '
+  cmp -s "$1" "$2/$(basename "$1")" || exit 1
+  primary=$(sed -n "s/.*href=\"\(repodata\/[^\"]*primary.xml.gz\)\".*/\1/p" "$2/repodata/repomd.xml")
+  [ -n "$primary" ] && zcat "$2/$primary" | grep -q "$(sha256sum <"$1" | cut -d" " -f1)"' _ "$rpm_file" "$yum_dir"
+check "yum: repomd.xml.asc verifies with the exported key" bash -c '
+  gpgv --keyring "$1" "$2.asc" "$2" 2>&1 | grep -q "Good signature"' _ "$keyring" "$repomd"
+sed 's/<revision>/<revision>1/' "$repomd" >"$signing/repomd-changed.xml"
+check "yum: a changed repomd.xml does not verify (BAD signature)" bash -c '
+  out=$(gpgv --keyring "$1" "$2.asc" "$3" 2>&1) && exit 1
+  ! cmp -s "$2" "$3" && grep -q "BAD signature" <<<"$out"' _ "$keyring" "$repomd" "$signing/repomd-changed.xml"
+
 # --- The packages themselves ---------------------------------------------------------------------
 echo "--- lintian $(basename "$deb")"
 lintian --fail-on error,warning --info --display-info --pedantic "$deb" 2>&1 | grep -v 'running with root privileges'
 check "lintian: no error and no warning (kept ones are overridden, docs/packaging.md)" \
   test "${PIPESTATUS[0]}" -eq 0
-echo "--- rpmlint $(basename "$rpm_file")"
-rpmlint -c "$src/packaging/rpm/rpmlint.toml" "$rpm_file"
-check "rpmlint: no error (warnings kept are explained in docs/packaging.md)" test $? -eq 0
+echo "--- rpmlint $(basename "$rpm_file") (signed)"
+# The .rpm is signed by now, so rpmlint's no-signature is not filtered; rpmlint checks the signature
+# with rpm -K, which reads the rpm database named in $HOME/.rpmmacros: the throwaway one that holds
+# the exported key, as a fleet's holds it after rpm --import.
+echo "%_dbpath $rpmdb" >"$signing/home/.rpmmacros"
+HOME=$signing/home rpmlint -c "$src/packaging/rpm/rpmlint.toml" "$rpm_file"
+check "rpmlint: no error, the signature included (warnings kept are explained in docs/packaging.md)" test $? -eq 0
 
 control=$(dpkg-deb -f "$deb")
 check "deb: package outpost, version $version-$release" \
@@ -297,8 +416,90 @@ check "after purge: nothing is left (configuration, state, runtime, binaries, un
 check "after purge: dpkg no longer knows the package" test "$(pkg_status)" = not-installed
 check "after purge: the system group outpost is gone" bash -c '! getent group outpost >/dev/null'
 
+# --- apt and the signed repository: accepts it, refuses it tampered, re-signed or unsigned ------------
+# The upgrade below installs from it. A throwaway apt configuration: only the repository's sources.list, lists and cache in the work
+# directory; the machine's sources, lists and trusted keys are neither used nor changed.
+echo "--- apt and the signed repository (file://, signed-by the exported keyring)"
+suite=stable
+apt_state() {  # NAME REPOSITORY_DIR: a state directory whose sources.list names only that repository
+  local dir=$signing/apt-state-$1
+  rm -rf "$dir"
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+  echo "deb [signed-by=$keyring] file://$2 $suite main" >"$dir/sources.list"
+  echo "$dir"
+}
+apt_repo() {  # STATE_DIR apt-get ARGS...
+  local dir=$1
+  shift
+  apt_get -o Dir::Etc::sourcelist="$dir/sources.list" -o Dir::Etc::sourceparts=- \
+    -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" -o Acquire::Languages=none "$@"
+}
+# A copy of the repository's indexes that shares its pool, to tamper with.
+apt_copy() {
+  rm -rf "${signing:?}/$1"
+  mkdir -p "$signing/$1"
+  cp -a "$repo/apt/dists" "$signing/$1/"
+  ln -s "$repo/apt/pool" "$signing/$1/pool"
+  echo "$signing/$1"
+}
+# Each copy is checked to be the release key's (InRelease and Release.gpg) before it is tampered
+# with, so a refusal below comes from the change, not from a repository that was never signed.
+signed_by_release_key() {
+  gpgv --keyring "$keyring" "$1/dists/$suite/InRelease" >/dev/null 2>&1 &&
+    gpgv --keyring "$keyring" "$1/dists/$suite/Release.gpg" "$1/dists/$suite/Release" >/dev/null 2>&1 &&
+    echo signed
+}
+chmod -R a+rX "$repo"  # apt reads file:// repositories as its sandbox user _apt
+
+good=$(apt_state good "$repo/apt")
+apt_repo "$good" update >"$signing/apt-update.log" 2>&1
+rc=$?
+check "apt-get update accepts the signed repository" bash -c \
+  '[ "$1" -eq 0 ] && ! grep -qE "^E: |GPG error" "$2" || { cat "$2"; exit 1; }' _ "$rc" "$signing/apt-update.log"
+check "apt: the candidate is outpost $version-$release from the repository (Origin Outpost)" bash -c '
+  policy() { apt-cache -o Dir::Etc::sourcelist="$1/sources.list" -o Dir::Etc::sourceparts=- \
+               -o Dir::State::Lists="$1/lists" -o Dir::Cache="$1/cache" policy "${@:2}"; }
+  p=$(policy "$1" outpost; policy "$1")
+  grep -q "Candidate: $2" <<<"$p" && grep -q "o=Outpost,a=stable,n=stable,l=Outpost,c=main" <<<"$p" ||
+    { echo "$p"; exit 1; }' _ "$good" "$version-$release"
+
+tampered=$(apt_copy apt-tampered)
+control=$(signed_by_release_key "$tampered")
+packages=$tampered/dists/$suite/main/binary-$(dpkg --print-architecture)/Packages
+# Another SHA256 for the .deb, the same size: what a mirror serving a different package would write.
+perl -pi -e 's/^(SHA256: )(.)/$1 . ($2 eq "0" ? "1" : "0")/e' "$packages"
+gzip -9n <"$packages" >"$packages.gz"
+state=$(apt_state tampered "$tampered")
+apt_repo "$state" update >"$signing/apt-tampered.log" 2>&1
+rc=$?
+check "apt refuses the signed repository with a changed Packages file (Hash Sum mismatch)" bash -c '
+  [ "$3" = signed ] && [ "$1" -ne 0 ] && grep -q "Hash Sum mismatch" "$2" || { cat "$2"; exit 1; }' \
+  _ "$rc" "$signing/apt-tampered.log" "$control"
+
+other=$(apt_copy apt-other-key)
+control=$(signed_by_release_key "$other")
+for f in InRelease Release.gpg; do rm -f "$other/dists/$suite/$f"; done
+gpg_in "$signing/gnupg-other" --clearsign -o "$other/dists/$suite/InRelease" "$other/dists/$suite/Release"
+gpg_in "$signing/gnupg-other" --armor --detach-sign -o "$other/dists/$suite/Release.gpg" "$other/dists/$suite/Release"
+state=$(apt_state other "$other")
+apt_repo "$state" update >"$signing/apt-other.log" 2>&1
+rc=$?
+check "apt refuses the signed repository re-signed by another key (NO_PUBKEY ${other_fpr: -16}, not signed)" bash -c '
+  [ "$4" = signed ] && [ "$1" -ne 0 ] && grep -q "NO_PUBKEY $3" "$2" && grep -q "is not signed" "$2" ||
+    { cat "$2"; exit 1; }' _ "$rc" "$signing/apt-other.log" "${other_fpr: -16}" "$control"
+
+unsigned=$(apt_copy apt-unsigned)
+control=$(signed_by_release_key "$unsigned")
+rm -f "$unsigned/dists/$suite/InRelease" "$unsigned/dists/$suite/Release.gpg"
+state=$(apt_state unsigned "$unsigned")
+apt_repo "$state" update >"$signing/apt-unsigned.log" 2>&1
+rc=$?
+check "apt refuses the signed repository with its signatures removed (\"is not signed\")" bash -c '
+  [ "$3" = signed ] && [ "$1" -ne 0 ] && grep -q "The repository .* Release. is not signed" "$2" ||
+    { cat "$2"; exit 1; }' _ "$rc" "$signing/apt-unsigned.log" "$control"
+
 # --- Upgrade from an older package keeps the store and the operator's configuration ------------------
-echo "--- install $(basename "$old_deb"), then upgrade to $(basename "$deb")"
+echo "--- install $(basename "$old_deb"), then upgrade to $version-$release from the signed repository"
 apt_get install "$old_deb" >"$work/install-old.log" 2>&1
 check "install of $old_version succeeds" test $? -eq 0
 check "installed version is $old_version-$release" test "$(pkg_version)" = "$old_version-$release"
@@ -309,10 +510,11 @@ store_sum=$(cat /var/lib/outpost/outpost.db /var/lib/outpost/outpost.db-wal | sh
 sed -i 's/name: change-me/name: edge-upgrade-test/' /etc/outpost/outpost.yaml
 config_sum=$(sha256sum </etc/outpost/outpost.yaml)
 
-apt_get install "$deb" >"$work/upgrade.log" 2>&1
+# From the signed repository, as a fleet upgrades (the file itself was installed above).
+apt_repo "$good" install outpost >"$work/upgrade.log" 2>&1
 rc=$?
 cat "$work/upgrade.log"
-check "upgrade $old_version -> $version succeeds" test $rc -eq 0
+check "upgrade $old_version -> $version by apt-get install outpost from the signed repository succeeds" test $rc -eq 0
 check "installed version is $version-$release" test "$(pkg_version)" = "$version-$release"
 check "upgrade keeps the store byte for byte (outpost.db and its WAL)" bash -c \
   '[ "$(cat /var/lib/outpost/outpost.db /var/lib/outpost/outpost.db-wal | sha256sum)" = "$1" ]' _ "$store_sum"
