@@ -59,7 +59,13 @@ std::optional<std::vector<std::string>> elements(std::string_view rel) {
   return out;
 }
 
-std::string inQuotes(std::string_view s) { return "\"" + validation::printable(s) + "\""; }
+std::string inQuotes(std::string_view s) {
+  // Built in parts: GCC 12's -Wrestrict misfires at -O2 on "literal" + std::string.
+  std::string out = validation::printable(s);
+  out.insert(out.begin(), '"');
+  out += '"';
+  return out;
+}
 
 // The directory `name` in `dirFd`, made (with `mode`) when missing and `create`; a symlink or
 // anything else in its place is an error.

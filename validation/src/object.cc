@@ -127,7 +127,10 @@ class Checker : public nlohmann::json_sax<json> {
     for (size_t i = 0; i < depth; ++i) {
       const Frame& f = frames_[i];
       if (f.array) {
-        out += "[" + std::to_string(f.index) + "]";
+        // Appended in parts: GCC 12's -Wrestrict misfires at -O2 on "literal" + std::string.
+        out += '[';
+        out += std::to_string(f.index);
+        out += ']';
       } else {
         if (!out.empty()) out += '.';
         out += f.key;
