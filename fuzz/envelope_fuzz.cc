@@ -1,4 +1,4 @@
-// The cloud envelope's codecs (cloudhub-client/src/codec.cc, outpost/cloudhub/envelope.h): every
+// The cloud envelope's codecs (cloudhub-client/src/codec/codec.cc, outpost/cloudhub/envelope.h): every
 // input is decoded as a JSON frame and as a protobuf frame, as the MQTT and WebSocket links do with
 // what a broker or CloudCore sends. Checked: decode never throws or crashes, and an envelope it
 // accepts survives encode -> decode in both encodings with the same fields (content compared as

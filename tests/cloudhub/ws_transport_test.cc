@@ -1,7 +1,8 @@
-// The WebSocket transport (cloudhub-client/src/ws_transport.h) against a real TLS WebSocket server
-// on loopback (Boost.Beast, certificates made by openssl): what the link relies on when a server
-// refuses, misbehaves or goes silent. The link's own behaviour is in websocket_link_test.
-#include "ws_transport.h"
+// The WebSocket transport (cloudhub-client/src/kubeedge/ws_transport.h) against a real TLS
+// WebSocket server on loopback (Boost.Beast, certificates made by openssl): what the link relies on
+// when a server refuses, misbehaves or goes silent. The link's own behaviour is in
+// websocket_link_test.
+#include "kubeedge/ws_transport.h"
 
 #include <doctest/doctest.h>
 

@@ -76,7 +76,7 @@ class CloudLink {
   // Disconnects (sending nothing more) and stops the link's thread.
   virtual void stop() = 0;
   virtual LinkStatus status() const = 0;
-  // Tells the link the outbox has new rows, so it drains without waiting for its next poll.
+  // Tells the link the outbox has new rows: it drains now (nothing else polls the outbox).
   virtual void outboxChanged() = 0;
   // True when the link's thread answers within `timeout`.
   virtual bool alive(std::chrono::milliseconds timeout) = 0;

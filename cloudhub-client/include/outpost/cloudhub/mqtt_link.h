@@ -27,7 +27,6 @@ struct MqttLinkOptions {
   core::Duration reconnectBase = std::chrono::seconds(1);
   core::Duration reconnectCap = std::chrono::seconds(60);
   size_t maxMessageBytes = kDefaultMaxMessageBytes;
-  core::Duration outboxPoll = std::chrono::seconds(1);  // drain check when nothing signalled
   core::Duration connectTimeout = std::chrono::seconds(10);
   // Desired objects stored in one commit are acked in one batch ack (docs/mqtt-link.md); false
   // sends one ack per object, for a publisher that reads only `parent_msg_id`.

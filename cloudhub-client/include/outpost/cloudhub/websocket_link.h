@@ -40,8 +40,7 @@ struct WebsocketLinkOptions {
   core::Duration reconnectCap = std::chrono::seconds(60);
   core::Duration connectTimeout = std::chrono::seconds(10);
   size_t maxMessageBytes = kDefaultMaxMessageBytes;
-  core::Duration outboxPoll = std::chrono::seconds(1);  // drain check when nothing signalled
-  std::map<std::string, std::string> nodeLabels;        // added to the registered Node's labels
+  std::map<std::string, std::string> nodeLabels;  // added to the registered Node's labels
 };
 
 CloudLinkPtr makeWebsocketLink(WebsocketLinkOptions options, metadb::Store& store, core::Bus& bus,

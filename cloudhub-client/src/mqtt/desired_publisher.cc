@@ -7,9 +7,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "bootstrap/tls_probe.h"
 #include "outpost/cloudhub/mqtt_link.h"
 #include "outpost/mqttc/client.h"
-#include "tls_probe.h"
 
 namespace outpost::cloudhub {
 

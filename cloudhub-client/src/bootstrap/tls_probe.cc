@@ -20,8 +20,8 @@
 // OpenSSL's SSL_set_tlsext_host_name is a macro with a C cast.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
 
+#include "bootstrap/tls_probe.h"
 #include "outpost/mqttc/client.h"
-#include "tls_probe.h"
 
 namespace outpost::cloudhub {
 

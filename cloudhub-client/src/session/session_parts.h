@@ -1,19 +1,18 @@
 #pragma once
-// Session logic both cloud links share: turning a cloud envelope into a store change, tracking
-// store writes so a link can stop safely, draining the outbox rate-limited, and the link's state
-// and outage bookkeeping.
+// The Session's parts (session/session.h): tracking store writes so a link can stop safely,
+// draining the outbox rate-limited, and the link's state and outage bookkeeping.
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 
+#include "codec/resource_change.h"
 #include "outpost/cloudhub/envelope.h"
 #include "outpost/cloudhub/link.h"
 #include "outpost/core/bus.h"
@@ -24,65 +23,9 @@
 #include "outpost/metadb/store.h"
 #include "outpost/metadb/types.h"
 #include "outpost/validation/validation.h"
-#include "rate_limiter.h"
+#include "session/rate_limiter.h"
 
 namespace outpost::cloudhub {
-
-inline bool isDecimal(std::string_view s) {
-  return !s.empty() && s.size() <= 18 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// The store change a cloud message asks for: insert, update and patch carry the object (its
-// resource version from the header, else from metadata.resourceVersion; its uid from metadata);
-// delete withdraws it (a delete's version may be absent). Refused with the reason otherwise.
-inline core::Result<metadb::ResourceChange> resourceChangeFrom(const Envelope& env,
-                                                               const std::string& key,
-                                                               const std::string& origin) {
-  metadb::ResourceChange change;
-  change.key = key;
-  change.origin = origin;
-  const std::string& op = env.route.operation;
-  bool isDelete = op == "delete";
-  if (!isDelete && op != "insert" && op != "update" && op != "patch")
-    return core::invalidArgument("operation \"" + validation::printable(op) +
-                                 "\" cannot carry desired state");
-  change.kind =
-      isDelete ? metadb::ResourceChange::Kind::kDelete : metadb::ResourceChange::Kind::kUpsert;
-  std::string version = env.header.resourceVersion;
-  auto object = contentObject(env);
-  if (!object && !isDelete) return core::invalidArgument("content is not a JSON object");
-  auto parts = metadb::parseKey(key);
-  if (!parts.isOk()) return parts.status();
-  if (isDelete)
-    OUTPOST_RETURN_IF_ERROR(validation::desiredKey(parts->ns, parts->type, parts->name));
-  if (object) {
-    // The door: nothing is stored that could later be turned into a host path, or that lies about
-    // the key it is stored under (docs/security.md). The same pass finds the uid and version. A
-    // delete's object only names what it removes: its key was checked above.
-    auto facts = isDelete ? validation::objectFacts(*object)
-                          : validation::desiredObject(parts->ns, parts->type, parts->name, *object);
-    if (!facts.isOk()) return facts.status();
-    if (version.empty() && facts->resourceVersion) version = std::move(*facts->resourceVersion);
-    if (facts->uid) change.uid = std::move(*facts->uid);
-    if (!isDelete) change.object = std::move(*object);
-  }
-  if ((!isDelete || !version.empty()) && !isDecimal(version))
-    return core::invalidArgument("resource version \"" + validation::printable(version) +
-                                 "\" is not a decimal number");
-  change.version = version;
-  return change;
-}
-
-// The twin-group messages of KubeEdge 1.14 that go to the twins over kCloudTwinMessages:
-// `device/<id>/twin/cloud_updated`, and operation `update` on resource `membership`.
-inline bool isCloudTwinMessage(const Route& r) {
-  constexpr std::string_view kPrefix = "device/", kSuffix = "/twin/cloud_updated";
-  std::string_view res = r.resource;
-  if (res == "membership") return r.operation == "update";
-  return res.size() > kPrefix.size() + kSuffix.size() && res.starts_with(kPrefix) &&
-         res.ends_with(kSuffix);
-}
 
 // Counts store writes in flight, so stop() can wait for the completions that will be posted to the
 // link's loop before the loop goes away.
@@ -116,7 +59,10 @@ class StoreWrites {
 };
 
 // Sends due outbox rows, oldest first by priority, at most `page` at a time and within the rate
-// limit; a row leaves the outbox when its send is confirmed and is retried later otherwise. Lives
+// limit; a row leaves the outbox when its send is confirmed and is retried later otherwise. Nothing
+// polls: the session drains on connect and when told the outbox changed, and the drainer itself
+// only when what held it back frees up: a token of the rate limit (a timer), a page sent in full or
+// a send completed (its in-flight window), or the time a row put back is due again (a timer). Lives
 // on the link's loop; every call is made there.
 class OutboxDrainer {
  public:
@@ -158,7 +104,11 @@ class OutboxDrainer {
       uint64_t epoch = epoch_;
       send_(e, [this, ref, epoch](core::Status s) { onSent(ref, epoch, s); });
     }
-    if (sentNow == page_ && redrain_) loop_.post([this] { redrain_(); });
+    if (sentNow == page_ && redrain_) {
+      loop_.post([this] { redrain_(); });
+    } else if (sentNow == 0 && inFlight_.empty()) {
+      armRetry(reader);
+    }
   }
   // Called to drain again (from timers and completions): the link checks it may send, then calls
   // drain().
@@ -168,8 +118,27 @@ class OutboxDrainer {
     inFlight_.clear();
     ++epoch_;
   }
+  // Stops the timers (the link stops).
+  void cancelTimers() {
+    loop_.cancel(retryTimer_);
+    retryTimer_ = 0;
+  }
 
  private:
+  // Nothing is due and nothing in flight: a row put back by retryLater() is due at its next
+  // attempt; drain then.
+  void armRetry(metadb::StoreReader& reader) {
+    auto next = reader.outboxNextAttempt();
+    if (!next.isOk() || !next->has_value()) return;
+    auto wait = std::chrono::duration_cast<core::Duration>(**next - loop_.clock().wallNow());
+    if (wait <= core::Duration::zero()) return;
+    loop_.cancel(retryTimer_);
+    retryTimer_ = loop_.runAfter(wait + std::chrono::milliseconds(1), [this] {
+      retryTimer_ = 0;
+      if (redrain_) redrain_();
+    });
+  }
+
   void onSent(metadb::OutboxRef ref, uint64_t epoch, const core::Status& s) {
     if (epoch != epoch_) return;  // from a connection that is gone; reset() forgot the row already
     metadb::WriteBatch batch;
@@ -196,6 +165,7 @@ class OutboxDrainer {
   std::set<int64_t> inFlight_;
   uint64_t epoch_ = 0;
   bool limitTimerArmed_ = false;
+  core::TimerId retryTimer_ = 0;
 };
 
 // The link's state as `outpostctl status` shows it, and the outage bookkeeping both links share.

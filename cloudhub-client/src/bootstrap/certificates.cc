@@ -14,8 +14,8 @@
 #include <random>
 #include <sstream>
 
-#include "cert_crypto.h"
-#include "https_client.h"
+#include "bootstrap/cert_crypto.h"
+#include "bootstrap/https_client.h"
 #include "outpost/core/backoff.h"
 #include "outpost/core/event_loop.h"
 

@@ -1,4 +1,4 @@
-#include "cert_crypto.h"
+#include "bootstrap/cert_crypto.h"
 
 #include <openssl/bio.h>
 #include <openssl/ec.h>

@@ -1,4 +1,4 @@
-#include "https_client.h"
+#include "bootstrap/https_client.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -13,7 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-#include "cert_crypto.h"
+#include "bootstrap/cert_crypto.h"
 
 // OpenSSL's BIO macros are C casts.
 #pragma GCC diagnostic ignored "-Wold-style-cast"

@@ -10,7 +10,7 @@
 // TLS: a context of our own, built from the PEM texts: only the configured CA is trusted (no
 // system paths), TLS 1.2 or newer, the client certificate and its chain. SNI and the host-name
 // check as in https_client.cc: OpenSSL's X509_VERIFY_PARAM host (or IP address for an address).
-#include "ws_transport.h"
+#include "kubeedge/ws_transport.h"
 
 #include <netdb.h>
 #include <openssl/err.h>

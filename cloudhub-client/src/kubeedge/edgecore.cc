@@ -1,0 +1,330 @@
+// EdgeCore's cadence on a CloudHub connection (PROTOCOL.md §1): keepalive, membership, the node's
+// registration, its lease and status; and the outbox as the patches EdgeCore sends. See edgecore.h.
+
+#include "kubeedge/edgecore.h"
+
+#include <sys/utsname.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "bootstrap/tls_probe.h"
+
+namespace outpost::cloudhub {
+
+using nlohmann::json;
+
+namespace {
+
+// Kubernetes' MicroTime: RFC 3339 with microseconds, UTC.
+std::string microTime(core::WallTime t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char frac[16];
+  std::snprintf(frac, sizeof frac, ".%06lldZ", static_cast<long long>(us % 1000000));
+  return std::string(buf) + frac;
+}
+
+std::string goArch() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  if (m.rfind("armv", 0) == 0) return "arm";
+  return m;
+}
+
+}  // namespace
+
+Answer parseAnswer(const Envelope& env) {
+  Answer a;
+  if (env.route.operation == "error") a.error = json::parse(env.content, nullptr, false);
+  auto text = contentObject(env);
+  if (!text) return a;
+  json c = json::parse(*text, nullptr, false);
+  if (c.contains("ErrStatus")) {
+    a.error = c["ErrStatus"];
+    const json& st = c["ErrStatus"];
+    a.notFound = (st.is_object() && st.value("reason", "") == "NotFound") ||
+                 (st.is_object() && st.contains("code") && st["code"] == 404);
+    return a;
+  }
+  if (c.contains("Object") || c.contains("Err")) {
+    if (c.contains("Object") && c["Object"].is_object()) a.object = c["Object"];
+    if (c.contains("Err") && !c["Err"].is_null()) a.error = c["Err"];
+    return a;
+  }
+  a.object = std::move(c);
+  return a;
+}
+
+EdgeCore::EdgeCore(const WebsocketLinkOptions& options, Session& session)
+    : opts_(options), session_(session), log_(session.log()), clock_(session.clock()) {}
+
+void EdgeCore::started() { readMark(); }
+
+void EdgeCore::opened() {
+  explained_ = false;
+  session_.every(opts_.heartbeat, [this] {
+    sendKeepalive();
+    session_.ping();
+  });
+  session_.every(std::max<core::Duration>(opts_.heartbeat / 4, std::chrono::milliseconds(50)),
+                 [this] { checkResync(); });
+  session_.every(opts_.leaseInterval, [this] { renewLease(); });
+  session_.every(opts_.nodeQueryInterval, [this] { queryNode(); });
+  session_.every(opts_.nodePatchInterval, [this] {
+    if (clock_.now() - lastNodePatch_ >= opts_.nodePatchInterval / 2) sendNodePatch("{}", {});
+  });
+  // What EdgeCore sends on every connect, in its order (PROTOCOL.md §1).
+  sendKeepalive();
+  sendMembershipRequest();
+  if (!registered_ && !registering_) registerNode();
+  lease_.reset();
+  queryLease();
+  queryNode();
+  if (!nodePatchSent_) sendNodePatch("{}", {});
+  lastDesiredRx_ = clock_.now();
+  nodeAnswered_ = settled_ = false;
+  readMark();
+  if (markSet_ && !unresolved_.empty()) askUnresolved();
+}
+
+void EdgeCore::closed() {
+  leaseBusy_ = false;
+  registering_ = false;
+}
+
+// Finds out why a connect failed, once per outage, in words an operator can act on: with TLS 1.3 a
+// refused client certificate only shows as a broken upgrade, and the probe says so plainly.
+void EdgeCore::failed(const std::string& why, bool wasConnected, std::string&) {
+  if (wasConnected || explained_) return;
+  explained_ = true;
+  core::Status probe = probeTls({opts_.server, opts_.caFile, opts_.certFile, opts_.keyFile},
+                                std::chrono::seconds(5));
+  if (!probe.isOk()) {
+    log_.error("TLS with ", opts_.server, " failed: ", probe.message());
+  } else if (why.find("refused the WebSocket upgrade") != std::string::npos) {
+    log_.error("CloudHub at ", opts_.server, ": ", why, ". It accepts node ", opts_.nodeName,
+               " only with a client certificate for CN system:node:", opts_.nodeName,
+               " and project ", opts_.projectId);
+  }
+}
+
+// Sends a request and calls `answered` with the cloud's answer, or with nullptr when none came
+// within the request timeout or the connection went away.
+void EdgeCore::request(const Envelope& env, std::function<void(const Envelope*)> answered) {
+  session_.request(
+      env, "", opts_.requestTimeout,
+      [answered = std::move(answered)](const Envelope* a, const std::string&) { answered(a); });
+}
+
+// Keeps an answer of the cloud durably, then acknowledges it.
+void EdgeCore::storeAndAck(const Envelope& answer, const char* kvKey,
+                           const std::optional<json>& object) {
+  metadb::WriteBatch batch;
+  if (object) batch.putKv(kvKey, object->dump());
+  session_.writes().write(std::move(batch), session_.loop(),
+                          [this, answer](core::Result<metadb::WriteResult> r) {
+                            if (!r.isOk()) {
+                              log_.error("storing the cloud's answer to ", answer.route.resource,
+                                         ": ", r.status().toString());
+                              return;
+                            }
+                            ack(answer);
+                          });
+}
+
+void EdgeCore::sendKeepalive() {
+  Envelope e = message("websocket", "resource", "keepalive", "node");
+  setContentString(e, "ping");
+  send(e, {});
+}
+
+void EdgeCore::sendMembershipRequest() {
+  Envelope e = message("twin", "resource", "get", "membership/detail");
+  json body = {{"event_type", "group_membership_event"},
+               {"event_id", newMessageId()},
+               {"group_id", opts_.nodeName},
+               {"operation", "detail"},
+               {"timestamp", core::toUnixMillis(clock_.wallNow())}};
+  setContentString(e, body.dump());
+  send(e, {});
+}
+
+json EdgeCore::nodeObject() const {
+  json labels = {{"kubernetes.io/arch", goArch()},
+                 {"kubernetes.io/hostname", opts_.nodeName},
+                 {"kubernetes.io/os", "linux"},
+                 {"node-role.kubernetes.io/agent", ""},
+                 {"node-role.kubernetes.io/edge", ""}};
+  for (const auto& [k, v] : opts_.nodeLabels) labels[k] = v;
+  json status = json::object();
+  if (!lastNodeStatus_.empty()) status = json::parse(lastNodeStatus_, nullptr, false);
+  if (!status.is_object()) status = json::object();
+  if (!status.contains("nodeInfo")) {
+    status["nodeInfo"] = {
+        {"architecture", goArch()}, {"operatingSystem", "linux"}, {"kubeletVersion", "outpost"}};
+  }
+  return {{"metadata", {{"name", opts_.nodeName}, {"labels", labels}}},
+          {"spec", json::object()},
+          {"status", status}};
+}
+
+// Once per process: the cloud creates the Node if it does not exist.
+void EdgeCore::registerNode() {
+  registering_ = true;
+  Envelope e = message("edged", "meta", "insert", nodeKey("node"));
+  e.content = nodeObject().dump();
+  request(e, [this](const Envelope* answer) {
+    registering_ = false;
+    if (!answer) return;  // tried again on the next connect
+    Answer a = parseAnswer(*answer);
+    registered_ = true;
+    if (a.error) {
+      log_.warn("the cloud answered the node registration with an error: ", a.error->dump());
+    } else {
+      log_.info("node ", opts_.nodeName, " registered");
+    }
+    storeAndAck(*answer, kKvNode, a.object);
+  });
+}
+
+json EdgeCore::leaseObject() const {
+  return {{"apiVersion", "coordination.k8s.io/v1"},
+          {"kind", "Lease"},
+          {"metadata", {{"name", opts_.nodeName}, {"namespace", "kube-node-lease"}}},
+          {"spec",
+           {{"holderIdentity", opts_.nodeName},
+            {"leaseDurationSeconds", opts_.leaseDurationSeconds},
+            {"renewTime", microTime(clock_.wallNow())}}}};
+}
+
+void EdgeCore::queryLease() {
+  if (leaseBusy_) return;
+  leaseBusy_ = true;
+  Envelope e = message("edged", "meta", "query", leaseKey());
+  request(e, [this](const Envelope* answer) {
+    leaseBusy_ = false;
+    if (!answer) return;
+    Answer a = parseAnswer(*answer);
+    storeAndAck(*answer, kKvLease, a.object);
+    if (a.object && a.object->contains("metadata")) {
+      lease_ = *a.object;
+      renewLease();  // the lease may be stale: renew it at once
+    } else if (a.notFound || !a.object) {
+      leaseWrite("insert", leaseObject());
+    }
+  });
+}
+
+void EdgeCore::leaseWrite(const char* operation, json lease) {
+  leaseBusy_ = true;
+  Envelope e = message("edged", "meta", operation, leaseKey());
+  e.content = lease.dump();
+  request(e, [this, operation](const Envelope* answer) {
+    leaseBusy_ = false;
+    if (!answer) return;
+    Answer a = parseAnswer(*answer);
+    storeAndAck(*answer, kKvLease, a.object);
+    if (a.error || !a.object) {
+      log_.warn("the cloud refused the lease ", operation, ": ",
+                a.error ? a.error->dump() : "no object in the answer");
+      lease_.reset();  // query it again on the next round
+      return;
+    }
+    lease_ = *a.object;
+  });
+}
+
+void EdgeCore::renewLease() {
+  if (leaseBusy_) return;
+  if (!lease_) return queryLease();
+  json lease = *lease_;
+  lease["spec"]["holderIdentity"] = opts_.nodeName;
+  lease["spec"]["leaseDurationSeconds"] = opts_.leaseDurationSeconds;
+  lease["spec"]["renewTime"] = microTime(clock_.wallNow());
+  leaseWrite("update", std::move(lease));
+}
+
+void EdgeCore::queryNode() {
+  Envelope e = message("edged", "meta", "query", nodeKey("node"));
+  request(e, [this](const Envelope* answer) {
+    if (!answer) return;
+    Answer a = parseAnswer(*answer);
+    if (a.notFound) log_.warn("the cloud does not know node ", opts_.nodeName);
+    onNodeAnswered();
+    storeAndAck(*answer, kKvNode, a.object);
+  });
+}
+
+// A strategic-merge patch of the node (its status), as JSON text inside a JSON string.
+void EdgeCore::sendNodePatch(const std::string& patch, SendDone done) {
+  nodePatchSent_ = true;
+  lastNodePatch_ = clock_.now();
+  Envelope e = message("edged", "meta", "patch", nodeKey("nodepatch"));
+  setContentString(e, patch);
+  request(e, [this, done](const Envelope* answer) {
+    if (answer) {
+      Answer a = parseAnswer(*answer);
+      if (a.error) log_.warn("the cloud refused the node status patch: ", a.error->dump());
+    }
+    if (done) done(answer ? core::okStatus() : core::unavailable("no answer to the node patch"));
+  });
+}
+
+// ---- the outbox, as EdgeCore's patches and twin messages
+void EdgeCore::sendRow(const metadb::OutboxEntry& e, SendDone done) {
+  if (e.kind == "podstatus") return sendPodPatch(e, std::move(done));
+  if (e.kind == "nodestatus") {
+    lastNodeStatus_ = e.payload;
+    json status = json::parse(e.payload, nullptr, false);
+    if (!status.is_object()) {
+      log_.warn("node status in the outbox is not a JSON object; dropped");
+      return done(core::okStatus());
+    }
+    return sendNodePatch(json{{"status", status}}.dump(), std::move(done));
+  }
+  bool twin = e.kind == "twin" || e.kind == "devicestatus";
+  Envelope env = message(twin ? "twin" : "edged", "resource", "update", e.key);
+  env.content = json::accept(e.payload) ? e.payload : json(e.payload).dump();
+  if (e.kind == "twin") {
+    // CloudCore answers edge_updated with "OK".
+    return request(env, [done](const Envelope* answer) {
+      done(answer ? core::okStatus() : core::unavailable("no answer to the twin update"));
+    });
+  }
+  send(env, std::move(done));
+}
+
+void EdgeCore::sendPodPatch(const metadb::OutboxEntry& e, SendDone done) {
+  auto parts = metadb::parseKey(e.key);
+  json status = json::parse(e.payload, nullptr, false);
+  if (!parts.isOk() || !status.is_object()) {
+    log_.warn("pod status row for ", e.key, " is not a pod key with a JSON status; dropped");
+    return done(core::okStatus());
+  }
+  auto stored = session_.reader()->get(e.key);
+  if (!stored.isOk()) return done(stored.status());
+  if (!*stored || status.value("phase", "") == "Removed") {
+    // The pod is gone from the desired set: the cloud deleted it, there is nothing to patch.
+    log_.debug("status of ", e.key, " not sent: the pod is no longer desired");
+    return done(core::okStatus());
+  }
+  json patch = {{"metadata", {{"uid", (*stored)->uid}}}, {"status", status}};
+  Envelope env = message("edged", "meta", "patch", parts->ns + "/podpatch/" + parts->name);
+  setContentString(env, patch.dump());
+  request(env, [this, key = e.key, done](const Envelope* answer) {
+    if (!answer) return done(core::unavailable("no answer to the pod status patch"));
+    Answer a = parseAnswer(*answer);
+    if (a.error) log_.warn("the cloud refused the status patch of ", key, ": ", a.error->dump());
+    done(core::okStatus());
+  });
+}
+
+}  // namespace outpost::cloudhub
