@@ -187,3 +187,30 @@ TEST_CASE("encoding never throws on bytes that are not UTF-8: they are replaced"
   REQUIRE(d.envelope.has_value());
   CHECK(d.envelope->route.resource == "default/pod/x\xef\xbf\xbd\xef\xbf\xbd");  // U+FFFD twice
 }
+
+TEST_CASE(
+    "an object's content is kept as the publisher wrote it; nesting past the limit is refused") {
+  const std::string object = R"({ "metadata" : {"uid":"u-1", "name": "caf\u00e9"},  "n": 1.50 })";
+  std::string frame =
+      R"({"header":{"msg_id":"a"},"route":{"operation":"insert"},"content":)" + object + "}\n";
+  Decoded d = decode(frame, Encoding::kJson);
+  REQUIRE(d.envelope);
+  CHECK(d.envelope->content == object);
+  CHECK(*contentObject(*d.envelope) == object);
+  // Scalars are written as JSON; a string stays a string.
+  Decoded s = decode(R"({"header":{"msg_id":"a"},"route":{"operation":"update"},"content":"x\"y"})",
+                     Encoding::kJson);
+  REQUIRE(s.envelope);
+  CHECK(s.envelope->content == R"("x\"y")");
+  std::string deep = std::string(100, '[') + std::string(100, ']');
+  Decoded ok = decode(R"({"header":{"msg_id":"a"},"route":{"operation":"insert"},"content":)" +
+                          std::string(99, '[') + std::string(99, ']') + "}",
+                      Encoding::kJson);
+  CHECK(ok.envelope.has_value());
+  Decoded tooDeep =
+      decode(R"({"header":{"msg_id":"a"},"route":{"operation":"insert"},"content":)" + deep + "}",
+             Encoding::kJson);
+  REQUIRE(tooDeep.failure);
+  CHECK(tooDeep.failure->kind == DecodeError::kMalformed);
+  CHECK(tooDeep.failure->reason.find("deeper than 100") != std::string::npos);
+}

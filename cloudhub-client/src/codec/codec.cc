@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -24,18 +26,6 @@ Decoded fail(DecodeError kind, std::string reason) {
   return {std::nullopt, DecodeFailure{kind, std::move(reason)}};
 }
 
-// Reads an optional string field; a present non-string is an error.
-bool readString(const json& obj, const char* field, std::string& out, std::string& why) {
-  auto it = obj.find(field);
-  if (it == obj.end() || it->is_null()) return true;
-  if (!it->is_string()) {
-    why = std::string(field) + " must be a string";
-    return false;
-  }
-  out = it->get<std::string>();
-  return true;
-}
-
 Decoded validate(Envelope env) {
   if (env.header.msgId.empty()) return fail(DecodeError::kInvalid, "header.msg_id is missing");
   if (env.header.msgId.size() > 128)
@@ -51,48 +41,245 @@ Decoded validate(Envelope env) {
   return {std::move(env), std::nullopt};
 }
 
-Decoded decodeJson(std::string_view frame) {
-  // Before the parser: a text nested deeper than any object needs would take the serializer's
-  // stack (dump() recurses) wherever the content goes next.
-  if (auto s = validation::jsonWithin(frame); !s.isOk())
-    return fail(DecodeError::kMalformed, s.message());
-  json j = json::parse(frame, nullptr, false);
-  if (j.is_discarded()) return fail(DecodeError::kMalformed, "not valid JSON");
-  if (!j.is_object()) return fail(DecodeError::kMalformed, "not a JSON object");
+// An iterator over the frame's bytes that keeps, in `*pos`, how many the parser has read: the SAX
+// handler below learns from it where `content` starts and ends in the frame.
+class CountingIterator {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
+
+  CountingIterator(const char* p, size_t* pos) : p_(p), pos_(pos) {}
+  reference operator*() const { return *p_; }
+  CountingIterator& operator++() {
+    ++p_;
+    ++*pos_;
+    return *this;
+  }
+  CountingIterator operator++(int) {
+    CountingIterator before = *this;
+    ++*this;
+    return before;
+  }
+  bool operator==(const CountingIterator& o) const { return p_ == o.p_; }
+  bool operator!=(const CountingIterator& o) const { return p_ != o.p_; }
+
+ private:
+  const char* p_;
+  size_t* pos_;
+};
+
+// One pass of the JSON parser over an envelope, no DOM: the header's and route's fields with their
+// types checked, the content located (an object or array is kept as the publisher's bytes, not
+// written out again), the nesting bounded. Stops at the first thing wrong.
+class EnvelopeReader final : public nlohmann::json_sax<json> {
+ public:
+  static constexpr size_t kMaxDepth = validation::JsonLimits{}.maxDepth;
+
+  EnvelopeReader(std::string_view frame, const size_t& pos) : frame_(frame), pos_(pos) {}
+
+  bool null() override {
+    return scalar(nullptr, [] { return std::string("null"); });
+  }
+  bool boolean(bool v) override {
+    if (depth_ == 2 && section_ == Section::kHeader && key_ == "sync") {
+      env.header.sync = v;
+      return true;
+    }
+    return scalar(nullptr, [v] { return std::string(v ? "true" : "false"); });
+  }
+  bool number_integer(number_integer_t v) override {
+    if (isTimestamp()) {
+      env.header.timestamp = v;
+      return true;
+    }
+    return scalar(nullptr, [v] { return std::to_string(v); });
+  }
+  bool number_unsigned(number_unsigned_t v) override {
+    if (isTimestamp()) {
+      if (v > static_cast<number_unsigned_t>(INT64_MAX))
+        return refuse(DecodeError::kInvalid, "header.timestamp must be an integer");
+      env.header.timestamp = static_cast<int64_t>(v);
+      return true;
+    }
+    return scalar(nullptr, [v] { return std::to_string(v); });
+  }
+  bool number_float(number_float_t v, const string_t& text) override {
+    (void)v;
+    return scalar(nullptr, [&text] { return text; });
+  }
+  bool string(string_t& v) override {
+    return scalar(&v, [&v] { return json(v).dump(); });
+  }
+  bool binary(binary_t&) override {
+    return scalar(nullptr, [] { return std::string("null"); });
+  }
+
+  bool start_object(std::size_t) override { return open(true); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_array() override { return close(); }
+
+  bool key(string_t& k) override {
+    if (depth_ == 1) {
+      section_ = k == "header"    ? Section::kHeader
+                 : k == "route"   ? Section::kRoute
+                 : k == "content" ? Section::kContent
+                                  : Section::kOther;
+    } else if (depth_ == 2 && (section_ == Section::kHeader || section_ == Section::kRoute)) {
+      key_ = k;
+    }
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    if (!failure) failure = DecodeFailure{DecodeError::kMalformed, "not valid JSON"};
+    return false;
+  }
+
   Envelope env;
-  std::string why;
-  auto header = j.find("header");
-  if (header == j.end() || !header->is_object())
-    return fail(DecodeError::kInvalid, "header is missing or not an object");
-  if (!readString(*header, "msg_id", env.header.msgId, why) ||
-      !readString(*header, "parent_msg_id", env.header.parentMsgId, why) ||
-      !readString(*header, "resourceversion", env.header.resourceVersion, why) ||
-      !readString(*header, "type", env.header.type, why)) {
-    return fail(DecodeError::kInvalid, "header." + why);
+  bool sawHeader = false, sawRoute = false;
+  std::optional<DecodeFailure> failure;
+
+ private:
+  enum class Section { kOther, kHeader, kRoute, kContent };
+
+  bool refuse(DecodeError kind, std::string why) {
+    failure = DecodeFailure{kind, std::move(why)};
+    return false;
   }
-  if (auto ts = header->find("timestamp"); ts != header->end() && !ts->is_null()) {
-    if (!ts->is_number_integer())
-      return fail(DecodeError::kInvalid, "header.timestamp must be an integer");
-    env.header.timestamp = ts->get<int64_t>();
+  bool isTimestamp() const {
+    return depth_ == 2 && section_ == Section::kHeader && key_ == "timestamp";
   }
-  if (auto sync = header->find("sync"); sync != header->end() && !sync->is_null()) {
-    if (!sync->is_boolean()) return fail(DecodeError::kInvalid, "header.sync must be a boolean");
-    env.header.sync = sync->get<bool>();
+  // The string field of the header or route named by the current key; nullptr for another.
+  std::string* field() {
+    if (section_ == Section::kHeader) {
+      if (key_ == "msg_id") return &env.header.msgId;
+      if (key_ == "parent_msg_id") return &env.header.parentMsgId;
+      if (key_ == "resourceversion") return &env.header.resourceVersion;
+      if (key_ == "type") return &env.header.type;
+    } else if (section_ == Section::kRoute) {
+      if (key_ == "source") return &env.route.source;
+      if (key_ == "destination") return &env.route.destination;
+      if (key_ == "group") return &env.route.group;
+      if (key_ == "operation") return &env.route.operation;
+      if (key_ == "resource") return &env.route.resource;
+    }
+    return nullptr;
   }
-  auto route = j.find("route");
-  if (route == j.end() || !route->is_object())
-    return fail(DecodeError::kInvalid, "route is missing or not an object");
-  if (!readString(*route, "source", env.route.source, why) ||
-      !readString(*route, "destination", env.route.destination, why) ||
-      !readString(*route, "group", env.route.group, why) ||
-      !readString(*route, "operation", env.route.operation, why) ||
-      !readString(*route, "resource", env.route.resource, why)) {
-    return fail(DecodeError::kInvalid, "route." + why);
+  const char* sectionName() const { return section_ == Section::kHeader ? "header." : "route."; }
+  // A value that is no object or array; `str` its string if it is one, `text()` it written as JSON
+  // (made only for the content: the strings of an object's fields are not written again).
+  template <class Text>
+  bool scalar(std::string* str, Text text) {
+    if (depth_ == 0) return refuse(DecodeError::kMalformed, "not a JSON object");
+    if (depth_ == 1) {
+      if (section_ == Section::kContent) env.content = text();
+      if (section_ == Section::kHeader || section_ == Section::kRoute) {
+        return refuse(DecodeError::kInvalid,
+                      std::string(section_ == Section::kHeader ? "header" : "route") +
+                          " is missing or not an object");
+      }
+      return true;
+    }
+    if (depth_ == 2 && (section_ == Section::kHeader || section_ == Section::kRoute)) {
+      bool isNull = !str && text() == "null";
+      if (isTimestamp() && !isNull)
+        return refuse(DecodeError::kInvalid, "header.timestamp must be an integer");
+      if (section_ == Section::kHeader && key_ == "sync" && !isNull)
+        return refuse(DecodeError::kInvalid, "header.sync must be a boolean");
+      std::string* f = field();
+      if (f && str) {
+        *f = std::move(*str);
+      } else if (f && !isNull) {
+        return refuse(DecodeError::kInvalid, sectionName() + key_ + " must be a string");
+      }
+    }
+    return true;
   }
-  auto content = j.find("content");
-  env.content = content == j.end() ? "null" : content->dump();
-  return validate(std::move(env));
+  bool open(bool object) {
+    if (depth_ == 0 && !object) return refuse(DecodeError::kMalformed, "not a JSON object");
+    if (depth_ >= kMaxDepth) {
+      return refuse(DecodeError::kMalformed,
+                    "JSON nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    if (depth_ == 1) {
+      if (section_ == Section::kContent) contentStart_ = pos_ - 1;
+      if (section_ == Section::kHeader || section_ == Section::kRoute) {
+        if (!object) {
+          return refuse(DecodeError::kInvalid,
+                        std::string(section_ == Section::kHeader ? "header" : "route") +
+                            " is missing or not an object");
+        }
+        (section_ == Section::kHeader ? sawHeader : sawRoute) = true;
+      }
+    } else if (depth_ == 2 && (section_ == Section::kHeader || section_ == Section::kRoute)) {
+      if (isTimestamp())
+        return refuse(DecodeError::kInvalid, "header.timestamp must be an integer");
+      if (section_ == Section::kHeader && key_ == "sync")
+        return refuse(DecodeError::kInvalid, "header.sync must be a boolean");
+      if (field()) return refuse(DecodeError::kInvalid, sectionName() + key_ + " must be a string");
+    }
+    ++depth_;
+    if (depth_ == 2) key_.clear();
+    return true;
+  }
+  bool close() {
+    --depth_;
+    if (depth_ == 1 && section_ == Section::kContent)
+      env.content.assign(frame_.substr(contentStart_, pos_ - contentStart_));
+    if (depth_ == 1) key_.clear();
+    return true;
+  }
+
+  std::string_view frame_;
+  const size_t& pos_;  // bytes of the frame the parser has read
+  size_t depth_ = 0;
+  Section section_ = Section::kOther;
+  std::string key_;  // the current key inside the header or route
+  size_t contentStart_ = 0;
+};
+
+Decoded decodeJson(std::string_view frame) {
+  size_t pos = 0;
+  EnvelopeReader reader(frame, pos);
+  bool ok = json::sax_parse(CountingIterator(frame.data(), &pos),
+                            CountingIterator(frame.data() + frame.size(), &pos), &reader,
+                            json::input_format_t::json, /*strict=*/true);
+  if (reader.failure) return fail(reader.failure->kind, std::move(reader.failure->reason));
+  if (!ok) return fail(DecodeError::kMalformed, "not valid JSON");
+  if (!reader.sawHeader) return fail(DecodeError::kInvalid, "header is missing or not an object");
+  if (!reader.sawRoute) return fail(DecodeError::kInvalid, "route is missing or not an object");
+  return validate(std::move(reader.env));
 }
+
+// Checks JSON text in one pass of the parser, no DOM: valid, and nested no deeper than the limit.
+struct JsonCheck final : nlohmann::json_sax<json> {
+  static constexpr size_t kMaxDepth = validation::JsonLimits{}.maxDepth;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return open(); }
+  bool end_object() override { return --depth, true; }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override { return --depth, true; }
+  bool key(string_t&) override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+  bool open() {
+    tooDeep = depth >= kMaxDepth;
+    return !tooDeep && ++depth;
+  }
+  size_t depth = 0;
+  bool tooDeep = false;
+};
 
 Decoded decodeProto(std::string_view frame) {
   wire::v1::Envelope pb;
@@ -112,9 +299,14 @@ Decoded decodeProto(std::string_view frame) {
   env.route.operation = pb.route().operation();
   env.route.resource = pb.route().resource();
   env.content = pb.content().empty() ? "null" : pb.content();
-  if (auto s = validation::jsonWithin(env.content); !s.isOk())
-    return fail(DecodeError::kMalformed, "content: " + s.message());
-  if (!json::accept(env.content)) return fail(DecodeError::kInvalid, "content is not JSON");
+  // One pass of the parser: valid JSON, nested no deeper than the limit.
+  JsonCheck check;
+  bool ok = json::sax_parse(env.content, &check, json::input_format_t::json, /*strict=*/true);
+  if (check.tooDeep) {
+    return fail(DecodeError::kMalformed, "content: JSON nests deeper than " +
+                                             std::to_string(JsonCheck::kMaxDepth) + " levels");
+  }
+  if (!ok) return fail(DecodeError::kInvalid, "content is not JSON");
   return validate(std::move(env));
 }
 
