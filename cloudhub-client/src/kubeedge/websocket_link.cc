@@ -32,12 +32,13 @@ SessionOptions sessionOptions(const WebsocketLinkOptions& o, std::optional<uint6
   return s;
 }
 
-class WebsocketLink final : public CloudLink {
+class WebsocketLink final : public SessionLink {
  public:
   WebsocketLink(WebsocketLinkOptions o, std::unique_ptr<Transport> transport, metadb::Store& store,
                 core::Bus& bus, core::Clock& clock, core::Logging& logging,
                 core::MetricsRegistry& metrics, std::optional<uint64_t> seed)
-      : opts_(std::move(o)),
+      : SessionLink(session_),
+        opts_(std::move(o)),
         transport_(transport
                        ? std::move(transport)
                        : std::make_unique<WebsocketTransport>(opts_, logging.get("cloudhub"))),
@@ -47,11 +48,6 @@ class WebsocketLink final : public CloudLink {
   }
   ~WebsocketLink() override { stop(); }
 
-  core::Status start() override { return session_.start(); }
-  void stop() override { session_.stop(); }
-  LinkStatus status() const override { return session_.status(); }
-  void outboxChanged() override { session_.outboxChanged(); }
-  bool alive(std::chrono::milliseconds timeout) override { return session_.alive(timeout); }
   void credentialsChanged() override { session_.reconnectNow("credentials changed"); }
   void query(const std::string& resource, core::Duration timeout, QueryCallback done) override {
     session_.post([this, resource, timeout, done = std::move(done)]() mutable {

@@ -47,23 +47,18 @@ SessionOptions sessionOptions(const MqttLinkOptions& o) {
   return s;
 }
 
-class MqttLink final : public CloudLink {
+class MqttLink final : public SessionLink {
  public:
   MqttLink(MqttLinkOptions o, metadb::Store& store, core::Bus& bus, core::Clock& clock,
            core::Logging& logging, core::MetricsRegistry& metrics)
-      : opts_(std::move(o)),
+      : SessionLink(session_),
+        opts_(std::move(o)),
         transport_(connectOptions(opts_)),
         session_(sessionOptions(opts_), transport_, store, bus, clock, logging, metrics),
         protocol_(opts_, session_, transport_) {
     session_.setProtocol(protocol_);
   }
   ~MqttLink() override { stop(); }
-
-  core::Status start() override { return session_.start(); }
-  void stop() override { session_.stop(); }
-  LinkStatus status() const override { return session_.status(); }
-  void outboxChanged() override { session_.outboxChanged(); }
-  bool alive(std::chrono::milliseconds timeout) override { return session_.alive(timeout); }
 
  private:
   MqttLinkOptions opts_;

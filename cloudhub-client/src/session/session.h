@@ -214,4 +214,22 @@ class Session {
   std::atomic<bool> stopped_{false};
 };
 
+// A CloudLink whose calls go to its Session (both links are one). The derived link owns the
+// session, its protocol part and transport, and calls stop() in its destructor.
+class SessionLink : public CloudLink {
+ public:
+  core::Status start() override { return session_.start(); }
+  void stop() override { session_.stop(); }
+  LinkStatus status() const override { return session_.status(); }
+  void outboxChanged() override { session_.outboxChanged(); }
+  bool alive(std::chrono::milliseconds timeout) override { return session_.alive(timeout); }
+
+ protected:
+  // `session` is a member of the derived link: used only once it is made.
+  explicit SessionLink(Session& session) : session_(session) {}
+
+ private:
+  Session& session_;
+};
+
 }  // namespace outpost::cloudhub
