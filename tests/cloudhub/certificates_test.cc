@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "https_client.h"
+#include "bootstrap/https_client.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/log.h"
 #include "outpost/core/metrics.h"

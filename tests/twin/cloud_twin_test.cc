@@ -51,8 +51,8 @@ struct Agent {
     lo.reconnectBase = 50ms;
     lo.reconnectCap = 300ms;
     lo.keepAlive = 2s;
-    // No poll: what the twins queue reaches the cloud only through the store's outbox signal.
-    lo.outboxPoll = std::chrono::hours(1);
+    // The link has no poll: what the twins queue reaches the cloud only through the store's
+    // outbox signal, routed below as the agent routes it.
     link = cloudhub::makeMqttLink(lo, *store, bus, clock, logging, metrics);
 
     twin::TwinOptions to;
