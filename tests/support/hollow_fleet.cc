@@ -71,7 +71,7 @@ void FleetBroker::start(bool nodesListener) {
   // per_listener_settings false (the default): one set of settings for every listener.
   std::string conf = extra_ + "persistence true\npersistence_location " + dir_.path().string() +
                      "/\nuser root\nallow_anonymous true\nset_tcp_nodelay true\n" +
-                     "max_connections -1\nmax_queued_messages 10000\nsys_interval 1\n" +
+                     "max_connections -1\nmax_queued_messages 1000000\nsys_interval 1\n" +
                      "log_dest file " + logPath().string() + "\n" +
                      "log_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n" +
                      "log_timestamp true\nconnection_messages true\n" + "listener " +
@@ -113,7 +113,7 @@ HollowFleet::~HollowFleet() {
 }
 
 std::string HollowFleet::name(size_t i) const {
-  char buf[16];
+  char buf[32];
   std::snprintf(buf, sizeof buf, "%04zu", i);
   return opts_.namePrefix + buf;
 }
@@ -316,7 +316,7 @@ class FleetObserver::Impl {
         nodesStem(prefix + "/nodes/"),
         groupsStem(prefix + "/groups/") {}
 
-  void onMessage(const std::string& topic, const std::string& payload) {
+  void onMessage(const std::string& topic, const std::string& payload, bool retained) {
     auto now = FleetClock::now();
     std::string node, rest;
     std::lock_guard l(mu);
@@ -336,7 +336,7 @@ class FleetObserver::Impl {
     if (rest == "online") {
       bool on = payload == "true";
       onlineFlag[node] = on;
-      if (on) onlineSince[node] = now;
+      if (on && !retained) onlineSince[node] = now;
     } else if (rest == "up") {
       json env = json::parse(payload, nullptr, false);
       if (!env.is_object()) return;
@@ -382,7 +382,7 @@ class FleetObserver::Impl {
 FleetObserver::FleetObserver(const std::string& uri, const std::string& prefix)
     : impl_(std::make_unique<Impl>(uri, prefix)) {
   impl_->client.set_message_callback([this](mqtt::const_message_ptr m) {
-    impl_->onMessage(m->get_topic(), m->get_payload_str());
+    impl_->onMessage(m->get_topic(), m->get_payload_str(), m->is_retained());
   });
   auto opts = mqtt::connect_options_builder()
                   .clean_session(true)

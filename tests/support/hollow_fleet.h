@@ -143,7 +143,8 @@ class FleetObserver {
   size_t statusCount(const std::string& key) const;
   bool online(const std::string& node) const;
   size_t onlineCount() const;
-  std::optional<FleetClock::time_point> onlineAt(const std::string& node) const;  // last true
+  // When `node` last published `true` while this observer was subscribed (not a retained copy).
+  std::optional<FleetClock::time_point> onlineAt(const std::string& node) const;
   size_t messages() const;
 
  private:
