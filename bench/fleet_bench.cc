@@ -67,7 +67,7 @@ struct Params {
   size_t batch = 50;
   size_t pods = 10;
   int settle = 20;
-  int idle = 120;
+  int idle = 180;
   int down = 30;
   int outage = 120;
   std::string reconnectCap = "60s";
@@ -376,6 +376,14 @@ double cpuSeconds(pid_t pid) {
   return (ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// CPU seconds of this process (the echo clients, the observers).
+double selfCpu() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 double fleetCpu(HollowFleet& fleet) {
   double s = 0;
   for (size_t i = 0; i < fleet.size(); ++i) s += cpuSeconds(fleet.pid(i));
@@ -549,19 +557,24 @@ int main(int argc, char** argv) {
     double ownA = sys.ownBytes();
     double cpuA = fleetCpu(fleet);
     size_t obsA = obs.messages();
+    double obsBytesA = static_cast<double>(obs.bytes());
     std::this_thread::sleep_for(std::chrono::seconds(p.idle));  // the window measured
     auto b = sys.now();
     double own = sys.ownBytes() - ownA;
     double secs = b.t - a.t;
     double n = static_cast<double>(p.nodes);
     double in = b.bytesIn - a.bytesIn;
-    double outB = b.bytesOut - a.bytesOut - own;
+    double toCloud = static_cast<double>(obs.bytes()) - obsBytesA;
+    double outB = b.bytesOut - a.bytesOut - own - toCloud;  // to the nodes
     double perNodeKbit = (in + outB) * 8 / 1000 / secs / n;
     out["f4"] = {{"seconds", secs},
                  {"bytes_in", in},
-                 {"bytes_out_minus_sys_subscriber", outB},
+                 {"bytes_out_to_nodes", outB},
+                 {"bytes_out_to_the_cloud_observer", toCloud},
                  {"messages_in", b.msgsIn - a.msgsIn},
                  {"observer_messages", obs.messages() - obsA},
+                 {"bytes_per_observed_message",
+                  obs.messages() > obsA ? toCloud / static_cast<double>(obs.messages() - obsA) : 0},
                  {"bytes_in_per_node_per_hour", in / n / secs * 3600},
                  {"bytes_out_per_node_per_hour", outB / n / secs * 3600},
                  {"kbit_per_s_per_node", perNodeKbit},
@@ -572,10 +585,16 @@ int main(int argc, char** argv) {
   // ---- F2: a new pod for the group -> acks and Running, next to N plain echo clients
   std::cout << "F2: one new pod for the group of " << p.nodes << " nodes" << std::endl;
   {
+    double cpuA = fleetCpu(fleet), brokerA = cpuSeconds(broker.pid());
     auto t = FleetClock::now();
     std::string id = cloud.pod("fleet", "f2", "nginx:1.25", true);
     bool acked = waitProgress(
         "acked", [&] { return obs.ackCount(id); }, p.nodes, 300s);
+    // Where the time goes until the last ack: CPU of the agents and of the broker.
+    double window = secondsSince(t);
+    out["f2"]["ours_cpu"] = {{"window_s", window},
+                             {"agents_cpu_s", fleetCpu(fleet) - cpuA},
+                             {"broker_cpu_s", cpuSeconds(broker.pid()) - brokerA}};
     bool running = waitProgress(
         "Running", [&] { return obs.runningCount("default/pod/f2"); }, p.nodes, 300s);
     std::vector<double> ackS, runS;
@@ -587,23 +606,30 @@ int main(int argc, char** argv) {
                          {"running", spread(runS)},
                          {"all_acked", acked},
                          {"all_running", running}};
-    std::cout << "  ours: " << out["f2"]["ours"].dump() << std::endl;
+    std::cout << "  ours: " << out["f2"]["ours"].dump() << " " << out["f2"]["ours_cpu"].dump()
+              << std::endl;
   }
   {
     std::cout << "  connecting " << p.nodes << " plain echo clients" << std::endl;
     FleetObserver refObs(broker.cloudUri(), "ref/v1");
     EchoFleet echo(broker.nodesUri(), p.nodes, "ref/v1");
     Publisher refCloud(broker.cloudUri(), "ref/v1", "fleet-ref-cloud");
+    double cpuA = selfCpu(), brokerA = cpuSeconds(broker.pid());
     auto t = FleetClock::now();
     std::string id = refCloud.pod("fleet", "f2", "nginx:1.25", false);
     bool acked = waitProgress(
         "echo acked", [&] { return refObs.ackCount(id); }, p.nodes, 300s);
+    double window = secondsSince(t);
+    out["f2"]["echo_cpu"] = {{"window_s", window},
+                             {"bench_process_cpu_s", selfCpu() - cpuA},
+                             {"broker_cpu_s", cpuSeconds(broker.pid()) - brokerA}};
     std::vector<double> ackS;
     for (size_t i = 0; i < p.nodes; ++i) {
       if (auto a = refObs.ackedAt(EchoFleet::name(i), id)) ackS.push_back(secondsBetween(t, *a));
     }
     out["f2"]["echo"] = {{"ack", spread(ackS)}, {"all_acked", acked}};
-    std::cout << "  echo: " << out["f2"]["echo"].dump() << std::endl;
+    std::cout << "  echo: " << out["f2"]["echo"].dump() << " " << out["f2"]["echo_cpu"].dump()
+              << std::endl;
     double ours = out["f2"]["ours"]["ack"].value("p99_ms", 0.0);
     double theirs = out["f2"]["echo"]["ack"].value("p99_ms", 0.0);
     out["f2"]["ack_p99_ours_over_echo"] = theirs > 0 ? ours / theirs : 0;
@@ -720,8 +746,9 @@ int main(int argc, char** argv) {
     broker.stop();
     auto back = FleetClock::now();
     double sysT = sys.now().t;
+    obs.takeMaxNodeRate();
     broker.start(true);
-    std::vector<double> drained(p.nodes, -1);
+    std::vector<double> drained(p.nodes, -1), connected(p.nodes, -1);
     waitProgress(
         "outboxes empty",
         [&] {
@@ -729,15 +756,16 @@ int main(int argc, char** argv) {
           for (size_t i = 0; i < p.nodes; ++i) {
             if (drained[i] < 0) {
               json st = agentStatus(fleet, i);
-              if (statusField(st, "cloud", "state", std::string()) == "connected" &&
-                  outboxRows(st) == 0)
-                drained[i] = secondsSince(back);
+              bool up = statusField(st, "cloud", "state", std::string()) == "connected";
+              if (up && connected[i] < 0) connected[i] = secondsSince(back);
+              if (up && outboxRows(st) == 0) drained[i] = secondsSince(back);
             }
             n += drained[i] >= 0 ? 1 : 0;
           }
           return n;
         },
         p.nodes, 600s);
+    size_t nodeRate = obs.takeMaxNodeRate();
     double peakIn = 0, peakOut = 0;
     auto samples = sys.since(sysT);
     for (size_t k = 1; k < samples.size(); ++k) {
@@ -746,9 +774,16 @@ int main(int argc, char** argv) {
       peakIn = std::max(peakIn, (samples[k].msgsIn - samples[k - 1].msgsIn) / dt);
       peakOut = std::max(peakOut, (samples[k].msgsOut - samples[k - 1].msgsOut) / dt);
     }
-    std::vector<double> drainS;
-    for (double d : drained) {
-      if (d >= 0) drainS.push_back(d);
+    std::vector<double> drainS, afterConnectS, connectS;
+    for (size_t i = 0; i < p.nodes; ++i) {
+      if (drained[i] >= 0) drainS.push_back(drained[i]);
+      if (connected[i] >= 0) connectS.push_back(connected[i]);
+      if (drained[i] >= 0 && connected[i] >= 0) afterConnectS.push_back(drained[i] - connected[i]);
+    }
+    std::vector<double> inSeries;
+    for (size_t k = 1; k < samples.size() && k <= 180; ++k) {
+      double d = samples[k].msgsIn - samples[k - 1].msgsIn;
+      inSeries.push_back(d < 0 ? samples[k].msgsIn : d);
     }
     // Nothing lost, nothing stale: a fresh subscriber's retained statuses equal what each node
     // holds (compared again for a node whose pod changed in between).
@@ -789,8 +824,12 @@ int main(int argc, char** argv) {
         {"outbox_rows_at_end_of_outage", rowsTotal},
         {"outbox_rows_per_node_max", *std::max_element(rowsBefore.begin(), rowsBefore.end())},
         {"drained", spread(drainS)},
+        {"connected_seen", spread(connectS)},
+        {"drained_after_connected_seen", spread(afterConnectS)},
         {"peak_messages_in_per_second", peakIn},
         {"peak_messages_out_per_second", peakOut},
+        {"max_messages_from_one_node_in_one_second", nodeRate},
+        {"messages_in_per_second", inSeries},
         {"nodes_retained_equal_own", std::count(same.begin(), same.end(), true)},
         {"all_equal", allSame}};
     std::cout << "  " << out["f5"].dump() << std::endl;

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "support/mosquitto.h"
 
@@ -321,6 +322,8 @@ class FleetObserver::Impl {
     std::string node, rest;
     std::lock_guard l(mu);
     ++count;
+    // PUBLISH as sent by the broker at QoS 1: fixed header (~4), topic length (2), packet id (2).
+    bytes += topic.size() + payload.size() + 8;
     if (topic.rfind(groupsStem, 0) == 0) {
       // groups/<group>/desired/<key>
       std::string tail = topic.substr(groupsStem.size());
@@ -333,6 +336,14 @@ class FleetObserver::Impl {
       return;
     }
     if (!splitNodeTopic(topic, nodesStem, node, rest)) return;
+    if (!retained) {
+      // Messages a node published, per second of arrival.
+      auto& r = rates[node];
+      long second =
+          std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      if (r.second != second) r = {second, 0};
+      maxRate = std::max(maxRate, ++r.count);
+    }
     if (rest == "online") {
       bool on = payload == "true";
       onlineFlag[node] = on;
@@ -371,6 +382,13 @@ class FleetObserver::Impl {
   std::string nodesStem, groupsStem;
   mutable std::mutex mu;
   size_t count = 0;
+  size_t bytes = 0;
+  struct Rate {
+    long second = 0;
+    size_t count = 0;
+  };
+  std::unordered_map<std::string, Rate> rates;
+  size_t maxRate = 0;
   std::unordered_map<std::string, std::string> desired;  // "<group>|<key>" -> msg_id
   std::unordered_map<std::string, std::unordered_map<std::string, FleetClock::time_point>> acks;
   std::unordered_map<std::string, std::unordered_map<std::string, json>> statuses;  // key, node
@@ -498,6 +516,16 @@ std::optional<FleetClock::time_point> FleetObserver::onlineAt(const std::string&
 size_t FleetObserver::messages() const {
   std::lock_guard l(impl_->mu);
   return impl_->count;
+}
+
+size_t FleetObserver::takeMaxNodeRate() {
+  std::lock_guard l(impl_->mu);
+  return std::exchange(impl_->maxRate, 0);
+}
+
+size_t FleetObserver::bytes() const {
+  std::lock_guard l(impl_->mu);
+  return impl_->bytes;
 }
 
 std::string podYaml(const std::string& name, const std::string& image) {

@@ -146,6 +146,10 @@ class FleetObserver {
   // When `node` last published `true` while this observer was subscribed (not a retained copy).
   std::optional<FleetClock::time_point> onlineAt(const std::string& node) const;
   size_t messages() const;
+  // The most messages one node published (live, not retained copies) within one second of
+  // arrival, since the last call.
+  size_t takeMaxNodeRate();
+  size_t bytes() const;  // of the PUBLISH packets received (topic, payload, ~8 bytes of header)
 
  private:
   class Impl;
