@@ -343,6 +343,8 @@ class FleetObserver::Impl {
           std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
       if (r.second != second) r = {second, 0};
       maxRate = std::max(maxRate, ++r.count);
+      if (all.second != second) all = {second, 0};
+      maxAllRate = std::max(maxAllRate, ++all.count);
     }
     if (rest == "online") {
       bool on = payload == "true";
@@ -388,7 +390,8 @@ class FleetObserver::Impl {
     size_t count = 0;
   };
   std::unordered_map<std::string, Rate> rates;
-  size_t maxRate = 0;
+  Rate all;
+  size_t maxRate = 0, maxAllRate = 0;
   std::unordered_map<std::string, std::string> desired;  // "<group>|<key>" -> msg_id
   std::unordered_map<std::string, std::unordered_map<std::string, FleetClock::time_point>> acks;
   std::unordered_map<std::string, std::unordered_map<std::string, json>> statuses;  // key, node
@@ -521,6 +524,11 @@ size_t FleetObserver::messages() const {
 size_t FleetObserver::takeMaxNodeRate() {
   std::lock_guard l(impl_->mu);
   return std::exchange(impl_->maxRate, 0);
+}
+
+size_t FleetObserver::takeMaxFleetRate() {
+  std::lock_guard l(impl_->mu);
+  return std::exchange(impl_->maxAllRate, 0);
 }
 
 size_t FleetObserver::bytes() const {

@@ -149,6 +149,8 @@ class FleetObserver {
   // The most messages one node published (live, not retained copies) within one second of
   // arrival, since the last call.
   size_t takeMaxNodeRate();
+  // The most messages all nodes together published within one second, since the last call.
+  size_t takeMaxFleetRate();
   size_t bytes() const;  // of the PUBLISH packets received (topic, payload, ~8 bytes of header)
 
  private:
