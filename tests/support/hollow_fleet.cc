@@ -38,6 +38,36 @@ long raiseFileLimit() {
 // ---- the broker
 
 namespace {
+// Starts `argv` as a child that dies with this process (PR_SET_PDEATHSIG), its stdout and stderr
+// appended to `logPath`, with `env` (NAME=value) added to its environment.
+pid_t spawnDying(std::vector<std::string> argv, const std::string& logPath,
+                 std::vector<std::string> env) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int fd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    for (auto& kv : env) putenv(kv.data());
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits up to `timeout` for `pid` to end; true when it was reaped.
+bool reapWithin(pid_t pid, std::chrono::milliseconds timeout) {
+  return waitFor([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, timeout);
+}
+
 bool canConnectTcp(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -68,7 +98,7 @@ std::string FleetBroker::cloudUri() const {
 }
 
 void FleetBroker::start(bool nodesListener) {
-  if (child_) return;
+  if (pid_ > 0) return;
   // per_listener_settings false (the default): one set of settings for every listener.
   std::string conf = extra_ + "persistence true\npersistence_location " + dir_.path().string() +
                      "/\nuser root\nallow_anonymous true\nset_tcp_nodelay true\n" +
@@ -79,26 +109,35 @@ void FleetBroker::start(bool nodesListener) {
                      std::to_string(cloudPort_) + " 127.0.0.1\n";
   if (nodesListener) conf += "listener " + std::to_string(nodesPort_) + " 127.0.0.1\n";
   writeFile(dir_ / "mosquitto.conf", conf);
-  auto child = std::make_unique<Child>(
-      std::vector<std::string>{"/usr/sbin/mosquitto", "-c", (dir_ / "mosquitto.conf").string()});
+  pid_t pid = spawnDying({"/usr/sbin/mosquitto", "-c", (dir_ / "mosquitto.conf").string()},
+                         (dir_ / "mosquitto.out").string(), {});
+  bool exited = false;
   bool up = waitFor(
       [&] {
-        return (canConnectTcp(cloudPort_) && (!nodesListener || canConnectTcp(nodesPort_))) ||
-               !child->running();
+        exited = waitpid(pid, nullptr, WNOHANG) == pid;
+        return exited ||
+               (canConnectTcp(cloudPort_) && (!nodesListener || canConnectTcp(nodesPort_)));
       },
       std::chrono::seconds(20));
-  if (!up || !child->running()) {
-    throw std::runtime_error("mosquitto did not start: " + child->err() + readFile(logPath()));
+  if (!up || exited) {
+    if (!exited) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    throw std::runtime_error("mosquitto did not start: " + readFile(dir_ / "mosquitto.out") +
+                             readFile(logPath()));
   }
-  child_ = std::move(child);
+  pid_ = pid;
 }
 
 void FleetBroker::stop(int sig) {
-  if (!child_) return;
-  child_->signal(sig);
-  if (child_->wait(std::chrono::seconds(30)) < 0) child_->signal(SIGKILL);
-  child_->wait(std::chrono::seconds(10));
-  child_.reset();
+  if (pid_ <= 0) return;
+  kill(pid_, sig);
+  if (!reapWithin(pid_, std::chrono::seconds(30))) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  pid_ = -1;
 }
 
 // ---- the agents
@@ -132,7 +171,6 @@ void HollowFleet::reap(Agent& a, bool block) {
 
 void HollowFleet::start(size_t n, size_t batch, const std::function<void(size_t)>& progress,
                         std::chrono::seconds deadline) {
-  pid_t parent = getpid();
   while (agents_.size() < n) {
     size_t first = agents_.size();
     size_t last = std::min(n, first + batch);
@@ -148,28 +186,9 @@ void HollowFleet::start(size_t n, size_t batch, const std::function<void(size_t)
                     ", mqtt: {broker: \"" + opts_.broker + "\"}, reconnect: {base: " +
                     opts_.reconnectBase + ", cap: " + opts_.reconnectCap + "}}\n" +
                     "api: {socket: " + (a.dir / "o.sock").string() + ", metrics_address: \"\"}\n");
-      std::string logPath = (a.dir / "agent.log").string();
       std::string config = (a.dir / "outpost.yaml").string();
-      std::vector<std::string> argv = {opts_.outpostd, "--config", config};
-      std::vector<char*> args;
-      for (auto& s : argv) args.push_back(s.data());
-      args.push_back(nullptr);
-      std::vector<std::string> env = opts_.env;
-      a.pid = fork();
-      if (a.pid < 0) throw std::runtime_error("fork failed");
-      if (a.pid == 0) {
-        // Dies with the bench or test, however that ends.
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        int fd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
-        for (auto& kv : env) putenv(kv.data());
-        execv(args[0], args.data());
-        _exit(127);
-      }
+      a.pid = spawnDying({opts_.outpostd, "--config", config}, (a.dir / "agent.log").string(),
+                         opts_.env);
       agents_.push_back(std::move(a));
     }
     // The batch answers on its sockets before the next starts (start-up is the CPU-heavy part).

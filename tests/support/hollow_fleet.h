@@ -34,7 +34,7 @@ long raiseFileLimit();
 // `cloudUri()` for the control plane and observers. `start(false)` opens only the cloud's, so the
 // nodes see the broker down while the cloud can still publish to it (an outage of the nodes'
 // uplink, or the broker seen from them). Logs connections and subscriptions, with timestamps in
-// seconds, to `logPath()`; publishes $SYS every second.
+// seconds, to `logPath()`; publishes $SYS every second. Dies with this process, however it ends.
 class FleetBroker {
  public:
   explicit FleetBroker(const std::string& extraConfig = "");
@@ -48,14 +48,14 @@ class FleetBroker {
   std::filesystem::path logPath() const { return dir_ / "mosquitto.log"; }
   void start(bool nodesListener = true);
   void stop(int sig = SIGTERM);  // waits for it to end; retained messages persist (on SIGTERM)
-  bool running() const { return child_ != nullptr; }
-  pid_t pid() const { return child_ ? child_->pid() : -1; }
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
  private:
   TempDir dir_;
   std::string extra_;
   int nodesPort_ = 0, cloudPort_ = 0;
-  std::unique_ptr<Child> child_;
+  pid_t pid_ = -1;  // a child that dies with this process (PR_SET_PDEATHSIG)
 };
 
 struct FleetOptions {
