@@ -12,7 +12,10 @@ namespace {
 
 constexpr std::chrono::seconds kDefaultGrace{30};
 
-// The grace period a sandbox's annotation names, else 30 s.
+bool gone(const core::Status& s) { return s.isOk() || s.code() == core::Code::kNotFound; }
+
+}  // namespace
+
 std::chrono::seconds graceOf(const PodSandbox& s) {
   try {
     return std::chrono::seconds(std::stoll(label(s.annotations, kGrace)));
@@ -20,10 +23,6 @@ std::chrono::seconds graceOf(const PodSandbox& s) {
     return kDefaultGrace;
   }
 }
-
-bool gone(const core::Status& s) { return s.isOk() || s.code() == core::Code::kNotFound; }
-
-}  // namespace
 
 std::optional<ContainerStatus> StatusCache::get(Runtime& runtime, const Container& c) {
   auto it = statuses_.find(c.id);

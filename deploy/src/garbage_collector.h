@@ -48,6 +48,9 @@ struct Orphans {
 Orphans findOrphans(const Observed& o, const std::set<std::string>& desiredUids,
                     const std::function<bool(const std::string& labelKey)>& kept);
 
+// The grace period a sandbox's annotation names, else 30 s.
+std::chrono::seconds graceOf(const PodSandbox& s);
+
 // On deploy's loop; runtime calls block.
 class GarbageCollector {
  public:

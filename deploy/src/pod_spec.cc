@@ -391,6 +391,15 @@ class Parser {
     return core::okStatus();
   }
 
+  // metadata.deletionTimestamp and deletionGracePeriodSeconds (after podFields: the grace period
+  // the API server set for the deletion wins over the spec's).
+  void deletion(const json& md) {
+    pod_.deleting = md.contains("deletionTimestamp") && !md["deletionTimestamp"].is_null();
+    auto grace = md.find("deletionGracePeriodSeconds");
+    if (pod_.deleting && grace != md.end() && grace->is_number_integer())
+      pod_.gracePeriodSeconds = std::max<int64_t>(0, grace->get<int64_t>());
+  }
+
   // The pod-wide fields of spec: restart policy, host network and name, runtime class, grace
   // period, security context.
   core::Status podFields(const json& spec) {
@@ -551,6 +560,7 @@ core::Result<PodSpec> parsePod(const std::string& key, const std::string& text,
     const json& spec = doc.value("spec", json::object());
     OUTPOST_RETURN_IF_ERROR(p.metadata(md, key, defaultNamespace));
     OUTPOST_RETURN_IF_ERROR(p.podFields(spec));
+    p.deletion(md);
     OUTPOST_RETURN_IF_ERROR(p.containers(spec));
     OUTPOST_RETURN_IF_ERROR(p.volumes(spec));
     json sandboxKey = {pod.hostNetwork, pod.runtimeClassName, pod.hostname,

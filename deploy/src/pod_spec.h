@@ -87,7 +87,10 @@ struct PodSpec {
   bool hostNetwork = false;
   std::string hostname;
   std::string runtimeClassName;
-  int64_t gracePeriodSeconds = 30;
+  int64_t gracePeriodSeconds = 30;  // metadata.deletionGracePeriodSeconds once it is being deleted
+  // metadata.deletionTimestamp is set: the pod is being deleted (kubectl delete). Its containers
+  // stop within the grace period and never start again, also after an agent restart.
+  bool deleting = false;
   SecurityContext podSecurity;
   std::vector<ContainerSpec> initContainers;
   std::vector<ContainerSpec> containers;

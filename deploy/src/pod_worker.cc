@@ -24,6 +24,7 @@ class PodPass {
       : ctx_(ctx), w_(w), pod_(*w.spec), grace_(pod_.gracePeriodSeconds) {}
 
   std::string run(const Observed& all);
+  std::string observeOnly(const Observed& all);
 
  private:
   // The pod's sandboxes and containers of `all`; the highest attempt of each container name.
@@ -87,6 +88,35 @@ std::string PodPass::run(const Observed& all) {
     auto st = ctx_.runtime.podSandboxStatus(sandboxId_);
     if (st) view.podIp = st->ip;
   }
+  return podStatusJson(view, w_.transitions, ctx_.clock.wallNow());
+}
+
+std::string PodPass::observeOnly(const Observed& all) {
+  select(all);
+  std::sort(sandboxes_.begin(), sandboxes_.end(),
+            [](const auto& a, const auto& b) { return a.createdAt > b.createdAt; });
+  if (!sandboxes_.empty()) {
+    current_ = &sandboxes_[0];
+    sandboxId_ = current_->id;
+    sandboxCreated_ = current_->createdAt;
+  }
+  for (const auto& c : containers_) {
+    if (!sandboxId_.empty() && c.podSandboxId == sandboxId_)
+      byName_[label(c.labels, kContainerName)].push_back(c);
+  }
+  for (auto& [name, list] : byName_) {
+    std::sort(list.begin(), list.end(),
+              [](const auto& a, const auto& b) { return a.createdAt > b.createdAt; });
+  }
+  w_.waiting.clear();
+  PodView view;
+  view.spec = &pod_;
+  view.sandboxReady = current_ && current_->state == SandboxState::kReady;
+  view.sandboxCreatedAt = sandboxCreated_;
+  view.hostIp = ctx_.hostIp;
+  if (pod_.hostNetwork) view.podIp = ctx_.hostIp;
+  for (const auto& spec : pod_.initContainers) view.init.push_back(viewOf(spec));
+  for (const auto& spec : pod_.containers) view.containers.push_back(viewOf(spec));
   return podStatusJson(view, w_.transitions, ctx_.clock.wallNow());
 }
 
@@ -494,6 +524,18 @@ std::string logDirectoryOf(const HostPaths& paths, const std::string& uid) {
 
 std::string syncPod(WorkerContext& ctx, PodState& state, const Observed& all) {
   return PodPass(ctx, state).run(all);
+}
+
+std::string observedPodStatus(WorkerContext& ctx, PodState& state, const Observed& all) {
+  return PodPass(ctx, state).observeOnly(all);
+}
+
+std::vector<std::string> liveContainers(const Observed& all, const std::string& uid) {
+  std::vector<std::string> ids;
+  for (const auto& c : all.containers) {
+    if (label(c.labels, kPodUid) == uid && c.state != ContainerState::kExited) ids.push_back(c.id);
+  }
+  return ids;
 }
 
 }  // namespace outpost::deploy

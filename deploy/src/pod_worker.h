@@ -57,6 +57,9 @@ struct PodState {
   std::string lastStatus;
   std::optional<core::TimerId> wakeTimer;
   core::MonoTime wakeAt{};
+  // The uid whose deletion (metadata.deletionTimestamp) was reported done (StatusSink::
+  // podTerminated): once per pod.
+  std::string terminatedUid;
 };
 
 // What the workers share, owned by the reconciler.
@@ -86,5 +89,12 @@ std::string logDirectoryOf(const HostPaths& paths, const std::string& uid);
 // One pass over the pod of `state` (which has a spec), given what the runtime runs (`all`, at
 // least the pod's). Returns the pod's status JSON.
 std::string syncPod(WorkerContext& ctx, PodState& state, const Observed& all);
+
+// The status of the pod of `state` as the runtime has it, acting on nothing: for a pod being
+// deleted (its containers stop; none is started or removed).
+std::string observedPodStatus(WorkerContext& ctx, PodState& state, const Observed& all);
+
+// The containers of `uid` in `all` that still run (or may: created, unknown).
+std::vector<std::string> liveContainers(const Observed& all, const std::string& uid);
 
 }  // namespace outpost::deploy

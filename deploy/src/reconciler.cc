@@ -26,6 +26,7 @@
 #include "pod_events.h"
 #include "pod_spec.h"
 #include "pod_status.h"
+#include "pod_stopper.h"
 #include "pod_worker.h"
 #include "volumes.h"
 
@@ -384,6 +385,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       return;
     }
     events_.setPod(w.key, w.spec->uid, logDirectoryOf(paths_, w.spec->uid));
+    if (w.spec->deleting) return terminating(w, all);
     publish(w, syncPod(ctx_, w, all));
   }
 
@@ -404,6 +406,80 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   // --- removal ---------------------------------------------------------------------------------
 
+  // A pod being deleted (metadata.deletionTimestamp): its containers stop within its grace period
+  // (off the loop, beside other pods' stops) and nothing of it starts again; once they are all
+  // down and that is reported, the cloud is told it may delete the pod. What is left goes when the
+  // cloud's delete arrives (terminate).
+  void terminating(PodState& w, const Observed& all) {
+    const PodSpec& pod = *w.spec;
+    auto live = liveContainers(all, pod.uid);
+    const std::string stopKey = "uid:" + pod.uid;
+    bool stopping = stopper_.stopping(stopKey);
+    if (!live.empty() && !stopping) {
+      log_.info("pod ", w.key, " is being deleted: stopping ", live.size(),
+                live.size() == 1 ? " container" : " containers", " within ", pod.gracePeriodSeconds,
+                " s");
+      events_.record(w.key, kNormal, "Killing", "",
+                     "Stopping the pod's containers: the pod is being deleted");
+      stopOffLoop(stopKey, std::move(live), std::chrono::seconds(pod.gracePeriodSeconds), w.key);
+      stopping = true;
+    } else if (live.empty() && !stopping) {
+      for (const auto& s : all.sandboxes) {
+        if (label(s.labels, kPodUid) != pod.uid || s.state != SandboxState::kReady) continue;
+        if (auto st = runtime_.stopPodSandbox(s.id); !st.isOk())
+          log_.warn("StopPodSandbox: ", st.toString());
+      }
+    }
+    publish(w, observedPodStatus(ctx_, w, all));
+    if (live.empty() && !stopping && w.terminatedUid != pod.uid) {
+      w.terminatedUid = pod.uid;
+      log_.info("pod ", w.key, " stopped for its deletion: asking the cloud to delete it");
+      sink_.podTerminated(w.key, pod.uid);
+    }
+  }
+
+  // Starts stopping `ids` (under `stopKey`, "uid:<pod uid>") on the stopper's threads; when they
+  // are down the pod at `key` is looked at again on the loop (every pod, for an orphan: no key).
+  void stopOffLoop(const std::string& stopKey, std::vector<std::string> ids,
+                   std::chrono::seconds grace, const std::string& key) {
+    std::weak_ptr<Impl> weak = shared_from_this();
+    // The stop thread only posts: the loop outlives the reconciler, whose stopper joins it.
+    core::EventLoop* loop = &loop_;
+    stopper_.stop(stopKey, std::move(ids), grace, [weak, loop, key] {
+      loop->post([weak, key] {
+        auto self = weak.lock();
+        if (!self || self->stopped_) return;
+        if (key.empty()) return self->syncAllNow();
+        self->syncOne(key);
+      });
+    });
+  }
+
+  // The live containers of `uids` in `o` start stopping (each pod within the grace period its
+  // sandbox names). True while any of them is still stopping: what is left of them waits.
+  bool stopLive(const Observed& o, const std::set<std::string>& uids, const std::string& key) {
+    bool busy = false;
+    for (const auto& uid : uids) {
+      const std::string stopKey = "uid:" + uid;
+      if (stopper_.stopping(stopKey)) {
+        busy = true;
+        continue;
+      }
+      auto live = liveContainers(o, uid);
+      if (live.empty()) continue;
+      std::optional<std::chrono::seconds> grace;
+      for (const auto& s : o.sandboxes) {
+        if (label(s.labels, kPodUid) == uid)
+          grace = std::max(grace.value_or(std::chrono::seconds(0)), graceOf(s));
+      }
+      log_.info("pod ", key.empty() ? uid : key, ": stopping ", live.size(),
+                live.size() == 1 ? " container" : " containers");
+      stopOffLoop(stopKey, std::move(live), grace.value_or(std::chrono::seconds(30)), key);
+      busy = true;
+    }
+    return busy;
+  }
+
   // A pod no longer desired: its containers stop within the grace period, then everything goes.
   void terminate(std::string key) {
     auto observed = observe({{kManaged, "true"}, {kPodKey, labelValue(key)}});
@@ -411,6 +487,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::set<std::string> uids;
     for (const auto& s : observed->sandboxes) uids.insert(label(s.labels, kPodUid));
     for (const auto& c : observed->containers) uids.insert(label(c.labels, kPodUid));
+    // Running containers stop first, off the loop and beside other pods' (each within its grace
+    // period); the pod comes back here when they are down.
+    if (stopLive(*observed, uids, key)) return;
     // Its volumes may have been made though no sandbox ever ran (one volume failed).
     if (auto uid = events_.uidOf(key); !uid.empty()) uids.insert(uid);
     if (!gc_.removeUids(*observed, uids)) return;  // retried on the next pass
@@ -432,6 +511,14 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (w.spec) uids.insert(w.spec->uid);
     }
     auto orphans = findOrphans(o, uids, [this](const std::string& l) { return pendingKey(l); });
+    if (desired_.complete()) {
+      // Their running containers stop off the loop first; they are collected once down.
+      std::set<std::string> down;
+      for (const auto& uid : orphans.uids) {
+        if (!stopLive(o, {uid}, "")) down.insert(uid);
+      }
+      orphans.uids = std::move(down);
+    }
     gc_.collectOrphans(o, orphans, desired_.complete(),
                        [this](const std::string& key) { askMissing(key); });
   }
@@ -533,6 +620,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   std::mutex statsMu_;
   ReconcilerStats statsCopy_;  // stats_ as of the end of the last pass, for other threads
   std::atomic<bool> stopped_{false};
+  // Last: its destructor waits for the stops in flight, which use the runtime and post to loop_.
+  PodStopper stopper_{runtime_, log_};
 };
 
 Reconciler::Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired,

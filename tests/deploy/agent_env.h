@@ -39,6 +39,10 @@ class DeployAgent {
     reconciler_->syncAll();
     loop_.runSync([] {}, std::chrono::seconds(60));
   }
+  // True when the loop runs a task within `timeout` (it is not blocked).
+  bool loopAnswers(std::chrono::milliseconds timeout) {
+    return loop_.runSync([] {}, timeout);
+  }
   // Writes out buffered log lines (to the log file, if any).
   void flushLog() { logging_.flush(); }
   void changed(std::vector<std::string> keys) {

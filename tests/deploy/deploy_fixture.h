@@ -70,6 +70,15 @@ class MemorySink final : public deploy::StatusSink {
     pods_.erase(key);
     removed_.push_back(key);
   }
+  void podTerminated(const std::string& key, const std::string& uid) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    terminated_.push_back(key + " " + uid);
+  }
+  // "<key> <uid>" of each podTerminated call, in order.
+  std::vector<std::string> terminated() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return terminated_;
+  }
   void nodeStatus(const std::string& json) override {
     std::lock_guard<std::mutex> lock(mu_);
     node_ = nlohmann::json::parse(json);
@@ -135,6 +144,7 @@ class MemorySink final : public deploy::StatusSink {
   std::map<std::string, nlohmann::json> pods_;
   std::map<std::string, int> reports_;
   std::vector<std::string> removed_;
+  std::vector<std::string> terminated_;
   nlohmann::json node_;
   int nodeReports_ = 0;
 };

@@ -153,7 +153,8 @@ struct HostSafety {
   void remove(DeployAgent& agent, const std::string& key) {
     desired.erase(key);
     agent.changed({key});
-    CHECK(sink.removed(key));
+    // Its containers stop off the loop; then it is removed.
+    CHECK(waitFor([&] { return sink.removed(key); }, std::chrono::seconds(30)));
   }
 
   TempDir root;

@@ -43,6 +43,13 @@ class StatusSink {
   virtual void podStatus(const std::string& key, const std::string& statusJson) = 0;
   // The pod at `key` is gone from the node (deleted and cleaned up).
   virtual void podRemoved(const std::string& key) = 0;
+  // The pod at `key` with uid `uid`, being deleted (metadata.deletionTimestamp), has every
+  // container stopped and its status reported: the cloud may now delete it for good (EdgeCore
+  // asks for a delete with grace period 0 and a uid precondition). Once per pod uid.
+  virtual void podTerminated(const std::string& key, const std::string& uid) {
+    (void)key;
+    (void)uid;
+  }
   // The Kubernetes NodeStatus JSON of this node.
   virtual void nodeStatus(const std::string& statusJson) = 0;
 };
