@@ -524,3 +524,57 @@ TEST_CASE("configmap and secret queries: the held object, NotFound, and silence 
   REQUIRE(edge.pump([&] { return edge.answerTo("q5").has_value(); }, 10s));
   CHECK(edge.answerTo("q5")->at("header").at("resourceversion") == version);
 }
+
+// Issue 17: kubectl delete pod. CloudCore sends the pod again with metadata.deletionTimestamp and
+// deletes it only when the edge asks (operation delete from edged, DeleteOptions with grace 0 and
+// the pod's uid as precondition); the API server refuses another uid (409).
+TEST_CASE(
+    "a deleted pod comes as an update with deletionTimestamp; the delete only after the "
+    "edge's request with grace 0 and the pod's uid") {
+  Certs certs;
+  CloudHubDouble hub(hubOptions(certs.tls));
+  const std::string pod = "default/pod/web";
+  json object{{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", "web"}, {"namespace", "default"}, {"uid", "u-1"}}},
+              {"spec", {{"terminationGracePeriodSeconds", 7}}}};
+  hub.setObject(pod, object);
+  Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
+  REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
+
+  std::string updateId = hub.deletePod(pod);
+  auto find = [&](const std::string& id) -> std::optional<json> {
+    for (const auto& m : edge.messages)
+      if (m["header"].value("msg_id", "") == id) return m;
+    return std::nullopt;
+  };
+  REQUIRE(edge.pump([&] { return find(updateId).has_value(); }, 10s));
+  json update = *find(updateId);
+  CHECK(update["route"]["operation"] == "update");
+  CHECK(update["content"]["metadata"].contains("deletionTimestamp"));
+  CHECK(update["content"]["metadata"]["deletionGracePeriodSeconds"] == 7);
+
+  json options{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"gracePeriodSeconds", 0}};
+  options["preconditions"] = {{"uid", "u-2"}};
+  edge.send(edgeMessage("d1", "delete", pod, options));
+  options.erase("preconditions");
+  edge.send(edgeMessage("d2", "delete", pod, options));
+  REQUIRE(edge.pump([&] { return edge.answerTo("d1") && edge.answerTo("d2"); }, 10s));
+  CHECK(edge.answerTo("d1")->at("content")["ErrStatus"]["code"] == 409);
+  CHECK(edge.answerTo("d2")->at("content")["ErrStatus"]["code"] == 400);
+  CHECK(hub.podsDeleted().empty());
+  CHECK(hub.object(pod).has_value());
+
+  options["preconditions"] = {{"uid", "u-1"}};
+  edge.send(edgeMessage("d3", "delete", pod, options.dump()));  // as a JSON string, too
+  REQUIRE(edge.pump(
+      [&] {
+        for (const auto& m : edge.messages)
+          if (m["route"].value("operation", "") == "delete") return true;
+        return false;
+      },
+      10s));
+  CHECK(edge.answerTo("d3")->at("content") == "OK");
+  CHECK(hub.podsDeleted() == std::vector<std::string>{pod});
+  CHECK_FALSE(hub.object(pod).has_value());
+}

@@ -16,6 +16,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -238,6 +239,7 @@ class CloudHubDouble::Impl {
   // ---- io thread, under mu_ ----
   std::string uuid4();
   std::optional<json> answer(const json& request);
+  json answerPodDelete(const json& request, const std::string& resource);
   json stamp(json object);
   json notFound(const std::string& resource) const;
   json response(const json& request, json content) {
@@ -282,6 +284,8 @@ class CloudHubDouble::Impl {
   std::deque<Pending> pending_;
   std::map<std::string, int> acks_;
   std::map<std::string, json> objects_;
+  std::vector<json> followUps_;             // cloud messages an answer causes, sent right after it
+  std::vector<std::string> podsDeleted_;    // deletions the edge asked for and the double did
   std::vector<std::string> silentQueries_;  // resource prefixes whose queries get no answer
   uint64_t resourceVersion_ = 1000;
   int pings_ = 0;
@@ -637,6 +641,14 @@ std::vector<std::string> CloudHubDouble::Impl::onFrame(int connection, const std
       out.push_back(reply->dump());
       sent_.push_back(std::move(*reply));
     }
+    for (auto& f : followUps_) {  // resent until acked, as send() does
+      std::string id = field(f, "header", "msg_id");
+      pending_.push_back({id, f.dump(), std::chrono::steady_clock::now(), connection});
+      acks_.emplace(id, 0);
+      out.push_back(f.dump());
+      sent_.push_back(std::move(f));
+    }
+    followUps_.clear();
   }
   ++generation_;
   changed_.notify_all();
@@ -710,6 +722,7 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
     reply["header"]["resourceversion"] = it->second["metadata"].value("resourceVersion", "");
     return reply;
   }
+  if (op == "delete" && type == "pod") return answerPodDelete(request, resource);
   if ((op == "insert" || op == "update") && (type == "node" || type == "lease")) {
     json& stored = objects_[resource] = stamp(content);
     return response(request, {{"Object", stored}, {"Err", nullptr}});
@@ -737,6 +750,53 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
     return response(request, {{"Object", it->second}, {"Err", nullptr}});
   }
   return std::nullopt;
+}
+
+// The edge's request to delete a pod (EdgeCore's edged through its meta manager): CloudCore
+// deletes it at the API server with the edge's DeleteOptions. The API server refuses a uid that is
+// not the pod's (409) and, with a grace period above 0, only marks the pod again; with 0 the pod is
+// gone, and CloudCore sends the delete to the edge.
+json CloudHubDouble::Impl::answerPodDelete(const json& request, const std::string& resource) {
+  auto refuse = [&](int code, const std::string& reason, const std::string& message) {
+    return response(request, {{"ErrStatus",
+                               {{"kind", "Status"},
+                                {"apiVersion", "v1"},
+                                {"status", "Failure"},
+                                {"message", message},
+                                {"reason", reason},
+                                {"code", code}}}});
+  };
+  json content = request.value("content", json());
+  json options =
+      content.is_string() ? json::parse(content.get<std::string>(), nullptr, false) : content;
+  auto it = objects_.find(resource);
+  if (it == objects_.end()) return response(request, notFound(resource));
+  std::string uid = it->second["metadata"].value("uid", "");
+  if (field(request, "route", "source") != "edged" || !options.is_object() ||
+      !options.contains("preconditions") || !options["preconditions"].is_object() ||
+      !options["preconditions"].contains("uid")) {
+    return refuse(400, "BadRequest", "a pod delete from the edge names the pod's uid");
+  }
+  if (options["preconditions"]["uid"] != uid) {
+    return refuse(409, "Conflict",
+                  "Precondition failed: UID in precondition: " +
+                      options["preconditions"]["uid"].dump() + ", UID in object meta: " + uid);
+  }
+  json grace = options.value("gracePeriodSeconds", json());
+  if (!grace.is_number_integer() || grace.get<int64_t>() != 0) return response(request, "OK");
+  json gone = it->second;
+  objects_.erase(it);
+  podsDeleted_.push_back(resource);
+  json env{{"header", {{"msg_id", uuid4()}, {"timestamp", nowMs()}}},
+           {"route",
+            {{"source", "edgecontroller"},
+             {"group", "resource"},
+             {"operation", "delete"},
+             {"resource", resource}}},
+           {"content", gone}};
+  env["header"]["resourceversion"] = gone["metadata"].value("resourceVersion", "");
+  followUps_.push_back(std::move(env));
+  return response(request, "OK");
 }
 
 std::string CloudHubDouble::Impl::send(json envelope) {
@@ -870,6 +930,36 @@ bool CloudHubDouble::waitFor(const std::function<bool(const std::vector<Received
 
 std::string CloudHubDouble::send(nlohmann::json envelope) {
   return impl_->send(std::move(envelope));
+}
+
+std::string CloudHubDouble::deletePod(const std::string& resource) {
+  json pod;
+  {
+    std::lock_guard lock(impl_->mu_);
+    auto it = impl_->objects_.find(resource);
+    if (it == impl_->objects_.end())
+      throw std::invalid_argument("CloudHubDouble::deletePod: no pod " + resource);
+    json& meta = it->second["metadata"];
+    auto& spec = it->second["spec"];
+    int64_t grace =
+        spec.is_object() && spec.value("terminationGracePeriodSeconds", json()).is_number()
+            ? spec["terminationGracePeriodSeconds"].get<int64_t>()
+            : 30;
+    std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char stampText[32];
+    std::strftime(stampText, sizeof stampText, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    meta["deletionTimestamp"] = stampText;
+    meta["deletionGracePeriodSeconds"] = grace;
+    pod = it->second = impl_->stamp(it->second);
+  }
+  return impl_->sendObject("update", resource, pod);
+}
+
+std::vector<std::string> CloudHubDouble::podsDeleted() const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->podsDeleted_;
 }
 
 std::string CloudHubDouble::sendObject(const std::string& operation, const std::string& resource,

@@ -109,6 +109,17 @@ class CloudHubDouble {
   // clears every silenced prefix.
   void setAnswerQueries(bool on, const std::string& resourcePrefix = "");
 
+  // `kubectl delete pod` as CloudCore carries it: the pod held at `resource` ("<ns>/pod/<name>",
+  // put there by sendObject or setObject) gets metadata.deletionTimestamp and
+  // deletionGracePeriodSeconds (its spec's terminationGracePeriodSeconds, else 30) and is sent as
+  // an update. Only when the edge then asks for its deletion (operation delete from edged, with
+  // DeleteOptions gracePeriodSeconds 0 and preconditions.uid the pod's uid) is it deleted: the
+  // double answers "OK" and sends the delete. A wrong uid is refused 409 Conflict, a missing one
+  // 400; a grace period above 0 leaves the pod Terminating. Returns the update's msg_id.
+  std::string deletePod(const std::string& resource);
+  // The edge's delete requests of pods the double carried out (resources, in order).
+  std::vector<std::string> podsDeleted() const;
+
   // For benchmarks (bench/link_bench_ws.cc):
   // Called on the double's thread with the msg_id of every ack the edge sends for a message of
   // the double (send(), sendObject() or one of its answers; repeated acks too), as it is counted,
