@@ -234,6 +234,12 @@ class OutboxStatusSink final : public deploy::StatusSink {
     }
     enqueue("podstatus", key, R"({"phase":"Removed"})");
   }
+  // The pod's deletion is done on the node: the cloud is asked to delete it (the link sends the
+  // row as EdgeCore's delete with grace period 0 and the uid as precondition, docs/kubeedge.md).
+  // After the pod's last status, so the cloud has seen its containers terminated first.
+  void podTerminated(const std::string& key, const std::string& uid) override {
+    enqueue("poddelete", key, nlohmann::json{{"uid", uid}}.dump());
+  }
   // The newest status reported for a pod (from any thread), for outpostctl get.
   std::optional<std::string> latest(const std::string& key) const {
     std::lock_guard lock(mu_);

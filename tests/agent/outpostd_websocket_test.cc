@@ -111,3 +111,85 @@ TEST_CASE("a hollow node registers its Node with outpost.io/hollow=true beside n
   agent.signal(SIGTERM);
   CHECK(agent.wait(5s) == outpost::agent::kExitOk);
 }
+
+// Issue 17, item 1: CloudCore carries `kubectl delete pod` as an update with
+// metadata.deletionTimestamp and deletes the pod only when the edge asks for it (grace period 0,
+// the pod's uid as precondition), as EdgeCore does once the pod's containers are down.
+TEST_CASE(
+    "kubectl delete pod completes: the node stops the pod, asks the cloud to delete it with "
+    "grace 0 and its uid, and the cloud's delete removes it") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-del", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config, "node: {name: ws-del, state_dir: " + (dir / "state").string() + "}\n" +
+                        "runtime: {endpoint: \"hollow://\"}\ndevice: {enabled: false}\n" +
+                        "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                        "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                        ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                        "api: {socket: " + (dir / "outpost.sock").string() +
+                        ", metrics_address: \"\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
+    for (const auto& f : frames) {
+      if (f.envelope["route"].value("resource", "") == "default/node/ws-del") return true;
+    }
+    return false;
+  }));
+
+  const std::string resource = "default/pod/web";
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", "web"},
+                {"namespace", "default"},
+                {"uid", "6f1d2c3b-0000-4000-8000-00000000a001"},
+                {"resourceVersion", "10"}}},
+              {"spec",
+               {{"nodeName", "ws-del"},
+                {"terminationGracePeriodSeconds", 1},
+                {"containers", {{{"name", "app"}, {"image", "app:1"}}}}}}};
+  hub.sendObject("insert", resource, pod);
+  auto phase = [&] {
+    auto p = hub.object(resource);
+    return p && (*p)["status"].is_object() ? (*p)["status"].value("phase", "") : std::string();
+  };
+  REQUIRE(waitFor([&] { return phase() == "Running"; }, 20s));
+
+  hub.deletePod(resource);
+  REQUIRE(waitFor([&] { return !hub.podsDeleted().empty(); }, 20s));
+  auto asks = hub.receivedWhere("delete", resource);
+  REQUIRE(asks.size() >= 1);
+  json ask = asks[0].envelope;
+  json options =
+      ask["content"].is_string() ? json::parse(ask["content"].get<std::string>()) : ask["content"];
+  INFO("the edge's delete: ", ask.dump());
+  CHECK(ask["route"]["source"] == "edged");
+  CHECK(ask["route"]["group"] == "meta");
+  CHECK(options["gracePeriodSeconds"] == 0);
+  CHECK(options["preconditions"]["uid"] == "6f1d2c3b-0000-4000-8000-00000000a001");
+  // Before asking, the node reported the container terminated.
+  bool reported = false;
+  std::string patchesSeen;
+  for (const auto& p : hub.receivedWhere("patch", "default/podpatch/web")) {
+    patchesSeen += p.envelope["content"].dump() + (p.at < asks[0].at ? " (before)\n" : "\n");
+    if (p.at < asks[0].at && p.envelope.dump().find("terminated") != std::string::npos)
+      reported = true;
+  }
+  INFO("status patches: ", patchesSeen);
+  CHECK(reported);
+
+  // The cloud's delete arrives: the pod is gone from the node.
+  std::string out;
+  CHECK(waitFor([&] {
+    return run({(binDir() / "outpostctl").string(), "-c", config, "get", "pods"}, &out) == 0 &&
+           out.find("web") == std::string::npos;
+  }));
+  CHECK(hub.unacked().empty());
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+}

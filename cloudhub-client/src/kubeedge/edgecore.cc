@@ -281,6 +281,7 @@ void EdgeCore::sendNodePatch(const std::string& patch, SendDone done) {
 // ---- the outbox, as EdgeCore's patches and twin messages
 void EdgeCore::sendRow(const metadb::OutboxEntry& e, SendDone done) {
   if (e.kind == "podstatus") return sendPodPatch(e, std::move(done));
+  if (e.kind == "poddelete") return sendPodDelete(e, std::move(done));
   if (e.kind == "nodestatus") {
     lastNodeStatus_ = e.payload;
     json status = json::parse(e.payload, nullptr, false);
@@ -319,10 +320,47 @@ void EdgeCore::sendPodPatch(const metadb::OutboxEntry& e, SendDone done) {
   json patch = {{"metadata", {{"uid", (*stored)->uid}}}, {"status", status}};
   Envelope env = message("edged", "meta", "patch", parts->ns + "/podpatch/" + parts->name);
   setContentString(env, patch.dump());
+  patching_.insert(e.key);
   request(env, [this, key = e.key, done](const Envelope* answer) {
+    patching_.erase(key);
     if (!answer) return done(core::unavailable("no answer to the pod status patch"));
     Answer a = parseAnswer(*answer);
     if (a.error) log_.warn("the cloud refused the status patch of ", key, ": ", a.error->dump());
+    done(core::okStatus());
+  });
+}
+
+// A pod being deleted is down on the node: EdgeCore's edged then asks the cloud to delete it for
+// good, with grace period 0 and the pod's uid as precondition (so a new pod of the same name is
+// never deleted by it); CloudCore deletes it at the API server and sends the delete, which removes
+// the pod from the store. Asked again (after the request timeout) until the pod has left the store.
+void EdgeCore::sendPodDelete(const metadb::OutboxEntry& e, SendDone done) {
+  auto parts = metadb::parseKey(e.key);
+  json payload = json::parse(e.payload, nullptr, false);
+  if (!parts.isOk() || parts->type != "pod" || !payload.is_object() ||
+      !payload.value("uid", json()).is_string()) {
+    log_.warn("pod delete row for ", e.key, " is not a pod key with a uid; dropped");
+    return done(core::okStatus());
+  }
+  std::string uid = payload["uid"].get<std::string>();
+  auto stored = session_.reader()->get(e.key);
+  if (!stored.isOk()) return done(stored.status());
+  if (!*stored || (*stored)->uid != uid) {
+    log_.debug("delete of ", e.key, " not asked: the cloud has deleted the pod");
+    return done(core::okStatus());
+  }
+  if (patching_.count(e.key)) return done(core::unavailable("the pod's status goes first"));
+  json options = {{"kind", "DeleteOptions"},
+                  {"apiVersion", "v1"},
+                  {"gracePeriodSeconds", 0},
+                  {"preconditions", {{"uid", uid}}}};
+  Envelope env = message("edged", "meta", "delete", e.key);
+  env.content = options.dump();
+  log_.info("asking the cloud to delete pod ", e.key, ": its containers are down");
+  request(env, [this, key = e.key, done](const Envelope* answer) {
+    if (!answer) return done(core::unavailable("no answer to the pod delete"));
+    Answer a = parseAnswer(*answer);
+    if (a.error) log_.warn("the cloud refused the delete of pod ", key, ": ", a.error->dump());
     done(core::okStatus());
   });
 }

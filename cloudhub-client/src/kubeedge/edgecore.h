@@ -60,6 +60,7 @@ class EdgeCore final : public SessionProtocol {
   void queryNode();
   void sendNodePatch(const std::string& patch, SendDone done);
   void sendPodPatch(const metadb::OutboxEntry& e, SendDone done);
+  void sendPodDelete(const metadb::OutboxEntry& e, SendDone done);
 
   // ---- receiving (edgecore_frames.cc)
   void invalid(Session::Invalid kind, const std::string& what, const std::string& why) {
@@ -88,6 +89,9 @@ class EdgeCore final : public SessionProtocol {
 
   core::MonoTime lastNodePatch_;
   std::string lastNodeStatus_;
+  // Pods whose status patch is on its way: their delete waits for it (the cloud sees the
+  // containers terminated first, as the kubelet's status manager patches before it deletes).
+  std::set<std::string> patching_;
   std::optional<json> lease_;
   bool leaseBusy_ = false;
   bool registered_ = false;

@@ -275,6 +275,13 @@ std::string MqttProtocol::upstreamPayload(const metadb::OutboxEntry& e) {
 // Status kinds go retained to their status topic, the rest to `up`; `done` runs on the loop once
 // the broker accepted the row (PUBACK) or the publish failed.
 void MqttProtocol::sendRow(const metadb::OutboxEntry& e, SendDone done) {
+  if (e.kind == "poddelete") {
+    // KubeEdge's request to delete a pod whose containers stopped for its deletion: the MQTT
+    // scheme has no API server to ask. The pod's status (terminated) is published; whoever removes
+    // its retained desired object removes it from the node (docs/mqtt-link.md).
+    log_.debug("pod ", e.key, " stopped for its deletion; its removal waits for the cloud");
+    return done(core::okStatus());
+  }
   bool status = isStatusKind(e.kind);
   std::string topic = status ? topics_.status(opts_.nodeName, e.key) : topics_.up(opts_.nodeName);
   session_.send(Outgoing{topic, upstreamPayload(e), status},
