@@ -291,4 +291,20 @@ std::string nodeStatusJson(const NodeFacts& f, const std::string& heartbeat) {
   return status.dump();
 }
 
+std::string hostIp() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  std::ifstream hosts("/etc/hosts");
+  std::string line;
+  while (std::getline(hosts, line)) {
+    std::istringstream in(line);
+    std::string ip, host;
+    in >> ip;
+    while (in >> host) {
+      if (host == name && ip.find(':') == std::string::npos && ip.rfind("127.", 0) != 0) return ip;
+    }
+  }
+  return "";
+}
+
 }  // namespace outpost::deploy

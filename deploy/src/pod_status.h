@@ -62,6 +62,8 @@ struct NodeFacts {
 
 // The host's facts (CPUs, memory, kernel, OS) into `facts`.
 void readHostFacts(NodeFacts& facts);
+// The host's first non-loopback IPv4 address in /etc/hosts ("" when none), for host network pods.
+std::string hostIp();
 // The NodeStatus JSON; `heartbeat` (RFC 3339, may be empty) is each condition's lastHeartbeatTime.
 std::string nodeStatusJson(const NodeFacts& facts, const std::string& heartbeat = "");
 

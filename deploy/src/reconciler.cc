@@ -6,18 +6,14 @@
 
 #include "outpost/deploy/reconciler.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <sstream>
 
 #include "garbage_collector.h"
 #include "host_paths.h"
@@ -35,45 +31,6 @@ namespace {
 
 // Pod phases, as outpost_pods counts them; anything else counts as the last.
 constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Failed", "Unknown"};
-
-// Just the host's first non-loopback IPv4 address, for host network pods.
-std::string hostIp() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "";
-  std::ifstream hosts("/etc/hosts");
-  std::string line;
-  while (std::getline(hosts, line)) {
-    std::istringstream in(line);
-    std::string ip, host;
-    in >> ip;
-    while (in >> host) {
-      if (host == name && ip.find(':') == std::string::npos && ip.rfind("127.", 0) != 0) return ip;
-    }
-  }
-  return "";
-}
-
-// The configmap and secret keys `pod` refers to (volumes, env, envFrom).
-std::set<std::string> refsOf(const PodSpec& pod) {
-  std::set<std::string> refs;
-  auto ref = [&](bool secret, const std::string& name) {
-    refs.insert(pod.podNamespace + (secret ? "/secret/" : "/configmap/") + name);
-  };
-  for (const auto& v : pod.volumes) {
-    if (v.kind == VolumeSpec::Kind::kConfigMap) ref(false, v.refName);
-    if (v.kind == VolumeSpec::Kind::kSecret) ref(true, v.refName);
-  }
-  for (const auto* list : {&pod.initContainers, &pod.containers}) {
-    for (const auto& c : *list) {
-      for (const auto& e : c.env) {
-        if (e.source == EnvVarSpec::Source::kConfigMap) ref(false, e.refName);
-        if (e.source == EnvVarSpec::Source::kSecret) ref(true, e.refName);
-      }
-      for (const auto& f : c.envFrom) ref(f.secret, f.name);
-    }
-  }
-  return refs;
-}
 
 }  // namespace
 
@@ -413,9 +370,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   void terminating(PodState& w, const Observed& all) {
     const PodSpec& pod = *w.spec;
     auto live = liveContainers(all, pod.uid);
+    const bool down = live.empty();
     const std::string stopKey = "uid:" + pod.uid;
     bool stopping = stopper_.stopping(stopKey);
-    if (!live.empty() && !stopping) {
+    if (!down && !stopping) {
       log_.info("pod ", w.key, " is being deleted: stopping ", live.size(),
                 live.size() == 1 ? " container" : " containers", " within ", pod.gracePeriodSeconds,
                 " s");
@@ -423,7 +381,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
                      "Stopping the pod's containers: the pod is being deleted");
       stopOffLoop(stopKey, std::move(live), std::chrono::seconds(pod.gracePeriodSeconds), w.key);
       stopping = true;
-    } else if (live.empty() && !stopping) {
+    } else if (down && !stopping) {
       for (const auto& s : all.sandboxes) {
         if (label(s.labels, kPodUid) != pod.uid || s.state != SandboxState::kReady) continue;
         if (auto st = runtime_.stopPodSandbox(s.id); !st.isOk())
@@ -431,7 +389,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }
     publish(w, observedPodStatus(ctx_, w, all));
-    if (live.empty() && !stopping && w.terminatedUid != pod.uid) {
+    if (down && !stopping && w.terminatedUid != pod.uid) {
       w.terminatedUid = pod.uid;
       log_.info("pod ", w.key, " stopped for its deletion: asking the cloud to delete it");
       sink_.podTerminated(w.key, pod.uid);

@@ -299,4 +299,25 @@ std::vector<std::string> missingRefs(const PodSpec& pod, DesiredPods& desired) {
   return out;
 }
 
+std::set<std::string> refsOf(const PodSpec& pod) {
+  std::set<std::string> refs;
+  auto ref = [&](bool secret, const std::string& name) {
+    refs.insert(pod.podNamespace + (secret ? "/secret/" : "/configmap/") + name);
+  };
+  for (const auto& v : pod.volumes) {
+    if (v.kind == VolumeSpec::Kind::kConfigMap) ref(false, v.refName);
+    if (v.kind == VolumeSpec::Kind::kSecret) ref(true, v.refName);
+  }
+  for (const auto* list : {&pod.initContainers, &pod.containers}) {
+    for (const auto& c : *list) {
+      for (const auto& e : c.env) {
+        if (e.source == EnvVarSpec::Source::kConfigMap) ref(false, e.refName);
+        if (e.source == EnvVarSpec::Source::kSecret) ref(true, e.refName);
+      }
+      for (const auto& f : c.envFrom) ref(f.secret, f.name);
+    }
+  }
+  return refs;
+}
+
 }  // namespace outpost::deploy

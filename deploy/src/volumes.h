@@ -4,6 +4,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,8 @@ core::Result<std::vector<std::pair<std::string, std::string>>> resolveEnv(
 // The configmaps and secrets ("<ns>/configmap/<name>", "<ns>/secret/<name>") that `pod` needs
 // (volumes, envFrom, env references that are not optional) and the store does not hold.
 std::vector<std::string> missingRefs(const PodSpec& pod, DesiredPods& desired);
+// The configmap and secret keys `pod` refers to (volumes, env, envFrom).
+std::set<std::string> refsOf(const PodSpec& pod);
 
 std::string base64Decode(const std::string& in);
 
