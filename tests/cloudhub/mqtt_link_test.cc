@@ -929,3 +929,32 @@ TEST_CASE(
     return acked == 2;
   }));
 }
+
+// Issue 17: KubeEdge's request to delete a pod stopped for its deletion has no receiver in the MQTT
+// scheme (docs/mqtt-link.md, "Status upstream"): the row leaves the outbox unpublished, while the
+// pod's status (containers terminated) goes out as any status does.
+TEST_CASE("a pod delete row is dropped over MQTT, its pod's status still published") {
+  TempDir dir;
+  Mosquitto broker;
+  core::SystemClock clock;
+  Agent agent(dir, linkOptions(broker.uri()), clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe(kTopics.up(kNode));
+  cloud.subscribe(kTopics.status(kNode, "#"));
+
+  core::EventLoop caller("caller", clock);
+  caller.start();
+  std::atomic<bool> written{false};
+  metadb::WriteBatch batch;
+  batch.enqueue({"poddelete", "default/pod/web", R"({"uid":"u-web"})", 0});
+  batch.enqueue({"podstatus", "default/pod/web", R"({"phase":"Running"})", 0});
+  agent.store->write(std::move(batch), caller,
+                     [&](core::Result<metadb::WriteResult> r) { written = r.isOk(); });
+  REQUIRE(waitFor([&] { return written.load(); }));
+  agent.link->outboxChanged();
+  REQUIRE(waitFor([&] { return agent.reader->outboxStats()->rows == 0; }, 20s));
+  REQUIRE(
+      waitFor([&] { return !cloud.messagesOn(kTopics.status(kNode, "default/pod/web")).empty(); }));
+  CHECK(cloud.messagesOn(kTopics.up(kNode)).empty());
+}
