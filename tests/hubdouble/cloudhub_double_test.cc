@@ -352,12 +352,19 @@ TEST_CASE("a lease query is NotFound until the edge inserts the lease, then answ
   CHECK(found["header"]["resourceversion"] == found["content"]["metadata"]["resourceVersion"]);
   CHECK(hub.object(lease).has_value());
 
-  // The node: insert, then a status patch (a JSON string, with a strategic-merge directive).
+  // The node: insert, then a status patch (a JSON string, with a strategic-merge directive). As
+  // with CloudCore, the node exists only once its insert is answered (registrationDelay): a patch
+  // before that is answered NotFound.
   edge.send(edgeMessage("n1", "insert", node, {{"metadata", {{"name", kNode}}}}));
+  edge.send(edgeMessage("p0", "patch", std::string("default/nodepatch/") + kNode,
+                        R"({"status":{"phase":"Pending"}})"));
+  REQUIRE(edge.pump([&] { return edge.answerTo("p0").has_value(); }, 10s));
+  CHECK(edge.answerTo("p0")->at("content").at("ErrStatus").at("code") == 404);
+  REQUIRE(edge.pump([&] { return edge.answerTo("n1").has_value(); }, 10s));
+  CHECK(edge.answerTo("n1")->at("content").at("Object").at("metadata").at("name") == kNode);
   edge.send(edgeMessage("p1", "patch", std::string("default/nodepatch/") + kNode,
                         R"({"status":{"phase":"Running","$setElementOrder/conditions":[]}})"));
   REQUIRE(edge.pump([&] { return edge.answerTo("p1").has_value(); }, 10s));
-  CHECK(edge.answerTo("n1")->at("content").at("Object").at("metadata").at("name") == kNode);
   json patched = edge.answerTo("p1")->at("content");
   CHECK(patched["Err"].is_null());
   CHECK(patched["Object"]["status"] == json{{"phase", "Running"}});
@@ -365,10 +372,10 @@ TEST_CASE("a lease query is NotFound until the edge inserts the lease, then answ
   CHECK_FALSE(edge.answerTo("k1").has_value());  // keepalives are not answered
   CHECK(hub.receivedWhere("keepalive").size() == 1);
   CHECK(hub.receivedWhere("query", "kube-node-lease/").size() == 2);
-  CHECK(hub.receivedWhere("", "", "meta").size() == 5);
+  CHECK(hub.receivedWhere("", "", "meta").size() == 6);
 
   edge.send(std::string("not json"));
-  REQUIRE(hub.waitFor([](const auto& frames) { return frames.size() == 7; }));
+  REQUIRE(hub.waitFor([](const auto& frames) { return frames.size() == 8; }));
   CHECK(hub.received().back().envelope == json{{"raw", "not json"}});
   CHECK(hub.received().back().connection == 1);
 }

@@ -241,6 +241,7 @@ class CloudHubDouble::Impl {
   std::optional<json> answer(const json& request);
   json answerPodDelete(const json& request, const std::string& resource);
   json stamp(json object);
+  void registerLater(const json& request, const std::string& resource, const json& node);
   json notFound(const std::string& resource) const;
   json response(const json& request, json content) {
     return json{{"header",
@@ -723,6 +724,11 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
     return reply;
   }
   if (op == "delete" && type == "pod") return answerPodDelete(request, resource);
+  if (op == "insert" && type == "node" && options_.registrationDelay.count() > 0 &&
+      !objects_.count(resource)) {
+    registerLater(request, resource, content);
+    return std::nullopt;
+  }
   if ((op == "insert" || op == "update") && (type == "node" || type == "lease")) {
     json& stored = objects_[resource] = stamp(content);
     return response(request, {{"Object", stored}, {"Err", nullptr}});
@@ -797,6 +803,27 @@ json CloudHubDouble::Impl::answerPodDelete(const json& request, const std::strin
   env["header"]["resourceversion"] = gone["metadata"].value("resourceVersion", "");
   followUps_.push_back(std::move(env));
   return response(request, "OK");
+}
+
+// The node comes to exist, and its insert is answered, registrationDelay after the insert.
+void CloudHubDouble::Impl::registerLater(const json& request, const std::string& resource,
+                                         const json& node) {
+  auto timer = std::make_shared<net::steady_timer>(ioc_, options_.registrationDelay);
+  timer->async_wait([this, timer, request, resource, node](error_code ec) {
+    if (ec || stopping_) return;
+    std::string text;
+    {
+      std::lock_guard lock(mu_);
+      json& stored = objects_[resource] = stamp(node);
+      json reply = response(request, {{"Object", stored}, {"Err", nullptr}});
+      acks_.emplace(field(reply, "header", "msg_id"), 0);
+      text = reply.dump();
+      sent_.push_back(std::move(reply));
+      ++generation_;
+      changed_.notify_all();
+    }
+    if (auto session = current()) session->enqueue(std::move(text));
+  });
 }
 
 std::string CloudHubDouble::Impl::send(json envelope) {

@@ -25,6 +25,10 @@ struct CloudHubDoubleOptions {
   std::chrono::milliseconds resendInterval{5000};
   // Answer the edge's node insert/query, lease query/insert/update and patches as the cloud does.
   bool answerRequests = true;
+  // CloudCore creates the Node in the API server apart from the edge's other requests: the node
+  // exists, and its insert is answered, only this long after the insert arrived. Until then a
+  // nodepatch of it is answered NotFound (404), as the API server answers CloudCore's patch.
+  std::chrono::milliseconds registrationDelay{200};
   // When set, the client certificate's CN must be exactly this (else the upgrade is refused 403).
   std::optional<std::string> requireCn;
 };

@@ -88,7 +88,7 @@ void EdgeCore::opened() {
   lease_.reset();
   queryLease();
   queryNode();
-  if (!nodePatchSent_) sendNodePatch("{}", {});
+  if (registered_ && !nodePatchSent_) sendNodePatch("{}", {});
   lastDesiredRx_ = clock_.now();
   nodeAnswered_ = settled_ = false;
   readMark();
@@ -98,6 +98,7 @@ void EdgeCore::opened() {
 void EdgeCore::closed() {
   leaseBusy_ = false;
   registering_ = false;
+  heldNodeRow_ = {};  // the drainer forgets the connection's rows in flight: sent again later
 }
 
 // Finds out why a connect failed, once per outage, in words an operator can act on: with TLS 1.3 a
@@ -183,7 +184,7 @@ void EdgeCore::registerNode() {
   e.content = nodeObject().dump();
   request(e, [this](const Envelope* answer) {
     registering_ = false;
-    if (!answer) return;  // tried again on the next connect
+    if (!answer) return;  // tried again at the next node query
     Answer a = parseAnswer(*answer);
     registered_ = true;
     if (a.error) {
@@ -192,7 +193,21 @@ void EdgeCore::registerNode() {
       log_.info("node ", opts_.nodeName, " registered");
     }
     storeAndAck(*answer, kKvNode, a.object);
+    sendStatusAfterRegistration();
   });
+}
+
+// The node exists now: its status goes at once, not at the next interval. A status row that
+// waited for the registration is sent with its outcome; without one, what the node last reported
+// (or an empty patch) is.
+void EdgeCore::sendStatusAfterRegistration() {
+  if (heldNodeRow_) {
+    SendDone done = std::move(heldNodeRow_);
+    heldNodeRow_ = {};
+    return sendNodeStatus(lastNodeStatus_, std::move(done));
+  }
+  if (!lastNodeStatus_.empty()) return sendNodeStatus(lastNodeStatus_, {});
+  if (!nodePatchSent_) sendNodePatch("{}", {});
 }
 
 json EdgeCore::leaseObject() const {
@@ -253,6 +268,7 @@ void EdgeCore::renewLease() {
 }
 
 void EdgeCore::queryNode() {
+  if (!registered_ && !registering_) registerNode();  // an insert that went unanswered
   Envelope e = message("edged", "meta", "query", nodeKey("node"));
   request(e, [this](const Envelope* answer) {
     if (!answer) return;
@@ -270,12 +286,39 @@ void EdgeCore::sendNodePatch(const std::string& patch, SendDone done) {
   Envelope e = message("edged", "meta", "patch", nodeKey("nodepatch"));
   setContentString(e, patch);
   request(e, [this, done](const Envelope* answer) {
-    if (answer) {
-      Answer a = parseAnswer(*answer);
-      if (a.error) log_.warn("the cloud refused the node status patch: ", a.error->dump());
+    if (!answer) {
+      if (done) done(core::unavailable("no answer to the node patch"));
+      return;
     }
-    if (done) done(answer ? core::okStatus() : core::unavailable("no answer to the node patch"));
+    Answer a = parseAnswer(*answer);
+    if (!a.error) {
+      if (nodePatchFailures_ > 0)
+        log_.info("the cloud took the node status patch after ", nodePatchFailures_, " refusals");
+      nodePatchFailures_ = 0;
+      if (done) done(core::okStatus());
+      return;
+    }
+    // Refused (e.g. NotFound while the cloud is still creating the node): a status row goes back
+    // to the outbox and is sent again after the store's back-off (1 s, doubling, bounded).
+    std::string why = "the cloud refused the node status patch: " + a.error->dump();
+    if (nodePatchFailures_++ == 0) {
+      log_.warn(why, done ? "; sent again shortly" : "");
+    } else {
+      log_.debug(why);
+    }
+    if (done) done(core::unavailable(why));
   });
+}
+
+// A status row: held until the node is registered (a patch before that is answered NotFound).
+void EdgeCore::sendNodeStatus(const std::string& payload, SendDone done) {
+  json status = json::parse(payload, nullptr, false);
+  if (!status.is_object()) {
+    log_.warn("node status in the outbox is not a JSON object; dropped");
+    if (done) done(core::okStatus());
+    return;
+  }
+  sendNodePatch(json{{"status", status}}.dump(), std::move(done));
 }
 
 // ---- the outbox, as EdgeCore's patches and twin messages
@@ -284,12 +327,14 @@ void EdgeCore::sendRow(const metadb::OutboxEntry& e, SendDone done) {
   if (e.kind == "poddelete") return sendPodDelete(e, std::move(done));
   if (e.kind == "nodestatus") {
     lastNodeStatus_ = e.payload;
-    json status = json::parse(e.payload, nullptr, false);
-    if (!status.is_object()) {
-      log_.warn("node status in the outbox is not a JSON object; dropped");
-      return done(core::okStatus());
+    if (!registered_) {
+      // A newer row replaced the held one in the outbox: the older one's outcome no longer counts.
+      if (heldNodeRow_) heldNodeRow_(core::okStatus());
+      heldNodeRow_ = std::move(done);
+      log_.debug("node status waits for the node's registration");
+      return;
     }
-    return sendNodePatch(json{{"status", status}}.dump(), std::move(done));
+    return sendNodeStatus(e.payload, std::move(done));
   }
   bool twin = e.kind == "twin" || e.kind == "devicestatus";
   Envelope env = message(twin ? "twin" : "edged", "resource", "update", e.key);

@@ -59,6 +59,8 @@ class EdgeCore final : public SessionProtocol {
   void renewLease();
   void queryNode();
   void sendNodePatch(const std::string& patch, SendDone done);
+  void sendNodeStatus(const std::string& payload, SendDone done);
+  void sendStatusAfterRegistration();
   void sendPodPatch(const metadb::OutboxEntry& e, SendDone done);
   void sendPodDelete(const metadb::OutboxEntry& e, SendDone done);
 
@@ -97,6 +99,8 @@ class EdgeCore final : public SessionProtocol {
   bool registered_ = false;
   bool registering_ = false;
   bool nodePatchSent_ = false;
+  SendDone heldNodeRow_;       // a node status row waiting for the registration
+  int nodePatchFailures_ = 0;  // refused node patches in a row
   bool explained_ = false;
   // The resync rule (see checkResync).
   bool markSet_ = false;              // the store carries needs_full_resync
