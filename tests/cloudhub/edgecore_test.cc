@@ -44,3 +44,29 @@ TEST_CASE("the node's status reaches the cloud as soon as the cloud has created 
   for (const auto& p : hub.receivedWhere("patch", "default/nodepatch/"))
     CHECK(json::parse(p.envelope["content"].get<std::string>()).contains("status"));
 }
+
+TEST_CASE("a link whose cloud stopped answering is not in step, however quiet it is") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  auto o = linkOptions(hub.url(), s.tls);
+  o.resyncQuietHeartbeats = 2;  // 2 s with a 1 s heartbeat
+  o.nodeQueryInterval = 10s;    // as deployed: the quiet ends before the next node query
+  o.requestTimeout = 1s;
+  Agent agent(s.dir.path(), o);
+  const std::string nodeKey = kNodeKey;
+  // The node query at connect is answered; then the cloud goes silent (the keepalive's pongs go
+  // on, so the connection stays up): lease and node queries time out.
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "response", nodeKey) >= 1; }));
+  hub.setAnswerQueries(false);
+  auto beats = countOf(hub.received(), "keepalive", "node");
+  // Four heartbeats: past the quiet (two) and a request timeout.
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "keepalive", "node") >= beats + 4; },
+                      10s));
+  CHECK(agent.connected());
+  CHECK(agent.log().find("in step with the cloud") == std::string::npos);
+  CHECK_FALSE(agent.link->status().lastSync.has_value());
+  // The cloud answers again: in step.
+  hub.setAnswerQueries(true);
+  CHECK(waitFor([&] { return agent.link->status().lastSync.has_value(); }, 10s));
+  CHECK(agent.log().find("in step with the cloud") != std::string::npos);
+}

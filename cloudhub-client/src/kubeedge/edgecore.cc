@@ -270,11 +270,13 @@ void EdgeCore::renewLease() {
 void EdgeCore::queryNode() {
   if (!registered_ && !registering_) registerNode();  // an insert that went unanswered
   Envelope e = message("edged", "meta", "query", nodeKey("node"));
+  nodeQueries_++;
   request(e, [this](const Envelope* answer) {
+    nodeQueries_--;
     if (!answer) return;
     Answer a = parseAnswer(*answer);
     if (a.notFound) log_.warn("the cloud does not know node ", opts_.nodeName);
-    onNodeAnswered();
+    if (!a.error || a.notFound) onNodeAnswered();  // an error answer says nothing of the link
     storeAndAck(*answer, kKvNode, a.object);
   });
 }

@@ -105,7 +105,8 @@ class EdgeCore final : public SessionProtocol {
   // The resync rule (see checkResync).
   bool markSet_ = false;              // the store carries needs_full_resync
   std::set<std::string> unresolved_;  // pods asked about while marked, not yet settled by the cloud
-  core::MonoTime lastDesiredRx_, lastAsked_;
+  core::MonoTime lastDesiredRx_, lastAsked_, lastNodeAnswer_;
+  int nodeQueries_ = 0;  // node queries not yet answered or timed out
   bool nodeAnswered_ = false, settled_ = false, clearingMark_ = false;
 };
 

@@ -58,7 +58,7 @@ void EdgeCore::onQueryAnswer(const std::string& resource, const Envelope& answer
                              QueryCallback done) {
   Answer a = parseAnswer(answer);
   bool node = resource == nodeKey("node");
-  if (node) onNodeAnswered();
+  if (node && (!a.error || a.notFound)) onNodeAnswered();
   if (a.error && !a.notFound) {
     return done(fromStore(resource, "the cloud answered with an error: " + a.error->dump()));
   }
@@ -129,11 +129,13 @@ QueryResult EdgeCore::fromStore(const std::string& resource, std::string reason)
 
 // ---- resync after a connect: lastSync and the needs_full_resync mark
 // The cloud resends on connect what the node has not acknowledged and then goes quiet; the
-// session counts as in step once the node query was answered and no desired-state message came
-// for resyncQuietHeartbeats heartbeats. lastSync is that moment, then every later answer to the
-// node query on the same connection. The mark goes only then, and only when every pod that was
-// asked about while it was set (deploy keeps those running unnamed) was settled by the cloud
-// (found and stored, or NotFound): a pod the cloud still wants is never collected.
+// session counts as in step once no desired-state message came for resyncQuietHeartbeats
+// heartbeats and the cloud answered a node query sent after that quiet began (a link that went
+// silent is quiet too: its requests time out, and it is not in step). lastSync is that moment,
+// then every later answer to the node query on the same connection. The mark goes only then, and
+// only when every pod that was asked about while it was set (deploy keeps those running unnamed)
+// was settled by the cloud (found and stored, or NotFound): a pod the cloud still wants is never
+// collected.
 void EdgeCore::readMark() {
   auto mark = session_.reader()->getKv(metadb::kKvNeedsFullResync);
   if (!mark.isOk()) {
@@ -145,6 +147,7 @@ void EdgeCore::readMark() {
 
 void EdgeCore::onNodeAnswered() {
   nodeAnswered_ = true;
+  lastNodeAnswer_ = clock_.now();
   if (!settled_) return;
   session_.book().synced(clock_.wallNow());
 }
@@ -157,6 +160,11 @@ void EdgeCore::checkResync() {
     return;
   }
   if (!nodeAnswered_ || now - lastDesiredRx_ < quiet) return;
+  if (lastNodeAnswer_ < lastDesiredRx_ + quiet) {
+    // Quiet, but is the cloud still there? Asks the node again; its answer decides.
+    if (nodeQueries_ == 0) queryNode();
+    return;
+  }
   settled_ = true;
   session_.book().synced(clock_.wallNow());
   log_.info("in step with the cloud: no resend for ",
