@@ -214,6 +214,7 @@ std::vector<Field> schema(Config& c) {
       smallIntField("cloud.rate_limit.burst", c.cloud.rateLimitBurst),
       durationField("cloud.reconnect.base", c.cloud.reconnectBase),
       durationField("cloud.reconnect.cap", c.cloud.reconnectCap),
+      intField("cloud.max_message_bytes", c.cloud.maxMessageBytes),
       stringField("cloud.tls.ca", c.cloud.tls.ca),
       stringField("cloud.tls.cert", c.cloud.tls.cert),
       stringField("cloud.tls.key", c.cloud.tls.key),
@@ -361,6 +362,9 @@ void validate(const Config& c, ConfigErrors& errs) {
     add("cloud.reconnect.base", "must be greater than zero");
   if (c.cloud.reconnectCap < c.cloud.reconnectBase)
     add("cloud.reconnect.cap", "must not be smaller than cloud.reconnect.base");
+  if (c.cloud.maxMessageBytes < (int64_t{64} << 10) ||
+      c.cloud.maxMessageBytes > (int64_t{64} << 20))
+    add("cloud.max_message_bytes", "must be from 65536 to 67108864 (64 KiB to 64 MiB)");
   checkTls(c.cloud.tls, "cloud.tls", errs, certificatesManaged(c));
   if (c.cloud.transport == "mqtt") {
     if (auto e = detail::uriProblem(c.cloud.mqtt.broker,

@@ -70,6 +70,7 @@ core::Status CloudModule::start() {
     w.rateBurst = c.cloud.rateLimitBurst;
     w.reconnectBase = c.cloud.reconnectBase;
     w.reconnectCap = c.cloud.reconnectCap;
+    w.maxMessageBytes = static_cast<size_t>(c.cloud.maxMessageBytes);
     w.nodeLabels = nodeLabels(c);
     link_ = cloudhub::makeWebsocketLink(std::move(w), *store_.store(), ctx_.bus, ctx_.clock,
                                         ctx_.logging, ctx_.metrics);
@@ -96,6 +97,7 @@ core::Status CloudModule::start() {
   o.rateBurst = c.cloud.rateLimitBurst;
   o.reconnectBase = c.cloud.reconnectBase;
   o.reconnectCap = c.cloud.reconnectCap;
+  o.maxMessageBytes = static_cast<size_t>(c.cloud.maxMessageBytes);
   link_ = cloudhub::makeMqttLink(std::move(o), *store_.store(), ctx_.bus, ctx_.clock, ctx_.logging,
                                  ctx_.metrics);
   OUTPOST_RETURN_IF_ERROR(link_->start());

@@ -248,6 +248,21 @@ api: {metrics_address: "[::1]:0", max_connections: 10, idle_timeout: 5s, header_
   CHECK(ok.config.api.socketGroup.empty());  // root only unless set
 }
 
+TEST_CASE("cloud.max_message_bytes defaults above etcd's object limit and is bounded") {
+  auto ok = loadConfig("node: {name: edge-1}\n", {});
+  REQUIRE(ok.ok());
+  CHECK(ok.config.cloud.maxMessageBytes == 2 << 20);
+  auto big = loadConfig("node: {name: edge-1}\ncloud: {max_message_bytes: 4194304}\n", {});
+  REQUIRE(big.ok());
+  CHECK(big.config.cloud.maxMessageBytes == 4 << 20);
+  for (const char* bad : {"1024", "1073741824"}) {
+    auto r = loadConfig(
+        std::string("node: {name: edge-1}\ncloud: {max_message_bytes: ") + bad + "}\n", {});
+    CHECK_FALSE(r.ok());
+    CHECK(hasError(r, "cloud.max_message_bytes", "64 KiB to 64 MiB"));
+  }
+}
+
 TEST_CASE("a configuration path that is not a regular file, or is over 1 MiB, is refused at once") {
   outpost::test::TempDir dir;
   auto began = std::chrono::steady_clock::now();

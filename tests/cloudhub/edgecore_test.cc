@@ -70,3 +70,61 @@ TEST_CASE("a link whose cloud stopped answering is not in step, however quiet it
   CHECK(waitFor([&] { return agent.link->status().lastSync.has_value(); }, 10s));
   CHECK(agent.log().find("in step with the cloud") != std::string::npos);
 }
+
+namespace {
+
+json secret(const std::string& name, size_t bytes) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"metadata",
+           {{"name", name},
+            {"namespace", "default"},
+            {"uid", "uid-" + name},
+            {"resourceVersion", "7"}}},
+          {"data", {{"blob", std::string(bytes, 'A')}}}};
+}
+
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a Secret as large as the API server allows is taken and acknowledged") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));  // the default limit
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  // 1.4 MiB of data: within etcd's 1.5 MiB object limit.
+  std::string id = hub.sendObject("insert", "default/secret/big", secret("big", 1400 << 10));
+  CHECK(waitFor([&] { return hub.acked(id); }, 10s));
+  CHECK(agent.get("default/secret/big").has_value());
+}
+
+TEST_CASE(
+    "a message over the limit is reported once, never acked, and keeps the link out of step") {
+  Setup s;
+  auto ho = hubOptions(s.tls);
+  ho.resendInterval = 300ms;
+  CloudHubDouble hub(ho);
+  auto o = linkOptions(hub.url(), s.tls);
+  o.maxMessageBytes = 256 << 10;
+  o.resyncQuietHeartbeats = 2;  // 2 s with a 1 s heartbeat
+  Agent agent(s.dir.path(), o);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  std::string id = hub.sendObject("insert", "default/secret/big", secret("big", 300 << 10));
+  auto beats = countOf(hub.received(), "keepalive", "node");
+  // Past the quiet window, with the cloud resending all along.
+  REQUIRE(hub.waitFor([&](const auto& f) { return countOf(f, "keepalive", "node") >= beats + 4; },
+                      10s));
+  CHECK(hub.resends() >= 5);
+  CHECK_FALSE(hub.acked(id));
+  CHECK_FALSE(agent.get("default/secret/big").has_value());
+  std::string log = agent.log();
+  CHECK(occurrences(log, "ignored cloud message frame: ") == 1);  // the warning, once
+  CHECK(log.find("more than cloud.max_message_bytes") != std::string::npos);
+  CHECK(log.find("in step with the cloud") == std::string::npos);
+  CHECK(agent.link->status().messagesInvalid >= 5);
+}

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "outpost/cloudhub/websocket_link.h"
 #include "session/session.h"
@@ -106,7 +107,9 @@ class EdgeCore final : public SessionProtocol {
   bool markSet_ = false;              // the store carries needs_full_resync
   std::set<std::string> unresolved_;  // pods asked about while marked, not yet settled by the cloud
   core::MonoTime lastDesiredRx_, lastAsked_, lastNodeAnswer_;
-  int nodeQueries_ = 0;  // node queries not yet answered or timed out
+  int nodeQueries_ = 0;
+  std::vector<size_t> refused_;  // hashes of the oversized frames reported lately  // node queries
+                                 // not yet answered or timed out
   bool nodeAnswered_ = false, settled_ = false, clearingMark_ = false;
 };
 

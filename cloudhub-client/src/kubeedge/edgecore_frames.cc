@@ -2,12 +2,32 @@
 // acked), the cloud's answers to requests (to the session's request table), twin-group messages
 // (to the twins); and the acks and error answers it sends back. See edgecore.h.
 
+#include <algorithm>
+#include <functional>
+#include <string_view>
+
 #include "codec/resource_change.h"
 #include "kubeedge/edgecore.h"
 
 namespace outpost::cloudhub {
 
 void EdgeCore::frame(const Incoming& in) {
+  size_t bytes = in.oversizedBytes ? in.oversizedBytes : in.payload.size();
+  if (bytes > opts_.maxMessageBytes) {
+    // The cloud resends what is not acknowledged (CloudHub: every 5 s): reported once per message,
+    // and while it keeps coming the link is not in step.
+    lastDesiredRx_ = clock_.now();
+    size_t id = std::hash<std::string_view>{}(in.payload) ^ bytes;
+    bool again = std::find(refused_.begin(), refused_.end(), id) != refused_.end();
+    if (!again) {
+      refused_.push_back(id);
+      if (refused_.size() > 64) refused_.erase(refused_.begin());
+    }
+    return session_.invalid(Session::Invalid::kTooLarge, "cloud message frame",
+                            std::to_string(bytes) + " bytes, more than cloud.max_message_bytes (" +
+                                std::to_string(opts_.maxMessageBytes) + "); not acknowledged",
+                            again);
+  }
   auto decoded = session_.decode(in.payload, opts_.maxMessageBytes, "cloud message frame");
   if (!decoded) return;
   Envelope& env = *decoded;

@@ -384,14 +384,18 @@ void Session::onTwinHandled(const Envelope& env, const std::string& what, const 
   protocol_->ackTwin(env);
 }
 
-void Session::invalid(Invalid kind, const std::string& what, const std::string& why) {
+void Session::invalid(Invalid kind, const std::string& what, const std::string& why, bool again) {
   core::Counter& counter = kind == Invalid::kTooLarge    ? invalidTooLarge_
                            : kind == Invalid::kMalformed ? invalidMalformed_
                            : kind == Invalid::kContent   ? invalidContent_
                                                          : invalidAddress_;
   counter.inc();
   book_.update([](LinkStatus& s) { s.messagesInvalid++; });
-  log_.warn("ignored ", what, ": ", why);
+  if (again) {
+    log_.debug("ignored ", what, " again: ", why);
+  } else {
+    log_.warn("ignored ", what, ": ", why);
+  }
 }
 
 void Session::invalid(const DecodeFailure& failure, const std::string& what) {

@@ -144,8 +144,9 @@ class Session {
   // `what`.
   void toTwins(Envelope env, std::string what);
 
-  // Counts and logs a refused message: "ignored <what>: <why>".
-  void invalid(Invalid kind, const std::string& what, const std::string& why);
+  // Counts and logs a refused message: "ignored <what>: <why>" (at debug level when `again`: the
+  // same message was reported before).
+  void invalid(Invalid kind, const std::string& what, const std::string& why, bool again = false);
   void invalid(const DecodeFailure& failure, const std::string& what);
   // Decodes `payload` in the session's encoding; a refused one is counted (as `what`).
   std::optional<Envelope> decode(std::string_view payload, size_t maxBytes,

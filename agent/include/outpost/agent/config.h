@@ -56,6 +56,8 @@ struct CloudConfig {
   int rateLimitBurst = 60;
   Seconds reconnectBase = std::chrono::seconds(1);
   Seconds reconnectCap = std::chrono::seconds(60);
+  // The largest message taken from the cloud: above etcd's 1.5 MiB object limit plus the envelope.
+  int64_t maxMessageBytes = int64_t{2} << 20;
   TlsConfig tls;
   MqttCloudConfig mqtt;
   WebsocketCloudConfig websocket;

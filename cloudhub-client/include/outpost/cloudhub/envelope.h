@@ -54,7 +54,7 @@ struct Decoded {
   std::optional<DecodeFailure> failure;
 };
 
-inline constexpr size_t kDefaultMaxMessageBytes = 1 << 20;
+inline constexpr size_t kDefaultMaxMessageBytes = 2 << 20;
 
 // Parses one frame in `encoding`, strictly: wrong types, unknown operations, missing required
 // fields and frames over `maxBytes` are refused with a reason. A trailing newline is accepted
