@@ -78,7 +78,7 @@ struct RuntimeConfig {
   std::string cgroupParent = "outpost";
   Seconds requestTimeout = std::chrono::seconds(10);
   Seconds resyncInterval = std::chrono::seconds(30);
-  Seconds nodeStatusInterval = std::chrono::seconds(60);
+  Seconds nodeStatusInterval = std::chrono::minutes(5);  // as the kubelet reports it
 };
 
 struct DeviceConfig {

@@ -37,7 +37,7 @@ struct ReconcilerConfig {
   // Runtime polling (containerd 1.6 has no event stream).
   std::chrono::milliseconds pollInterval{2000};
   // Node status heartbeat: sent at this interval even when unchanged (and at once on a change).
-  std::chrono::milliseconds nodeStatusInterval{60000};
+  std::chrono::milliseconds nodeStatusInterval{300000};
   // Crash-loop back-off: initial, cap, and how long a container must run to reset it.
   std::chrono::seconds backoffInitial{10};
   std::chrono::seconds backoffMax{300};
