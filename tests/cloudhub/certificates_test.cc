@@ -293,6 +293,15 @@ TEST_CASE("without a token, a missing or expired certificate tells the operator 
   CHECK(expired.code() == core::Code::kFailedPrecondition);
   CHECK(expired.message().find(o.certFile + " expired on") != std::string::npos);
   CHECK(expired.message().find("cloud.websocket.token_file") != std::string::npos);
+  // cert_server is set: the advice is the token, not to set cert_server.
+  CHECK(expired.message().find("set cloud.websocket.cert_server") == std::string::npos);
+  CHECK(expired.message().find("cloud.websocket.cert_server is " + o.certServer) !=
+        std::string::npos);
+  // Without one, it says to set it.
+  o.certServer.clear();
+  auto noServer = f.make(o)->ensure();
+  CHECK(noServer.message().find("expired on") != std::string::npos);
+  CHECK(noServer.message().find("set cloud.websocket.cert_server") != std::string::npos);
   CHECK(expired.message().find("cloud.tls.cert") != std::string::npos);
   CHECK(f.server.issued().size() == 1);
 }

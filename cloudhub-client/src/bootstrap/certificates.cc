@@ -177,13 +177,20 @@ class CertManagerImpl final : public CertificateManager {
     }
     std::string why = current.status().message();
     if (o_.tokenFile.empty() || o_.certServer.empty()) {
-      return core::failedPrecondition(
-          why +
-          ". To get a certificate, put a bootstrap token from the cloud (`keadm gettoken` on the "
-          "cluster) in a file, name it in cloud.websocket.token_file and set "
-          "cloud.websocket.cert_server to CloudCore's https://<host>:10002; or place a valid "
-          "certificate and key signed by the cloud's CA at cloud.tls.cert (" +
-          o_.certFile + ") and cloud.tls.key (" + o_.keyFile + "), then restart outpostd");
+      // Names only what is missing: a cert_server already set is not asked for again.
+      std::string get =
+          o_.certServer.empty()
+              ? "set cloud.websocket.cert_server to CloudCore's https://<host>:10002 and put a "
+                "bootstrap token from the cloud (`keadm gettoken` on the cluster) in a file named "
+                "in cloud.websocket.token_file"
+              : "put a bootstrap token from the cloud (`keadm gettoken` on the cluster) in a file "
+                "and name it in cloud.websocket.token_file (cloud.websocket.cert_server is " +
+                    o_.certServer + ")";
+      return core::failedPrecondition(why + ". To get a certificate, " + get +
+                                      "; or place a valid certificate and key signed by the "
+                                      "cloud's CA at cloud.tls.cert (" +
+                                      o_.certFile + ") and cloud.tls.key (" + o_.keyFile +
+                                      "), then restart outpostd");
     }
     log_.info(why, "; bootstrapping from the token in ", o_.tokenFile);
     auto s = doBootstrap();
