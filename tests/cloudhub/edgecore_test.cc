@@ -128,3 +128,31 @@ TEST_CASE(
   CHECK(log.find("in step with the cloud") == std::string::npos);
   CHECK(agent.link->status().messagesInvalid >= 5);
 }
+
+TEST_CASE("a pod whose spec.nodeName names another node is refused and reported, once") {
+  Setup s;
+  auto ho = hubOptions(s.tls);
+  ho.resendInterval = 300ms;
+  CloudHubDouble hub(ho);
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  json other = pod("elsewhere", 5);
+  other["spec"]["nodeName"] = "edge-2";
+  std::string id = hub.sendObject("insert", "default/pod/elsewhere", other);
+  // The cloud hears why (an error answer), and the pod is not stored, so it never runs here.
+  REQUIRE(hub.waitFor([&](const auto& f) {
+    for (const auto& frame : f)
+      if (route(frame, "operation") == "error" &&
+          frame.envelope["header"].value("parent_msg_id", "") == id)
+        return true;
+    return false;
+  }));
+  CHECK_FALSE(agent.get("default/pod/elsewhere").has_value());
+  CHECK(agent.log().find("misaddressed: spec.nodeName is edge-2") != std::string::npos);
+  // Its own pods run as before.
+  json mine = pod("here", 5);
+  mine["spec"]["nodeName"] = kNode;
+  std::string ok = hub.sendObject("insert", "default/pod/here", mine);
+  REQUIRE(waitFor([&] { return hub.acked(ok); }));
+  CHECK(agent.get("default/pod/here").has_value());
+}

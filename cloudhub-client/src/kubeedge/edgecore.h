@@ -66,9 +66,12 @@ class EdgeCore final : public SessionProtocol {
   void sendPodDelete(const metadb::OutboxEntry& e, SendDone done);
 
   // ---- receiving (edgecore_frames.cc)
-  void invalid(Session::Invalid kind, const std::string& what, const std::string& why) {
-    session_.invalid(kind, "cloud message " + what, why);
+  void invalid(Session::Invalid kind, const std::string& what, const std::string& why,
+               bool again = false) {
+    session_.invalid(kind, "cloud message " + what, why, again);
   }
+  std::optional<std::string> misaddressed(const Envelope& env,
+                                          const metadb::ResourceChange& change) const;
   void onDesired(Envelope env);
   void ackDesired(const Envelope& env);
   void ack(const Envelope& received, const std::string& source, const std::string& group);
@@ -108,6 +111,7 @@ class EdgeCore final : public SessionProtocol {
   std::set<std::string> unresolved_;  // pods asked about while marked, not yet settled by the cloud
   core::MonoTime lastDesiredRx_, lastAsked_, lastNodeAnswer_;
   int nodeQueries_ = 0;
+  std::vector<std::string> misaddressed_;  // pod versions reported as misaddressed lately
   std::vector<size_t> refused_;  // hashes of the oversized frames reported lately  // node queries
                                  // not yet answered or timed out
   bool nodeAnswered_ = false, settled_ = false, clearingMark_ = false;

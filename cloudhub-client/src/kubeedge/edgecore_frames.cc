@@ -55,6 +55,19 @@ void EdgeCore::onDesired(Envelope env) {
     invalid(Session::Invalid::kContent, key, change.status().message());
     return answerError(env, change.status().message());
   }
+  if (auto other = misaddressed(env, *change)) {
+    // Reported once per pod version; the cloud is told, so it does not resend it.
+    std::string tag = key + "@" + change->version;
+    bool again = std::find(misaddressed_.begin(), misaddressed_.end(), tag) != misaddressed_.end();
+    if (!again) {
+      misaddressed_.push_back(tag);
+      if (misaddressed_.size() > 64) misaddressed_.erase(misaddressed_.begin());
+    }
+    std::string why = "misaddressed: spec.nodeName is " + *other + ", this node is " +
+                      opts_.nodeName + "; not run";
+    invalid(Session::Invalid::kAddress, key, why, again);
+    return answerError(env, why);
+  }
   // A delete names the object it removes by uid: a newer object under the same name stays.
   if (change->kind == metadb::ResourceChange::Kind::kDelete && !change->uid.empty()) {
     auto stored = session_.reader()->get(key);
@@ -69,6 +82,22 @@ void EdgeCore::onDesired(Envelope env) {
   session_.storeThenAck(
       std::move(batch), key,
       [this, env = std::move(env)](const metadb::WriteResult&) { ackDesired(env); });
+}
+
+// A pod whose spec.nodeName names another node is not this node's to run.
+std::optional<std::string> EdgeCore::misaddressed(const Envelope& env,
+                                                  const metadb::ResourceChange& change) const {
+  if (change.kind == metadb::ResourceChange::Kind::kDelete) return std::nullopt;
+  auto parts = metadb::parseKey(env.route.resource);
+  if (!parts.isOk() || parts->type != "pod") return std::nullopt;
+  json pod = json::parse(change.object, nullptr, false);
+  if (!pod.is_object() || !pod.contains("spec") || !pod["spec"].is_object()) return std::nullopt;
+  auto name = pod["spec"].find("nodeName");
+  if (name == pod["spec"].end() || !name->is_string()) return std::nullopt;
+  std::string node = name->get<std::string>();
+  if (node.empty() || node == opts_.nodeName) return std::nullopt;
+  if (node.size() > 253) node = node.substr(0, 253) + "...";
+  return node;
 }
 
 void EdgeCore::ackDesired(const Envelope& env) {
