@@ -1,8 +1,8 @@
-// The cloud envelope's codecs (cloudhub-client/src/codec/codec.cc, outpost/cloudhub/envelope.h): every
-// input is decoded as a JSON frame and as a protobuf frame, as the MQTT and WebSocket links do with
-// what a broker or CloudCore sends. Checked: decode never throws or crashes, and an envelope it
-// accepts survives encode -> decode in both encodings with the same fields (content compared as
-// JSON values), and the helpers that read an accepted envelope's content do not fail.
+// The cloud envelope's codecs (cloudhub-client/src/codec/codec.cc, outpost/cloudhub/envelope.h):
+// every input is decoded as a JSON frame and as a protobuf frame, as the MQTT and WebSocket links
+// do with what a broker or CloudCore sends. Checked: decode never throws or crashes, and an
+// envelope it accepts survives encode -> decode in both encodings with the same fields (content
+// compared as JSON values), and the helpers that read an accepted envelope's content do not fail.
 
 #include <nlohmann/json.hpp>
 

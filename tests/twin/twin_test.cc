@@ -426,9 +426,8 @@ TEST_CASE("the cloud's membership update carries twins of bound devices; other f
   // KubeEdge 1.14 names the device alone; the one bound device of that name takes it. A device
   // no Device object binds here is skipped.
   json membership = {
-      {"added_devices",
-       json::array({{{"id", "thermo"}, {"twin", {{"mode", versioned("eco", 1)}}}},
-                    {{"id", "ghost"}, {"twin", {{"mode", versioned("x", 1)}}}}})},
+      {"added_devices", json::array({{{"id", "thermo"}, {"twin", {{"mode", versioned("eco", 1)}}}},
+                                     {{"id", "ghost"}, {"twin", {{"mode", versioned("x", 1)}}}}})},
       {"removed_devices", nullptr}};
   CHECK(f.agent.applyCloud("membership", "update", json(membership.dump()).dump()).isOk());
   auto twin = f.agent.storedTwin(kDev);
