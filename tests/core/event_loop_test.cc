@@ -147,24 +147,3 @@ TEST_CASE(
   b.reset();
   CHECK(b.next() <= 100ms);
 }
-
-TEST_CASE(
-    "back-off: after failing for a while the window is never shorter than the time away, up to "
-    "the cap, so a fleet back from an outage spreads its returns over that time") {
-  outpost::core::Backoff b(std::chrono::milliseconds(100), std::chrono::seconds(60), 7);
-  // The third retry alone would wait at most 400 ms; 30 s away widens it to [0, 30 s].
-  b.next();
-  b.next();
-  Duration longest{};
-  for (int i = 0; i < 200; ++i) {
-    b.reset();
-    b.next();
-    b.next();
-    Duration d = b.next(std::chrono::seconds(30));
-    CHECK(d <= std::chrono::seconds(30));
-    longest = std::max(longest, d);
-  }
-  CHECK(longest > std::chrono::seconds(20));  // 200 draws over [0, 30 s]: one above 20 s
-  // Never past the cap, however long away.
-  for (int i = 0; i < 50; ++i) CHECK(b.next(std::chrono::hours(5)) <= std::chrono::seconds(60));
-}

@@ -100,10 +100,7 @@ core::Status Session::start() {
     return core::internalError("cloudhub loop did not start");
   }
   OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
-  loop_.post([this] {
-    awaySince_ = clock_.now();
-    connectNow();
-  });
+  loop_.post([this] { connectNow(); });
   return core::okStatus();
 }
 
@@ -226,10 +223,7 @@ void Session::down(const std::string& why) {
   std::string detail = why;
   protocol_->failed(why, wasConnected, detail);
   book_.set(LinkState::kDisconnected, detail);
-  if (wasConnected) awaySince_ = clock_.now();
-  // The window is never shorter than the time away (core/backoff.h): a fleet back from a long
-  // outage spreads its returns over that time instead of arriving in the first seconds.
-  auto delay = backoff_.next(clock_.now() - awaySince_);
+  auto delay = backoff_.next();
   if (wasConnected) {
     log_.warn("cloud link down: ", why, "; reconnecting in ", millis(delay), " ms");
   } else {

@@ -211,7 +211,6 @@ class Session {
   std::vector<core::TimerId> timers_;
   core::TimerId reconnectTimer_ = 0, connectTimer_ = 0;
   core::MonoTime lastRx_;
-  core::MonoTime awaySince_;  // when the link was last lost (or the session started)
   bool stopping_ = false;
   std::atomic<bool> stopped_{false};
 };

@@ -1,11 +1,6 @@
 #pragma once
 // Exponential back-off with full jitter: the n-th retry waits a uniform random time in
-// [0, min(cap, max(base * 2^n, away))], so a fleet that lost the same uplink does not return in
-// one second. `away` is how long the caller has been failing (0 when it does not say): a window
-// never shorter than the outage so far keeps a fleet that has been away for a while from arriving
-// in a burst when the other side comes back. With doubling windows alone the nodes sit in windows
-// of different sizes at that moment and the short ones all land in the first seconds (the fleet
-// bench's F3, docs/benchmarks.md); with this floor the arrivals per second stay below N / away.
+// [0, min(cap, base * 2^n)], so a fleet that lost the same uplink does not return in one second.
 
 #include <algorithm>
 #include <chrono>
@@ -21,12 +16,10 @@ class Backoff {
   Backoff(Duration base, Duration cap, uint64_t seed = std::random_device{}())
       : base_(base), cap_(cap), rng_(seed) {}
 
-  // The wait before the next retry; each call counts one more failure. `away`: how long the
-  // failures have lasted so far.
-  Duration next(Duration away = Duration::zero()) {
+  // The wait before the next retry; each call counts one more failure.
+  Duration next() {
     double ceiling = static_cast<double>(base_.count()) *
                      static_cast<double>(uint64_t{1} << std::min(attempt_, 30));
-    ceiling = std::max(ceiling, static_cast<double>(away.count()));
     ceiling = std::min(ceiling, static_cast<double>(cap_.count()));
     ++attempt_;
     std::uniform_real_distribution<double> dist(0, ceiling);
