@@ -105,6 +105,10 @@ int runDaemon(int argc, char** argv) {
     return kExitOk;
   }
   Config config = loaded.config;
+  // An upgrade in progress: this agent starts once its helper has put the package in place. Before
+  // the signals are blocked, so the helper's SIGTERM ends a waiting agent at once.
+  upgrade::waitForHelper(std::filesystem::path(config.node.stateDir) / "upgrade",
+                         std::chrono::minutes(10));
 
   // Signals are taken synchronously by this thread; block them before any other thread exists.
   sigset_t signals;
@@ -121,9 +125,6 @@ int runDaemon(int argc, char** argv) {
   log.info("outpostd ", OUTPOST_VERSION, " starting as node ", config.node.name, " (config ",
            configPath, ")");
 
-  // An upgrade in progress: this agent starts once its helper has put the package in place.
-  upgrade::waitForHelper(std::filesystem::path(config.node.stateDir) / "upgrade",
-                         std::chrono::minutes(10));
   Agent agent(config, logging, clock);
   auto began = std::chrono::steady_clock::now();
   core::Status started = agent.start([](const std::string& what) { notify("STATUS=" + what); });

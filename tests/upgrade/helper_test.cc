@@ -24,7 +24,8 @@ struct HelperFixture {
   outpost::test::Child agent{{"/bin/sleep", "600"}};
   outpost::upgrade::HelperOptions opt;
 
-  explicit HelperFixture(std::chrono::seconds healthTimeout, const std::string& failOn = "never-matches") {
+  explicit HelperFixture(std::chrono::seconds healthTimeout,
+                         const std::string& failOn = "never-matches") {
     fs::create_directories(up / "packages");
     fs::create_directories(up / "kept");
     outpost::test::writeFile(up / "packages/0.2.0-1_amd64.deb", "new");
@@ -41,6 +42,7 @@ struct HelperFixture {
     opt.store = store;
     opt.dpkg = dpkg.string();
     opt.stopTimeout = std::chrono::seconds(10);
+    opt.agentName = "sleep";
     outpost::upgrade::Plan plan;
     plan.key = "default/agentupgrade/u";
     plan.version = "0.2.0-1";

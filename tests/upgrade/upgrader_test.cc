@@ -121,6 +121,10 @@ TEST_CASE("an upgrade downloads and verifies both packages, then hands a plan to
     REQUIRE(f.reached(Phase::kRolledBack));
     CHECK(f.sink.last()->reason == "the new agent was not healthy within 30s");
     CHECK_FALSE(fs::exists(f.dir / "upgrade/healthy"));
+    // A later upgrade of another object ended since (outcome.json holds only the last one).
+    outpost::upgrade::Outcome later{"default/agentupgrade/other", "0.3.0-1", std::string(64, 'b'),
+                                    Phase::kHealthy, ""};
+    outpost::test::writeFile(f.dir / "upgrade/outcome.json", later.toJson());
     // The same AgentUpgrade again (e.g. from the restored store): not tried a second time.
     f.upgrader->onDesired(kKey, f.object().dump());
     REQUIRE(outpost::test::waitFor([&] { return f.sink.seen().size() >= 3; }));

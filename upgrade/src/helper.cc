@@ -63,9 +63,19 @@ class Helper {
     std::fprintf(stderr, "outpost-upgrade: %s\n", line.c_str());
   }
 
-  int agentPid() {
-    int pid = readPid(opt_.dir / "agent.pid");
-    return pid > 0 ? pid : plan_.agentPid;
+  bool isAgent(int pid) {
+    if (!alive(pid)) return false;
+    auto comm = readSmallFile("/proc/" + std::to_string(pid) + "/comm");
+    return comm && *comm == opt_.agentName + "\n";
+  }
+
+  // SIGTERM, and SIGKILL when it is still there at `deadline`.
+  void terminate(int pid, Clock::time_point deadline) {
+    if (!isAgent(pid)) return;
+    ::kill(pid, SIGTERM);
+    while (alive(pid) && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a foreign process: no fd
+    if (alive(pid)) ::kill(pid, SIGKILL);
   }
 
   core::Status stopAgent() {
@@ -79,20 +89,16 @@ class Helper {
     }
     // Each agent that runs: the one that launched us, or one its supervisor started meanwhile.
     auto deadline = Clock::now() + opt_.stopTimeout;
-    for (int round = 0; round < 2; ++round) {
-      int pid = round == 0 ? plan_.agentPid : readPid(opt_.dir / "agent.pid");
-      if (!alive(pid)) continue;
-      ::kill(pid, SIGTERM);
-      while (alive(pid) && Clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a foreign process: no fd
-      if (alive(pid)) ::kill(pid, SIGKILL);
-    }
+    terminate(plan_.agentPid, deadline);
+    terminate(readPid(opt_.dir / "agent.pid"), deadline);
     return core::okStatus();
   }
 
   void startAgent() {
     std::error_code ec;
     fs::remove(opt_.dir / "healthy", ec);
+    // An agent waiting for `ready` may be the binary of before the install: it goes first.
+    if (!opt_.systemd) terminate(readPid(opt_.dir / "agent.pid"), Clock::now() + opt_.stopTimeout);
     writeFileAtomic(opt_.dir / "ready", "1\n").ignore();
     if (opt_.systemd) {
       auto r = runProgram({opt_.systemctl, "start", opt_.unit});

@@ -1,6 +1,7 @@
 #include "outpost/upgrade/upgrader.h"
 
-#include <unistd.h>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "files.h"
 #include "outpost/upgrade/agent_upgrade.h"
@@ -55,6 +56,28 @@ class Upgrader::Impl {
     if (!o.isOk()) return std::nullopt;
     return *o;
   }
+  // Outcomes already reported, by key (done.json): the last outcome.json only holds one.
+  std::map<std::string, Outcome> doneOutcomes() {
+    std::map<std::string, Outcome> out;
+    auto text = readSmallFile(opt.dir / "done.json");
+    if (!text) return out;
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object()) return out;
+    for (const auto& [k, v] : j.items()) {
+      auto o = Outcome::fromJson(v.dump());
+      if (o.isOk()) out[k] = *o;
+    }
+    return out;
+  }
+  void reportOutcome(const Outcome& o) {
+    auto done = doneOutcomes();
+    done[o.key] = o;
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : done) j[k] = nlohmann::json::parse(v.toJson());
+    if (auto s = writeFileAtomic(opt.dir / "done.json", j.dump()); !s.isOk())
+      log.error("recording the upgrade's outcome: ", s.message());
+    report(o.key, {o.phase, o.version, 0, std::nullopt, o.reason});
+  }
   static bool sameAttempt(const Outcome& o, const Plan& p) {
     return o.key == p.key && o.version == p.version && o.sha256 == p.sha256;
   }
@@ -68,8 +91,7 @@ class Upgrader::Impl {
       if (watch == 0) watch = loop.runEvery(std::chrono::seconds(1), [this] { watchHelper(); });
       return;
     }
-    if (outcome)
-      report(outcome->key, {outcome->phase, outcome->version, 0, std::nullopt, outcome->reason});
+    if (outcome) reportOutcome(*outcome);
   }
   void watchHelper() {
     auto plan = pendingPlan();
@@ -77,8 +99,7 @@ class Upgrader::Impl {
     if (plan && !(outcome && sameAttempt(*outcome, *plan))) return;
     loop.cancel(watch);
     watch = 0;
-    if (outcome)
-      report(outcome->key, {outcome->phase, outcome->version, 0, std::nullopt, outcome->reason});
+    if (outcome) reportOutcome(*outcome);
   }
 
   void markHealthy() {
@@ -150,8 +171,11 @@ class Upgrader::Impl {
       return;
     }
     if (!pkg.isOk()) return fail(key, version, pkg.status().message());
-    if (auto o = lastOutcome();
-        o && o->key == key && o->version == version && o->sha256 == pkg->sha256) {
+    auto done = doneOutcomes();
+    if (auto last = lastOutcome()) done[last->key] = *last;
+    if (auto it = done.find(key);
+        it != done.end() && it->second.version == version && it->second.sha256 == pkg->sha256) {
+      const Outcome* o = &it->second;
       // Not tried again: a new attempt needs a new version or package (docs/operations.md).
       return report(key, {o->phase, o->version, 0, std::nullopt, o->reason});
     }

@@ -9,7 +9,9 @@
 //
 // Starting the agent: with systemd, `systemctl start outpost`. Without it the supervisor restarts
 // the agent whenever it exits; the helper writes `ready` in the upgrade directory once the agent
-// may run, and an agent that starts during an upgrade waits for it first (waitForHelper).
+// may run, and an agent that starts during an upgrade waits for it first (waitForHelper). Before it
+// writes `ready`, it stops an agent that waits (it may be the binary of before the install), so the
+// agent that opens the store is the installed one.
 
 #include <chrono>
 #include <filesystem>
@@ -28,6 +30,9 @@ struct HelperOptions {
   // Programs, by absolute path (tests put stand-ins here).
   std::string dpkg = "/usr/bin/dpkg", rpm = "/usr/bin/rpm", systemctl = "/usr/bin/systemctl";
   std::chrono::milliseconds stopTimeout{std::chrono::seconds(30)};
+  // Without systemd, a pid is signalled only while its /proc/<pid>/comm is this (a pid recorded
+  // earlier may have been reused by another program since).
+  std::string agentName = "outpostd";
 };
 
 // Carries out <dir>/plan.json and writes <dir>/outcome.json; returns that outcome. An error when
