@@ -187,7 +187,10 @@ TEST_CASE(
     auto env = json::parse(msgs.back().payload, nullptr, false);
     return env.is_object() ? env["content"] : json();
   };
-  auto phase = [&](const std::string& name) { return status(name).value("phase", ""); };
+  auto phase = [&](const std::string& name) {
+    json s = status(name);
+    return s.is_object() ? s.value("phase", "") : "";
+  };
   auto apply = [&](const std::string& file) {
     out({"/usr/bin/outpostctl", "-c", config, "apply", "-f", file});
   };
@@ -208,10 +211,10 @@ TEST_CASE(
                    {"command", {"/bin/sleep", "3600"}}}}}}}};
   writeFile(dir / "pod.json", pod.dump());
   apply((dir / "pod.json").string());
-  REQUIRE_MESSAGE(
-      waitFor([&] { return std::count(containers().begin(), containers().end(), '\n') >= 2; },
-              std::chrono::seconds(60)),
-      agent.log());
+  // The pause sandbox and the container.
+  auto lines = [](const std::string& s) { return std::count(s.begin(), s.end(), '\n'); };
+  REQUIRE_MESSAGE(waitFor([&] { return lines(containers()) >= 2; }, std::chrono::seconds(60)),
+                  agent.log());
   const std::string running = containers();
 
   // 1. A bad signature: refused, nothing installed.

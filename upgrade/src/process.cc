@@ -22,6 +22,7 @@ core::Result<ProgramResult> runProgram(const std::vector<std::string>& argv,
     if (logFd < 0) return core::unavailable("cannot open " + log.string());
   }
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = ::fork();

@@ -65,6 +65,7 @@ class SystemInstaller final : public Installer {
   // Double fork and setsid: the helper is no child of ours and outlives our process group.
   static core::Status detach(const std::vector<std::string>& argv) {
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = ::fork();
