@@ -38,6 +38,12 @@ struct HelperFixture {
                                        "\ncase \"$3\" in *" + failOn +
                                        "*) echo broken >&2; exit 1;; esac\nexit 0\n");
     ::chmod(dpkg.c_str(), 0755);
+    // The helper signals only a process named like the agent: the child must have exec'd first.
+    REQUIRE(outpost::test::waitFor([&] {
+      std::error_code ec;
+      auto comm = fs::path("/proc") / std::to_string(agent.pid()) / "comm";
+      return fs::exists(comm, ec) && outpost::test::readFile(comm) == "sleep\n";
+    }));
     opt.dir = up;
     opt.store = store;
     opt.dpkg = dpkg.string();
