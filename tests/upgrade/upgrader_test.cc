@@ -42,6 +42,7 @@ struct Fixture {
     o.keys = *outpost::upgrade::parseTrustedKeys({release.publicPem()});
     o.healthTimeout = std::chrono::seconds(30);
     o.agentPid = 4242;
+    o.retryBase = std::chrono::milliseconds(100);
     upgrader = std::make_unique<outpost::upgrade::Upgrader>(o, installer, sink, clock,
                                                             outpost::core::Logger());
     upgrader->start();
@@ -199,4 +200,24 @@ TEST_CASE("what the upgrader reports for an object it cannot act on") {
   REQUIRE(f.reached(Phase::kFailed));
   CHECK(f.sink.last()->reason == "the upgrade helper did not start: systemd-run: no such unit");
   CHECK_FALSE(fs::exists(f.dir / "upgrade/plan.json"));
+}
+
+TEST_CASE("a download the network cut short is tried again and resumes where it stopped") {
+  Fixture f;
+  // The first download is the rollback package's (200000 bytes): cut at half.
+  f.server.cutNextAfter(100000);
+  f.upgrader->onDesired(kKey, f.object().dump());
+  REQUIRE(f.reached(Phase::kInstalling));
+  bool toldRetry = false;
+  for (const auto& [k, s] : f.sink.seen())
+    toldRetry = toldRetry || (s.phase == Phase::kDownloading &&
+                              s.reason.find("the rollback package: downloading ") == 0 &&
+                              s.reason.find("; again in 0.100s") != std::string::npos);
+  CHECK(toldRetry);
+  auto ranges = f.server.ranges();
+  REQUIRE(ranges.size() == 3);
+  CHECK(ranges[0] == "");
+  CHECK(ranges[1] == "bytes=100000-");  // the rest only
+  CHECK(ranges[2] == "");               // then the new package
+  CHECK(outpost::test::readFile(f.dir / "upgrade/kept/0.1.0-1_amd64.deb") == f.oldBody);
 }

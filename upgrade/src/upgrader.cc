@@ -23,6 +23,10 @@ class Upgrader::Impl {
   std::atomic<bool> cancel{false};
   bool started = false;
   core::TimerId watch = 0;
+  // Per key: the newest object (what a retry acts on), the next retry's delay and its timer.
+  std::map<std::string, std::string> latest;
+  std::map<std::string, std::chrono::milliseconds> retryDelay;
+  std::map<std::string, core::TimerId> retryTimer;
 
   fs::path planFile() const { return opt.dir / "plan.json"; }
   fs::path outcomeFile() const { return opt.dir / "outcome.json"; }
@@ -148,8 +152,29 @@ class Upgrader::Impl {
     return core::okStatus();
   }
 
+  // A download the network cut short: reported with the reason, tried again later (resuming).
+  void retryLater(const std::string& key, const std::string& version, const std::string& why) {
+    auto& delay = retryDelay[key];
+    delay = delay.count() == 0 ? opt.retryBase : std::min(delay * 2, opt.retryCap);
+    report(key, {Phase::kDownloading, version, 0, std::nullopt,
+                 why + "; again in " + std::to_string(delay.count() / 1000.0).substr(0, 5) + "s"});
+    retryTimer[key] = loop.runAfter(delay, [this, key] {
+      retryTimer.erase(key);
+      if (auto it = latest.find(key); it != latest.end()) handle(key, it->second);
+    });
+  }
+
   void handle(const std::string& key, const std::optional<std::string>& json) {
-    if (!json) return;  // deleted: an upgrade in the helper's hands goes on; nothing else to do
+    if (auto t = retryTimer.find(key); t != retryTimer.end()) {
+      loop.cancel(t->second);
+      retryTimer.erase(t);
+    }
+    if (!json) {  // deleted: an upgrade in the helper's hands goes on; nothing else to do
+      latest.erase(key);
+      retryDelay.erase(key);
+      return;
+    }
+    latest[key] = *json;
     auto parsed = parseAgentUpgrade(*json);
     if (!parsed.isOk())
       return fail(key, "", "the AgentUpgrade is refused: " + parsed.status().message());
@@ -196,15 +221,21 @@ class Upgrader::Impl {
                         "name that version");
       auto rb = pickPackage(*up.rollback, pf.format, pf.arch);
       if (!rb.isOk()) return fail(key, version, "spec.rollback: " + rb.status().message());
-      if (auto s = fetch(*rb, previous, "", *installed); !s.isOk())
+      if (auto s = fetch(*rb, previous, "", *installed); !s.isOk()) {
+        if (s.code() == core::Code::kCancelled) return;
+        if (s.code() == core::Code::kUnavailable)
+          return retryLater(key, version, "the rollback package: " + s.message());
         return fail(key, version, "the rollback package: " + s.message());
+      }
     }
     fs::path target = opt.dir / "packages" / packageFileName(version, pf.arch, pf.format);
     report(key, {Phase::kDownloading, version, 0, std::nullopt, ""});
     if (auto s = fetch(*pkg, target, key, version); !s.isOk()) {
       if (s.code() == core::Code::kCancelled) return;  // the agent stops; the next start resumes
+      if (s.code() == core::Code::kUnavailable) return retryLater(key, version, s.message());
       return fail(key, version, s.message());
     }
+    retryDelay.erase(key);
 
     Plan plan;
     plan.key = key;

@@ -107,6 +107,10 @@ struct UpgraderOptions {
   DownloadOptions download;  // maxBytes, ioTimeout, caFile (progress and cancel are the upgrader's)
   std::chrono::seconds healthTimeout{120};
   int agentPid = 0;
+  // A download the network cut short (UNAVAILABLE) is tried again after this, doubling to the cap;
+  // it resumes where it stopped.
+  std::chrono::milliseconds retryBase{std::chrono::seconds(30)};
+  std::chrono::milliseconds retryCap{std::chrono::minutes(10)};
 };
 
 class Upgrader {
