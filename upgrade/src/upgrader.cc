@@ -156,8 +156,9 @@ class Upgrader::Impl {
   void retryLater(const std::string& key, const std::string& version, const std::string& why) {
     auto& delay = retryDelay[key];
     delay = delay.count() == 0 ? opt.retryBase : std::min(delay * 2, opt.retryCap);
-    report(key, {Phase::kDownloading, version, 0, std::nullopt,
-                 why + "; again in " + std::to_string(delay.count() / 1000.0).substr(0, 5) + "s"});
+    std::string after = delay.count() % 1000 == 0 ? std::to_string(delay.count() / 1000) + "s"
+                                                  : std::to_string(delay.count()) + "ms";
+    report(key, {Phase::kDownloading, version, 0, std::nullopt, why + "; again in " + after});
     retryTimer[key] = loop.runAfter(delay, [this, key] {
       retryTimer.erase(key);
       if (auto it = latest.find(key); it != latest.end()) handle(key, it->second);
