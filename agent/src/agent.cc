@@ -69,6 +69,7 @@ class Agent::Impl {
         cloud_(context(), store_),
         deploy_(context(), store_, cloud_),
         twin_(context(), store_),
+        upgrade_(context(), store_, cloud_, config_.runtime.enabled ? &deploy_ : nullptr),
         started_(clock.now()) {
     routes_.start();
     registerProcessMetrics(metrics_);
@@ -86,6 +87,7 @@ class Agent::Impl {
     if (config_.runtime.enabled) lifecycle_.add(deploy_);
     if (config_.device.enabled) lifecycle_.add(twin_);
     lifecycle_.add(cloud_);
+    lifecycle_.add(upgrade_);  // last: its health check asks the link and deploy
   }
 
   Context context() { return Context{config_, logging_, clock_, bus_, metrics_, routes_}; }
@@ -359,6 +361,7 @@ class Agent::Impl {
   CloudModule cloud_;
   DeployModule deploy_;
   TwinModule twin_;
+  UpgradeModule upgrade_;
   metadb::StoreReaderPtr apiReader_;  // used on the API thread only
   core::MonoTime started_;
 };

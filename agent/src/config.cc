@@ -257,6 +257,10 @@ std::vector<Field> schema(Config& c) {
       intField("api.max_connections", c.api.maxConnections),
       durationField("api.idle_timeout", c.api.idleTimeout),
       durationField("api.header_timeout", c.api.headerTimeout),
+      listField("upgrade.trusted_keys", c.upgrade.trustedKeys),
+      durationField("upgrade.health_timeout", c.upgrade.healthTimeout),
+      intField("upgrade.max_package_bytes", c.upgrade.maxPackageBytes),
+      stringField("upgrade.ca", c.upgrade.ca),
   };
 }
 
@@ -438,6 +442,7 @@ void validate(const Config& c, ConfigErrors& errs) {
               *e);
   }
   detail::validateLimits(c, errs);
+  detail::validateUpgrade(c, errs);
 }
 
 }  // namespace

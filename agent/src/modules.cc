@@ -424,6 +424,8 @@ std::string DeployModule::describe() const {
          impl_->ctx.config.runtime.endpoint;
 }
 
+bool DeployModule::coldBootDone() const { return impl_->coldBootDone; }
+
 bool DeployModule::alive(std::chrono::milliseconds timeout) {
   return impl_->loop.runSync([] {}, timeout);
 }

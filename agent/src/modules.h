@@ -109,6 +109,8 @@ class DeployModule final : public Module {
   void stop() override;
   std::string describe() const override;
   bool alive(std::chrono::milliseconds timeout) override;
+  // The cold boot reconcile is done: the runtime answered. Any thread.
+  bool coldBootDone() const;
 
  private:
   class Impl;
@@ -127,6 +129,25 @@ class TwinModule final : public Module {
   void stop() override;
   std::string describe() const override;
   bool alive(std::chrono::milliseconds timeout) override;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The in-band agent upgrade (upgrade_module.cc). Route: the store's changes of keys of type
+// `agentupgrade` -> Upgrader::onDesired; its status goes to the outbox as kind
+// "agentupgradestatus". While an upgrade waits for this agent's proof, a check each second tells
+// the upgrader once the store is open, the runtime answered (deploy's cold boot, when the runtime
+// is enabled) and the cloud link is up.
+class UpgradeModule final : public Module {
+ public:
+  UpgradeModule(Context ctx, StoreModule& store, CloudModule& cloud, DeployModule* deploy);
+  ~UpgradeModule() override;
+  std::string name() const override { return "upgrade"; }
+  core::Status start() override;
+  void stop() override;
+  std::string describe() const override;
 
  private:
   class Impl;
