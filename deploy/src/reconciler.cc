@@ -25,6 +25,7 @@
 #include "pod_status.h"
 #include "pod_stopper.h"
 #include "pod_worker.h"
+#include "update_gate.h"
 #include "volumes.h"
 
 namespace outpost::deploy {
@@ -38,7 +39,7 @@ constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Failed", 
 class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
  public:
   Impl(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
-       ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics)
+       ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics, LocalState* local)
       : loop_(loop),
         runtime_(runtime),
         desired_(desired),
@@ -61,7 +62,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
              .images = images_,
              .gc = gc_,
              .statuses = statuses_,
-             .stats = stats_} {
+             .stats = stats_},
+        local_(local),
+        gate_(config_.maintenanceWindows, log_),
+        hooks_{loop_.clock(), [this](PodState& w, const auto& rec) { applyNow(w, rec); },
+               [this](PodState& w, core::MonoTime at) { wakeAt(w, at); }} {
     if (metrics) {
       ctx_.createdCounter = &metrics->counter("outpost_deploy_containers_created_total",
                                               "Containers the reconciler created");
@@ -97,6 +102,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto self = shared_from_this();
     loop_.post([self, onColdBoot = std::move(onColdBoot)] {
       if (self->stopped_) return;
+      self->gate_.load(self->local_);
       self->loadAllDesired();
       self->syncAllNow();
       self->reportNode();
@@ -170,6 +176,38 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   std::optional<PodRuntimeInfo> podInfo(const std::string& key) const { return events_.info(key); }
 
+  // --- on-site holds (update_gate.h) ---
+  // Runs `fn` on the loop and waits for it (it captures by value: after a timeout it still runs).
+  core::Status onLoop(std::function<void()> fn) {
+    if (loop_.runSync(std::move(fn), std::chrono::seconds(10))) return core::okStatus();
+    return core::unavailable("deploy did not answer within 10 s (a long image pull?)");
+  }
+  core::Status hold(std::vector<std::string> pods, std::optional<core::WallTime> until) {
+    auto self = shared_from_this();
+    return onLoop([self, pods, until] { self->gate_.hold(pods, until); });
+  }
+  core::Status release(std::vector<std::string> pods) {
+    auto self = shared_from_this();
+    return onLoop([self, pods] {
+      std::map<std::string, std::string> waiting;
+      for (const auto& [k, w] : self->workers_)
+        if (w.pending) waiting[k] = w.pending->record ? w.pending->version : "";
+      self->gate_.release(pods, waiting);
+      for (const auto& [k, v] : waiting) self->syncOne(k);
+    });
+  }
+  std::pair<std::vector<PodHold>, std::vector<HeldUpdate>> holds() {
+    auto self = shared_from_this();
+    auto out = std::make_shared<std::pair<std::vector<PodHold>, std::vector<HeldUpdate>>>();
+    auto st = onLoop([self, out] {
+      out->first = self->gate_.holds(self->loop_.clock().wallNow());
+      for (const auto& [k, w] : self->workers_)
+        if (w.held) out->second.push_back(*w.held);
+    });
+    if (!st.isOk()) log_.warn("reading the holds: ", st.message());
+    return *out;
+  }
+
  private:
   void startTimers() {
     std::weak_ptr<Impl> weak = shared_from_this();
@@ -197,7 +235,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       applyDesired(key, std::move(rec));
     }
     for (auto& [key, w] : workers_) {
-      if (!seen.count(key)) w.spec.reset(), w.invalid.clear();
+      if (!seen.count(key) && (w.spec || !w.invalid.empty())) applyDesired(key, std::nullopt);
     }
     prepulls_.applyAll(desired_.listObjects(kImagePrePullType));
   }
@@ -207,12 +245,19 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   void applyDesired(const std::string& key, const std::optional<PodRecord>& rec) {
     auto& w = workers_[key];
     w.key = key;
+    if (gate_.admit(w, rec, hooks_)) return;  // a change of a running pod that may wait
+    applyNow(w, rec);
+  }
+
+  void applyNow(PodState& w, const std::optional<PodRecord>& rec) {
+    const std::string& key = w.key;
     if (!rec) {
       w.spec.reset();
       w.invalid.clear();
       return;
     }
     auto parsed = parsePod(key, rec->json, config_.defaultNamespace);
+    w.specJson = rec->json;
     w.version = !rec->version.empty() ? rec->version
                 : parsed              ? parsed->resourceVersion
                                       : metadataVersion(rec->json);
@@ -345,6 +390,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   void syncWorker(PodState& w, const Observed& all) {
     stats_.syncs++;
+    if (w.pending) gate_.recheck(w, hooks_);
     if (!w.invalid.empty()) {
       // Also for a pod that never had a valid spec: its status says why it does not run.
       publish(w, invalidStatus(w, w.invalid, loop_.clock().wallNow(), w.transitions));
@@ -583,6 +629,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   ImagePrePulls prepulls_;
   GarbageCollector gc_;
   WorkerContext ctx_;
+  LocalState* local_;
+  UpdateGate gate_;
+  UpdateGate::Hooks hooks_;
   core::Histogram* syncHistogram_ = nullptr;
   std::vector<core::Gauge*> phaseGauges_;  // by kPhases
   NodeFacts node_;
@@ -598,9 +647,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
 Reconciler::Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired,
                        StatusSink& sink, ReconcilerConfig config, core::Logger log,
-                       core::MetricsRegistry* metrics)
+                       core::MetricsRegistry* metrics, LocalState* local)
     : impl_(std::make_shared<Impl>(loop, runtime, desired, sink, std::move(config), std::move(log),
-                                   metrics)) {
+                                   metrics, local)) {
   impl_->wire();
 }
 
@@ -613,6 +662,15 @@ void Reconciler::onDesiredChanged(std::vector<std::string> keys) {
 }
 void Reconciler::syncAll() { impl_->syncAll(); }
 ReconcilerStats Reconciler::stats() { return impl_->stats(); }
+core::Status Reconciler::hold(std::vector<std::string> pods, std::optional<core::WallTime> until) {
+  return impl_->hold(std::move(pods), until);
+}
+core::Status Reconciler::release(std::vector<std::string> pods) {
+  return impl_->release(std::move(pods));
+}
+std::pair<std::vector<PodHold>, std::vector<HeldUpdate>> Reconciler::holds() {
+  return impl_->holds();
+}
 std::optional<PodRuntimeInfo> Reconciler::podInfo(const std::string& key) const {
   return impl_->podInfo(key);
 }
