@@ -17,6 +17,7 @@
 #include "config_checks.h"
 #include "outpost/core/log.h"
 #include "outpost/deploy/hollow_runtime.h"
+#include "outpost/deploy/maintenance.h"
 #include "outpost/validation/validation.h"
 
 extern char** environ;
@@ -207,6 +208,7 @@ std::vector<Field> schema(Config& c) {
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
       listField("node.host_path_allow", c.node.hostPathAllow),
+      listField("node.maintenance_windows", c.node.maintenanceWindows),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -348,6 +350,11 @@ void validate(const Config& c, ConfigErrors& errs) {
     if (!validation::absolutePath("node.host_path_allow", p).isOk())
       add("node.host_path_allow",
           "\"" + validation::printable(p) + "\" is not an absolute path without '..'");
+  }
+  for (size_t i = 0; i < c.node.maintenanceWindows.size(); ++i) {
+    if (auto w = deploy::parseMaintenanceWindow(c.node.maintenanceWindows[i]); !w.isOk())
+      add("node.maintenance_windows[" + std::to_string(i) + "]",
+          validation::printable(w.status().message(), 200));
   }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
