@@ -137,14 +137,15 @@ Field boolField(std::string path, bool& target) {
 }
 
 // A list: YAML sequence of scalars, or in the environment a comma-separated string.
-Field listField(std::string path, std::vector<std::string>& target) {
+// In the environment the items are separated by `separator`.
+Field listField(std::string path, std::vector<std::string>& target, char separator = ',') {
   Field f;
   f.path = std::move(path);
-  f.fromText = [&target](const std::string& text) -> Error {
+  f.fromText = [&target, separator](const std::string& text) -> Error {
     target.clear();
     std::stringstream ss(text);
     std::string item;
-    while (std::getline(ss, item, ',')) {
+    while (std::getline(ss, item, separator)) {
       item = trim(item);
       if (!item.empty()) target.push_back(item);
     }
@@ -208,7 +209,8 @@ std::vector<Field> schema(Config& c) {
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
       listField("node.host_path_allow", c.node.hostPathAllow),
-      listField("node.maintenance_windows", c.node.maintenanceWindows),
+      // A window has commas of its own ("Mon,Wed 01:00-03:00").
+      listField("node.maintenance_windows", c.node.maintenanceWindows, ';'),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),

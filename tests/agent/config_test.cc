@@ -152,6 +152,10 @@ TEST_CASE("node.maintenance_windows are checked; a bad entry is named with what 
   REQUIRE(r.ok());
   CHECK(r.config.node.maintenanceWindows == std::vector<std::string>{"Mon-Sat 22:00-06:00", "Sun"});
   CHECK(loadConfig("node: {name: n}\n", {}).config.node.maintenanceWindows.empty());
+  auto env = loadConfig("node: {name: n}\n",
+                        {{"OUTPOST_NODE_MAINTENANCE_WINDOWS", "Mon,Wed 01:00-03:00; Sun"}});
+  CHECK(env.config.node.maintenanceWindows ==
+        std::vector<std::string>{"Mon,Wed 01:00-03:00", "Sun"});
   auto bad =
       loadConfig("node: {name: n, maintenance_windows: [Sun, \"Mon-Sta 22:00-06:00\"]}\n", {});
   CHECK(hasError(bad, "node.maintenance_windows[1]", "\"Mon-Sta 22:00-06:00\""));
