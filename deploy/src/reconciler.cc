@@ -20,6 +20,7 @@
 #include "image_prepull.h"
 #include "image_puller.h"
 #include "labels.h"
+#include "node_reporter.h"
 #include "pod_events.h"
 #include "pod_spec.h"
 #include "pod_status.h"
@@ -79,12 +80,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }
     ctx_.hostIp = hostIp();
-    node_.nodeName = config_.nodeName;
-    node_.reservedMilliCpu = config_.reservedMilliCpu;
-    node_.reservedMemoryBytes = config_.reservedMemoryBytes;
-    node_.maxPods = config_.maxPods;
-    node_.hostIp = ctx_.hostIp;
-    readHostFacts(node_);
+    node_.emplace(runtime_, sink_, loop_.clock(), log_, config_, ctx_.hostIp);
   }
 
   // Set after construction: they hold a weak reference to this.
@@ -105,7 +101,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       self->gate_.load(self->local_);
       self->loadAllDesired();
       self->syncAllNow();
-      self->reportNode();
+      self->node_->report();
       self->log_.info("cold boot pass done: ", self->workers_.size(), " desired pods");
       if (onColdBoot) onColdBoot();
       self->startTimers();
@@ -221,7 +217,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }));
     timers_.push_back(loop_.runEvery(config_.nodeStatusInterval, [weak] {
-      if (auto s = weak.lock(); s && !s->stopped_) s->reportNode(/*heartbeat=*/true);
+      if (auto s = weak.lock(); s && !s->stopped_) s->node_->report(/*heartbeat=*/true);
     }));
   }
 
@@ -295,38 +291,18 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     Observed o;
     auto sandboxes = runtime_.listPodSandbox(SandboxFilter{"", std::nullopt, selector});
     if (!sandboxes) {
-      runtimeDown(sandboxes.status());
+      node_->runtimeDown(sandboxes.status());
       return std::nullopt;
     }
     auto containers = runtime_.listContainers(ContainerFilter{"", "", std::nullopt, selector});
     if (!containers) {
-      runtimeDown(containers.status());
+      node_->runtimeDown(containers.status());
       return std::nullopt;
     }
-    runtimeUp();
+    node_->runtimeUp();
     o.sandboxes = std::move(sandboxes).value();
     o.containers = std::move(containers).value();
     return o;
-  }
-
-  void runtimeDown(const core::Status& s) {
-    if (node_.runtimeReady || node_.runtimeMessage.empty()) {
-      log_.warn("runtime unreachable: ", s.toString());
-    }
-    bool changed = node_.runtimeReady;
-    node_.runtimeReady = false;
-    node_.runtimeMessage = "container runtime: " + s.toString();
-    if (changed) reportNode();
-  }
-
-  void runtimeUp() {
-    if (!node_.runtimeReady) {
-      auto v = runtime_.version();
-      if (v) node_.runtime = *v;
-      node_.runtimeReady = true;
-      node_.runtimeMessage.clear();
-      reportNode();
-    }
   }
 
   // --- passes ----------------------------------------------------------------------------------
@@ -596,24 +572,6 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     for (size_t i = 0; i < counts.size(); ++i) phaseGauges_[i]->set(counts[i]);
   }
 
-  // Sends the node status when it changed, or always for a heartbeat.
-  void reportNode(bool heartbeat = false) {
-    if (!node_.runtimeReady && node_.runtime.runtimeName.empty()) {
-      auto v = runtime_.version();
-      if (v) {
-        node_.runtime = *v;
-        node_.runtimeReady = true;
-        node_.runtimeMessage.clear();
-      } else {
-        node_.runtimeMessage = "container runtime: " + v.status().toString();
-      }
-    }
-    auto json = nodeStatusJson(node_);
-    if (json == lastNode_ && !heartbeat) return;
-    lastNode_ = json;
-    sink_.nodeStatus(nodeStatusJson(node_, rfc3339(loop_.clock().wallNow())));
-  }
-
   core::EventLoop& loop_;
   Runtime& runtime_;
   DesiredPods& desired_;
@@ -634,8 +592,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   UpdateGate::Hooks hooks_;
   core::Histogram* syncHistogram_ = nullptr;
   std::vector<core::Gauge*> phaseGauges_;  // by kPhases
-  NodeFacts node_;
-  std::string lastNode_;
+  std::optional<NodeReporter> node_;       // made once ctx_ knows the host's address
   std::map<std::string, PodState> workers_;
   std::vector<core::TimerId> timers_;
   std::mutex statsMu_;
