@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "holds_api.h"
 #include "modules.h"
 #include "outpost/agent/api_server.h"
 #include "outpost/core/bus.h"
@@ -107,6 +108,9 @@ class Agent::Impl {
     api_.route("GET", "/v1/status", Listener::kUnix, [this](const ApiRequest&) {
       nlohmann::json j = nlohmann::json::parse(statusJson());
       addStoreStatus(j);
+      if (config_.runtime.enabled) {
+        if (auto h = holdsJson(deploy_); !h.is_null()) j["holds"] = std::move(h);
+      }
       return ApiResponse{200, "application/json", j.dump()};
     });
     api_.route("GET", "/v1/resources", Listener::kUnix,
@@ -115,6 +119,12 @@ class Agent::Impl {
                [this](const ApiRequest& req) { return podRuntime(req); });
     api_.route("GET", "/v1/twins", Listener::kUnix,
                [this](const ApiRequest& req) { return twins(req); });
+    api_.route("GET", "/v1/holds", Listener::kUnix,
+               [this](const ApiRequest&) { return getHolds(deploy_); });
+    api_.route("POST", "/v1/holds", Listener::kUnix,
+               [this](const ApiRequest& req) { return postHold(deploy_, req); });
+    api_.route("POST", "/v1/holds/release", Listener::kUnix,
+               [this](const ApiRequest& req) { return postRelease(deploy_, req); });
   }
 
   static std::string rfc3339(core::WallTime t) {

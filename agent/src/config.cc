@@ -17,6 +17,7 @@
 #include "config_checks.h"
 #include "outpost/core/log.h"
 #include "outpost/deploy/hollow_runtime.h"
+#include "outpost/deploy/maintenance.h"
 #include "outpost/validation/validation.h"
 
 extern char** environ;
@@ -136,14 +137,15 @@ Field boolField(std::string path, bool& target) {
 }
 
 // A list: YAML sequence of scalars, or in the environment a comma-separated string.
-Field listField(std::string path, std::vector<std::string>& target) {
+// In the environment the items are separated by `separator`.
+Field listField(std::string path, std::vector<std::string>& target, char separator = ',') {
   Field f;
   f.path = std::move(path);
-  f.fromText = [&target](const std::string& text) -> Error {
+  f.fromText = [&target, separator](const std::string& text) -> Error {
     target.clear();
     std::stringstream ss(text);
     std::string item;
-    while (std::getline(ss, item, ',')) {
+    while (std::getline(ss, item, separator)) {
       item = trim(item);
       if (!item.empty()) target.push_back(item);
     }
@@ -207,6 +209,8 @@ std::vector<Field> schema(Config& c) {
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
       listField("node.host_path_allow", c.node.hostPathAllow),
+      // A window has commas of its own ("Mon,Wed 01:00-03:00").
+      listField("node.maintenance_windows", c.node.maintenanceWindows, ';'),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -352,6 +356,11 @@ void validate(const Config& c, ConfigErrors& errs) {
     if (!validation::absolutePath("node.host_path_allow", p).isOk())
       add("node.host_path_allow",
           "\"" + validation::printable(p) + "\" is not an absolute path without '..'");
+  }
+  for (size_t i = 0; i < c.node.maintenanceWindows.size(); ++i) {
+    if (auto w = deploy::parseMaintenanceWindow(c.node.maintenanceWindows[i]); !w.isOk())
+      add("node.maintenance_windows[" + std::to_string(i) + "]",
+          validation::printable(w.status().message(), 200));
   }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");

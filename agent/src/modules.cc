@@ -152,11 +152,34 @@ std::optional<cloudhub::CertificateState> CloudModule::certificateState() const 
 
 namespace {
 
-// Desired pods and the objects they reference, read from the store on deploy's loop.
-class StoreDesiredPods final : public deploy::DesiredPods {
+// Desired pods and the objects they reference, read from the store on deploy's loop; deploy's
+// own state (the on-site holds) in the store's key-values.
+class StoreDesiredPods final : public deploy::DesiredPods, public deploy::LocalState {
  public:
   explicit StoreDesiredPods(core::Logger log) : log_(std::move(log)) {}
   void setReader(metadb::StoreReaderPtr reader) { reader_ = std::move(reader); }
+  void setStore(metadb::Store* store, core::EventLoop* loop) {
+    store_ = store;
+    loop_ = loop;
+  }
+
+  // ---- deploy::LocalState
+  std::optional<std::string> get(const std::string& name) override {
+    auto v = reader_->getKv(name);
+    if (!v.isOk()) {
+      log_.error("reading ", name, ": ", v.status().toString());
+      return std::nullopt;
+    }
+    return *v;
+  }
+  void put(const std::string& name, const std::string& value) override {
+    metadb::WriteBatch batch;
+    batch.putKv(name, value);
+    store_->write(std::move(batch), *loop_,
+                  [log = log_, name](core::Result<metadb::WriteResult> r) {
+                    if (!r.isOk()) log.error("keeping ", name, ": ", r.status().toString());
+                  });
+  }
 
   // ---- deploy::DesiredPods
   std::vector<deploy::PodRecord> listPods() override {
@@ -166,8 +189,27 @@ class StoreDesiredPods final : public deploy::DesiredPods {
       log_.error("reading desired pods: ", pods.status().toString());
       return out;
     }
-    for (auto& r : *pods) out.push_back({r.key, std::move(r.object)});
+    for (auto& r : *pods) out.push_back({r.key, std::move(r.object), std::to_string(r.version)});
     return out;
+  }
+  std::vector<deploy::PodRecord> listObjects(const std::string& type) override {
+    std::vector<deploy::PodRecord> out;
+    auto all = reader_->list(type);
+    if (!all.isOk()) {
+      log_.error("reading desired ", type, " objects: ", all.status().toString());
+      return out;
+    }
+    for (auto& r : *all) out.push_back({r.key, std::move(r.object), std::to_string(r.version)});
+    return out;
+  }
+  std::optional<deploy::PodRecord> getPod(const std::string& key) override {
+    auto r = reader_->get(key);
+    if (!r.isOk()) {
+      log_.error("reading ", key, ": ", r.status().toString());
+      return std::nullopt;
+    }
+    if (!*r) return std::nullopt;
+    return deploy::PodRecord{key, std::move((*r)->object), std::to_string((*r)->version)};
   }
   std::optional<std::string> getObject(const std::string& key) override {
     auto r = reader_->get(key);
@@ -204,6 +246,8 @@ class StoreDesiredPods final : public deploy::DesiredPods {
  private:
   core::Logger log_;
   metadb::StoreReaderPtr reader_;
+  metadb::Store* store_ = nullptr;
+  core::EventLoop* loop_ = nullptr;
   std::function<bool(const std::string&)> fetch_;
   std::set<std::string> waiting_;
 };
@@ -248,6 +292,10 @@ class OutboxStatusSink final : public deploy::StatusSink {
     auto it = latest_.find(key);
     if (it == latest_.end()) return std::nullopt;
     return it->second;
+  }
+  // An image pre-pull's status: published like a pod's, on its own status topic.
+  void objectStatus(const std::string& key, const std::string& statusJson) override {
+    enqueue("objectstatus", key, statusJson);
   }
   void nodeStatus(const std::string& statusJson) override {
     if (labels_.empty()) return enqueue("nodestatus", nodeKey_, statusJson, -1);
@@ -338,6 +386,7 @@ core::Status DeployModule::start() {
       return;
     }
     m.desired.setReader(std::move(r).value());
+    m.desired.setStore(m.store.store(), &m.loop);
   });
   OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
   m.sink = std::make_unique<OutboxStatusSink>(
@@ -353,16 +402,23 @@ core::Status DeployModule::start() {
   rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
   rc.nodeName = c.node.name;
   rc.hostPathAllow = c.node.hostPathAllow;
+  for (const auto& w : c.node.maintenanceWindows) {
+    // The configuration's check parsed them.
+    if (auto parsed = deploy::parseMaintenanceWindow(w); parsed.isOk())
+      rc.maintenanceWindows.push_back(*parsed);
+  }
   {
     std::lock_guard lock(m.reconcilerMu);
     m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
-                                                        m.log, &m.ctx.metrics);
+                                                        m.log, &m.ctx.metrics, &m.desired);
   }
   m.keysChanged =
       m.ctx.bus.subscribe(metadb::kKeysChanged, m.loop, [this](const metadb::KeysChanged& ev) {
         std::vector<std::string> keys;
         for (const auto& k : ev.keys) {
-          if (k.type == "pod" || k.type == "configmap" || k.type == "secret") keys.push_back(k.key);
+          if (k.type == "pod" || k.type == "configmap" || k.type == "secret" ||
+              k.type == "imageprepull")
+            keys.push_back(k.key);
         }
         if (!keys.empty()) impl_->reconciler->onDesiredChanged(std::move(keys));
       });
@@ -417,6 +473,26 @@ std::optional<deploy::PodRuntimeInfo> DeployModule::podInfo(const std::string& k
   std::lock_guard lock(impl_->reconcilerMu);
   if (!impl_->reconciler) return std::nullopt;
   return impl_->reconciler->podInfo(key);
+}
+
+core::Status DeployModule::hold(std::vector<std::string> pods,
+                                std::optional<core::WallTime> until) {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return core::unavailable("deploy is not running");
+  return impl_->reconciler->hold(std::move(pods), until);
+}
+
+core::Status DeployModule::release(std::vector<std::string> pods) {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return core::unavailable("deploy is not running");
+  return impl_->reconciler->release(std::move(pods));
+}
+
+core::Result<std::pair<std::vector<deploy::PodHold>, std::vector<deploy::HeldUpdate>>>
+DeployModule::holds() {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return core::unavailable("deploy is not running");
+  return impl_->reconciler->holds();
 }
 
 std::string DeployModule::describe() const {

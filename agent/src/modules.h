@@ -105,6 +105,11 @@ class DeployModule final : public Module {
   // The log directory and recent events of the pod at `key`; nullopt when deploy does not know the
   // pod (or is stopped). Any thread.
   std::optional<deploy::PodRuntimeInfo> podInfo(const std::string& key) const;
+  // On-site holds (`outpostctl hold` / `release`, docs/rollouts.md); any thread. UNAVAILABLE
+  // while deploy is stopped.
+  core::Status hold(std::vector<std::string> pods, std::optional<core::WallTime> until);
+  core::Status release(std::vector<std::string> pods);
+  core::Result<std::pair<std::vector<deploy::PodHold>, std::vector<deploy::HeldUpdate>>> holds();
   core::Status start() override;
   void stop() override;
   std::string describe() const override;

@@ -146,6 +146,24 @@ TEST_CASE("node.host_path_allow takes absolute prefixes, from the file or the en
   }
 }
 
+TEST_CASE("node.maintenance_windows are checked; a bad entry is named with what is wrong") {
+  auto r = loadConfig("node: {name: n, maintenance_windows: [\"Mon-Sat 22:00-06:00\", Sun]}\n", {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  CHECK(r.config.node.maintenanceWindows == std::vector<std::string>{"Mon-Sat 22:00-06:00", "Sun"});
+  CHECK(loadConfig("node: {name: n}\n", {}).config.node.maintenanceWindows.empty());
+  auto env = loadConfig("node: {name: n}\n",
+                        {{"OUTPOST_NODE_MAINTENANCE_WINDOWS", "Mon,Wed 01:00-03:00; Sun"}});
+  CHECK(env.config.node.maintenanceWindows ==
+        std::vector<std::string>{"Mon,Wed 01:00-03:00", "Sun"});
+  auto bad =
+      loadConfig("node: {name: n, maintenance_windows: [Sun, \"Mon-Sta 22:00-06:00\"]}\n", {});
+  CHECK(hasError(bad, "node.maintenance_windows[1]", "\"Mon-Sta 22:00-06:00\""));
+  CHECK(hasError(bad, "node.maintenance_windows[1]", "\"Mon-Sta\" is not a day"));
+  CHECK(hasError(loadConfig("node: {name: n, maintenance_windows: [\"Sun 25:00-01:00\"]}\n", {}),
+                 "node.maintenance_windows[0]", "is not a time range HH:MM-HH:MM"));
+}
+
 TEST_CASE("environment names are derived from key paths") {
   CHECK(envNameFor("cloud.mqtt.broker") == "OUTPOST_CLOUD_MQTT_BROKER");
   CHECK(envNameFor("node.state_dir") == "OUTPOST_NODE_STATE_DIR");

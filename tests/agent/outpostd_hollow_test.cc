@@ -62,6 +62,7 @@ TEST_CASE(
   Mosquitto broker;
   MqttTestClient cloud(broker.uri());
   cloud.subscribe("outpost/v1/nodes/edge-h/status/#");
+  cloud.subscribe("outpost/v1/nodes/edge-h/desired/#");
   std::string config = writeConfig(dir, broker.uri(), "hollow://?start_latency=300ms");
   Child agent({outpostd(), "--config", config});
 
@@ -125,6 +126,51 @@ spec:
                .find("staged by its tag pull-fails") != std::string::npos;
   }));
 
+  // Each pod status carries the outpost object (docs/rollouts.md): the stored version it describes
+  // (the one the desired topic carries) and its health.
+  auto desiredVersion = [&](const std::string& key) {
+    auto got = cloud.messagesOn("outpost/v1/nodes/edge-h/desired/" + key);
+    if (got.empty()) return std::string();
+    json env = json::parse(got.back().payload, nullptr, false);
+    return env.is_object() ? env["header"].value("resourceversion", "") : std::string();
+  };
+  json outpost;
+  CHECK(waitFor([&] {
+    outpost = retainedContent(cloud, statusTopic + "default/pod/web").value("outpost", json());
+    return outpost.is_object() && outpost.value("health", "") == "healthy";
+  }));
+  CHECK(!desiredVersion("default/pod/web").empty());
+  CHECK(outpost["desiredVersion"] == desiredVersion("default/pod/web"));
+  CHECK(outpost.contains("healthySince"));
+  CHECK(waitFor([&] {
+    outpost = retainedContent(cloud, statusTopic + "default/pod/nopull").value("outpost", json());
+    return outpost.is_object() && outpost.value("health", "") == "unhealthy";
+  }));
+  CHECK((outpost["reason"] == "ErrImagePull" || outpost["reason"] == "ImagePullBackOff"));
+  CHECK(outpost["desiredVersion"] == desiredVersion("default/pod/nopull"));
+
+  // An image pre-pull: each image reported on the object's own status topic.
+  writeFile(dir / "prepull.yaml", R"(apiVersion: outpost.io/v1
+kind: ImagePrePull
+metadata: {name: wave1}
+spec:
+  images: ["nginx:1.27", "registry.example/app:pull-fails"]
+)");
+  ctl(config, {"apply", "-f", (dir / "prepull.yaml").string()}, &rc);
+  REQUIRE(rc == 0);
+  json prepull;
+  CHECK(waitFor([&] {
+    prepull = retainedContent(cloud, statusTopic + "default/imageprepull/wave1");
+    return prepull.is_object() && prepull["images"].size() == 2 &&
+           prepull["images"][1].value("state", "") == "failed";
+  }));
+  CHECK(prepull["observedVersion"] == desiredVersion("default/imageprepull/wave1"));
+  CHECK(prepull["images"][0]["image"] == "nginx:1.27");
+  CHECK(prepull["images"][0]["state"] == "present");
+  CHECK(prepull["images"][1]["reason"] == "ErrImagePull");
+  CHECK(prepull["images"][1]["message"].get<std::string>().find("staged by its tag pull-fails") !=
+        std::string::npos);
+
   // The node status carries the hollow label and names the runtime.
   json node;
   CHECK(waitFor([&] {
@@ -141,6 +187,86 @@ spec:
 
   agent.signal(SIGTERM);
   CHECK(agent.wait(5s) == outpost::agent::kExitOk);
+}
+
+TEST_CASE(
+    "outpostctl hold defers a running pod's update (status held, the old version runs on), the "
+    "hold survives a restart, release lets the update through; a bad maintenance window exits "
+    "78") {
+  TempDir dir;
+  Mosquitto broker;
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe("outpost/v1/nodes/edge-h/status/#");
+  std::string config = writeConfig(dir, broker.uri(), "hollow://");
+  auto image = [&] {
+    json web = podStatus(config, "web");
+    return web.contains("containerStatuses") ? web["containerStatuses"][0].value("image", "")
+                                             : std::string();
+  };
+  auto outpost = [&] {
+    return retainedContent(cloud, "outpost/v1/nodes/edge-h/status/default/pod/web")
+        .value("outpost", json::object());
+  };
+  auto applyWeb = [&](const std::string& img) {
+    writeFile(dir / "web.yaml",
+              "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n"
+              "  containers: [{name: main, image: \"" +
+                  img + "\"}]\n");
+    int rc = -1;
+    ctl(config, {"apply", "-f", (dir / "web.yaml").string()}, &rc);
+    REQUIRE(rc == 0);
+  };
+  auto agent = std::make_unique<Child>(std::vector<std::string>{outpostd(), "--config", config});
+  applyWeb("nginx:1.25");
+  REQUIRE(waitFor([&] { return outpost().value("health", "") == "healthy"; }, 30s));
+  std::string v1 = outpost().value("desiredVersion", "");
+
+  int rc = -1;
+  std::string out = ctl(config, {"hold", "web", "--for", "2h"}, &rc);
+  REQUIRE(rc == 0);
+  CHECK(out.find("Hold:     default/pod/web, until ") != std::string::npos);
+  applyWeb("nginx:1.27");
+  REQUIRE(waitFor([&] { return outpost().value("health", "") == "held"; }, 30s));
+  CHECK(outpost()["reason"] == "OnHold");
+  CHECK(outpost()["desiredVersion"] == v1);
+  std::string v2 = outpost().value("pendingVersion", "");
+  CHECK(!v2.empty());
+  CHECK(v2 != v1);
+  CHECK(image() == "nginx:1.25");
+  out = ctl(config, {"status"});
+  CHECK(out.find("Waiting:  default/pod/web version " + v1 + " -> " + v2 + " (OnHold") !=
+        std::string::npos);
+
+  // A restart: the hold and the running version are kept in the store.
+  agent->signal(SIGTERM);
+  REQUIRE(agent->wait(10s) == outpost::agent::kExitOk);
+  agent = std::make_unique<Child>(std::vector<std::string>{outpostd(), "--config", config});
+  REQUIRE(waitFor(
+      [&] {
+        return ctl(config, {"status"}).find("Waiting:  default/pod/web") != std::string::npos;
+      },
+      30s));
+  CHECK(image() == "nginx:1.25");
+
+  out = ctl(config, {"release", "web"}, &rc);
+  CHECK(rc == 0);
+  CHECK(waitFor([&] { return image() == "nginx:1.27"; }, 30s));
+  CHECK(waitFor([&] { return outpost().value("desiredVersion", "") == v2; }, 30s));
+  CHECK(ctl(config, {"status"}).find("Hold:") == std::string::npos);
+  CHECK(ctl(config, {"hold", "Bad_Name"}, &rc).empty());
+  CHECK(rc == outpost::agent::kExitUsage);
+  agent->signal(SIGTERM);
+  CHECK(agent->wait(10s) == outpost::agent::kExitOk);
+
+  // A maintenance window the node cannot read: exit 78, the entry named.
+  writeFile(dir / "bad.yaml",
+            "node: {name: edge-h, maintenance_windows: [\"Mon-Fri 22:00\"]}\n"
+            "runtime: {endpoint: \"hollow://\"}\n");
+  std::string err;
+  CHECK(run({outpostd(), "--check-config", "--config", (dir / "bad.yaml").string()}, nullptr,
+            &err) == outpost::agent::kExitConfig);
+  CHECK(err.find("node.maintenance_windows[0]: \"Mon-Fri 22:00\": \"22:00\" is not a time range") !=
+        std::string::npos);
 }
 
 TEST_CASE("a malformed hollow:// endpoint exits 78 naming the key and what is wrong") {

@@ -21,6 +21,10 @@ struct NodeConfig {
   std::string stateDir = "/var/lib/outpost";  // the store and projected volumes live here
   // Absolute prefixes a pod's hostPath volume must be under; empty: any path (as Kubernetes).
   std::vector<std::string> hostPathAllow;
+  // When updates and deletions of running pods annotated outpost.io/update-policy:
+  // maintenance-window may happen, in node local time, e.g. "Mon-Sat 22:00-06:00", "Sun"
+  // (docs/rollouts.md). Empty: no pod waits.
+  std::vector<std::string> maintenanceWindows;
 };
 
 struct LogConfig {
