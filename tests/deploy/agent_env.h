@@ -16,11 +16,12 @@ class DeployAgent {
  public:
   // `logFile`: where the reconciler's log lines go (empty: stderr).
   DeployAgent(deploy::Runtime& runtime, MemoryDesired& desired, MemorySink& sink,
-              core::Clock& clock, deploy::ReconcilerConfig config, std::string logFile = "")
+              core::Clock& clock, deploy::ReconcilerConfig config, std::string logFile = "",
+              deploy::TokenSource* tokens = nullptr)
       : logging_(core::Logging::Options{core::LogLevel::kWarn, false, std::move(logFile)}),
         loop_("deploy-test", clock) {
-    reconciler_ = std::make_unique<deploy::Reconciler>(loop_, runtime, desired, sink,
-                                                       std::move(config), logging_.get("deploy"));
+    reconciler_ = std::make_unique<deploy::Reconciler>(
+        loop_, runtime, desired, sink, std::move(config), logging_.get("deploy"), nullptr, tokens);
     loop_.start();
   }
   ~DeployAgent() {

@@ -89,8 +89,11 @@ struct PodRuntimeInfo {
 // posts to the loop. Runtime calls are blocking with deadlines, on the loop.
 class Reconciler {
  public:
+  // `tokens`: where service-account tokens come from (null: a pod with a serviceAccountToken
+  // projection waits, saying so).
   Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
-             ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics = nullptr);
+             ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics = nullptr,
+             TokenSource* tokens = nullptr);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
