@@ -13,7 +13,7 @@ namespace {
 using nlohmann::json;
 using std::chrono::seconds;
 
-constexpr size_t kMaxToken = 64 * 1024;
+constexpr size_t kMaxToken = size_t{64} * 1024;
 constexpr core::Duration kFirstRetry = std::chrono::seconds(2);
 constexpr core::Duration kMaxRetry = std::chrono::minutes(1);
 
