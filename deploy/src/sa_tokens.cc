@@ -187,9 +187,16 @@ void ServiceAccountTokens::answered(const std::string& id, const std::string& po
     std::string why = t.status().message();
     if (why != a.lastError) log_.warn("pod ", podKey, ": no service-account token: ", why);
     a.lastError = why;
-    a.backoff =
-        a.backoff == core::Duration::zero() ? kFirstRetry : std::min(a.backoff * 2, kMaxRetry);
-    a.nextTry = loop_.clock().now() + a.backoff;
+    // UNAVAILABLE: nothing reached the cloud (offline, no link yet); asked again soon, so the pod
+    // starts right after the link comes up. What the cloud answered, or did not, backs off.
+    bool offline = t.status().code() == core::Code::kUnavailable;
+    if (offline) {
+      a.backoff = core::Duration::zero();
+    } else {
+      a.backoff =
+          a.backoff == core::Duration::zero() ? kFirstRetry : std::min(a.backoff * 2, kMaxRetry);
+    }
+    a.nextTry = loop_.clock().now() + (offline ? kFirstRetry : a.backoff);
     wake_(podKey, a.nextTry);
     return;
   }

@@ -47,7 +47,8 @@ class ServiceAccountTokens : public std::enable_shared_from_this<ServiceAccountT
   // On the loop. The token of `source` of `pod`'s volume `volume`: the one held while it has not
   // expired (asking for the next from its refresh time on), else UNAVAILABLE saying why, after
   // asking the cloud (at most one request in flight per token; after a failure, again after a
-  // back-off from 2 s doubling to 1 min).
+  // back-off from 2 s doubling to 1 min; every 2 s while TokenSource answers UNAVAILABLE, which
+  // means nothing reached the cloud).
   core::Result<std::string> token(const PodSpec& pod, const std::string& volume,
                                   const ProjectionSource& source);
   // The pod with `uid` is gone: its tokens go too. On the loop.

@@ -243,6 +243,35 @@ TEST_CASE_FIXTURE(Projected,
 }
 
 TEST_CASE_FIXTURE(Projected,
+                  "offline the token is asked again every 2 s; the cloud's refusals back off") {
+  auto a = agent();
+  REQUIRE(a->start());
+  for (size_t i = 1; i <= 4; ++i) {  // UNAVAILABLE: nothing reached the cloud
+    REQUIRE(tokens.asked().size() == i);
+    REQUIRE(tokens.answer(core::unavailable("offline")));
+    a->pass();
+    clock.advance(2s);
+    a->pass();
+  }
+  REQUIRE(tokens.asked().size() == 5);
+  // Refused by the cloud: 2 s, then 4 s.
+  REQUIRE(tokens.answer(core::abortedError("the cloud answered with an error")));
+  a->pass();
+  clock.advance(2s);
+  a->pass();
+  REQUIRE(tokens.asked().size() == 6);
+  REQUIRE(tokens.answer(core::abortedError("the cloud answered with an error")));
+  a->pass();
+  clock.advance(2s);
+  a->pass();
+  CHECK(tokens.asked().size() == 6);
+  clock.advance(2s);
+  a->pass();
+  CHECK(tokens.asked().size() == 7);
+  CHECK(waitingMessage().find("the cloud answered with an error") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Projected,
                   "a missing kube-root-ca.crt keeps the pod waiting and is asked of the cloud") {
   desired.erase("apps/configmap/kube-root-ca.crt");
   auto a = agent();

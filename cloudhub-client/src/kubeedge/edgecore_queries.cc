@@ -139,8 +139,8 @@ void EdgeCore::startTokenQuery(const std::string& ns, const std::string& service
                                  ? a.error->value("message", "")
                                  : a.error->dump();
           return done(a.notFound ? core::Status(core::notFound(text))
-                                 : core::unavailable("the cloud answered " + resource +
-                                                     " with an error: " + text));
+                                 : core::abortedError("the cloud answered " + resource +
+                                                      " with an error: " + text));
         }
         if (!a.object || !a.object->is_object())
           return done(core::invalidArgument("the cloud's answer to " + resource +

@@ -98,10 +98,10 @@ class CloudLink {
   // Asks the cloud for a service-account token as EdgeCore's meta manager does (docs/kubeedge.md,
   // "Service-account tokens"): `serviceAccount` in `ns`, `tokenRequest` the TokenRequest JSON.
   // `done` gets the cloud's answer (the TokenRequest with its status, as JSON) or why there is
-  // none: offline (FAILED_PRECONDITION / UNAVAILABLE), no answer within `timeout`
-  // (DEADLINE_EXCEEDED), the cloud's error. Nothing is stored. Never blocks; `done` runs once on
-  // the link's thread, not at all after stop(). Links without a token service (MQTT) answer
-  // UNIMPLEMENTED at once.
+  // none: offline (UNAVAILABLE: nothing was sent), no answer within `timeout`
+  // (DEADLINE_EXCEEDED), the cloud's refusal (NOT_FOUND, ABORTED). Nothing is stored. Never blocks;
+  // `done` runs once on the link's thread, not at all after stop(). Links without a token service
+  // (MQTT) answer UNIMPLEMENTED at once.
   virtual void requestToken(const std::string& ns, const std::string& serviceAccount,
                             const std::string& tokenRequest, core::Duration timeout,
                             std::function<void(core::Result<std::string>)> done) {

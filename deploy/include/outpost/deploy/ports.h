@@ -68,7 +68,8 @@ class TokenSource {
   // Asks the cloud for a token: `serviceAccount` in `ns`, `tokenRequest` the TokenRequest JSON
   // (authentication.k8s.io/v1). `done` gets the cloud's answer (the TokenRequest with its status)
   // or why there is none (offline, no answer, the cloud's error, a transport without tokens); once,
-  // from any thread, possibly before request() returns. Must not block.
+  // from any thread, possibly before request() returns. UNAVAILABLE means nothing reached the
+  // cloud (offline): deploy asks again soon, where other errors back off. Must not block.
   virtual void request(const std::string& ns, const std::string& serviceAccount,
                        const std::string& tokenRequest, Answer done) = 0;
   // What save() kept last ("" when nothing was ever saved). Called on deploy's loop at start.
