@@ -220,6 +220,16 @@ class StoreDesiredPods final : public deploy::DesiredPods, public deploy::LocalS
     if (!*r) return std::nullopt;
     return (*r)->object;
   }
+  // A key-value of the store (nullopt when absent or unreadable, which is logged).
+  std::optional<std::string> kv(std::string_view key) {
+    if (!reader_) return std::nullopt;
+    auto v = reader_->getKv(key);
+    if (!v.isOk()) {
+      log_.error("reading ", key, ": ", v.status().toString());
+      return std::nullopt;
+    }
+    return *v;
+  }
   bool complete() override {
     auto mark = reader_->getKv(metadb::kKvNeedsFullResync);
     if (!mark.isOk()) {
@@ -324,6 +334,43 @@ class OutboxStatusSink final : public deploy::StatusSink {
   core::Logger log_;
 };
 
+// Service-account tokens: asked through the cloud link (EdgeCore's token query; the MQTT link has
+// none and says so), kept in the store as one key-value so a restart without the cloud finds them.
+class LinkTokenSource final : public deploy::TokenSource {
+ public:
+  static constexpr std::string_view kKvTokens = "deploy.serviceaccount_tokens";
+  // As long as the link waits for its other requests' answers (WebsocketLinkOptions).
+  static constexpr core::Duration kTimeout = std::chrono::seconds(10);
+
+  LinkTokenSource(CloudModule& cloud, StoreDesiredPods& desired, StoreModule& store,
+                  core::EventLoop& loop, core::Logger log)
+      : cloud_(cloud), desired_(desired), store_(store), loop_(loop), log_(std::move(log)) {}
+
+  // ---- deploy::TokenSource
+  void request(const std::string& ns, const std::string& serviceAccount,
+               const std::string& tokenRequest, Answer done) override {
+    cloudhub::CloudLink* link = cloud_.link();
+    if (!link) return done(core::unavailable("the cloud link is not started"));
+    link->requestToken(ns, serviceAccount, tokenRequest, kTimeout, std::move(done));
+  }
+  std::string load() override { return desired_.kv(kKvTokens).value_or(""); }
+  void save(std::string tokens) override {
+    metadb::WriteBatch batch;
+    batch.putKv(std::string(kKvTokens), std::move(tokens));
+    store_.store()->write(
+        std::move(batch), loop_, [log = log_](core::Result<metadb::WriteResult> r) {
+          if (!r.isOk()) log.error("saving the service-account tokens: ", r.status().toString());
+        });
+  }
+
+ private:
+  CloudModule& cloud_;
+  StoreDesiredPods& desired_;
+  StoreModule& store_;
+  core::EventLoop& loop_;
+  core::Logger log_;
+};
+
 }  // namespace
 
 class DeployModule::Impl {
@@ -343,6 +390,7 @@ class DeployModule::Impl {
   core::EventLoop loop;
   StoreDesiredPods desired;
   std::unique_ptr<OutboxStatusSink> sink;
+  std::unique_ptr<LinkTokenSource> tokens;
   deploy::RuntimePtr runtime;
   std::unique_ptr<deploy::Reconciler> reconciler;
   mutable std::mutex reconcilerMu;  // podInfo() on the API thread vs. stop()
@@ -407,10 +455,12 @@ core::Status DeployModule::start() {
     if (auto parsed = deploy::parseMaintenanceWindow(w); parsed.isOk())
       rc.maintenanceWindows.push_back(*parsed);
   }
+  m.tokens = std::make_unique<LinkTokenSource>(m.cloud, m.desired, m.store, m.loop, m.log);
   {
     std::lock_guard lock(m.reconcilerMu);
-    m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
-                                                        m.log, &m.ctx.metrics, &m.desired);
+    m.reconciler =
+        std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc, m.log,
+                                             &m.ctx.metrics, &m.desired, m.tokens.get());
   }
   m.keysChanged =
       m.ctx.bus.subscribe(metadb::kKeysChanged, m.loop, [this](const metadb::KeysChanged& ev) {

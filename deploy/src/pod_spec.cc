@@ -8,6 +8,7 @@
 #include <set>
 
 #include "outpost/validation/validation.h"
+#include "projected.h"
 
 namespace outpost::deploy {
 namespace {
@@ -335,8 +336,8 @@ class Parser {
     if (out.name.empty()) return core::invalidArgument(path + ".name: required");
     // It names the volume's directory on the host.
     OUTPOST_RETURN_IF_ERROR(validation::dnsLabel(path + ".name", out.name));
-    static const std::set<std::string> kKeys = {"name", "hostPath", "emptyDir", "configMap",
-                                                "secret"};
+    static const std::set<std::string> kKeys = {"name",   "hostPath",  "emptyDir",   "configMap",
+                                                "secret", "projected", "downwardAPI"};
     checkKeys(v, path, kKeys);
     if (v.contains("hostPath")) {
       out.kind = VolumeSpec::Kind::kHostPath;
@@ -368,6 +369,10 @@ class Parser {
         }
       }
       if (out.refName.empty()) return core::invalidArgument(sp + ": name required");
+    } else if (v.contains("projected")) {
+      return parseProjected(v["projected"], path + ".projected", out, pod_.unsupported);
+    } else if (v.contains("downwardAPI")) {
+      return parseDownwardApiVolume(v["downwardAPI"], path + ".downwardAPI", out, pod_.unsupported);
     } else {
       // Unknown volume type (already reported by checkKeys); mounted as an empty dir.
       out.kind = VolumeSpec::Kind::kEmptyDir;
@@ -426,6 +431,13 @@ class Parser {
     }
     pod_.hostNetwork = spec.value("hostNetwork", false);
     pod_.hostname = str(spec, "hostname");
+    // Whose token a serviceAccountToken projection asks for (the API server always sets it).
+    std::string sa = str(spec, "serviceAccountName");
+    if (sa.empty()) sa = str(spec, "serviceAccount");
+    if (!sa.empty()) {
+      OUTPOST_RETURN_IF_ERROR(validation::dnsSubdomain("spec.serviceAccountName", sa));
+      pod_.serviceAccount = sa;
+    }
     pod_.runtimeClassName = str(spec, "runtimeClassName");
     if (spec.contains("terminationGracePeriodSeconds") &&
         spec["terminationGracePeriodSeconds"].is_number_integer()) {

@@ -64,8 +64,31 @@ struct ContainerSpec {
   std::string hash;  // of the container's JSON: a change replaces the container
 };
 
+// One source of a projected volume (or the one source of a downwardAPI volume).
+struct ProjectionSource {
+  enum class Kind { kConfigMap, kSecret, kDownwardApi, kServiceAccountToken };
+  // A file of the volume: a configMap/secret key, or a downwardAPI field, at `path`.
+  struct Item {
+    std::string key;  // configMap/secret key; downwardAPI: the fieldPath
+    std::string path;
+    int mode = -1;  // -1: the volume's defaultMode
+    // downwardAPI resourceFieldRef: the container and the resource ("limits.cpu", ...).
+    std::string container;
+    std::string resource;
+    std::string divisor;
+  };
+  Kind kind = Kind::kConfigMap;
+  std::string refName;  // configMap / secret name
+  bool optional = false;
+  std::vector<Item> items;
+  // serviceAccountToken
+  std::string audience;  // empty: the API server's own
+  int64_t expirationSeconds = 3600;
+  std::string path;
+};
+
 struct VolumeSpec {
-  enum class Kind { kHostPath, kEmptyDir, kConfigMap, kSecret };
+  enum class Kind { kHostPath, kEmptyDir, kConfigMap, kSecret, kProjected, kDownwardApi };
   std::string name;
   Kind kind = Kind::kEmptyDir;
   std::string path;          // hostPath
@@ -74,6 +97,7 @@ struct VolumeSpec {
   std::vector<std::pair<std::string, std::string>> items;  // key -> relative path
   int defaultMode = -1;  // -1: 0644 for configmaps, 0600 for secrets
   bool optional = false;
+  std::vector<ProjectionSource> sources;  // projected; downwardAPI: one source
 };
 
 struct PodSpec {
@@ -82,6 +106,7 @@ struct PodSpec {
   std::string podNamespace;
   std::string uid;
   std::string resourceVersion;  // metadata.resourceVersion, "" when absent
+  std::string serviceAccount = "default";  // spec.serviceAccountName
   Labels labels;
   Labels annotations;
   RestartPolicy restartPolicy = RestartPolicy::kAlways;

@@ -7,6 +7,7 @@
 
 #include "container_config.h"
 #include "labels.h"
+#include "projected.h"
 #include "volumes.h"
 
 namespace outpost::deploy {
@@ -168,7 +169,15 @@ void PodPass::chooseSandbox() {
 }
 
 void PodPass::prepare() {
-  volumes_ = prepareVolumes(pod_, ctx_.config.stateDir, ctx_.desired, ctx_.config.hostPathAllow);
+  TokenFor tokenFor;
+  if (ctx_.tokens) {
+    tokenFor = [tokens = ctx_.tokens](const PodSpec& p, const std::string& volume,
+                                      const ProjectionSource& s) {
+      return tokens->token(p, volume, s);
+    };
+  }
+  volumes_ =
+      prepareVolumes(pod_, ctx_.config.stateDir, ctx_.desired, ctx_.config.hostPathAllow, tokenFor);
   w_.waiting.clear();
   if (volumes_) {
     ctx_.events.clearWarning(w_.key, "#volumes");

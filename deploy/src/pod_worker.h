@@ -25,6 +25,7 @@
 #include "pod_spec.h"
 #include "pod_status.h"
 #include "retry_backoff.h"
+#include "sa_tokens.h"
 
 namespace outpost::deploy {
 
@@ -93,6 +94,8 @@ struct WorkerContext {
   std::function<void(PodState&, core::MonoTime)> wakeAt{};
   // Asks the cloud for the configmaps and secrets of the pod that the store lacks.
   std::function<void(const PodSpec&)> askForRefs{};
+  // The tokens of serviceAccountToken projections (null: none can be had).
+  ServiceAccountTokens* tokens = nullptr;
 };
 
 // The sandbox's CRI log directory of `uid` ("" for a uid that is not one).

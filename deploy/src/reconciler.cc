@@ -84,8 +84,16 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   }
 
   // Set after construction: they hold a weak reference to this.
-  void wire() {
+  void wire(TokenSource* tokens) {
     std::weak_ptr<Impl> weak = shared_from_this();
+    tokens_ = std::make_shared<ServiceAccountTokens>(
+        tokens, loop_, log_, [weak](const std::string& key, core::MonoTime at) {
+          auto self = weak.lock();
+          if (!self) return;
+          auto it = self->workers_.find(key);
+          if (it != self->workers_.end()) self->wakeAt(it->second, at);
+        });
+    ctx_.tokens = tokens_.get();
     ctx_.wakeAt = [weak](PodState& w, core::MonoTime at) {
       if (auto self = weak.lock()) self->wakeAt(w, at);
     };
@@ -486,6 +494,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     // Its volumes may have been made though no sandbox ever ran (one volume failed).
     if (auto uid = events_.uidOf(key); !uid.empty()) uids.insert(uid);
     if (!gc_.removeUids(*observed, uids)) return;  // retried on the next pass
+    for (const auto& uid : uids) tokens_->forget(uid);
     auto it = workers_.find(key);
     if (it != workers_.end()) {
       if (it->second.wakeTimer) loop_.cancel(*it->second.wakeTimer);
@@ -590,6 +599,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   LocalState* local_;
   UpdateGate gate_;
   UpdateGate::Hooks hooks_;
+  std::shared_ptr<ServiceAccountTokens> tokens_;
   core::Histogram* syncHistogram_ = nullptr;
   std::vector<core::Gauge*> phaseGauges_;  // by kPhases
   std::optional<NodeReporter> node_;       // made once ctx_ knows the host's address
@@ -604,10 +614,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
 Reconciler::Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired,
                        StatusSink& sink, ReconcilerConfig config, core::Logger log,
-                       core::MetricsRegistry* metrics, LocalState* local)
+                       core::MetricsRegistry* metrics, LocalState* local, TokenSource* tokens)
     : impl_(std::make_shared<Impl>(loop, runtime, desired, sink, std::move(config), std::move(log),
                                    metrics, local)) {
-  impl_->wire();
+  impl_->wire(tokens);
 }
 
 Reconciler::~Reconciler() { impl_->stop(); }

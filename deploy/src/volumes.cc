@@ -9,6 +9,7 @@
 
 #include "host_paths.h"
 #include "outpost/validation/validation.h"
+#include "projected.h"
 
 namespace outpost::deploy {
 namespace {
@@ -74,6 +75,27 @@ core::Status project(const PodSpec& pod, const VolumeSpec& v, const HostPaths& h
   OUTPOST_RETURN_IF_ERROR(dir.pruneUnwritten());
   path = dir.path();
   return core::okStatus();
+}
+
+// A projected or downwardAPI volume: every file checked and made before any is written.
+core::Status projectAll(const PodSpec& pod, const VolumeSpec& v, const HostPaths& host,
+                        DesiredPods& desired, const TokenFor& tokenFor, std::string& path) {
+  OUTPOST_ASSIGN_OR_RETURN(auto files, projectedFiles(pod, v, desired, tokenFor));
+  OUTPOST_ASSIGN_OR_RETURN(VolumeDir dir, host.openVolume(pod.uid, v.name, 0755));
+  for (const auto& f : files)
+    OUTPOST_RETURN_IF_ERROR(dir.write(f.path, f.content, static_cast<mode_t>(f.mode & 07777)));
+  OUTPOST_RETURN_IF_ERROR(dir.pruneUnwritten());
+  path = dir.path();
+  return core::okStatus();
+}
+
+// The configmaps and secrets of a projected volume's sources: (secret, name, optional).
+template <typename F>
+void eachProjectedRef(const VolumeSpec& v, F f) {
+  for (const auto& s : v.sources) {
+    if (s.kind == ProjectionSource::Kind::kConfigMap) f(false, s.refName, s.optional);
+    if (s.kind == ProjectionSource::Kind::kSecret) f(true, s.refName, s.optional);
+  }
 }
 
 }  // namespace
@@ -160,7 +182,7 @@ core::Status hostPathAllowed(const std::string& path, const std::vector<std::str
 
 core::Result<std::map<std::string, std::string>> prepareVolumes(
     const PodSpec& pod, const std::string& stateDir, DesiredPods& desired,
-    const std::vector<std::string>& hostPathAllow) {
+    const std::vector<std::string>& hostPathAllow, const TokenFor& tokenFor) {
   HostPaths host(stateDir);
   std::map<std::string, std::string> paths;
   try {
@@ -181,6 +203,10 @@ core::Result<std::map<std::string, std::string>> prepareVolumes(
         case VolumeSpec::Kind::kConfigMap:
         case VolumeSpec::Kind::kSecret:
           s = project(pod, v, host, desired, paths[v.name]);
+          break;
+        case VolumeSpec::Kind::kProjected:
+        case VolumeSpec::Kind::kDownwardApi:
+          s = projectAll(pod, v, host, desired, tokenFor, paths[v.name]);
           break;
       }
       if (!s.isOk()) return core::Status(s.code(), where + s.message());
@@ -203,7 +229,7 @@ core::Result<std::vector<Mount>> containerMounts(
     for (const auto& v : pod.volumes) {
       if (v.name == m.name) kind = v.kind;
     }
-    bool projected = kind == VolumeSpec::Kind::kConfigMap || kind == VolumeSpec::Kind::kSecret;
+    bool projected = kind != VolumeSpec::Kind::kEmptyDir && kind != VolumeSpec::Kind::kHostPath;
     std::string host = it->second;
     if (!m.subPath.empty()) {
       OUTPOST_RETURN_IF_ERROR(validation::relativePath("subPath", m.subPath));
@@ -278,6 +304,9 @@ std::vector<std::string> missingRefs(const PodSpec& pod, DesiredPods& desired) {
     refs.insert(pod.podNamespace + (secret ? "/secret/" : "/configmap/") + name);
   };
   for (const auto& v : pod.volumes) {
+    eachProjectedRef(v, [&](bool secret, const std::string& name, bool optional) {
+      if (!optional) add(secret, name);
+    });
     if (v.optional) continue;
     if (v.kind == VolumeSpec::Kind::kConfigMap) add(false, v.refName);
     if (v.kind == VolumeSpec::Kind::kSecret) add(true, v.refName);
@@ -305,6 +334,7 @@ std::set<std::string> refsOf(const PodSpec& pod) {
     refs.insert(pod.podNamespace + (secret ? "/secret/" : "/configmap/") + name);
   };
   for (const auto& v : pod.volumes) {
+    eachProjectedRef(v, [&](bool secret, const std::string& name, bool) { ref(secret, name); });
     if (v.kind == VolumeSpec::Kind::kConfigMap) ref(false, v.refName);
     if (v.kind == VolumeSpec::Kind::kSecret) ref(true, v.refName);
   }

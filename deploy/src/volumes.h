@@ -2,6 +2,7 @@
 // Volumes and environment: configMap/secret data projected as files under the state dir, emptyDir
 // and hostPath directories, and env values resolved from configmaps, secrets and fields.
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -27,9 +28,13 @@ core::Result<std::optional<std::map<std::string, std::string>>> loadData(Desired
 // hostPath is outside every prefix of `hostPathAllow` (empty: any hostPath) or a symlink is in the
 // way inside a volume. Files are made through HostPaths only, under <stateDir>/pods/<uid>/.
 // Never throws for any pod or stored object.
+// Projected and downwardAPI volumes (projected.h) get their files the same way; a
+// serviceAccountToken source's token comes from `tokenFor` (none: UNAVAILABLE).
 core::Result<std::map<std::string, std::string>> prepareVolumes(
     const PodSpec& pod, const std::string& stateDir, DesiredPods& desired,
-    const std::vector<std::string>& hostPathAllow = {});
+    const std::vector<std::string>& hostPathAllow = {},
+    const std::function<core::Result<std::string>(const PodSpec&, const std::string&,
+                                                  const ProjectionSource&)>& tokenFor = {});
 
 // OK when `path` (absolute) is under one of `allow` (absolute prefixes; empty allows every path),
 // also once the symlinks of its existing part are resolved.

@@ -3,10 +3,12 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "outpost/agent/exit_codes.h"
 #include "support/cloudhub_double.h"
+#include "support/kube_admission.h"
 #include "support/mosquitto.h"
 #include "support/test_util.h"
 
@@ -189,6 +191,165 @@ TEST_CASE(
            out.find("web") == std::string::npos;
   }));
   CHECK(hub.unacked().empty());
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+}
+
+namespace {
+
+// A node's configuration against `server`, with the hollow runtime.
+std::string hollowConfig(const TempDir& dir, const std::string& node, const std::string& server,
+                         const TlsFiles& tls) {
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config, "node: {name: " + node + ", state_dir: " + (dir / "state").string() + "}\n" +
+                        "runtime: {endpoint: \"hollow://\"}\ndevice: {enabled: false}\n" +
+                        "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                        "  websocket: {server: \"" + server + "\"}\n" + "  tls: {ca: " + tls.ca +
+                        ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                        "api: {socket: " + (dir / "outpost.sock").string() +
+                        ", metrics_address: \"\"}\n");
+  return config;
+}
+
+json podFor(const std::string& node, const std::string& name, const std::string& uid) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata",
+           {{"name", name}, {"namespace", "default"}, {"uid", uid}, {"resourceVersion", "10"}}},
+          {"spec",
+           {{"nodeName", node},
+            {"terminationGracePeriodSeconds", 1},
+            {"containers", {{{"name", "app"}, {"image", "app:1"}}}}}}};
+}
+
+// The host directory of the pod's kube-api-access volume (its name as the API server made it).
+std::filesystem::path tokenVolume(const TempDir& dir, const json& pod, const std::string& uid) {
+  std::string volume;
+  for (const auto& v : pod["spec"]["volumes"])
+    if (v["name"].get<std::string>().starts_with("kube-api-access-")) volume = v["name"];
+  return dir / "state" / "pods" / "pods" / uid / "volumes" / volume;
+}
+
+std::string statusPhase(CloudHubDouble& hub, const std::string& resource) {
+  auto p = hub.object(resource);
+  return p && (*p)["status"].is_object() ? (*p)["status"].value("phase", "") : std::string();
+}
+
+}  // namespace
+
+// Issue 17 item 3: every pod Kubernetes admits has the kube-api-access projected volume. The node
+// asks the cloud for the token as EdgeCore does, the pod runs only once the volume holds it, and
+// the token is asked again before it expires and rewritten while the pod runs.
+TEST_CASE(
+    "a pod as the API server makes it gets its service-account token, ca.crt and namespace, and "
+    "the token is refreshed before it expires") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-sa", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  h.maxTokenExpiration = 5s;  // refreshed from 4 s on
+  CloudHubDouble hub(h);
+  std::string config = hollowConfig(dir, "ws-sa", hub.url(), tls);
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
+    for (const auto& f : frames)
+      if (f.envelope["route"].value("resource", "") == "default/node/ws-sa") return true;
+    return false;
+  }));
+
+  const std::string resource = "default/pod/api";
+  const std::string uid = "6f1d2c3b-0000-4000-8000-00000000b001";
+  hub.sendObject("insert", resource, podFor("ws-sa", "api", uid));
+  REQUIRE(waitFor([&] { return statusPhase(hub, resource) == "Running"; }, 20s));
+
+  // The query, as EdgeCore's meta manager sends it.
+  auto queries = hub.receivedWhere("query", "default/serviceaccounttoken/default");
+  REQUIRE(!queries.empty());
+  json q = queries[0].envelope;
+  json tr = q["content"].is_string() ? json::parse(q["content"].get<std::string>()) : q["content"];
+  INFO("the token query: ", q.dump());
+  CHECK(q["route"]["source"] == "edged");
+  CHECK(q["route"]["group"] == "meta");
+  CHECK(tr["kind"] == "TokenRequest");
+  CHECK(tr["spec"]["expirationSeconds"] == 3607);
+  CHECK(tr["spec"]["boundObjectRef"]["uid"] == uid);
+  // No status said Ready before the token was there.
+  for (const auto& p : hub.receivedWhere("patch", "default/podpatch/api")) {
+    if (p.at >= queries[0].at) continue;
+    CHECK(p.envelope["content"].dump().find(R"(\"type\":\"Ready\",\"status\":\"True\")") ==
+          std::string::npos);
+  }
+
+  auto pod = hub.object(resource);
+  REQUIRE(pod);
+  auto volume = tokenVolume(dir, *pod, uid);
+  auto issued = hub.tokensIssued();
+  REQUIRE(!issued.empty());
+  std::string first = readFile(volume / "token");
+  CHECK(first == issued[0]["status"]["token"].get<std::string>());
+  auto claims = tokenClaims(first);
+  REQUIRE(claims);
+  CHECK((*claims)["kubernetes.io"]["pod"]["uid"] == uid);
+  CHECK(readFile(volume / "ca.crt") == readFile(tls.ca));
+  CHECK(readFile(volume / "namespace") == "default");
+
+  // Refreshed before it expires: a new token is asked and lands in the same file while the pod
+  // runs.
+  REQUIRE(waitFor(
+      [&] {
+        auto all = hub.tokensIssued();
+        return all.size() >= 2 &&
+               readFile(volume / "token") == all.back()["status"]["token"].get<std::string>();
+      },
+      20s));
+  CHECK(readFile(volume / "token") != first);
+  CHECK(statusPhase(hub, resource) == "Running");
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+}
+
+TEST_CASE("a restart without the cloud projects the saved token; the pod runs again") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-off", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  const std::string resource = "default/pod/kept";
+  const std::string uid = "6f1d2c3b-0000-4000-8000-00000000b002";
+  std::filesystem::path volume;
+  std::string token;
+  {
+    CloudHubDouble hub(h);
+    std::string config = hollowConfig(dir, "ws-off", hub.url(), tls);
+    Child agent({(binDir() / "outpostd").string(), "--config", config});
+    REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
+      for (const auto& f : frames)
+        if (f.envelope["route"].value("resource", "") == "default/node/ws-off") return true;
+      return false;
+    }));
+    hub.sendObject("insert", resource, podFor("ws-off", "kept", uid));
+    REQUIRE(waitFor([&] { return statusPhase(hub, resource) == "Running"; }, 20s));
+    volume = tokenVolume(dir, *hub.object(resource), uid);
+    token = readFile(volume / "token");
+    REQUIRE(!token.empty());
+    agent.signal(SIGTERM);
+    REQUIRE(agent.wait(10s) == outpost::agent::kExitOk);
+  }
+  // The cloud is gone (nothing listens there any more); the volume's files are gone too.
+  std::filesystem::remove_all(volume);
+  std::string config = hollowConfig(dir, "ws-off", "wss://127.0.0.1:1", tls);
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  std::string out;
+  REQUIRE(waitFor(
+      [&] {
+        return run({(binDir() / "outpostctl").string(), "-c", config, "get", "pods"}, &out) == 0 &&
+               out.find("Running") != std::string::npos;
+      },
+      20s));
+  CHECK(readFile(volume / "token") == token);
   agent.signal(SIGTERM);
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
 }

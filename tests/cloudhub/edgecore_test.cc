@@ -156,3 +156,73 @@ TEST_CASE("a pod whose spec.nodeName names another node is refused and reported,
   REQUIRE(waitFor([&] { return hub.acked(ok); }));
   CHECK(agent.get("default/pod/here").has_value());
 }
+
+namespace {
+
+// The link's answer to a token request, waited for with a deadline.
+core::Result<std::string> askToken(Agent& agent, const std::string& ns, const std::string& sa,
+                                   const json& tokenRequest) {
+  auto p = std::make_shared<std::promise<core::Result<std::string>>>();
+  auto f = p->get_future();
+  agent.link->requestToken(ns, sa, tokenRequest.dump(), 5s,
+                           [p](core::Result<std::string> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(10s) != std::future_status::ready) return core::deadlineExceeded("no answer");
+  return f.get();
+}
+
+json tokenRequestFor(const std::string& sa, const std::string& pod, const std::string& uid) {
+  return {
+      {"kind", "TokenRequest"},
+      {"apiVersion", "authentication.k8s.io/v1"},
+      {"metadata", {{"name", sa}, {"namespace", "default"}}},
+      {"spec",
+       {{"audiences", nullptr},
+        {"expirationSeconds", 3607},
+        {"boundObjectRef", {{"kind", "Pod"}, {"apiVersion", "v1"}, {"name", pod}, {"uid", uid}}}}}};
+}
+
+}  // namespace
+
+// Issue 17 item 3: EdgeCore's meta manager asks the cloud for a pod's token (edged / meta / query
+// <ns>/serviceaccounttoken/<name>, content the TokenRequest); CloudCore answers with the
+// TokenRequest and its status, or the API server's refusal.
+TEST_CASE(
+    "a service-account token is asked as EdgeCore asks; the cloud's TokenRequest comes back, "
+    "its refusals as errors") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  hub.setObject("default/pod/web",
+                {{"metadata", {{"name", "web"}, {"namespace", "default"}, {"uid", "uid-web"}}},
+                 {"spec", {{"containers", {{{"name", "c"}, {"image", "i"}}}}}}});
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+
+  auto r = askToken(agent, "default", "default", tokenRequestFor("default", "web", "uid-web"));
+  REQUIRE(r.isOk());
+  json answer = json::parse(*r);
+  CHECK(answer["kind"] == "TokenRequest");
+  CHECK(answer["status"]["token"] == hub.tokensIssued().at(0)["status"]["token"]);
+  CHECK(answer["status"]["expirationTimestamp"].is_string());
+  auto queries = hub.receivedWhere("query", "default/serviceaccounttoken/default");
+  REQUIRE(queries.size() == 1);
+  json q = queries[0].envelope;
+  CHECK(q["route"]["source"] == "edged");
+  CHECK(q["route"]["group"] == "meta");
+  json content =
+      q["content"].is_string() ? json::parse(q["content"].get<std::string>()) : q["content"];
+  CHECK(content == tokenRequestFor("default", "web", "uid-web"));
+
+  // The API server's refusals: another incarnation of the pod, a service account it lacks.
+  auto stale = askToken(agent, "default", "default", tokenRequestFor("default", "web", "old"));
+  REQUIRE_FALSE(stale.isOk());
+  CHECK(stale.status().message().find("does not match the UID in record") != std::string::npos);
+  auto noSa = askToken(agent, "default", "builder", tokenRequestFor("builder", "web", "uid-web"));
+  REQUIRE_FALSE(noSa.isOk());
+  CHECK(noSa.status().code() == core::Code::kNotFound);
+  CHECK(noSa.status().message() == "serviceaccounts \"builder\" not found");
+  // A name that cannot be one is refused before anything is sent.
+  auto bad = askToken(agent, "../etc", "default", tokenRequestFor("default", "web", "uid-web"));
+  REQUIRE_FALSE(bad.isOk());
+  CHECK(bad.status().code() == core::Code::kInvalidArgument);
+  CHECK(hub.receivedWhere("query", "../etc").empty());
+}

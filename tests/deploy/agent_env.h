@@ -18,11 +18,12 @@ class DeployAgent {
   // `local`: where the reconciler keeps the on-site holds (nullptr: nowhere).
   DeployAgent(deploy::Runtime& runtime, MemoryDesired& desired, MemorySink& sink,
               core::Clock& clock, deploy::ReconcilerConfig config, std::string logFile = "",
-              deploy::LocalState* local = nullptr)
+              deploy::LocalState* local = nullptr, deploy::TokenSource* tokens = nullptr)
       : logging_(core::Logging::Options{core::LogLevel::kWarn, false, std::move(logFile)}),
         loop_("deploy-test", clock) {
-    reconciler_ = std::make_unique<deploy::Reconciler>(
-        loop_, runtime, desired, sink, std::move(config), logging_.get("deploy"), nullptr, local);
+    reconciler_ =
+        std::make_unique<deploy::Reconciler>(loop_, runtime, desired, sink, std::move(config),
+                                             logging_.get("deploy"), nullptr, local, tokens);
     loop_.start();
   }
   ~DeployAgent() {

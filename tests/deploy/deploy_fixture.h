@@ -2,6 +2,7 @@
 // In-memory ports (data holders, not mocks) and pod JSON for deploy's tests.
 
 #include <atomic>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -193,6 +194,95 @@ class MemorySink final : public deploy::StatusSink {
   nlohmann::json node_;
   int nodeReports_ = 0;
 };
+
+// Service-account tokens as the cloud would give them, answered when the test says so; what deploy
+// saves is kept in memory (a restart of the reconciler with the same object loads it).
+class MemoryTokens final : public deploy::TokenSource {
+ public:
+  struct Request {
+    std::string ns, serviceAccount;
+    nlohmann::json tokenRequest;
+    Answer done;
+  };
+  void request(const std::string& ns, const std::string& serviceAccount,
+               const std::string& tokenRequest, Answer done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    asked_.push_back({ns, serviceAccount, nlohmann::json::parse(tokenRequest), {}});
+    pending_.push_back({ns, serviceAccount, nlohmann::json::parse(tokenRequest), std::move(done)});
+  }
+  std::string load() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return saved_;
+  }
+  void save(std::string tokens) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    saved_ = std::move(tokens);
+  }
+  // Every request so far (its `done` taken out), in order.
+  std::vector<Request> asked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return asked_;
+  }
+  size_t pending() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pending_.size();
+  }
+  // Answers the oldest request not yet answered; false when none waits.
+  bool answer(core::Result<std::string> r) {
+    Answer done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pending_.empty()) return false;
+      done = std::move(pending_.front().done);
+      pending_.erase(pending_.begin());
+    }
+    done(std::move(r));
+    return true;
+  }
+  std::string saved() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return saved_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Request> asked_, pending_;
+  std::string saved_;
+};
+
+// The cloud's answer to a TokenRequest: the request with status.token and expirationTimestamp
+// (`expires`, seconds since the epoch), as CloudCore sends it; `granted` (when above 0) replaces
+// spec.expirationSeconds, as the API server does when it grants another lifetime than asked.
+inline std::string tokenAnswer(const nlohmann::json& tokenRequest, const std::string& token,
+                               int64_t expires, int64_t granted = 0) {
+  char buf[32];
+  std::time_t t = static_cast<std::time_t>(expires);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  nlohmann::json answer = tokenRequest;
+  answer["status"] = {{"token", token}, {"expirationTimestamp", buf}};
+  if (granted > 0) answer["spec"]["expirationSeconds"] = granted;
+  return answer.dump();
+}
+
+// The projected volume the API server adds to every pod (kube-api-access-<suffix>) and its mount.
+inline nlohmann::json kubeApiAccessVolume(const std::string& name) {
+  using nlohmann::json;
+  return {
+      {"name", name},
+      {"projected",
+       {{"defaultMode", 420},
+        {"sources",
+         {{{"serviceAccountToken", {{"expirationSeconds", 3607}, {"path", "token"}}}},
+          {{"configMap",
+            {{"name", "kube-root-ca.crt"}, {"items", {{{"key", "ca.crt"}, {"path", "ca.crt"}}}}}}},
+          {{"downwardAPI",
+            {{"items",
+              {{{"path", "namespace"},
+                {"fieldRef",
+                 {{"apiVersion", "v1"}, {"fieldPath", "metadata.namespace"}}}}}}}}}}}}}};
+}
 
 // A host-network pod of busybox containers running `sh -c <script>`.
 inline nlohmann::json busyboxPod(const std::string& name, const std::string& uid,

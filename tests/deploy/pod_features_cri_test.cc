@@ -157,6 +157,53 @@ TEST_CASE(
   CHECK(!fs::exists(f.state.path() / "pods" / "uid-secret"));
 }
 
+// Issue 17 item 3: the volume the API server adds to every pod, as the container sees it.
+TEST_CASE(
+    "a kube-api-access projected volume: the pod waits for its token, then the container reads "
+    "token, ca.crt and namespace at /var/run/secrets/kubernetes.io/serviceaccount") {
+  CriFixture f;
+  REQUIRE_CONTAINERD(f);
+  const std::string key = "default/pod/sa";
+  const std::string ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  f.desired.put("default/configmap/kube-root-ca.crt", json{{"data", {{"ca.crt", ca}}}}.dump());
+  auto pod = busyboxPod("sa", "uid-sa", ContainerdHarness::kBusybox, {{"app", kLoop}});
+  pod["spec"]["serviceAccountName"] = "default";
+  pod["spec"]["volumes"] = {kubeApiAccessVolume("kube-api-access-q8w2z")};
+  pod["spec"]["containers"][0]["volumeMounts"] = {
+      {{"name", "kube-api-access-q8w2z"},
+       {"readOnly", true},
+       {"mountPath", "/var/run/secrets/kubernetes.io/serviceaccount"}}};
+  f.desired.put(key, pod.dump());
+  MemoryTokens tokens;
+  DeployAgent agent(*f.runtime, f.desired, f.sink, f.clock, f.config, "", nullptr, &tokens);
+  REQUIRE(agent.start());
+  // No token: nothing runs, and the status says why.
+  REQUIRE(waitFor([&] { return tokens.pending() == 1; }, 10s));
+  agent.pass();
+  CHECK(f.sandboxes("uid-sa").empty());
+  CHECK(f.sink.waitingReason(key, "app") == "CreateContainerConfigError");
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  REQUIRE(
+      tokens.answer(tokenAnswer(tokens.asked()[0].tokenRequest, "header.payload.sig", now + 3607)));
+  REQUIRE(waitFor([&] { return f.allRunning(key, {"app"}); }, 30s));
+  auto app = newest(f, "uid-sa", "app", true);
+  REQUIRE(app);
+  const std::string dir = "/var/run/secrets/kubernetes.io/serviceaccount/";
+  CHECK(exec(f, app->id, {"cat", dir + "token"}) == "header.payload.sig");
+  CHECK(exec(f, app->id, {"cat", dir + "ca.crt"}) == ca);
+  CHECK(exec(f, app->id, {"cat", dir + "namespace"}) == "default");
+  CHECK(exec(f, app->id,
+             {"stat", "-L", "-c", "%a", dir + "token", dir + "ca.crt", dir + "namespace"}) ==
+        "644\n644\n644\n");
+  // Read-only, as Kubernetes mounts it.
+  auto write = f.runtime->execSync(app->id, {"/bin/sh", "-c", "echo x > " + dir + "token"}, 10s);
+  REQUIRE(write.isOk());
+  CHECK(write->exitCode != 0);
+  remove(f, agent, key);
+}
+
 TEST_CASE("hostPath and emptyDir volumes are shared with the host and between containers") {
   CriFixture f;
   REQUIRE_CONTAINERD(f);

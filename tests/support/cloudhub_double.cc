@@ -18,11 +18,14 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
 #include <stdexcept>
 #include <thread>
+
+#include "support/kube_admission.h"
 
 namespace outpost::test {
 namespace {
@@ -175,6 +178,11 @@ struct CertInfo {
   std::string cn, o, serial;
 };
 
+std::string readText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 std::string nameEntry(X509_NAME* name, int nid) {
   int i = X509_NAME_get_index_by_NID(name, nid, -1);
   if (i < 0) return "";
@@ -240,6 +248,7 @@ class CloudHubDouble::Impl {
   std::string uuid4();
   std::optional<json> answer(const json& request);
   std::optional<json> answerPodDelete(const json& request, const std::string& resource);
+  json answerToken(const json& request, const std::vector<std::string>& parts);
   json stamp(json object);
   void registerLater(const json& request, const std::string& resource, const json& node);
   json notFound(const std::string& resource) const;
@@ -288,6 +297,7 @@ class CloudHubDouble::Impl {
   std::vector<json> followUps_;           // cloud messages an answer causes, sent right after it
   std::vector<std::string> podsDeleted_;  // deletions the edge asked for and the double did
   std::vector<std::string> podDeletesIgnored_;  // delete requests CloudCore would not read
+  std::vector<json> tokensIssued_;              // answers to token queries
   std::vector<std::string> silentQueries_;      // resource prefixes whose queries get no answer
   uint64_t resourceVersion_ = 1000;
   int pings_ = 0;
@@ -718,6 +728,14 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
     if (type.empty()) return std::nullopt;  // e.g. membership/detail: not answered here
     for (const auto& prefix : silentQueries_)
       if (resource.starts_with(prefix)) return std::nullopt;  // told to stay silent
+    if (type == "serviceaccounttoken" && parts.size() == 3) return answerToken(request, parts);
+    if (type == "configmap" && parts.size() == 3 && parts[2] == "kube-root-ca.crt" &&
+        !objects_.count(resource)) {
+      objects_[resource] = stamp({{"apiVersion", "v1"},
+                                  {"kind", "ConfigMap"},
+                                  {"metadata", {{"name", parts[2]}, {"namespace", parts[0]}}},
+                                  {"data", {{"ca.crt", readText(options_.caFile)}}}});
+    }
     auto it = objects_.find(resource);
     if (it == objects_.end()) return response(request, notFound(resource));
     json reply = response(request, it->second);
@@ -757,6 +775,29 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
     return response(request, {{"Object", it->second}, {"Err", nullptr}});
   }
   return std::nullopt;
+}
+
+// A service-account token for the edge: CloudCore reads the TokenRequest from the content and
+// creates the token at the API server for the service account the resource names.
+json CloudHubDouble::Impl::answerToken(const json& request, const std::vector<std::string>& parts) {
+  json content = request.value("content", json());
+  json tr = content.is_string() ? json::parse(content.get<std::string>(), nullptr, false) : content;
+  json error;
+  auto podUid = [this](const std::string& ns,
+                       const std::string& name) -> std::optional<std::string> {
+    auto it = objects_.find(ns + "/pod/" + name);
+    if (it == objects_.end()) return std::nullopt;
+    return it->second["metadata"].value("uid", "");
+  };
+  auto exists = [this](const std::string& ns, const std::string& name) {
+    return name == "default" || objects_.count(ns + "/serviceaccount/" + name) > 0;
+  };
+  auto answer = answerTokenRequest(tr, parts[0], parts[2], podUid, exists,
+                                   options_.maxTokenExpiration, std::chrono::system_clock::now(),
+                                   static_cast<int>(tokensIssued_.size()) + 1, error);
+  if (!answer) return response(request, {{"ErrStatus", error}});
+  tokensIssued_.push_back(*answer);
+  return response(request, *answer);
 }
 
 // The edge's request to delete a pod (edged through its meta manager), as CloudCore's upstream
@@ -860,12 +901,14 @@ std::string CloudHubDouble::Impl::sendObject(const std::string& operation,
     auto rv = object["metadata"].find("resourceVersion");
     if (rv != object["metadata"].end() && rv->is_string()) env["header"]["resourceversion"] = *rv;
   }
+  if (operation != "delete" && resource.find("/pod/") != std::string::npos)
+    env["content"] = admitPod(object);  // as the API server stores it
   {
     std::lock_guard lock(mu_);
     if (operation == "delete") {
       objects_.erase(resource);
     } else if (operation == "insert" || operation == "update") {
-      objects_[resource] = object;
+      objects_[resource] = env["content"];
     }
   }
   return send(std::move(env));
@@ -1033,7 +1076,13 @@ int CloudHubDouble::pings() const {
   return impl_->pings_;
 }
 
+std::vector<nlohmann::json> CloudHubDouble::tokensIssued() const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->tokensIssued_;
+}
+
 void CloudHubDouble::setObject(const std::string& resource, nlohmann::json object) {
+  if (resource.find("/pod/") != std::string::npos) object = admitPod(std::move(object));
   std::lock_guard lock(impl_->mu_);
   if (object.is_object() && !object.value("metadata", json::object()).contains("resourceVersion"))
     object = impl_->stamp(std::move(object));

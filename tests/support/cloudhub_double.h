@@ -31,6 +31,9 @@ struct CloudHubDoubleOptions {
   std::chrono::milliseconds registrationDelay{200};
   // When set, the client certificate's CN must be exactly this (else the upgrade is refused 403).
   std::optional<std::string> requireCn;
+  // When set, a service-account token lives at most this long (the API server's
+  // --service-account-max-token-expiration): tests see a refresh without waiting 48 minutes.
+  std::optional<std::chrono::seconds> maxTokenExpiration;
 };
 
 // One envelope received from the edge.
@@ -126,6 +129,16 @@ class CloudHubDouble {
   std::vector<std::string> podsDeleted() const;
   // The edge's delete requests of pods the double dropped unanswered (content not the pod's uid).
   std::vector<std::string> podDeletesIgnored() const;
+
+  // Issue 17 item 3. A pod sent (sendObject, setObject) is the pod the API server stores
+  // (kube_admission.h, admitPod): with the kube-api-access-<suffix> projected volume. The edge's
+  // query of "<ns>/serviceaccounttoken/<name>" with a TokenRequest is answered as CloudCore
+  // answers: the TokenRequest with status.token and status.expirationTimestamp, or an ErrStatus
+  // when the API server refuses (answerTokenRequest). The service account "default" exists in
+  // every namespace, others once setObject("<ns>/serviceaccount/<name>", ...). Every namespace
+  // has the ConfigMap kube-root-ca.crt, ca.crt the CA file of the options (unless setObject put
+  // another there). The answers the double gave to token queries, in order:
+  std::vector<nlohmann::json> tokensIssued() const;
 
   // For benchmarks (bench/link_bench_ws.cc):
   // Called on the double's thread with the msg_id of every ack the edge sends for a message of

@@ -25,6 +25,10 @@ class EdgeCore final : public SessionProtocol {
 
   // CloudLink::query, on the loop.
   void startQuery(const std::string& resource, core::Duration timeout, QueryCallback done);
+  // CloudLink::requestToken, on the loop.
+  using TokenCallback = std::function<void(core::Result<std::string>)>;
+  void startTokenQuery(const std::string& ns, const std::string& serviceAccount,
+                       const std::string& tokenRequest, core::Duration timeout, TokenCallback done);
 
   // ---- SessionProtocol
   void started() override;

@@ -4,6 +4,7 @@
 
 #include "codec/resource_change.h"
 #include "kubeedge/edgecore.h"
+#include "outpost/validation/validation.h"
 
 namespace outpost::cloudhub {
 
@@ -104,6 +105,47 @@ void EdgeCore::onQueryAnswer(const std::string& resource, const Envelope& answer
         q.source = QuerySource::kCloud;
         if (q.reason.empty()) q.reason = found ? "found" : "not found";
         done(std::move(q));
+      });
+}
+
+// A service-account token, asked as EdgeCore's meta manager asks (edged / meta / query
+// <ns>/serviceaccounttoken/<name>, content the TokenRequest): CloudCore creates the token at the
+// API server and answers with the TokenRequest and its status. Not stored here (deploy keeps its
+// tokens); the answer is acknowledged as the other query answers are.
+void EdgeCore::startTokenQuery(const std::string& ns, const std::string& serviceAccount,
+                               const std::string& tokenRequest, core::Duration timeout,
+                               TokenCallback done) {
+  if (auto s = validation::dnsLabel("namespace", ns); !s.isOk()) return done(s);
+  if (auto s = validation::dnsSubdomain("service account", serviceAccount); !s.isOk())
+    return done(s);
+  json content = json::parse(tokenRequest, nullptr, false);
+  if (!content.is_object())
+    return done(core::invalidArgument("the TokenRequest is not a JSON object"));
+  if (!session_.connected()) {
+    std::string why = session_.book().status().lastError;
+    return done(core::unavailable(why.empty() ? "offline" : "offline: " + why));
+  }
+  std::string resource = ns + "/serviceaccounttoken/" + serviceAccount;
+  Envelope e = message("edged", "meta", "query", resource);
+  e.content = content.dump();
+  session_.request(
+      e, "", timeout,
+      [this, resource, done = std::move(done)](const Envelope* answer, const std::string& why) {
+        if (!answer) return done(core::deadlineExceeded(resource + ": " + why));
+        Answer a = parseAnswer(*answer);
+        ack(*answer);
+        if (a.error) {
+          std::string text = a.error->is_object() && a.error->contains("message")
+                                 ? a.error->value("message", "")
+                                 : a.error->dump();
+          return done(a.notFound ? core::Status(core::notFound(text))
+                                 : core::abortedError("the cloud answered " + resource +
+                                                      " with an error: " + text));
+        }
+        if (!a.object || !a.object->is_object())
+          return done(core::invalidArgument("the cloud's answer to " + resource +
+                                            " is not a TokenRequest"));
+        done(a.object->dump());
       });
 }
 

@@ -54,6 +54,14 @@ class WebsocketLink final : public SessionLink {
       edgecore_.startQuery(resource, timeout, std::move(done));
     });
   }
+  void requestToken(const std::string& ns, const std::string& serviceAccount,
+                    const std::string& tokenRequest, core::Duration timeout,
+                    std::function<void(core::Result<std::string>)> done) override {
+    session_.post(
+        [this, ns, serviceAccount, tokenRequest, timeout, done = std::move(done)]() mutable {
+          edgecore_.startTokenQuery(ns, serviceAccount, tokenRequest, timeout, std::move(done));
+        });
+  }
 
  private:
   WebsocketLinkOptions opts_;

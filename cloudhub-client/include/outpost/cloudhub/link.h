@@ -95,6 +95,23 @@ class CloudLink {
     r.reason = "this transport has no queries (desired state is pushed): " + resource;
     done(std::move(r));
   }
+  // Asks the cloud for a service-account token as EdgeCore's meta manager does (docs/kubeedge.md,
+  // "Service-account tokens"): `serviceAccount` in `ns`, `tokenRequest` the TokenRequest JSON.
+  // `done` gets the cloud's answer (the TokenRequest with its status, as JSON) or why there is
+  // none: offline (UNAVAILABLE: nothing was sent), no answer within `timeout`
+  // (DEADLINE_EXCEEDED), the cloud's refusal (NOT_FOUND, ABORTED). Nothing is stored. Never blocks;
+  // `done` runs once on the link's thread, not at all after stop(). Links without a token service
+  // (MQTT) answer UNIMPLEMENTED at once.
+  virtual void requestToken(const std::string& ns, const std::string& serviceAccount,
+                            const std::string& tokenRequest, core::Duration timeout,
+                            std::function<void(core::Result<std::string>)> done) {
+    (void)ns;
+    (void)serviceAccount;
+    (void)tokenRequest;
+    (void)timeout;
+    done(core::unimplemented(
+        "this cloud transport has no service-account token service (desired state is pushed)"));
+  }
 };
 using CloudLinkPtr = std::unique_ptr<CloudLink>;
 

@@ -2,9 +2,12 @@
 // The ports deploy needs from the rest of the agent: where desired pods come from and where
 // status goes. agent/ adapts metadb and the outbox to them; tests use in-memory holders.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "outpost/core/status.h"
 
 namespace outpost::deploy {
 
@@ -82,6 +85,27 @@ class StatusSink {
   }
   // The Kubernetes NodeStatus JSON of this node.
   virtual void nodeStatus(const std::string& statusJson) = 0;
+};
+
+// Service-account tokens for projected volumes (serviceAccountToken sources), as the kubelet gets
+// them: deploy builds the TokenRequest and checks the answer; this port carries them to the cloud
+// and keeps the tokens deploy holds, so a restart without the cloud uses an unexpired one.
+// agent/ wires it to the cloud link and the store; without one, no token can be had.
+class TokenSource {
+ public:
+  using Answer = std::function<void(core::Result<std::string>)>;
+  virtual ~TokenSource() = default;
+  // Asks the cloud for a token: `serviceAccount` in `ns`, `tokenRequest` the TokenRequest JSON
+  // (authentication.k8s.io/v1). `done` gets the cloud's answer (the TokenRequest with its status)
+  // or why there is none (offline, no answer, the cloud's error, a transport without tokens); once,
+  // from any thread, possibly before request() returns. UNAVAILABLE means nothing reached the
+  // cloud (offline): deploy asks again soon, where other errors back off. Must not block.
+  virtual void request(const std::string& ns, const std::string& serviceAccount,
+                       const std::string& tokenRequest, Answer done) = 0;
+  // What save() kept last ("" when nothing was ever saved). Called on deploy's loop at start.
+  virtual std::string load() = 0;
+  // Keeps `tokens` (deploy's own JSON) durably in place of what was saved before. Must not block.
+  virtual void save(std::string tokens) = 0;
 };
 
 }  // namespace outpost::deploy

@@ -114,9 +114,11 @@ struct PodRuntimeInfo {
 class Reconciler {
  public:
   // `local` keeps the on-site holds across restarts (nullptr: they last while the reconciler does).
+  // `tokens`: where service-account tokens come from (null: a pod with a serviceAccountToken
+  // projection waits, saying so).
   Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
              ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics = nullptr,
-             LocalState* local = nullptr);
+             LocalState* local = nullptr, TokenSource* tokens = nullptr);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
