@@ -1,5 +1,6 @@
 #include "outpost/agent/config.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -17,6 +18,7 @@
 #include "config_checks.h"
 #include "outpost/core/log.h"
 #include "outpost/deploy/hollow_runtime.h"
+#include "outpost/deploy/reconciler.h"
 #include "outpost/validation/validation.h"
 
 extern char** environ;
@@ -207,6 +209,8 @@ std::vector<Field> schema(Config& c) {
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
       listField("node.host_path_allow", c.node.hostPathAllow),
+      stringField("node.address", c.node.address),
+      mapField("node.reserved", c.node.reserved),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -349,6 +353,15 @@ void validate(const Config& c, ConfigErrors& errs) {
       add("node.host_path_allow",
           "\"" + validation::printable(p) + "\" is not an absolute path without '..'");
   }
+  if (!c.node.address.empty()) {
+    in6_addr any{};
+    if (inet_pton(AF_INET, c.node.address.c_str(), &any) != 1 &&
+        inet_pton(AF_INET6, c.node.address.c_str(), &any) != 1)
+      add("node.address",
+          "must be an IP address, got \"" + validation::printable(c.node.address) + "\"");
+  }
+  if (auto r = deploy::parseNodeReserved(c.node.reserved); !r.isOk())
+    add("node.reserved", r.status().message());
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
   if (c.cloud.transport != "mqtt" && c.cloud.transport != "websocket")

@@ -26,6 +26,9 @@ namespace outpost::agent {
 
 // The node's labels: node.labels, and outpost.io/hollow=true on a hollow node.
 std::map<std::string, std::string> nodeLabels(const Config& c);
+// The node's part of deploy's configuration (name, address, reserved, reported version): the
+// Node the link registers and the one deploy reports are the same.
+deploy::ReconcilerConfig nodeReconcilerConfig(const Config& c);
 
 // What every module gets from the agent.
 struct Context {

@@ -19,6 +19,7 @@
 #include "host_paths.h"
 #include "image_puller.h"
 #include "labels.h"
+#include "node_status.h"
 #include "pod_events.h"
 #include "pod_spec.h"
 #include "pod_status.h"
@@ -71,12 +72,14 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
             &metrics->gauge("outpost_pods", "Pods on the node by phase", {{"phase", phase}}));
       }
     }
-    ctx_.hostIp = hostIp();
+    ctx_.hostIp = config_.nodeAddress;
     node_.nodeName = config_.nodeName;
+    node_.address = config_.nodeAddress;
     node_.reservedMilliCpu = config_.reservedMilliCpu;
     node_.reservedMemoryBytes = config_.reservedMemoryBytes;
     node_.maxPods = config_.maxPods;
-    node_.hostIp = ctx_.hostIp;
+    node_.daemonPort = config_.daemonPort;
+    node_.kubeletVersion = config_.kubeletVersion;
     readHostFacts(node_);
   }
 
@@ -549,10 +552,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         node_.runtimeMessage = "container runtime: " + v.status().toString();
       }
     }
-    auto json = nodeStatusJson(node_);
+    core::WallTime now = loop_.clock().wallNow();
+    auto json = nodeStatusJson(node_, nodeTransitions_, now);
     if (json == lastNode_ && !heartbeat) return;
     lastNode_ = json;
-    sink_.nodeStatus(nodeStatusJson(node_, rfc3339(loop_.clock().wallNow())));
+    sink_.nodeStatus(nodeStatusJson(node_, nodeTransitions_, now, rfc3339(now)));
   }
 
   core::EventLoop& loop_;
@@ -572,6 +576,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   core::Histogram* syncHistogram_ = nullptr;
   std::vector<core::Gauge*> phaseGauges_;  // by kPhases
   NodeFacts node_;
+  Transitions nodeTransitions_;  // the node's conditions: status and lastTransitionTime
   std::string lastNode_;
   std::map<std::string, PodState> workers_;
   std::vector<core::TimerId> timers_;

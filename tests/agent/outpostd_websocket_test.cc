@@ -1,18 +1,41 @@
 // The real outpostd with `cloud.transport: websocket` against the CloudHub test double: what an
 // operator sees when pointing a node at a KubeEdge CloudCore.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "outpost/agent/exit_codes.h"
 #include "support/cloudhub_double.h"
+#include "support/edgecore_node.h"
 #include "support/mosquitto.h"
 #include "support/test_util.h"
 
 using namespace outpost::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
+
+namespace {
+// The host's IPv4 addresses outside loopback.
+std::set<std::string> hostAddresses() {
+  std::set<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char buf[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, buf,
+              sizeof(buf));
+    if (std::string(buf).rfind("127.", 0) != 0) out.insert(buf);
+  }
+  freeifaddrs(list);
+  return out;
+}
+}  // namespace
 
 TEST_CASE("outpostd with transport websocket connects to CloudHub and registers its node") {
   TempDir dir;
@@ -43,6 +66,14 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
   }));
   REQUIRE(hub.openConnections() == 1);
   CHECK(hub.connections().at(0).path == "/e632aba927ea4ac2b575ec1603d56f10/ws-node/events");
+  // Without node.address: the address towards the cloud, and for a cloud on loopback the host's
+  // first non-loopback IPv4 address (the interface of the default route).
+  json insert = hub.receivedWhere("insert", "default/node/ws-node").at(0).envelope["content"];
+  if (insert.is_string()) insert = json::parse(insert.get<std::string>());
+  INFO("insert: ", insert.dump());
+  std::string internal = insert["status"]["addresses"][0].value("address", "");
+  CHECK(insert["status"]["addresses"][0]["type"] == "InternalIP");
+  CHECK(hostAddresses().count(internal) == 1);
 
   std::string out;
   REQUIRE(waitFor([&] {
@@ -190,6 +221,134 @@ TEST_CASE(
            out.find("web") == std::string::npos;
   }));
   CHECK(hub.unacked().empty());
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+}
+
+namespace {
+
+// The content of the first frame of `operation` on `resource`, parsed.
+json firstContent(const CloudHubDouble& hub, const std::string& operation,
+                  const std::string& resource) {
+  auto frames = hub.receivedWhere(operation, resource);
+  if (frames.empty()) return json();
+  json c = frames[0].envelope["content"];
+  return c.is_string() ? json::parse(c.get<std::string>(), nullptr, false) : c;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += i + "; ";
+  return out;
+}
+
+std::string condition(const json& node, const std::string& type, const std::string& field) {
+  for (const auto& c : node["status"].value("conditions", json::array()))
+    if (c.value("type", "") == type) return c.value(field, "");
+  return "";
+}
+
+int64_t ki(const std::string& quantity) { return std::stoll(quantity); }  // "123Ki"
+int64_t milliCpu(const std::string& q) {
+  return q.ends_with("m") ? std::stoll(q) : std::stoll(q) * 1000;
+}
+
+}  // namespace
+
+// Issue 17, items 7 and 8f: `kubectl get node -o yaml` of an Outpost node shows what it shows of
+// an EdgeCore node, from the registration on.
+TEST_CASE(
+    "the Node as the cloud holds it is EdgeCore's: addresses, ids, version, daemon port, reserved "
+    "allocatable, condition transitions; host network pods get the node's address") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-shape", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config,
+            "node: {name: ws-shape, state_dir: " + (dir / "state").string() +
+                ", address: 192.0.2.77, reserved: {cpu: 250m, memory: 64Mi}}\n" +
+                "runtime: {endpoint: \"hollow://\", node_status_interval: 1s}\n" +
+                "device: {enabled: false}\n" + "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                "api: {socket: " + (dir / "outpost.sock").string() + ", metrics_address: \"\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  const std::string resource = "default/node/ws-shape";
+
+  // The registration carries the full Node (item 8f), not only nodeInfo.
+  REQUIRE(hub.waitFor([&](const std::vector<ReceivedFrame>&) {
+    return !hub.receivedWhere("insert", resource).empty();
+  }));
+  json insert = firstContent(hub, "insert", resource);
+  INFO("insert: ", insert.dump());
+  CHECK(joined(edgeCoreNodeDifferences(insert)) == "");
+  CHECK(insert["status"]["addresses"][0] ==
+        json({{"type", "InternalIP"}, {"address", "192.0.2.77"}}));
+
+  // The Node after the status patches, as kubectl shows it.
+  json node;
+  REQUIRE(waitFor(
+      [&] {
+        auto n = hub.object(resource);
+        if (!n || condition(*n, "Ready", "status") != "True") return false;
+        node = *n;
+        return true;
+      },
+      20s));
+  INFO("node: ", node.dump());
+  CHECK(joined(edgeCoreNodeDifferences(node)) == "");
+  const json& status = node["status"];
+  CHECK(status["addresses"] == json::array({{{"type", "InternalIP"}, {"address", "192.0.2.77"}},
+                                            {{"type", "Hostname"}, {"address", "ws-shape"}}}));
+  CHECK(status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10350);
+  CHECK(status["nodeInfo"]["kubeletVersion"].get<std::string>().starts_with("v1.26.10-outpost-v"));
+  CHECK(status["nodeInfo"]["machineID"] == readFile("/etc/machine-id").substr(0, 32));
+  CHECK(status["nodeInfo"]["bootID"].get<std::string>() + "\n" ==
+        readFile("/proc/sys/kernel/random/boot_id"));
+  CHECK(milliCpu(status["allocatable"]["cpu"]) == milliCpu(status["capacity"]["cpu"]) - 250);
+  CHECK(ki(status["allocatable"]["memory"]) == ki(status["capacity"]["memory"]) - 64 * 1024);
+
+  // Reports go on every second; Ready's lastTransitionTime stays where it was set.
+  const std::string transition = condition(node, "Ready", "lastTransitionTime");
+  REQUIRE(!transition.empty());
+  REQUIRE(waitFor(
+      [&] {
+        auto n = hub.object(resource);
+        return n && condition(*n, "Ready", "lastHeartbeatTime") > transition;
+      },
+      20s));
+  CHECK(condition(*hub.object(resource), "Ready", "lastTransitionTime") == transition);
+
+  // A host network pod has the node's address as podIP and hostIP.
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", "hostnet"},
+                {"namespace", "default"},
+                {"uid", "6f1d2c3b-0000-4000-8000-00000000b001"},
+                {"resourceVersion", "5"}}},
+              {"spec",
+               {{"nodeName", "ws-shape"},
+                {"hostNetwork", true},
+                {"containers", {{{"name", "app"}, {"image", "app:1"}}}}}}};
+  hub.sendObject("insert", "default/pod/hostnet", pod);
+  json podStatus;
+  REQUIRE(waitFor(
+      [&] {
+        auto p = hub.object("default/pod/hostnet");
+        if (!p || !(*p)["status"].is_object() || (*p)["status"].value("phase", "") != "Running")
+          return false;
+        podStatus = (*p)["status"];
+        return true;
+      },
+      20s));
+  INFO("pod status: ", podStatus.dump());
+  CHECK(podStatus["podIP"] == "192.0.2.77");
+  CHECK(podStatus["hostIP"] == "192.0.2.77");
   agent.signal(SIGTERM);
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
 }

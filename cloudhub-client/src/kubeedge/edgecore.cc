@@ -165,12 +165,12 @@ json EdgeCore::nodeObject() const {
                  {"node-role.kubernetes.io/agent", ""},
                  {"node-role.kubernetes.io/edge", ""}};
   for (const auto& [k, v] : opts_.nodeLabels) labels[k] = v;
-  json status = json::object();
-  if (!lastNodeStatus_.empty()) status = json::parse(lastNodeStatus_, nullptr, false);
+  // What deploy reported last, else the status the agent computed at start.
+  const std::string& known = lastNodeStatus_.empty() ? opts_.initialNodeStatus : lastNodeStatus_;
+  json status = json::parse(known, nullptr, false);
   if (!status.is_object()) status = json::object();
   if (!status.contains("nodeInfo")) {
-    status["nodeInfo"] = {
-        {"architecture", goArch()}, {"operatingSystem", "linux"}, {"kubeletVersion", "outpost"}};
+    status["nodeInfo"] = {{"architecture", goArch()}, {"operatingSystem", "linux"}};
   }
   return {{"metadata", {{"name", opts_.nodeName}, {"labels", labels}}},
           {"spec", json::object()},

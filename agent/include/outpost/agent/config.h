@@ -21,6 +21,11 @@ struct NodeConfig {
   std::string stateDir = "/var/lib/outpost";  // the store and projected volumes live here
   // Absolute prefixes a pod's hostPath volume must be under; empty: any path (as Kubernetes).
   std::vector<std::string> hostPathAllow;
+  // The node's InternalIP (an IP address); empty: the address towards the cloud, found at start.
+  std::string address;
+  // Held back from capacity in the node's allocatable: cpu, memory (Kubernetes quantities). The
+  // default is what the kubelet's default hard eviction threshold (memory.available<100Mi) holds.
+  std::map<std::string, std::string> reserved = {{"memory", "100Mi"}};
 };
 
 struct LogConfig {
