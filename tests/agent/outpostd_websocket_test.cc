@@ -352,3 +352,67 @@ TEST_CASE(
   agent.signal(SIGTERM);
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
 }
+
+// Issue 17, item 8e: CloudHub refuses a client certificate outside its validity in the TLS
+// handshake, which the client only sees as a failed handshake.
+TEST_CASE(
+    "a client certificate expired or not yet valid is named with its date: by --check-config "
+    "(exit 78) and at connect (the log and outpostctl status)") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-cert", "system:nodes");
+  std::string expired =
+      reissueClientCert(dir.path(), "expired", "20200101000000Z", "20200102000000Z");
+  std::string future =
+      reissueClientCert(dir.path(), "future", "20990101000000Z", "20990102000000Z");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  auto configure = [&](const std::string& cert) {
+    writeFile(config, "node: {name: ws-cert, state_dir: " + (dir / "state").string() + "}\n" +
+                          "runtime: {enabled: false}\ndevice: {enabled: false}\n" +
+                          "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                          "  reconnect: {base: 200ms, cap: 1s}\n" + "  websocket: {server: \"" +
+                          hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca + ", cert: " + cert +
+                          ", key: " + tls.clientKey + "}\n" + "api: {socket: " +
+                          (dir / "outpost.sock").string() + ", metrics_address: \"\"}\n");
+  };
+  const std::string outpostd = (binDir() / "outpostd").string();
+  std::string err;
+  configure(expired);
+  CHECK(run({outpostd, "--check-config", "--config", config}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("cloud.tls.cert: the client certificate " + expired +
+                 " expired on 2020-01-02T00:00:00Z") != std::string::npos);
+  configure(future);
+  err.clear();
+  CHECK(run({outpostd, "--check-config", "--config", config}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("cloud.tls.cert: the client certificate " + future +
+                 " is not valid before 2099-01-01T00:00:00Z") != std::string::npos);
+  configure(tls.clientCert);
+  CHECK(run({outpostd, "--check-config", "--config", config}) == 0);
+
+  // Started anyway (the node runs its pods offline), the link says why it cannot connect.
+  configure(expired);
+  Child agent({outpostd, "--config", config});
+  std::string out;
+  CHECK(waitFor([&] {
+    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
+      return false;
+    auto j = json::parse(out, nullptr, false);
+    return j.is_object() && j["cloud"]
+                                    .value("last_error", "")
+                                    .find("the client certificate " + expired +
+                                          " expired on 2020-01-02T00:00:00Z") != std::string::npos;
+  }));
+  INFO("status: ", out);
+  CHECK(!hub.refusals().empty());  // refused in the handshake, as CloudHub does
+  CHECK(hub.openConnections() == 0);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+  CHECK(agent.err().find("cannot connect to " + hub.url() + ": the client certificate " + expired +
+                         " expired on 2020-01-02T00:00:00Z") != std::string::npos);
+}

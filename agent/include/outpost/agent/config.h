@@ -151,6 +151,13 @@ inline constexpr size_t kMaxConfigBytes = 1 << 20;
 // The environment variable that overrides a key path: "cloud.mqtt.broker" ->
 // OUTPOST_CLOUD_MQTT_BROKER.
 std::string envNameFor(const std::string& keyPath);
+// What `outpostd --check-config` checks beyond the file: each client certificate (cloud.tls.cert,
+// device.tls.cert) is within its validity at `now`, the error naming the file and its notAfter or
+// notBefore. A certificate the agent renews itself (cloud.websocket.cert_server with a token) is
+// not checked. At a normal start these are not errors: the node runs its pods offline, and the link
+// says why it cannot connect.
+ConfigErrors checkCertificateDates(const Config& c, std::chrono::system_clock::time_point now);
+
 // Every key path the configuration knows, in file order (for docs and --help).
 std::vector<std::string> configKeyPaths();
 
