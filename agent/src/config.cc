@@ -431,8 +431,9 @@ void validate(const Config& c, ConfigErrors& errs) {
   checkTls(c.device.tls, "device.tls", errs);
   if (!c.device.passwordFile.empty() && !readable(c.device.passwordFile))
     add("device.password_file", "cannot read file \"" + c.device.passwordFile + "\"");
-  if (c.device.deviceIdForm != "namespaced" && c.device.deviceIdForm != "name")
-    add("device.device_id_form", "must be one of namespaced, name");
+  if (!c.device.deviceIdForm.empty() && c.device.deviceIdForm != "namespaced" &&
+      c.device.deviceIdForm != "name")
+    add("device.device_id_form", "must be one of namespaced, name (or left out)");
   // Twin limits.
   if (c.device.maxDevices < 1) add("device.max_devices", "must be at least 1");
   if (c.device.maxPropertiesPerDevice < 1)

@@ -58,6 +58,14 @@ deploy::ReconcilerConfig nodeReconcilerConfig(const Config& c) {
   return rc;
 }
 
+twin::DeviceIdForm deviceIdForm(const Config& c) {
+  // CloudCore up to 1.16 takes the one segment after device/ as the device's name: a namespaced id
+  // would name a device "default" it does not have, and its twin updates would go unanswered.
+  std::string form = c.device.deviceIdForm;
+  if (form.empty()) form = c.cloud.transport == "websocket" ? "name" : "namespaced";
+  return form == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
+}
+
 // ---- cloud
 
 core::Status CloudModule::start() {
@@ -475,8 +483,7 @@ core::Status TwinModule::start() {
   o.caFile = c.device.tls.ca;
   o.certFile = c.device.tls.cert;
   o.keyFile = c.device.tls.key;
-  o.deviceIdForm =
-      c.device.deviceIdForm == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
+  o.deviceIdForm = deviceIdForm(c);
   o.reconnectBase = c.cloud.reconnectBase;
   o.reconnectCap = c.cloud.reconnectCap;
   // Twin limits (validated at least 1 by config.cc).

@@ -13,6 +13,7 @@
 #include "support/cloudhub_double.h"
 #include "support/edgecore_node.h"
 #include "support/mosquitto.h"
+#include "support/mqtt_client.h"
 #include "support/test_util.h"
 
 using namespace outpost::test;
@@ -415,4 +416,61 @@ TEST_CASE(
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
   CHECK(agent.err().find("cannot connect to " + hub.url() + ": the client certificate " + expired +
                          " expired on 2020-01-02T00:00:00Z") != std::string::npos);
+}
+
+// Issue 17, item 4: under KubeEdge the default device id form is the one CloudCore 1.15 reads
+// (the device's name alone); with the namespaced form its twin updates went unanswered.
+TEST_CASE("under KubeEdge a device's twin reaches the cloud's Device with the default id form") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-twin", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  Mosquitto broker;
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config, "node: {name: ws-twin, state_dir: " + (dir / "state").string() + "}\n" +
+                        "runtime: {enabled: false}\ndevice: {broker: \"" + broker.uri() + "\"}\n" +
+                        "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                        "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                        ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                        "api: {socket: " + (dir / "outpost.sock").string() +
+                        ", metrics_address: \"\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  MqttTestClient device(broker.uri());
+  device.subscribe("$hw/events/#");
+  hub.sendObject("insert", "default/device/thermo",
+                 {{"apiVersion", "devices.kubeedge.io/v1beta1"},
+                  {"kind", "Device"},
+                  {"metadata",
+                   {{"name", "thermo"},
+                    {"namespace", "default"},
+                    {"uid", "6f1d2c3b-0000-4000-8000-00000000c001"},
+                    {"resourceVersion", "3"}}},
+                  {"spec", {{"nodeName", "ws-twin"}}}});
+  // Bound under the name alone: the membership says so, and the device's topics are by name.
+  REQUIRE(waitFor(
+      [&] { return !device.messagesOn("$hw/events/node/ws-twin/membership/updated").empty(); },
+      20s));
+  json added = json::parse(
+      device.messagesOn("$hw/events/node/ws-twin/membership/updated")[0].payload)["added_devices"];
+  CHECK(added[0]["id"] == "thermo");
+  device.publish(
+      "$hw/events/device/thermo/twin/update",
+      R"({"event_id":"e1","timestamp":1,"twin":{"temperature":{"actual":{"value":"21"}}}})");
+  json reported;
+  REQUIRE(waitFor(
+      [&] {
+        auto d = hub.object("default/device/thermo");
+        if (!d || !(*d)["status"]["twins"].is_array()) return false;
+        reported = (*d)["status"]["twins"];
+        return true;
+      },
+      20s));
+  CHECK(reported[0]["reported"]["value"] == "21");
+  CHECK(!hub.receivedWhere("update", "device/thermo/twin/edge_updated").empty());
+  CHECK(hub.receivedWhere("update", "device/default/").empty());
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
 }

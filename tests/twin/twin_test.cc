@@ -417,6 +417,44 @@ TEST_CASE("with one-segment device ids (KubeEdge up to 1.16) topics name the dev
   CHECK(r["twin"]["p"]["actual"]["value"] == "1");
 }
 
+// Issue 17, item 4: switching device_id_form used to drop the twin's stored values (the device
+// was bound anew under its new id and the old one unbound with its rows).
+TEST_CASE("a change of device id form keeps each device's twin, and the cloud hears it anew") {
+  Fixture f;
+  f.device.call("twin/update",
+                update("a", {{"temperature",
+                              {{"actual", {{"value", "21"}}},
+                               {"expected", {{"value", "22"}}},
+                               {"metadata", {{"type", "int"}}}}}}),
+                "twin/update/result");
+  const std::string byName = "$hw/events/device/thermo/";
+  f.agent.twin->stop();
+  f.agent.options.deviceIdForm = twin::DeviceIdForm::kName;
+  f.agent.start();
+  REQUIRE(waitFor([&] { return f.agent.connected(); }));
+  CHECK(f.agent.twin->status().devices == 1);
+  json got = f.device.callRaw("twin/get", R"({"event_id":"g1"})", "twin/get/result", byName);
+  CHECK(got["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(got["twin"]["temperature"]["expected"]["value"] == "22");
+  CHECK(got["twin"]["temperature"]["metadata"]["type"] == "int");
+  CHECK(f.agent.storedTwin(kDev).empty());
+  CHECK(f.agent.storedTwin("thermo").size() == 1);
+  bool queued = false;
+  for (const auto& e : f.agent.outbox())
+    if (e.kind == "twin" && e.key == "device/thermo/twin/edge_updated") queued = true;
+  CHECK(queued);
+
+  // And back: the namespace comes from the Device object.
+  f.agent.twin->stop();
+  f.agent.options.deviceIdForm = twin::DeviceIdForm::kNamespaced;
+  f.agent.start();
+  REQUIRE(waitFor([&] { return f.agent.connected(); }));
+  got = f.device.call("twin/get", {{"event_id", "g2"}}, "twin/get/result");
+  CHECK(got["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(f.agent.storedTwin("thermo").empty());
+  CHECK(f.agent.twin->status().devices == 1);
+}
+
 TEST_CASE("the cloud's membership update carries twins of bound devices; other forms are refused") {
   Fixture f;
   auto versioned = [](const std::string& value, int64_t cloud) {

@@ -92,7 +92,9 @@ struct DeviceConfig {
   std::string username;
   std::string passwordFile;
   TlsConfig tls;
-  std::string deviceIdForm = "namespaced";  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name
+  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name (up to 1.16); empty: by cloud.transport,
+  // name for websocket (CloudCore 1.15 reads one segment), namespaced for mqtt.
+  std::string deviceIdForm;
   // Twin limits (docs/device-twin.md): past them a change is refused with a 400 naming the key.
   int64_t maxDevices = 1000;
   int64_t maxPropertiesPerDevice = 256;
