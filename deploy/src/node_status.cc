@@ -93,14 +93,15 @@ std::string nodeStatusJson(const NodeFacts& f, Transitions& transitions, core::W
     if (!heartbeat.empty()) c["lastHeartbeatTime"] = heartbeat;
     return c;
   };
+  // Ready first, as Outpost has always listed it (the API server keeps any order).
   json conditions = json::array(
-      {cond("MemoryPressure", false, "KubeletHasSufficientMemory",
+      {cond("Ready", f.runtimeReady, f.runtimeReady ? "KubeletReady" : "RuntimeNotReady",
+            f.runtimeReady ? "outpost is posting ready status" : f.runtimeMessage),
+       cond("MemoryPressure", false, "KubeletHasSufficientMemory",
             "kubelet has sufficient memory available"),
        cond("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
        cond("PIDPressure", false, "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"),
-       cond("Ready", f.runtimeReady, f.runtimeReady ? "KubeletReady" : "RuntimeNotReady",
-            f.runtimeReady ? "outpost is posting ready status" : f.runtimeMessage)});
+            "kubelet has sufficient PID available")});
   json addresses = json::array();
   if (!f.address.empty()) addresses.push_back({{"type", "InternalIP"}, {"address", f.address}});
   addresses.push_back({{"type", "Hostname"}, {"address", f.nodeName}});
