@@ -30,6 +30,41 @@ TEST_CASE("a Device object for this node joins the membership; membership/get li
   CHECK(got["devices"][0]["name"] == "thermo");
 }
 
+// Issue 17, item 7: KubeEdge's twin reads a device's description from the Device's labels.
+TEST_CASE("a device's description comes from its labels as KubeEdge reads it, else annotations") {
+  TempDir dir;
+  Mosquitto broker;
+  Agent agent(dir, broker.uri());
+  Device device(broker.uri());
+  agent.start();
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto put = [&](const std::string& name, const json& metadataExtra) {
+    json meta = {{"name", name}, {"namespace", "default"}, {"uid", "uid-" + name}};
+    meta.update(metadataExtra);
+    json obj = {{"apiVersion", "devices.kubeedge.io/v1beta1"},
+                {"kind", "Device"},
+                {"metadata", meta},
+                {"spec", {{"nodeName", kNode}}}};
+    metadb::ResourceChange c;
+    c.key = "default/device/" + name;
+    c.version = std::to_string(++agent.version);
+    c.uid = "uid-" + name;
+    c.object = obj.dump();
+    c.origin = "cloud";
+    REQUIRE(agent.write(metadb::WriteBatch().apply(std::move(c))).isOk());
+  };
+  put("lamp", {{"labels", {{"description", "hall-lamp"}}},
+               {"annotations", {{"description", "annotated"}}}});
+  put("fan", {{"annotations", {{"description", "annotated"}}}});
+  REQUIRE(waitFor([&] { return agent.twin->status().devices == 2; }));
+  json got = device.callRaw("membership/get", R"({"event_id":"m1"})", "membership/get/result",
+                            "$hw/events/node/edge-1/");
+  std::map<std::string, std::string> descriptions;
+  for (const auto& d : got["devices"]) descriptions[d["name"]] = d.value("description", "");
+  CHECK(descriptions["lamp"] == "hall-lamp");
+  CHECK(descriptions["fan"] == "annotated");
+}
+
 TEST_CASE("a device moved to another node or deleted leaves the membership") {
   Fixture f;
   f.agent.putDevice("pump", kNode, {});
