@@ -332,7 +332,9 @@ class Agent::Impl {
                           {"offline_seconds", s.offlineSeconds},
                           {"messages_in", s.messagesIn},
                           {"messages_out", s.messagesOut},
-                          {"messages_invalid", s.messagesInvalid}};
+                          {"messages_invalid", s.messagesInvalid},
+                          {"rows_refused", s.rowsRefused},
+                          {"row_refused", s.rowRefused}};
       c["last_sync"] =
           s.lastSync ? nlohmann::json(core::toUnixMillis(*s.lastSync)) : nlohmann::json(nullptr);
       if (auto cert = cloud_.certificateState()) {

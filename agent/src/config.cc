@@ -1,5 +1,6 @@
 #include "outpost/agent/config.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -18,6 +19,7 @@
 #include "outpost/core/log.h"
 #include "outpost/deploy/hollow_runtime.h"
 #include "outpost/deploy/maintenance.h"
+#include "outpost/deploy/reconciler.h"
 #include "outpost/validation/validation.h"
 
 extern char** environ;
@@ -211,6 +213,8 @@ std::vector<Field> schema(Config& c) {
       listField("node.host_path_allow", c.node.hostPathAllow),
       // A window has commas of its own ("Mon,Wed 01:00-03:00").
       listField("node.maintenance_windows", c.node.maintenanceWindows, ';'),
+      stringField("node.address", c.node.address),
+      mapField("node.reserved", c.node.reserved),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -362,6 +366,15 @@ void validate(const Config& c, ConfigErrors& errs) {
       add("node.maintenance_windows[" + std::to_string(i) + "]",
           validation::printable(w.status().message(), 200));
   }
+  if (!c.node.address.empty()) {
+    in6_addr any{};
+    if (inet_pton(AF_INET, c.node.address.c_str(), &any) != 1 &&
+        inet_pton(AF_INET6, c.node.address.c_str(), &any) != 1)
+      add("node.address",
+          "must be an IP address, got \"" + validation::printable(c.node.address) + "\"");
+  }
+  if (auto r = deploy::parseNodeReserved(c.node.reserved); !r.isOk())
+    add("node.reserved", r.status().message());
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
   if (c.cloud.transport != "mqtt" && c.cloud.transport != "websocket")
@@ -431,8 +444,9 @@ void validate(const Config& c, ConfigErrors& errs) {
   checkTls(c.device.tls, "device.tls", errs);
   if (!c.device.passwordFile.empty() && !readable(c.device.passwordFile))
     add("device.password_file", "cannot read file \"" + c.device.passwordFile + "\"");
-  if (c.device.deviceIdForm != "namespaced" && c.device.deviceIdForm != "name")
-    add("device.device_id_form", "must be one of namespaced, name");
+  if (!c.device.deviceIdForm.empty() && c.device.deviceIdForm != "namespaced" &&
+      c.device.deviceIdForm != "name")
+    add("device.device_id_form", "must be one of namespaced, name (or left out)");
   // Twin limits.
   if (c.device.maxDevices < 1) add("device.max_devices", "must be at least 1");
   if (c.device.maxPropertiesPerDevice < 1)

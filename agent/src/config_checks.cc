@@ -17,6 +17,7 @@
 #include <regex>
 #include <vector>
 
+#include "outpost/cloudhub/certificates.h"
 #include "outpost/upgrade/verify.h"
 
 namespace outpost::agent::detail {
@@ -188,3 +189,22 @@ Problem readConfigText(const std::string& path, std::string& out) {
 }
 
 }  // namespace outpost::agent::detail
+
+namespace outpost::agent {
+
+ConfigErrors checkCertificateDates(const Config& c, std::chrono::system_clock::time_point now) {
+  ConfigErrors errs;
+  auto check = [&](const std::string& key, const std::string& file) {
+    if (file.empty() || access(file.c_str(), R_OK) != 0) return;  // the loader's check says so
+    core::Status s = cloudhub::checkCertificateTimes(file, now);
+    if (s.code() == core::Code::kFailedPrecondition)
+      errs.errors.push_back({key, "the client " + s.message()});
+  };
+  bool renewed = c.cloud.transport == "websocket" && !c.cloud.websocket.certServer.empty() &&
+                 !c.cloud.websocket.tokenFile.empty();
+  if (!renewed) check("cloud.tls.cert", c.cloud.tls.cert);
+  if (c.device.enabled) check("device.tls.cert", c.device.tls.cert);
+  return errs;
+}
+
+}  // namespace outpost::agent

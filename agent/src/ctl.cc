@@ -84,6 +84,11 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
       if (!c.value("last_error", "").empty()) std::cout << ": " << c.value("last_error", "");
     }
     std::cout << "\n";
+    if (c.value("rows_refused", int64_t{0}) > 0) {
+      std::cout << "Refused:  " << c.value("rows_refused", int64_t{0})
+                << " outbox rows the cloud keeps refusing, retried with back-off; e.g. "
+                << c.value("row_refused", "") << "\n";
+    }
     if (c.contains("last_sync") && c["last_sync"].is_number()) {
       int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch())

@@ -101,6 +101,12 @@ int runDaemon(int argc, char** argv) {
     return kExitConfig;
   }
   if (checkOnly) {
+    ConfigErrors dates = checkCertificateDates(loaded.config, std::chrono::system_clock::now());
+    if (!dates.errors.empty()) {
+      std::cerr << "outpostd: invalid configuration in " << configPath << ":\n";
+      for (const auto& e : dates.errors) std::cerr << "  " << e.toString() << "\n";
+      return kExitConfig;
+    }
     std::cout << configPath << ": configuration is valid\n";
     return kExitOk;
   }

@@ -8,12 +8,14 @@
 #include <set>
 #include <sstream>
 
+#include "node_address.h"
 #include "outpost/cloudhub/mqtt_link.h"
 #include "outpost/cloudhub/websocket_link.h"
 #include "outpost/deploy/cri_runtime.h"
 #include "outpost/deploy/hollow_runtime.h"
 #include "outpost/deploy/reconciler.h"
 #include "outpost/twin/twin_service.h"
+#include "version.h"
 
 namespace outpost::agent {
 
@@ -35,6 +37,33 @@ std::map<std::string, std::string> nodeLabels(const Config& c) {
   if (c.runtime.enabled && deploy::isHollowEndpoint(c.runtime.endpoint))
     labels[std::string(deploy::kHollowLabel)] = "true";
   return labels;
+}
+
+deploy::ReconcilerConfig nodeReconcilerConfig(const Config& c) {
+  deploy::ReconcilerConfig rc;
+  rc.nodeName = c.node.name;
+  rc.nodeAddress = c.node.address;
+  if (rc.nodeAddress.empty()) {
+    rc.nodeAddress = discoverNodeAddress(
+        urlHost(c.cloud.transport == "websocket" ? c.cloud.websocket.server : c.cloud.mqtt.broker));
+  }
+  auto reserved = deploy::parseNodeReserved(c.node.reserved);  // the configuration checked it
+  if (reserved.isOk()) {
+    rc.reservedMilliCpu = reserved->milliCpu;
+    rc.reservedMemoryBytes = reserved->memoryBytes;
+  }
+  // EdgeCore's shape (v1.26.10-kubeedge-v1.15.4): the Kubernetes release the KubeEdge 1.15 it
+  // stands in for is built on, then who reports it.
+  rc.kubeletVersion = std::string("v1.26.10-outpost-v") + OUTPOST_VERSION;
+  return rc;
+}
+
+twin::DeviceIdForm deviceIdForm(const Config& c) {
+  // CloudCore up to 1.16 takes the one segment after device/ as the device's name: a namespaced id
+  // would name a device "default" it does not have, and its twin updates would go unanswered.
+  std::string form = c.device.deviceIdForm;
+  if (form.empty()) form = c.cloud.transport == "websocket" ? "name" : "namespaced";
+  return form == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
 }
 
 // ---- cloud
@@ -72,6 +101,7 @@ core::Status CloudModule::start() {
     w.reconnectCap = c.cloud.reconnectCap;
     w.maxMessageBytes = static_cast<size_t>(c.cloud.maxMessageBytes);
     w.nodeLabels = nodeLabels(c);
+    w.initialNodeStatus = deploy::initialNodeStatus(nodeReconcilerConfig(c), ctx_.clock.wallNow());
     link_ = cloudhub::makeWebsocketLink(std::move(w), *store_.store(), ctx_.bus, ctx_.clock,
                                         ctx_.logging, ctx_.metrics);
     OUTPOST_RETURN_IF_ERROR(link_->start());
@@ -442,13 +472,12 @@ core::Status DeployModule::start() {
       // KubeEdge's Node object carries the labels (above); the MQTT scheme's node status does.
       c.cloud.transport == "mqtt" ? nodeLabels(c) : std::map<std::string, std::string>{}, m.log);
 
-  deploy::ReconcilerConfig rc;
+  deploy::ReconcilerConfig rc = nodeReconcilerConfig(c);
   rc.stateDir = c.node.stateDir + "/pods";
   rc.cgroupParent = c.runtime.cgroupParent.empty() ? "" : "/" + c.runtime.cgroupParent;
   rc.sandboxImage = c.runtime.sandboxImage;
   rc.resyncInterval = c.runtime.resyncInterval;
   rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
-  rc.nodeName = c.node.name;
   rc.hostPathAllow = c.node.hostPathAllow;
   for (const auto& w : c.node.maintenanceWindows) {
     // The configuration's check parsed them.
@@ -582,8 +611,7 @@ core::Status TwinModule::start() {
   o.caFile = c.device.tls.ca;
   o.certFile = c.device.tls.cert;
   o.keyFile = c.device.tls.key;
-  o.deviceIdForm =
-      c.device.deviceIdForm == "name" ? twin::DeviceIdForm::kName : twin::DeviceIdForm::kNamespaced;
+  o.deviceIdForm = deviceIdForm(c);
   o.reconnectBase = c.cloud.reconnectBase;
   o.reconnectCap = c.cloud.reconnectCap;
   // Twin limits (validated at least 1 by config.cc).

@@ -21,11 +21,17 @@
 #include "outpost/core/metrics.h"
 #include "outpost/deploy/reconciler.h"
 #include "outpost/metadb/sqlite_store.h"
+#include "outpost/twin/twin_service.h"
 
 namespace outpost::agent {
 
 // The node's labels: node.labels, and outpost.io/hollow=true on a hollow node.
 std::map<std::string, std::string> nodeLabels(const Config& c);
+// The node's part of deploy's configuration (name, address, reserved, reported version): the
+// Node the link registers and the one deploy reports are the same.
+deploy::ReconcilerConfig nodeReconcilerConfig(const Config& c);
+// device.device_id_form, or when left out the form the cloud reads (name under KubeEdge).
+twin::DeviceIdForm deviceIdForm(const Config& c);
 
 // What every module gets from the agent.
 struct Context {

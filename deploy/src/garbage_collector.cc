@@ -70,6 +70,15 @@ GarbageCollector::GarbageCollector(Runtime& runtime, const HostPaths& paths,
       stats_(stats),
       statuses_(statuses) {}
 
+void GarbageCollector::stopContainer(Container& c, std::chrono::seconds grace) {
+  if (c.state == ContainerState::kRunning || c.state == ContainerState::kUnknown) {
+    auto s = runtime_.stopContainer(c.id, grace);
+    if (!gone(s)) log_.warn("StopContainer: ", s.toString());
+  }
+  c.state = ContainerState::kExited;
+  statuses_.forget(c.id);  // its exit code and finish time are read anew
+}
+
 bool GarbageCollector::removeContainer(const Container& c, std::chrono::seconds grace) {
   if (c.state == ContainerState::kRunning || c.state == ContainerState::kUnknown) {
     auto s = runtime_.stopContainer(c.id, grace);

@@ -59,6 +59,9 @@ class GarbageCollector {
   GarbageCollector(Runtime& runtime, const HostPaths& paths, std::string cgroupParent,
                    core::Logger log, ReconcilerStats& stats, StatusCache& statuses);
 
+  // Stops a running container within `grace` and keeps it, exited (`c` says so after): what a
+  // replaced container leaves for its successor's lastState, as the kubelet keeps it.
+  void stopContainer(Container& c, std::chrono::seconds grace);
   // Stops a running container (SIGKILL after `grace`) and removes it; true when it is gone.
   bool removeContainer(const Container& c, std::chrono::seconds grace);
   // The sandbox's containers (of `containers`), then the sandbox; true when it is gone.

@@ -10,10 +10,12 @@ NodeReporter::NodeReporter(Runtime& runtime, StatusSink& sink, const core::Clock
                            const std::string& hostIp)
     : runtime_(runtime), sink_(sink), clock_(clock), log_(std::move(log)) {
   node_.nodeName = config.nodeName;
+  node_.address = hostIp;
   node_.reservedMilliCpu = config.reservedMilliCpu;
   node_.reservedMemoryBytes = config.reservedMemoryBytes;
   node_.maxPods = config.maxPods;
-  node_.hostIp = hostIp;
+  node_.daemonPort = config.daemonPort;
+  node_.kubeletVersion = config.kubeletVersion;
   readHostFacts(node_);
 }
 
@@ -48,10 +50,11 @@ void NodeReporter::report(bool heartbeat) {
       node_.runtimeMessage = "container runtime: " + v.status().toString();
     }
   }
-  auto json = nodeStatusJson(node_);
+  core::WallTime now = clock_.wallNow();
+  auto json = nodeStatusJson(node_, transitions_, now);
   if (json == last_ && !heartbeat) return;
   last_ = json;
-  sink_.nodeStatus(nodeStatusJson(node_, rfc3339(clock_.wallNow())));
+  sink_.nodeStatus(nodeStatusJson(node_, transitions_, now, rfc3339(now)));
 }
 
 }  // namespace outpost::deploy

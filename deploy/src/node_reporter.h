@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "node_status.h"
 #include "outpost/core/clock.h"
 #include "outpost/core/log.h"
 #include "outpost/deploy/ports.h"
@@ -31,6 +32,7 @@ class NodeReporter {
   const core::Clock& clock_;
   core::Logger log_;
   NodeFacts node_;
+  Transitions transitions_;  // the node's conditions: status and lastTransitionTime
   std::string last_;
 };
 

@@ -1,12 +1,7 @@
 #include "pod_status.h"
 
-#include <sys/utsname.h>
-#include <unistd.h>
-
 #include <ctime>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 namespace outpost::deploy {
 namespace {
@@ -214,97 +209,6 @@ std::string invalidPodStatusJson(const std::string& error, Transitions& transiti
       json::array({condition("Unsupported", true, reason, error, transitions, now),
                    condition("Ready", false, reason, "", transitions, now)});
   return status.dump();
-}
-
-void readHostFacts(NodeFacts& facts) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  facts.milliCpu = cpus > 0 ? cpus * 1000 : 0;
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    if (line.rfind("MemTotal:", 0) == 0) {
-      std::istringstream in(line.substr(9));
-      int64_t kb = 0;
-      in >> kb;
-      facts.memoryBytes = kb * 1024;
-    }
-  }
-  utsname u{};
-  if (uname(&u) == 0) {
-    facts.kernel = u.release;
-    facts.architecture = u.machine;
-    if (facts.architecture == "x86_64") facts.architecture = "amd64";
-    if (facts.architecture == "aarch64") facts.architecture = "arm64";
-  }
-  std::ifstream osr("/etc/os-release");
-  while (std::getline(osr, line)) {
-    if (line.rfind("PRETTY_NAME=", 0) == 0) {
-      facts.osImage = line.substr(12);
-      if (facts.osImage.size() >= 2 && facts.osImage.front() == '"')
-        facts.osImage = facts.osImage.substr(1, facts.osImage.size() - 2);
-    }
-  }
-}
-
-std::string nodeStatusJson(const NodeFacts& f, const std::string& heartbeat) {
-  auto cpu = [](int64_t milli) {
-    return milli % 1000 == 0 ? std::to_string(milli / 1000) : std::to_string(milli) + "m";
-  };
-  auto mem = [](int64_t bytes) { return std::to_string(bytes / 1024) + "Ki"; };
-  json capacity = {{"cpu", cpu(f.milliCpu)},
-                   {"memory", mem(f.memoryBytes)},
-                   {"pods", std::to_string(f.maxPods)}};
-  json allocatable = {{"cpu", cpu(std::max<int64_t>(0, f.milliCpu - f.reservedMilliCpu))},
-                      {"memory", mem(std::max<int64_t>(0, f.memoryBytes - f.reservedMemoryBytes))},
-                      {"pods", std::to_string(f.maxPods)}};
-  auto cond = [&](const char* type, bool status, const char* reason, const std::string& message) {
-    json c = {{"type", type},
-              {"status", status ? "True" : "False"},
-              {"reason", reason},
-              {"message", message}};
-    if (!heartbeat.empty()) c["lastHeartbeatTime"] = heartbeat;
-    return c;
-  };
-  json conditions = json::array(
-      {cond("Ready", f.runtimeReady, f.runtimeReady ? "KubeletReady" : "RuntimeNotReady",
-            f.runtimeReady ? "outpost is posting ready status" : f.runtimeMessage),
-       cond("MemoryPressure", false, "KubeletHasSufficientMemory", ""),
-       cond("DiskPressure", false, "KubeletHasNoDiskPressure", ""),
-       cond("PIDPressure", false, "KubeletHasSufficientPID", "")});
-  json status = {
-      {"capacity", capacity},
-      {"allocatable", allocatable},
-      {"conditions", conditions},
-      {"nodeInfo",
-       {{"containerRuntimeVersion", f.runtime.runtimeName.empty()
-                                        ? ""
-                                        : f.runtime.runtimeName + "://" + f.runtime.runtimeVersion},
-        {"kernelVersion", f.kernel},
-        {"osImage", f.osImage},
-        {"architecture", f.architecture},
-        {"operatingSystem", "linux"},
-        {"kubeletVersion", "outpost"}}}};
-  if (!f.hostIp.empty())
-    status["addresses"] = json::array({{{"type", "InternalIP"}, {"address", f.hostIp}}});
-  status["addresses"] = status.value("addresses", json::array());
-  status["addresses"].push_back({{"type", "Hostname"}, {"address", f.nodeName}});
-  return status.dump();
-}
-
-std::string hostIp() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "";
-  std::ifstream hosts("/etc/hosts");
-  std::string line;
-  while (std::getline(hosts, line)) {
-    std::istringstream in(line);
-    std::string ip, host;
-    in >> ip;
-    while (in >> host) {
-      if (host == name && ip.find(':') == std::string::npos && ip.rfind("127.", 0) != 0) return ip;
-    }
-  }
-  return "";
 }
 
 }  // namespace outpost::deploy

@@ -44,27 +44,4 @@ std::string podStatusJson(const PodView& view, Transitions& transitions, core::W
 std::string invalidPodStatusJson(const std::string& error, Transitions& transitions,
                                  core::WallTime now, const std::string& reason = "InvalidSpec");
 
-struct NodeFacts {
-  std::string nodeName;
-  int64_t milliCpu = 0;
-  int64_t memoryBytes = 0;
-  int64_t reservedMilliCpu = 0;
-  int64_t reservedMemoryBytes = 0;
-  int maxPods = 110;
-  bool runtimeReady = false;
-  std::string runtimeMessage;
-  VersionInfo runtime;
-  std::string kernel;
-  std::string osImage;
-  std::string architecture;
-  std::string hostIp;
-};
-
-// The host's facts (CPUs, memory, kernel, OS) into `facts`.
-void readHostFacts(NodeFacts& facts);
-// The host's first non-loopback IPv4 address in /etc/hosts ("" when none), for host network pods.
-std::string hostIp();
-// The NodeStatus JSON; `heartbeat` (RFC 3339, may be empty) is each condition's lastHeartbeatTime.
-std::string nodeStatusJson(const NodeFacts& facts, const std::string& heartbeat = "");
-
 }  // namespace outpost::deploy

@@ -310,8 +310,8 @@ void PodPass::stepContainer(const ContainerSpec& spec) {
     ctx_.events.record(
         w_.key, kNormal, "Killing", spec.name,
         "Stopping container " + spec.name + ": its spec changed, it will be replaced");
-    ctx_.gc.removeContainer(latest, grace_);
-    list.erase(list.begin());
+    // Kept, exited, behind its successor: the status's lastState.terminated, as the kubelet's.
+    ctx_.gc.stopContainer(list[0], grace_);
     w_.backoff.erase(spec.name);
     createAndStart(spec);
   } else if (latest.state == ContainerState::kRunning) {

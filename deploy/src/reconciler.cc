@@ -21,6 +21,7 @@
 #include "image_puller.h"
 #include "labels.h"
 #include "node_reporter.h"
+#include "node_status.h"
 #include "pod_events.h"
 #include "pod_spec.h"
 #include "pod_status.h"
@@ -79,7 +80,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
             &metrics->gauge("outpost_pods", "Pods on the node by phase", {{"phase", phase}}));
       }
     }
-    ctx_.hostIp = hostIp();
+    ctx_.hostIp = config_.nodeAddress;
     node_.emplace(runtime_, sink_, loop_.clock(), log_, config_, ctx_.hostIp);
   }
 

@@ -66,8 +66,14 @@ core::Result<DeviceObject> parseDeviceObject(const std::string& text) {
   if (meta != j.end() && meta->is_object()) {
     d.ns = stringAt(*meta, "namespace");
     d.name = stringAt(*meta, "name");
+    // KubeEdge's device twin takes the description from the Device's labels; an annotation
+    // (what Outpost read before) still counts when no label gives one.
+    auto labels = meta->find("labels");
+    if (labels != meta->end() && labels->is_object())
+      d.description = stringAt(*labels, "description");
     auto ann = meta->find("annotations");
-    if (ann != meta->end() && ann->is_object()) d.description = stringAt(*ann, "description");
+    if (d.description.empty() && ann != meta->end() && ann->is_object())
+      d.description = stringAt(*ann, "description");
   }
   auto spec = j.find("spec");
   if (spec == j.end() || !spec->is_object()) return d;

@@ -63,6 +63,7 @@ core::Status TwinServiceImpl::start() {
       [&] {
         result = loadAll();
         if (!result.isOk()) return;
+        rekeyToForm();
         keysSub_ = bus_.subscribe(metadb::kKeysChanged, loop_,
                                   [this](const metadb::KeysChanged& ev) { onKeysChanged(ev); });
         reconcileAll();

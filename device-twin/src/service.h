@@ -90,6 +90,9 @@ class TwinServiceImpl final : public TwinService {
   // ---- store (service.cc)
   core::Status loadAll();
   void loadDevice(const std::string& id);
+  // Devices stored under the other device id form (device_id_form changed) move to their id in
+  // this one with their twins (id_form.cc).
+  void rekeyToForm();
   // Writes `batch` for device `id` (empty id: no device); `after` runs on the loop after commit.
   // What it queues in the outbox, the store announces (metadb::kOutboxChanged).
   void commit(const std::string& id, metadb::WriteBatch batch,

@@ -164,6 +164,31 @@ TEST_CASE("node.maintenance_windows are checked; a bad entry is named with what 
                  "node.maintenance_windows[0]", "is not a time range HH:MM-HH:MM"));
 }
 
+TEST_CASE("node.address is an IP address and node.reserved holds cpu and memory quantities") {
+  auto r =
+      loadConfig("node: {name: n, address: 192.0.2.7, reserved: {cpu: 100m, memory: 256Mi}}\n", {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  CHECK(r.config.node.address == "192.0.2.7");
+  CHECK(r.config.node.reserved ==
+        std::map<std::string, std::string>{{"cpu", "100m"}, {"memory", "256Mi"}});
+  // By default: no address (found at start) and the kubelet's 100Mi of memory held back.
+  auto d = loadConfig("node: {name: n}\n", {});
+  CHECK(d.config.node.address.empty());
+  CHECK(d.config.node.reserved == std::map<std::string, std::string>{{"memory", "100Mi"}});
+  CHECK(loadConfig("node: {name: n, address: \"fd00::7\"}\n", {}).ok());
+  CHECK(hasError(loadConfig("node: {name: n, address: edge.example.com}\n", {}), "node.address",
+                 "must be an IP address, got \"edge.example.com\""));
+  CHECK(hasError(loadConfig("node: {name: n, reserved: {cpu: lots}}\n", {}), "node.reserved",
+                 "cpu: \"lots\" is not a CPU quantity"));
+  CHECK(hasError(loadConfig("node: {name: n, reserved: {memory: -1Gi}}\n", {}), "node.reserved",
+                 "memory: \"-1Gi\" is not a memory quantity"));
+  CHECK(hasError(loadConfig("node: {name: n, reserved: {gpu: \"1\"}}\n", {}), "node.reserved",
+                 "\"gpu\" cannot be reserved (cpu and memory can)"));
+  auto env = loadConfig("node: {name: n}\n", {{"OUTPOST_NODE_RESERVED", "cpu=1"}});
+  CHECK(env.config.node.reserved == std::map<std::string, std::string>{{"cpu", "1"}});
+}
+
 TEST_CASE("environment names are derived from key paths") {
   CHECK(envNameFor("cloud.mqtt.broker") == "OUTPOST_CLOUD_MQTT_BROKER");
   CHECK(envNameFor("node.state_dir") == "OUTPOST_NODE_STATE_DIR");

@@ -1,20 +1,44 @@
 // The real outpostd with `cloud.transport: websocket` against the CloudHub test double: what an
 // operator sees when pointing a node at a KubeEdge CloudCore.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "outpost/agent/exit_codes.h"
 #include "support/cloudhub_double.h"
+#include "support/edgecore_node.h"
 #include "support/kube_admission.h"
 #include "support/mosquitto.h"
+#include "support/mqtt_client.h"
 #include "support/test_util.h"
 
 using namespace outpost::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
+
+namespace {
+// The host's IPv4 addresses outside loopback.
+std::set<std::string> hostAddresses() {
+  std::set<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char buf[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, buf,
+              sizeof(buf));
+    if (std::string(buf).rfind("127.", 0) != 0) out.insert(buf);
+  }
+  freeifaddrs(list);
+  return out;
+}
+}  // namespace
 
 TEST_CASE("outpostd with transport websocket connects to CloudHub and registers its node") {
   TempDir dir;
@@ -45,6 +69,14 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
   }));
   REQUIRE(hub.openConnections() == 1);
   CHECK(hub.connections().at(0).path == "/e632aba927ea4ac2b575ec1603d56f10/ws-node/events");
+  // Without node.address: the address towards the cloud, and for a cloud on loopback the host's
+  // first non-loopback IPv4 address (the interface of the default route).
+  json insert = hub.receivedWhere("insert", "default/node/ws-node").at(0).envelope["content"];
+  if (insert.is_string()) insert = json::parse(insert.get<std::string>());
+  INFO("insert: ", insert.dump());
+  std::string internal = insert["status"]["addresses"][0].value("address", "");
+  CHECK(insert["status"]["addresses"][0]["type"] == "InternalIP");
+  CHECK(hostAddresses().count(internal) == 1);
 
   std::string out;
   REQUIRE(waitFor([&] {
@@ -350,6 +382,255 @@ TEST_CASE("a restart without the cloud projects the saved token; the pod runs ag
       },
       20s));
   CHECK(readFile(volume / "token") == token);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+}
+
+namespace {
+
+// The content of the first frame of `operation` on `resource`, parsed.
+json firstContent(const CloudHubDouble& hub, const std::string& operation,
+                  const std::string& resource) {
+  auto frames = hub.receivedWhere(operation, resource);
+  if (frames.empty()) return json();
+  json c = frames[0].envelope["content"];
+  return c.is_string() ? json::parse(c.get<std::string>(), nullptr, false) : c;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += i + "; ";
+  return out;
+}
+
+std::string condition(const json& node, const std::string& type, const std::string& field) {
+  for (const auto& c : node["status"].value("conditions", json::array()))
+    if (c.value("type", "") == type) return c.value(field, "");
+  return "";
+}
+
+int64_t ki(const std::string& quantity) { return std::stoll(quantity); }  // "123Ki"
+int64_t milliCpu(const std::string& q) {
+  return q.ends_with("m") ? std::stoll(q) : std::stoll(q) * 1000;
+}
+
+}  // namespace
+
+// Issue 17, items 7 and 8f: `kubectl get node -o yaml` of an Outpost node shows what it shows of
+// an EdgeCore node, from the registration on.
+TEST_CASE(
+    "the Node as the cloud holds it is EdgeCore's: addresses, ids, version, daemon port, reserved "
+    "allocatable, condition transitions; host network pods get the node's address") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-shape", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config,
+            "node: {name: ws-shape, state_dir: " + (dir / "state").string() +
+                ", address: 192.0.2.77, reserved: {cpu: 250m, memory: 64Mi}}\n" +
+                "runtime: {endpoint: \"hollow://\", node_status_interval: 1s}\n" +
+                "device: {enabled: false}\n" + "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                "api: {socket: " + (dir / "outpost.sock").string() + ", metrics_address: \"\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  const std::string resource = "default/node/ws-shape";
+
+  // The registration carries the full Node (item 8f), not only nodeInfo.
+  REQUIRE(hub.waitFor([&](const std::vector<ReceivedFrame>&) {
+    return !hub.receivedWhere("insert", resource).empty();
+  }));
+  json insert = firstContent(hub, "insert", resource);
+  INFO("insert: ", insert.dump());
+  CHECK(joined(edgeCoreNodeDifferences(insert)) == "");
+  CHECK(insert["status"]["addresses"][0] ==
+        json({{"type", "InternalIP"}, {"address", "192.0.2.77"}}));
+
+  // The Node after the status patches, as kubectl shows it.
+  json node;
+  REQUIRE(waitFor(
+      [&] {
+        auto n = hub.object(resource);
+        if (!n || condition(*n, "Ready", "status") != "True") return false;
+        node = *n;
+        return true;
+      },
+      20s));
+  INFO("node: ", node.dump());
+  CHECK(joined(edgeCoreNodeDifferences(node)) == "");
+  const json& status = node["status"];
+  CHECK(status["addresses"] == json::array({{{"type", "InternalIP"}, {"address", "192.0.2.77"}},
+                                            {{"type", "Hostname"}, {"address", "ws-shape"}}}));
+  CHECK(status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10350);
+  CHECK(status["nodeInfo"]["kubeletVersion"].get<std::string>().starts_with("v1.26.10-outpost-v"));
+  CHECK(status["nodeInfo"]["machineID"] == readFile("/etc/machine-id").substr(0, 32));
+  CHECK(status["nodeInfo"]["bootID"].get<std::string>() + "\n" ==
+        readFile("/proc/sys/kernel/random/boot_id"));
+  CHECK(milliCpu(status["allocatable"]["cpu"]) == milliCpu(status["capacity"]["cpu"]) - 250);
+  CHECK(ki(status["allocatable"]["memory"]) == ki(status["capacity"]["memory"]) - 64 * 1024);
+
+  // Reports go on every second; Ready's lastTransitionTime stays where it was set.
+  const std::string transition = condition(node, "Ready", "lastTransitionTime");
+  REQUIRE(!transition.empty());
+  REQUIRE(waitFor(
+      [&] {
+        auto n = hub.object(resource);
+        return n && condition(*n, "Ready", "lastHeartbeatTime") > transition;
+      },
+      20s));
+  CHECK(condition(*hub.object(resource), "Ready", "lastTransitionTime") == transition);
+
+  // A host network pod has the node's address as podIP and hostIP.
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", "hostnet"},
+                {"namespace", "default"},
+                {"uid", "6f1d2c3b-0000-4000-8000-00000000b001"},
+                {"resourceVersion", "5"}}},
+              {"spec",
+               {{"nodeName", "ws-shape"},
+                {"hostNetwork", true},
+                {"containers", {{{"name", "app"}, {"image", "app:1"}}}}}}};
+  hub.sendObject("insert", "default/pod/hostnet", pod);
+  json podStatus;
+  REQUIRE(waitFor(
+      [&] {
+        auto p = hub.object("default/pod/hostnet");
+        if (!p || !(*p)["status"].is_object() || (*p)["status"].value("phase", "") != "Running")
+          return false;
+        podStatus = (*p)["status"];
+        return true;
+      },
+      20s));
+  INFO("pod status: ", podStatus.dump());
+  CHECK(podStatus["podIP"] == "192.0.2.77");
+  CHECK(podStatus["hostIP"] == "192.0.2.77");
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+}
+
+// Issue 17, item 8e: CloudHub refuses a client certificate outside its validity in the TLS
+// handshake, which the client only sees as a failed handshake.
+TEST_CASE(
+    "a client certificate expired or not yet valid is named with its date: by --check-config "
+    "(exit 78) and at connect (the log and outpostctl status)") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-cert", "system:nodes");
+  std::string expired =
+      reissueClientCert(dir.path(), "expired", "20200101000000Z", "20200102000000Z");
+  std::string future =
+      reissueClientCert(dir.path(), "future", "20990101000000Z", "20990102000000Z");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  std::string config = (dir / "outpost.yaml").string();
+  auto configure = [&](const std::string& cert) {
+    writeFile(config, "node: {name: ws-cert, state_dir: " + (dir / "state").string() + "}\n" +
+                          "runtime: {enabled: false}\ndevice: {enabled: false}\n" +
+                          "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                          "  reconnect: {base: 200ms, cap: 1s}\n" + "  websocket: {server: \"" +
+                          hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca + ", cert: " + cert +
+                          ", key: " + tls.clientKey + "}\n" + "api: {socket: " +
+                          (dir / "outpost.sock").string() + ", metrics_address: \"\"}\n");
+  };
+  const std::string outpostd = (binDir() / "outpostd").string();
+  std::string err;
+  configure(expired);
+  CHECK(run({outpostd, "--check-config", "--config", config}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("cloud.tls.cert: the client certificate " + expired +
+                 " expired on 2020-01-02T00:00:00Z") != std::string::npos);
+  configure(future);
+  err.clear();
+  CHECK(run({outpostd, "--check-config", "--config", config}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("cloud.tls.cert: the client certificate " + future +
+                 " is not valid before 2099-01-01T00:00:00Z") != std::string::npos);
+  configure(tls.clientCert);
+  CHECK(run({outpostd, "--check-config", "--config", config}) == 0);
+
+  // Started anyway (the node runs its pods offline), the link says why it cannot connect.
+  configure(expired);
+  Child agent({outpostd, "--config", config});
+  std::string out;
+  CHECK(waitFor([&] {
+    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
+      return false;
+    auto j = json::parse(out, nullptr, false);
+    return j.is_object() && j["cloud"]
+                                    .value("last_error", "")
+                                    .find("the client certificate " + expired +
+                                          " expired on 2020-01-02T00:00:00Z") != std::string::npos;
+  }));
+  INFO("status: ", out);
+  CHECK(!hub.refusals().empty());  // refused in the handshake, as CloudHub does
+  CHECK(hub.openConnections() == 0);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+  CHECK(agent.err().find("cannot connect to " + hub.url() + ": the client certificate " + expired +
+                         " expired on 2020-01-02T00:00:00Z") != std::string::npos);
+}
+
+// Issue 17, item 4: under KubeEdge the default device id form is the one CloudCore 1.15 reads
+// (the device's name alone); with the namespaced form its twin updates went unanswered.
+TEST_CASE("under KubeEdge a device's twin reaches the cloud's Device with the default id form") {
+  TempDir dir;
+  TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-twin", "system:nodes");
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  CloudHubDouble hub(h);
+  Mosquitto broker;
+  std::string config = (dir / "outpost.yaml").string();
+  writeFile(config, "node: {name: ws-twin, state_dir: " + (dir / "state").string() + "}\n" +
+                        "runtime: {enabled: false}\ndevice: {broker: \"" + broker.uri() + "\"}\n" +
+                        "cloud:\n  transport: websocket\n  heartbeat: 1s\n" +
+                        "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
+                        ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
+                        "api: {socket: " + (dir / "outpost.sock").string() +
+                        ", metrics_address: \"\"}\n");
+  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  MqttTestClient device(broker.uri());
+  device.subscribe("$hw/events/#");
+  hub.sendObject("insert", "default/device/thermo",
+                 {{"apiVersion", "devices.kubeedge.io/v1beta1"},
+                  {"kind", "Device"},
+                  {"metadata",
+                   {{"name", "thermo"},
+                    {"namespace", "default"},
+                    {"uid", "6f1d2c3b-0000-4000-8000-00000000c001"},
+                    {"resourceVersion", "3"}}},
+                  {"spec", {{"nodeName", "ws-twin"}}}});
+  // Bound under the name alone: the membership says so, and the device's topics are by name.
+  REQUIRE(waitFor(
+      [&] { return !device.messagesOn("$hw/events/node/ws-twin/membership/updated").empty(); },
+      20s));
+  json added = json::parse(
+      device.messagesOn("$hw/events/node/ws-twin/membership/updated")[0].payload)["added_devices"];
+  CHECK(added[0]["id"] == "thermo");
+  device.publish(
+      "$hw/events/device/thermo/twin/update",
+      R"({"event_id":"e1","timestamp":1,"twin":{"temperature":{"actual":{"value":"21"}}}})");
+  json reported;
+  REQUIRE(waitFor(
+      [&] {
+        auto d = hub.object("default/device/thermo");
+        if (!d || !(*d)["status"]["twins"].is_array()) return false;
+        reported = (*d)["status"]["twins"];
+        return true;
+      },
+      20s));
+  CHECK(reported[0]["reported"]["value"] == "21");
+  CHECK(!hub.receivedWhere("update", "device/thermo/twin/edge_updated").empty());
+  CHECK(hub.receivedWhere("update", "device/default/").empty());
   agent.signal(SIGTERM);
   CHECK(agent.wait(10s) == outpost::agent::kExitOk);
 }

@@ -226,3 +226,29 @@ TEST_CASE(
   CHECK(bad.status().code() == core::Code::kInvalidArgument);
   CHECK(hub.receivedWhere("query", "../etc").empty());
 }
+
+// Issue 17 item 8a: a refused object is reported once per version, whatever the reason, not at
+// each of the cloud's resends.
+TEST_CASE("an object refused for its content is reported once per version, not once per resend") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  json wrong = pod("renamed", 5);  // stored under another name than its own
+  wrong["spec"]["nodeName"] = kNode;
+  auto refusedAnswers = [&] {
+    size_t n = 0;
+    for (const auto& frame : hub.received())
+      if (route(frame, "operation") == "error") ++n;
+    return n;
+  };
+  hub.sendObject("insert", "default/pod/other", wrong);
+  hub.sendObject("insert", "default/pod/other", wrong);  // the same version again
+  REQUIRE(waitFor([&] { return refusedAnswers() == 2; }));
+  CHECK(occurrences(agent.log(), "ignored cloud message default/pod/other: metadata.name") == 1);
+  wrong["metadata"]["resourceVersion"] = "6";
+  hub.sendObject("update", "default/pod/other", wrong);
+  REQUIRE(waitFor([&] { return refusedAnswers() == 3; }));
+  CHECK(occurrences(agent.log(), "ignored cloud message default/pod/other: metadata.name") == 2);
+  CHECK_FALSE(agent.get("default/pod/other").has_value());
+}

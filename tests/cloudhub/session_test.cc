@@ -225,6 +225,68 @@ TEST_CASE("a row whose send failed goes again when it is due, with no signal") {
   CHECK(f.sentOn("up") == std::vector<std::string>{"ns/pod/a"});
 }
 
+// Issue 17, item 4: a twin row CloudCore never answered was sent again forever, unreported.
+TEST_CASE("a row the cloud keeps refusing backs off, is reported once and shown until taken") {
+  Fixture f;
+  std::atomic<bool> refuse{true};
+  std::atomic<int> attempts{0};
+  f.transport.onSend([&](const cloudhub::Outgoing& out) {
+    if (out.channel != "up") return core::okStatus();
+    attempts++;
+    return refuse ? core::unavailable("no answer to the twin update") : core::okStatus();
+  });
+  f.enqueue("ns/pod/a", 0);
+  REQUIRE(f.session->start().isOk());
+  REQUIRE(f.transport.waitUntil([](const FakeTransport& t) { return t.isOpen(); }));
+  f.settle();
+  // The store's back-off spaces the attempts (1 s, doubling): 7 of them take about two minutes.
+  // Each failure is put back in the store before the clock moves on.
+  std::optional<core::WallTime> lastNext;
+  int seen = 0;
+  auto putBack = [&] {
+    int now = attempts;
+    if (now == seen) return true;
+    seen = now;
+    return waitFor([&] {
+      auto next = f.reader->outboxNextAttempt();
+      if (!next.isOk() || !next->has_value() || *next == lastNext) return false;
+      lastNext = *next;
+      return true;
+    });
+  };
+  auto until = [&](int n) {
+    for (int i = 0; i < 600 && attempts < n; ++i) {
+      if (!putBack()) return;
+      f.advance(500ms);
+    }
+  };
+  until(7);
+  INFO("attempts: ", attempts.load());
+  REQUIRE(attempts == 7);
+  auto st = f.session->status();
+  CHECK(st.rowsRefused == 1);
+  CHECK(st.rowRefused == "podstatus ns/pod/a: no answer to the twin update (7 attempts)");
+  std::string log = f.log();
+  auto warned = [&](const std::string& text) {
+    size_t n = 0;
+    for (auto p = log.find(text); p != std::string::npos; p = log.find(text, p + 1)) ++n;
+    return n;
+  };
+  CHECK(warned("the cloud keeps refusing outbox row podstatus ns/pod/a: 5 attempts") == 1);
+  CHECK(warned("the cloud keeps refusing") == 1);
+  CHECK(f.metrics.render().find("outpost_cloud_outbox_send_failures_total{transport=\"test\"} 7") !=
+        std::string::npos);
+  CHECK(f.metrics.render().find("outpost_cloud_outbox_rows_refused{transport=\"test\"} 1") !=
+        std::string::npos);
+
+  refuse = false;
+  until(8);
+  REQUIRE(waitFor([&] { return f.session->status().rowsRefused == 0; }));
+  CHECK(f.session->status().rowRefused.empty());
+  CHECK(f.log().find("outbox row podstatus ns/pod/a was taken by the cloud after 8 attempts") !=
+        std::string::npos);
+}
+
 // ---- through the KubeEdge protocol part: what a cloud sees
 
 namespace {

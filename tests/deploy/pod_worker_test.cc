@@ -124,17 +124,27 @@ TEST_CASE_FIXTURE(Worker, "a crashed container restarts at once, then waits and 
   CHECK(pod.attempts["app"] == 2);
 }
 
-TEST_CASE_FIXTURE(Worker, "a spec change replaces the running container with the next attempt") {
+TEST_CASE_FIXTURE(Worker,
+                  "a spec change replaces the running container with the next attempt; the "
+                  "replaced one is kept as lastState.terminated") {
   want(busyboxPod("web", "uid-web", "img:1", {{"app", "run"}}));
   pass();
   std::string before = running("app");
   want(busyboxPod("web", "uid-web", "img:1", {{"app", "run --changed"}}));
-  pass();
+  auto status = pass();
   std::string after = running("app");
   CHECK(!after.empty());
   CHECK(after != before);
-  CHECK_FALSE(runtime.config(before).has_value());  // removed
+  CHECK(runtime.config(before).has_value());  // stopped, kept
   CHECK(runtime.config(after)->attempt == 1);
+  INFO("status: ", status.dump());
+  const auto& last = status["containerStatuses"][0]["lastState"]["terminated"];
+  CHECK(last["containerID"] == "containerd://" + before);
+  CHECK(last["exitCode"].is_number_integer());
+  CHECK(!last.value("reason", "").empty());
+  CHECK(!last.value("startedAt", "").empty());
+  CHECK(!last.value("finishedAt", "").empty());
+  CHECK(status["containerStatuses"][0]["restartCount"] == 1);
   auto info = events.info("default/pod/web");
   REQUIRE(info.has_value());
   bool killing = false;

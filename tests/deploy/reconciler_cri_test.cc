@@ -54,6 +54,22 @@ TEST_CASE("desired pod runs with its env and configmap; a spec change replaces; 
   running = f.containers("uid-web", true);
   env = f.runtime->execSync(running[0].id, {"env"}, 10s);
   CHECK(env->out.find("GREETING=changed") != std::string::npos);
+  // The replaced container is the new one's lastState, as the kubelet reports it (issue 17 8g).
+  json last;
+  REQUIRE(waitFor(
+      [&] {
+        auto st = f.sink.pod(key);
+        if (!st.is_object() || !st.contains("containerStatuses")) return false;
+        last = st["containerStatuses"][0]["lastState"];
+        return last.contains("terminated");
+      },
+      30s));
+  INFO("lastState: ", last.dump());
+  CHECK(last["terminated"]["containerID"] == "containerd://" + oldId);
+  CHECK(last["terminated"]["exitCode"].is_number_integer());
+  CHECK(!last["terminated"].value("reason", "").empty());
+  CHECK(last["terminated"].value("startedAt", "") <= last["terminated"].value("finishedAt", ""));
+  CHECK(!last["terminated"].value("finishedAt", "").empty());
 
   // Delete: gone from the runtime and reported removed.
   f.desired.erase(key);

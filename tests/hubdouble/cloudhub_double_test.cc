@@ -585,3 +585,32 @@ TEST_CASE(
   CHECK(hub.podsDeleted() == std::vector<std::string>{pod});
   CHECK_FALSE(hub.object(pod).has_value());
 }
+
+// §2 and issue 17 item 4: CloudCore 1.15's devicecontroller takes the one segment after device/
+// as the device's name; a namespaced id names a device "default" it does not have, and the twin
+// update is only logged there, never answered.
+TEST_CASE("a twin update is answered only when the segment after device/ names a held Device") {
+  Certs certs;
+  CloudHubDouble hub(hubOptions(certs.tls));
+  Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
+  REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
+  hub.sendObject("insert", "default/device/thermo",
+                 {{"apiVersion", "devices.kubeedge.io/v1beta1"},
+                  {"kind", "Device"},
+                  {"metadata", {{"name", "thermo"}, {"namespace", "default"}}},
+                  {"spec", {{"nodeName", kNode}}}});
+  json twin = {{"event_id", "e1"},
+               {"timestamp", 1},
+               {"twin", {{"temperature", {{"actual", {{"value", "21"}}}}}}}};
+  edge.send(edgeMessage("t1", "update", "device/default/thermo/twin/edge_updated", twin, "edgehub",
+                        "twin"));
+  edge.send(
+      edgeMessage("t2", "update", "device/thermo/twin/edge_updated", twin, "edgehub", "twin"));
+  REQUIRE(edge.pump([&] { return edge.answerTo("t2").has_value(); }, 10s));
+  CHECK(edge.answerTo("t2")->at("content") == "OK");
+  CHECK_FALSE(edge.answerTo("t1").has_value());  // answered in order: t1 never will be
+  auto device = hub.object("default/device/thermo");
+  REQUIRE(device.has_value());
+  CHECK((*device)["status"]["twins"] ==
+        json::array({{{"propertyName", "temperature"}, {"reported", {{"value", "21"}}}}}));
+}

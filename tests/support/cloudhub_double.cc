@@ -251,6 +251,8 @@ class CloudHubDouble::Impl {
   json answerToken(const json& request, const std::vector<std::string>& parts);
   json stamp(json object);
   void registerLater(const json& request, const std::string& resource, const json& node);
+  json* deviceNamed(const std::string& name);
+  void reportTwin(json& device, const json& content);
   json notFound(const std::string& resource) const;
   json response(const json& request, json content) {
     return json{{"header",
@@ -715,9 +717,14 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
   std::string type = parts.size() >= 2 ? parts[parts.size() - 2] : "";
   json content = request.value("content", json());
 
-  // Twin changes from the edge: CloudCore's devicecontroller answers "OK" (§2).
+  // Twin changes from the edge: CloudCore's devicecontroller answers "OK" (§2). CloudCore 1.15
+  // takes the one segment after device/ as the device's name (its GetDeviceID): an id of another
+  // form names no device it has, and it answers nothing, as it only logs.
   if (op == "update" && resource.starts_with("device/") &&
       resource.ends_with("/twin/edge_updated")) {
+    json* device = deviceNamed(parts.size() > 1 ? parts[1] : "");
+    if (!device) return std::nullopt;
+    reportTwin(*device, content);
     json reply = response(request, "OK");
     reply["route"]["source"] = "devicecontroller";
     reply["route"]["group"] = "twin";
@@ -775,6 +782,38 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
     return response(request, {{"Object", it->second}, {"Err", nullptr}});
   }
   return std::nullopt;
+}
+
+// The Device object the double holds whose name is `name` (in any namespace), or nullptr.
+json* CloudHubDouble::Impl::deviceNamed(const std::string& name) {
+  if (name.empty()) return nullptr;
+  for (auto& [key, object] : objects_) {
+    auto parts = splitPath(key);
+    if (parts.size() == 3 && parts[1] == "device" && parts[2] == name) return &object;
+  }
+  return nullptr;
+}
+
+// As CloudCore patches the Device's status: each property's actual value as
+// status.twins[].reported.
+void CloudHubDouble::Impl::reportTwin(json& device, const json& content) {
+  json twin =
+      content.is_string() ? json::parse(content.get<std::string>(), nullptr, false) : content;
+  if (!twin.is_object() || !twin.contains("twin") || !twin["twin"].is_object()) return;
+  json& twins = device["status"]["twins"];
+  if (!twins.is_array()) twins = json::array();
+  for (const auto& [name, property] : twin["twin"].items()) {
+    if (!property.is_object() || !property.contains("actual")) continue;
+    json reported = {{"value", property["actual"].value("value", "")}};
+    bool found = false;
+    for (auto& t : twins) {
+      if (t.value("propertyName", "") == name) {
+        t["reported"] = reported;
+        found = true;
+      }
+    }
+    if (!found) twins.push_back({{"propertyName", name}, {"reported", reported}});
+  }
 }
 
 // A service-account token for the edge: CloudCore reads the TokenRequest from the content and

@@ -86,6 +86,9 @@ class CloudHubDouble {
   int ackCount(const std::string& msgId) const;  // how many acks arrived for it (resends ack again)
 
   // The objects the double holds as "the cloud's" state: the node the edge registered, the lease.
+  // A Device object (sent with sendObject) is what the edge's twin updates are answered for, as
+  // CloudCore 1.15 does: the one segment after device/ must name it (else no answer), and each
+  // property's actual value lands in its status.twins[].reported.
   std::optional<nlohmann::json> object(const std::string& resource) const;
 
   // Silent drop: while false, nothing is read from or written to the connections (no pongs

@@ -83,6 +83,29 @@ TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clien
   return f;
 }
 
+std::string reissueClientCert(const std::filesystem::path& dir, const std::string& name,
+                              const std::string& notBefore, const std::string& notAfter) {
+  for (const std::string* arg : {&name, &notBefore, &notAfter}) {
+    if (arg->find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+        std::string::npos)
+      throw std::invalid_argument("reissueClientCert: letters, digits, - and _ only: " + *arg);
+  }
+  std::string d = dir.string();
+  std::string db = d + "/ca-" + name;
+  std::filesystem::create_directories(db);
+  writeFile(db + "/index.txt", "");
+  writeFile(db + "/serial", "1000\n");
+  writeFile(db + "/ca.cnf",
+            "[ca]\ndefault_ca = c\n[c]\ndatabase = " + db + "/index.txt\nnew_certs_dir = " + db +
+                "\nserial = " + db + "/serial\npolicy = p\ndefault_md = sha256\n" +
+                "unique_subject = no\n[p]\ncommonName = supplied\norganizationName = optional\n");
+  sh("cd " + d + " && openssl ca -batch -notext -preserveDN -config " + db +
+     "/ca.cnf -cert ca.crt -keyfile ca.key -in client.csr -out " + name + ".crt -startdate " +
+     notBefore + " -enddate " + notAfter + " 2>/dev/null");
+  return d + "/" + name + ".crt";
+}
+
 Mosquitto::Mosquitto(const TlsFiles* tls, const std::string& extraConfig) : tls_(tls != nullptr) {
   std::string conf = extraConfig + "persistence true\npersistence_location " +
                      dir_.path().string() + "/\n" +

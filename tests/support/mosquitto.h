@@ -20,6 +20,13 @@ struct TlsFiles {
 TlsFiles makeTlsFiles(const std::filesystem::path& dir, const std::string& clientCn = "test-node",
                       const std::string& clientO = "");
 
+// Signs makeTlsFiles's client request in `dir` again, valid from `notBefore` to `notAfter`
+// (YYYYMMDDHHMMSSZ, e.g. "20200101000000Z"), with `openssl ca`: a certificate already expired or
+// not yet valid, by the same CA and with the same key as client.crt. Returns its path
+// (`dir`/`name`.crt).
+std::string reissueClientCert(const std::filesystem::path& dir, const std::string& name,
+                              const std::string& notBefore, const std::string& notAfter);
+
 class Mosquitto {
  public:
   // Plain TCP; with `tls`, a TLS listener that requires client certificates from the CA.

@@ -30,6 +30,41 @@ TEST_CASE("a Device object for this node joins the membership; membership/get li
   CHECK(got["devices"][0]["name"] == "thermo");
 }
 
+// Issue 17, item 7: KubeEdge's twin reads a device's description from the Device's labels.
+TEST_CASE("a device's description comes from its labels as KubeEdge reads it, else annotations") {
+  TempDir dir;
+  Mosquitto broker;
+  Agent agent(dir, broker.uri());
+  Device device(broker.uri());
+  agent.start();
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  auto put = [&](const std::string& name, const json& metadataExtra) {
+    json meta = {{"name", name}, {"namespace", "default"}, {"uid", "uid-" + name}};
+    meta.update(metadataExtra);
+    json obj = {{"apiVersion", "devices.kubeedge.io/v1beta1"},
+                {"kind", "Device"},
+                {"metadata", meta},
+                {"spec", {{"nodeName", kNode}}}};
+    metadb::ResourceChange c;
+    c.key = "default/device/" + name;
+    c.version = std::to_string(++agent.version);
+    c.uid = "uid-" + name;
+    c.object = obj.dump();
+    c.origin = "cloud";
+    REQUIRE(agent.write(metadb::WriteBatch().apply(std::move(c))).isOk());
+  };
+  put("lamp", {{"labels", {{"description", "hall-lamp"}}},
+               {"annotations", {{"description", "annotated"}}}});
+  put("fan", {{"annotations", {{"description", "annotated"}}}});
+  REQUIRE(waitFor([&] { return agent.twin->status().devices == 2; }));
+  json got = device.callRaw("membership/get", R"({"event_id":"m1"})", "membership/get/result",
+                            "$hw/events/node/edge-1/");
+  std::map<std::string, std::string> descriptions;
+  for (const auto& d : got["devices"]) descriptions[d["name"]] = d.value("description", "");
+  CHECK(descriptions["lamp"] == "hall-lamp");
+  CHECK(descriptions["fan"] == "annotated");
+}
+
 TEST_CASE("a device moved to another node or deleted leaves the membership") {
   Fixture f;
   f.agent.putDevice("pump", kNode, {});
@@ -415,6 +450,44 @@ TEST_CASE("with one-segment device ids (KubeEdge up to 1.16) topics name the dev
   r = device.callRaw("twin/get", R"({"event_id":"g"})", "twin/get/result",
                      "$hw/events/device/thermo/");
   CHECK(r["twin"]["p"]["actual"]["value"] == "1");
+}
+
+// Issue 17, item 4: switching device_id_form used to drop the twin's stored values (the device
+// was bound anew under its new id and the old one unbound with its rows).
+TEST_CASE("a change of device id form keeps each device's twin, and the cloud hears it anew") {
+  Fixture f;
+  f.device.call("twin/update",
+                update("a", {{"temperature",
+                              {{"actual", {{"value", "21"}}},
+                               {"expected", {{"value", "22"}}},
+                               {"metadata", {{"type", "int"}}}}}}),
+                "twin/update/result");
+  const std::string byName = "$hw/events/device/thermo/";
+  f.agent.twin->stop();
+  f.agent.options.deviceIdForm = twin::DeviceIdForm::kName;
+  f.agent.start();
+  REQUIRE(waitFor([&] { return f.agent.connected(); }));
+  CHECK(f.agent.twin->status().devices == 1);
+  json got = f.device.callRaw("twin/get", R"({"event_id":"g1"})", "twin/get/result", byName);
+  CHECK(got["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(got["twin"]["temperature"]["expected"]["value"] == "22");
+  CHECK(got["twin"]["temperature"]["metadata"]["type"] == "int");
+  CHECK(f.agent.storedTwin(kDev).empty());
+  CHECK(f.agent.storedTwin("thermo").size() == 1);
+  bool queued = false;
+  for (const auto& e : f.agent.outbox())
+    if (e.kind == "twin" && e.key == "device/thermo/twin/edge_updated") queued = true;
+  CHECK(queued);
+
+  // And back: the namespace comes from the Device object.
+  f.agent.twin->stop();
+  f.agent.options.deviceIdForm = twin::DeviceIdForm::kNamespaced;
+  f.agent.start();
+  REQUIRE(waitFor([&] { return f.agent.connected(); }));
+  got = f.device.call("twin/get", {{"event_id", "g2"}}, "twin/get/result");
+  CHECK(got["twin"]["temperature"]["actual"]["value"] == "21");
+  CHECK(f.agent.storedTwin("thermo").empty());
+  CHECK(f.agent.twin->status().devices == 1);
 }
 
 TEST_CASE("the cloud's membership update carries twins of bound devices; other forms are refused") {

@@ -463,6 +463,23 @@ class CertManagerImpl final : public CertificateManager {
 
 }  // namespace
 
+core::Status checkCertificateTimes(const std::string& certFile, core::WallTime now) {
+  auto pem = readWhole(certFile);
+  if (!pem) return core::notFound("certificate " + certFile + " cannot be read");
+  auto info = crypto::parseCertPem(*pem);
+  if (!info.isOk())
+    return core::invalidArgument("certificate " + certFile +
+                                 " is unreadable: " + info.status().message());
+  if (now >= info->notAfter)
+    return core::failedPrecondition("certificate " + certFile + " expired on " +
+                                    isoTime(info->notAfter) + " (now " + isoTime(now) + ")");
+  if (now < info->notBefore)
+    return core::failedPrecondition("certificate " + certFile + " is not valid before " +
+                                    isoTime(info->notBefore) + " (now " + isoTime(now) +
+                                    "; is the clock right?)");
+  return core::okStatus();
+}
+
 CertificateManagerPtr makeCertificateManager(CertificateOptions options, core::Clock& clock,
                                              core::Logging& logging,
                                              core::MetricsRegistry& metrics) {

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "bootstrap/tls_probe.h"
+#include "outpost/cloudhub/certificates.h"
 
 namespace outpost::cloudhub {
 
@@ -103,8 +104,19 @@ void EdgeCore::closed() {
 
 // Finds out why a connect failed, once per outage, in words an operator can act on: with TLS 1.3 a
 // refused client certificate only shows as a broken upgrade, and the probe says so plainly.
-void EdgeCore::failed(const std::string& why, bool wasConnected, std::string&) {
-  if (wasConnected || explained_) return;
+void EdgeCore::failed(const std::string& why, bool wasConnected, std::string& detail) {
+  if (wasConnected) return;
+  // A client certificate outside its validity only shows as a failed handshake: the link's last
+  // error names the file and the date at every attempt, the log once per outage.
+  core::Status times = checkCertificateTimes(opts_.certFile, clock_.wallNow());
+  if (times.code() == core::Code::kFailedPrecondition) {
+    detail =
+        "the client " + times.message() + ": CloudHub refuses it; renew it (docs/certificates.md)";
+    if (!explained_) log_.error("cannot connect to ", opts_.server, ": ", detail);
+    explained_ = true;
+    return;
+  }
+  if (explained_) return;
   explained_ = true;
   core::Status probe = probeTls({opts_.server, opts_.caFile, opts_.certFile, opts_.keyFile},
                                 std::chrono::seconds(5));
@@ -165,12 +177,12 @@ json EdgeCore::nodeObject() const {
                  {"node-role.kubernetes.io/agent", ""},
                  {"node-role.kubernetes.io/edge", ""}};
   for (const auto& [k, v] : opts_.nodeLabels) labels[k] = v;
-  json status = json::object();
-  if (!lastNodeStatus_.empty()) status = json::parse(lastNodeStatus_, nullptr, false);
+  // What deploy reported last, else the status the agent computed at start.
+  const std::string& known = lastNodeStatus_.empty() ? opts_.initialNodeStatus : lastNodeStatus_;
+  json status = json::parse(known, nullptr, false);
   if (!status.is_object()) status = json::object();
   if (!status.contains("nodeInfo")) {
-    status["nodeInfo"] = {
-        {"architecture", goArch()}, {"operatingSystem", "linux"}, {"kubeletVersion", "outpost"}};
+    status["nodeInfo"] = {{"architecture", goArch()}, {"operatingSystem", "linux"}};
   }
   return {{"metadata", {{"name", opts_.nodeName}, {"labels", labels}}},
           {"spec", json::object()},

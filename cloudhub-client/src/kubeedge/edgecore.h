@@ -76,6 +76,9 @@ class EdgeCore final : public SessionProtocol {
   }
   std::optional<std::string> misaddressed(const Envelope& env,
                                           const metadb::ResourceChange& change) const;
+  // Whether the refusal of this object version (or content, when it has no version) was reported
+  // lately: a refused object is reported once per version, not at each of the cloud's resends.
+  bool refusedBefore(const Envelope& env);
   void onDesired(Envelope env);
   void ackDesired(const Envelope& env);
   void ack(const Envelope& received, const std::string& source, const std::string& group);
@@ -115,7 +118,7 @@ class EdgeCore final : public SessionProtocol {
   std::set<std::string> unresolved_;  // pods asked about while marked, not yet settled by the cloud
   core::MonoTime lastDesiredRx_, lastAsked_, lastNodeAnswer_;
   int nodeQueries_ = 0;
-  std::vector<std::string> misaddressed_;  // pod versions reported as misaddressed lately
+  std::vector<std::string> refusedVersions_;  // "<key>@<version>" of objects refused lately
   std::vector<size_t> refused_;  // hashes of the oversized frames reported lately  // node queries
                                  // not yet answered or timed out
   bool nodeAnswered_ = false, settled_ = false, clearingMark_ = false;

@@ -52,20 +52,14 @@ void EdgeCore::onDesired(Envelope env) {
   const std::string key = env.route.resource;
   auto change = resourceChangeFrom(env, key, kEdgeCoreOrigin);
   if (!change.isOk()) {
-    invalid(Session::Invalid::kContent, key, change.status().message());
+    invalid(Session::Invalid::kContent, key, change.status().message(), refusedBefore(env));
     return answerError(env, change.status().message());
   }
   if (auto other = misaddressed(env, *change)) {
-    // Reported once per pod version; the cloud is told, so it does not resend it.
-    std::string tag = key + "@" + change->version;
-    bool again = std::find(misaddressed_.begin(), misaddressed_.end(), tag) != misaddressed_.end();
-    if (!again) {
-      misaddressed_.push_back(tag);
-      if (misaddressed_.size() > 64) misaddressed_.erase(misaddressed_.begin());
-    }
+    // The cloud is told, so it does not resend it.
     std::string why = "misaddressed: spec.nodeName is " + *other + ", this node is " +
                       opts_.nodeName + "; not run";
-    invalid(Session::Invalid::kAddress, key, why, again);
+    invalid(Session::Invalid::kAddress, key, why, refusedBefore(env));
     return answerError(env, why);
   }
   // A delete names the object it removes by uid: a newer object under the same name stays.
@@ -82,6 +76,17 @@ void EdgeCore::onDesired(Envelope env) {
   session_.storeThenAck(
       std::move(batch), key,
       [this, env = std::move(env)](const metadb::WriteResult&) { ackDesired(env); });
+}
+
+bool EdgeCore::refusedBefore(const Envelope& env) {
+  std::string version = env.header.resourceVersion;
+  if (version.empty()) version = "#" + std::to_string(std::hash<std::string_view>{}(env.content));
+  std::string tag = env.route.resource + "@" + version;
+  if (std::find(refusedVersions_.begin(), refusedVersions_.end(), tag) != refusedVersions_.end())
+    return true;
+  refusedVersions_.push_back(tag);
+  if (refusedVersions_.size() > 64) refusedVersions_.erase(refusedVersions_.begin());
+  return false;
 }
 
 // A pod whose spec.nodeName names another node is not this node's to run.

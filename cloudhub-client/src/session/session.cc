@@ -67,6 +67,21 @@ Session::Session(SessionOptions o, Transport& transport, metadb::Store& store, c
                                  {{"transport", opts_.transport}});
   }
   drainer_.setRedrain([this] { drain(); });
+  drainer_.setReporter(
+      [this](int64_t rows, const std::string& example) {
+        book_.update([&](LinkStatus& st) {
+          st.rowsRefused = rows;
+          st.rowRefused = example;
+        });
+      },
+      &metrics.counter("outpost_cloud_outbox_send_failures_total",
+                       "Outbox rows sent and not taken by the cloud (refused or unanswered).",
+                       {{"transport", opts_.transport}}));
+  metrics.gaugeCallback(
+      "outpost_cloud_outbox_rows_refused",
+      "Outbox rows the cloud has not taken after 5 attempts in a row (still retried).",
+      [this] { return static_cast<double>(status().rowsRefused); },
+      {{"transport", opts_.transport}});
   metrics.gaugeCallback("outpost_cloud_offline_seconds",
                         "Length of the current outage of the cloud link (0 when connected).",
                         [this] { return status().offlineSeconds; },

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -102,7 +103,10 @@ class OutboxDrainer {
       ++sentNow;
       metadb::OutboxRef ref = e.ref;
       uint64_t epoch = epoch_;
-      send_(e, [this, ref, epoch](core::Status s) { onSent(ref, epoch, s); });
+      std::string row = e.kind + " " + e.key;
+      send_(e, [this, ref, epoch, row, attempts = e.attempts](core::Status s) {
+        onSent(ref, epoch, s, row, attempts + 1);
+      });
     }
     if (sentNow == page_ && redrain_) {
       loop_.post([this] { redrain_(); });
@@ -113,6 +117,14 @@ class OutboxDrainer {
   // Called to drain again (from timers and completions): the link checks it may send, then calls
   // drain().
   void setRedrain(std::function<void()> f) { redrain_ = std::move(f); }
+  // A row the cloud has not taken after this many attempts in a row is reported: logged once,
+  // counted, and told to `reporter` (rows reported now, one of them with why) until it is taken.
+  static constexpr int kReportAfter = 5;
+  using Reporter = std::function<void(int64_t rows, const std::string& example)>;
+  void setReporter(Reporter r, core::Counter* failures) {
+    reporter_ = std::move(r);
+    failures_ = failures;
+  }
   // The connection went away: rows in flight are sent again on the next one.
   void reset() {
     inFlight_.clear();
@@ -139,13 +151,30 @@ class OutboxDrainer {
     });
   }
 
-  void onSent(metadb::OutboxRef ref, uint64_t epoch, const core::Status& s) {
+  void onSent(metadb::OutboxRef ref, uint64_t epoch, const core::Status& s, const std::string& row,
+              int attempt) {
     if (epoch != epoch_) return;  // from a connection that is gone; reset() forgot the row already
     metadb::WriteBatch batch;
     if (s.isOk()) {
       batch.ack(ref);  // the cloud has it: the row may go
+      if (refused_.erase(ref.id)) {
+        log_.info("outbox row ", row, " was taken by the cloud after ", attempt, " attempts");
+        report();
+      }
     } else {
-      log_.warn("sending outbox row ", ref.id, " failed: ", s.message());
+      // Once per run of refusals, at the kReportAfter-th; the store's back-off spaces the attempts.
+      if (failures_) failures_->inc();
+      if (attempt == kReportAfter || (attempt > kReportAfter && !refused_.count(ref.id))) {
+        log_.warn("the cloud keeps refusing outbox row ", row, ": ", attempt,
+                  " attempts, the last: ", s.message(),
+                  "; it stays in the outbox and is sent again with back-off");
+      } else {
+        log_.debug("sending outbox row ", row, " failed (attempt ", attempt, "): ", s.message());
+      }
+      if (attempt >= kReportAfter) {
+        refused_[ref.id] = row + ": " + s.message() + " (" + std::to_string(attempt) + " attempts)";
+        report();
+      }
       batch.retryLater(ref);
     }
     writes_.write(std::move(batch), loop_, [this, ref, epoch](core::Result<metadb::WriteResult> r) {
@@ -155,6 +184,12 @@ class OutboxDrainer {
     });
   }
 
+  void report() {
+    if (reporter_)
+      reporter_(static_cast<int64_t>(refused_.size()),
+                refused_.empty() ? "" : refused_.begin()->second);
+  }
+
   core::EventLoop& loop_;
   StoreWrites& writes_;
   RateLimiter& limiter_;
@@ -162,6 +197,9 @@ class OutboxDrainer {
   SendFn send_;
   size_t page_;
   std::function<void()> redrain_;
+  Reporter reporter_;
+  core::Counter* failures_ = nullptr;
+  std::map<int64_t, std::string> refused_;  // row id -> what was refused and why
   std::set<int64_t> inFlight_;
   uint64_t epoch_ = 0;
   bool limitTimerArmed_ = false;

@@ -25,6 +25,11 @@ struct NodeConfig {
   // maintenance-window may happen, in node local time, e.g. "Mon-Sat 22:00-06:00", "Sun"
   // (docs/rollouts.md). Empty: no pod waits.
   std::vector<std::string> maintenanceWindows;
+  // The node's InternalIP (an IP address); empty: the address towards the cloud, found at start.
+  std::string address;
+  // Held back from capacity in the node's allocatable: cpu, memory (Kubernetes quantities). The
+  // default is what the kubelet's default hard eviction threshold (memory.available<100Mi) holds.
+  std::map<std::string, std::string> reserved = {{"memory", "100Mi"}};
 };
 
 struct LogConfig {
@@ -91,7 +96,9 @@ struct DeviceConfig {
   std::string username;
   std::string passwordFile;
   TlsConfig tls;
-  std::string deviceIdForm = "namespaced";  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name
+  // namespaced (<ns>/<name>, KubeEdge >= 1.17) or name (up to 1.16); empty: by cloud.transport,
+  // name for websocket (CloudCore 1.15 reads one segment), namespaced for mqtt.
+  std::string deviceIdForm;
   // Twin limits (docs/device-twin.md): past them a change is refused with a 400 naming the key.
   int64_t maxDevices = 1000;
   int64_t maxPropertiesPerDevice = 256;
@@ -162,6 +169,13 @@ inline constexpr size_t kMaxConfigBytes = 1 << 20;
 // The environment variable that overrides a key path: "cloud.mqtt.broker" ->
 // OUTPOST_CLOUD_MQTT_BROKER.
 std::string envNameFor(const std::string& keyPath);
+// What `outpostd --check-config` checks beyond the file: each client certificate (cloud.tls.cert,
+// device.tls.cert) is within its validity at `now`, the error naming the file and its notAfter or
+// notBefore. A certificate the agent renews itself (cloud.websocket.cert_server with a token) is
+// not checked. At a normal start these are not errors: the node runs its pods offline, and the link
+// says why it cannot connect.
+ConfigErrors checkCertificateDates(const Config& c, std::chrono::system_clock::time_point now);
+
 // Every key path the configuration knows, in file order (for docs and --help).
 std::vector<std::string> configKeyPaths();
 

@@ -65,6 +65,12 @@ class CertificateManager {
 };
 using CertificateManagerPtr = std::unique_ptr<CertificateManager>;
 
+// Whether the PEM certificate in `certFile` is valid at `now`, as the cloud will judge it:
+// FailedPrecondition naming the file and its notAfter ("... expired on 2024-05-01T00:00:00Z") or
+// its notBefore ("... is not valid before ..."); InvalidArgument when the file holds no
+// certificate; NotFound when it cannot be read.
+core::Status checkCertificateTimes(const std::string& certFile, core::WallTime now);
+
 CertificateManagerPtr makeCertificateManager(CertificateOptions options, core::Clock& clock,
                                              core::Logging& logging,
                                              core::MetricsRegistry& metrics);

@@ -52,6 +52,10 @@ struct LinkStatus {
   double offlineSecondsTotal = 0;          // all outages since start
   std::optional<core::WallTime> lastSync;  // when the desired set was last known complete
   int64_t messagesIn = 0, messagesOut = 0, messagesInvalid = 0;
+  // Outbox rows the cloud has not taken after 5 attempts in a row (still retried with back-off),
+  // and one of them: "<kind> <key>: <why> (<n> attempts)".
+  int64_t rowsRefused = 0;
+  std::string rowRefused;
 };
 
 // Where the answer to CloudLink::query came from.

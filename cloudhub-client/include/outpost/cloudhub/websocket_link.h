@@ -41,6 +41,9 @@ struct WebsocketLinkOptions {
   core::Duration connectTimeout = std::chrono::seconds(10);
   size_t maxMessageBytes = kDefaultMaxMessageBytes;
   std::map<std::string, std::string> nodeLabels;  // added to the registered Node's labels
+  // The NodeStatus JSON the node registers with while deploy has reported none yet (EdgeCore's
+  // insert carries the full Node: addresses, capacity, allocatable, daemonEndpoints, nodeInfo).
+  std::string initialNodeStatus;
 };
 
 CloudLinkPtr makeWebsocketLink(WebsocketLinkOptions options, metadb::Store& store, core::Bus& bus,

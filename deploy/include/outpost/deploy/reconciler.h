@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "outpost/core/event_loop.h"
 #include "outpost/core/log.h"
 #include "outpost/core/metrics.h"
+#include "outpost/core/status.h"
 #include "outpost/deploy/maintenance.h"
 #include "outpost/deploy/ports.h"
 #include "outpost/deploy/runtime.h"
@@ -49,10 +51,17 @@ struct ReconcilerConfig {
   std::chrono::seconds pullBackoffMax{300};
   // Node name reported to fieldRef spec.nodeName and in node status.
   std::string nodeName = "outpost";
-  // Resources held back from allocatable.
+  // Resources held back from allocatable (node.reserved).
   int64_t reservedMilliCpu = 0;
   int64_t reservedMemoryBytes = 0;
   int maxPods = 110;
+  // The node's address: its InternalIP, and podIP/hostIP of host network pods. Empty: none known
+  // (the node reports its Hostname address only).
+  std::string nodeAddress;
+  // Reported as daemonEndpoints.kubeletEndpoint.Port: EdgeCore's is its stream server's, 10350.
+  int daemonPort = 10350;
+  // Reported as nodeInfo.kubeletVersion: semver-shaped, as EdgeCore's v1.26.10-kubeedge-v1.15.4.
+  std::string kubeletVersion = "v1.26.10-outpost";
   // node.maintenance_windows: updates and deletions of running pods annotated
   // outpost.io/update-policy: maintenance-window wait for one (docs/rollouts.md). Empty: none wait.
   std::vector<MaintenanceWindow> maintenanceWindows;
@@ -76,6 +85,19 @@ struct HeldUpdate {
   std::optional<core::WallTime> heldUntil;  // the window's opening, or the hold's end
   bool window = false;                      // held by a maintenance window
 };
+
+// What node.reserved holds back from the node's capacity.
+struct NodeReserved {
+  int64_t milliCpu = 0;
+  int64_t memoryBytes = 0;
+};
+// node.reserved as configured ({cpu: 100m, memory: 256Mi}): a name other than cpu and memory, or
+// a value that is not a non-negative Kubernetes quantity, is refused with an error naming it.
+core::Result<NodeReserved> parseNodeReserved(const std::map<std::string, std::string>& reserved);
+
+// The NodeStatus JSON of this host for `config` before the runtime was asked anything (Ready
+// False until it answers): what the node registers with, as the kubelet's initial Node.
+std::string initialNodeStatus(const ReconcilerConfig& config, core::WallTime now);
 
 // Counters of what the reconciler did, for tests, benchmarks and metrics.
 struct ReconcilerStats {
