@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "ctl_inspect.h"
+#include "ctl_rollout.h"
 #include "manifests.h"
 #include "outpost/agent/agent.h"
 #include "outpost/agent/api_server.h"
@@ -423,6 +424,7 @@ int runCtl(int argc, char** argv) {
       "  outpostctl describe pod hello     containers, conditions and recent events\n"
       "  outpostctl logs hello -f          a container's output, following restarts\n"
       "  outpostctl get twins              device twin properties, expected and actual\n"
+      "  outpostctl rollout start -f web-v2.yaml   canary, waves, health gates, rollback\n"
       "Run 'outpostctl COMMAND --help' for a command's options and examples.\n" +
       std::string(kExitCodesHelp));
 
@@ -527,6 +529,9 @@ int runCtl(int argc, char** argv) {
       "agent's state directory); the agent tells it where they are.\n" +
       std::string(kExitCodesHelp));
 
+  RolloutFlags rf;
+  CLI::App* rollout = addRolloutCommand(app, rf);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -540,6 +545,10 @@ int runCtl(int argc, char** argv) {
   if (status->parsed()) return cmdStatus(g);
   if (apply->parsed()) return cmdApply(g, pf);
   if (del->parsed()) return cmdDelete(g, pf);
+  if (rollout->parsed()) {
+    rf.config = g.config;
+    return runRolloutCommand(*rollout, rf);
+  }
   if (get->parsed()) return cmdGet(g, pf);
   if (describe->parsed() || logs->parsed()) {
     io.socket = socketPath(g);
