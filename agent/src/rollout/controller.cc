@@ -183,11 +183,14 @@ void Controller::progress(int64_t now) {
     auto end = begin + static_cast<long>(w.size);
     // Pre-pull first: every node of the wave is asked at once.
     for (auto it = begin; it != end; ++it) prePull(*it, now);
+    for (auto it = begin; it != end && lastError_.isOk(); ++it) observe(*it, now);
     // The switch waits until each node has its images, failed, or is away.
     bool gateOpen = std::all_of(begin, end, [&](const NodeRecord& n) {
       return n.pulled || n.state != NodeState::kPrePulling;
     });
-    for (auto it = begin; it != end && lastError_.isOk(); ++it) observe(*it, now, gateOpen);
+    for (auto it = begin; it != end && gateOpen && lastError_.isOk(); ++it) {
+      if (it->state == NodeState::kPrePulling && it->pulled) switchNode(*it, now);
+    }
     if (checkFailures()) return;
     if (!std::all_of(begin, end, [&](const NodeRecord& n) { return terminal(n); })) return;
     w.done = true;
@@ -217,7 +220,7 @@ void Controller::prePull(NodeRecord& n, int64_t now) {
   setNode(n, NodeState::kPrePulling, now);
 }
 
-void Controller::observe(NodeRecord& n, int64_t now, bool gateOpen) {
+void Controller::observe(NodeRecord& n, int64_t now) {
   if (terminal(n) || n.state == NodeState::kPending) return;
   const Strategy& st = state_.spec.strategy;
   auto on = fleet_.online(n.name);
@@ -259,7 +262,6 @@ void Controller::observe(NodeRecord& n, int64_t now, bool gateOpen) {
         return;
       }
     }
-    if (n.pulled && gateOpen) switchNode(n, now);
     return;
   }
   // Updating or held: the node's pod reports decide.

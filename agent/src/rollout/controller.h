@@ -44,7 +44,7 @@ class Controller {
 
  private:
   void progress(int64_t now);
-  void observe(NodeRecord& n, int64_t now, bool gateOpen);
+  void observe(NodeRecord& n, int64_t now);
   void prePull(NodeRecord& n, int64_t now);
   void switchNode(NodeRecord& n, int64_t now);
   bool checkFailures();
