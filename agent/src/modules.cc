@@ -169,8 +169,17 @@ class StoreDesiredPods final : public deploy::DesiredPods {
       log_.error("reading desired pods: ", pods.status().toString());
       return out;
     }
-    for (auto& r : *pods) out.push_back({r.key, std::move(r.object)});
+    for (auto& r : *pods) out.push_back({r.key, std::move(r.object), std::to_string(r.version)});
     return out;
+  }
+  std::optional<deploy::PodRecord> getPod(const std::string& key) override {
+    auto r = reader_->get(key);
+    if (!r.isOk()) {
+      log_.error("reading ", key, ": ", r.status().toString());
+      return std::nullopt;
+    }
+    if (!*r) return std::nullopt;
+    return deploy::PodRecord{key, std::move((*r)->object), std::to_string((*r)->version)};
   }
   std::optional<std::string> getObject(const std::string& key) override {
     auto r = reader_->get(key);

@@ -383,6 +383,7 @@ class Parser {
     if (pod_.podNamespace.empty()) pod_.podNamespace = defaultNamespace;
     if (pod_.name.empty()) return core::invalidArgument("metadata.name: required");
     pod_.uid = str(md, "uid");
+    pod_.resourceVersion = str(md, "resourceVersion");
     if (pod_.uid.empty()) pod_.uid = "outpost-" + shortHash(key);
     // It names the pod's directory on the host (and its cgroup).
     OUTPOST_RETURN_IF_ERROR(validation::uid("metadata.uid", pod_.uid));
@@ -509,6 +510,15 @@ std::string shortHash(const std::string& text) {
 std::optional<int64_t> wholeQuantity(double v) {
   if (!(v >= 0) || v >= 9.0e18) return std::nullopt;
   return static_cast<int64_t>(v);
+}
+
+std::string metadataVersion(const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return "";
+  auto md = j.find("metadata");
+  if (md == j.end() || !md->is_object()) return "";
+  auto v = md->find("resourceVersion");
+  return v != md->end() && v->is_string() ? v->get<std::string>() : "";
 }
 
 std::optional<int64_t> parseCpuMilli(const std::string& q) {

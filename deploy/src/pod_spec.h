@@ -81,6 +81,7 @@ struct PodSpec {
   std::string name;
   std::string podNamespace;
   std::string uid;
+  std::string resourceVersion;  // metadata.resourceVersion, "" when absent
   Labels labels;
   Labels annotations;
   RestartPolicy restartPolicy = RestartPolicy::kAlways;
@@ -106,6 +107,9 @@ struct PodSpec {
 // well-formed but unsupported land in `unsupported`. Never throws.
 core::Result<PodSpec> parsePod(const std::string& key, const std::string& json,
                                const std::string& defaultNamespace);
+
+// metadata.resourceVersion of an object's JSON; "" when absent or the JSON is not an object.
+std::string metadataVersion(const std::string& json);
 
 // Kubernetes quantities: "500m" / "2" CPUs as millicores, "128Mi" / "1G" / "1e6" as bytes.
 std::optional<int64_t> parseCpuMilli(const std::string& q);

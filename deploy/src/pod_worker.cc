@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "container_config.h"
@@ -376,6 +377,7 @@ void PodPass::probe(const ContainerSpec& spec, const Container& c) {
       auto s = ctx_.runtime.stopContainer(c.id, grace_);
       if (!s.isOk()) ctx_.log.warn("StopContainer: ", s.toString());
       ctx_.statuses.forget(c.id);
+      w_.health.probeKilled.insert(spec.name);
       p = PodState::Probe{};
     }
   }
@@ -523,11 +525,28 @@ std::string logDirectoryOf(const HostPaths& paths, const std::string& uid) {
 }
 
 std::string syncPod(WorkerContext& ctx, PodState& state, const Observed& all) {
-  return PodPass(ctx, state).run(all);
+  auto status = nlohmann::json::parse(PodPass(ctx, state).run(all));
+  auto health = judgeHealth(state.health, *state.spec, state.version, status, ctx.clock.now(),
+                            ctx.clock.wallNow());
+  if (health.recheckAt) ctx.wakeAt(state, *health.recheckAt);
+  status["outpost"] = std::move(health.outpost);
+  return status.dump();
 }
 
 std::string observedPodStatus(WorkerContext& ctx, PodState& state, const Observed& all) {
-  return PodPass(ctx, state).observeOnly(all);
+  auto status = nlohmann::json::parse(PodPass(ctx, state).observeOnly(all));
+  status["outpost"] = {{"desiredVersion", state.version},
+                       {"health", "progressing"},
+                       {"reason", "Terminating"},
+                       {"message", "the pod is being deleted"}};
+  return status.dump();
+}
+
+std::string invalidStatus(const PodState& state, const std::string& why, core::WallTime now,
+                          Transitions& transitions, const std::string& reason) {
+  auto status = nlohmann::json::parse(invalidPodStatusJson(why, transitions, now, reason));
+  status["outpost"] = unhealthyOutpost(state.version, reason, why);
+  return status.dump();
 }
 
 std::vector<std::string> liveContainers(const Observed& all, const std::string& uid) {

@@ -21,6 +21,7 @@
 #include "outpost/deploy/ports.h"
 #include "outpost/deploy/reconciler.h"
 #include "pod_events.h"
+#include "pod_health.h"
 #include "pod_spec.h"
 #include "pod_status.h"
 #include "retry_backoff.h"
@@ -45,6 +46,8 @@ struct PodState {
   };
   std::string key;
   std::optional<PodSpec> spec;  // nullopt: no longer desired, terminate
+  std::string version;          // the stored resource version of the desired pod (docs/rollouts.md)
+  HealthTrack health;           // what the "outpost" object of its status is judged from
   std::string invalid;          // why the desired JSON cannot be run
   std::map<std::string, CrashBackoff> backoff;
   std::map<std::string, Probe> probes;
@@ -87,12 +90,16 @@ struct WorkerContext {
 std::string logDirectoryOf(const HostPaths& paths, const std::string& uid);
 
 // One pass over the pod of `state` (which has a spec), given what the runtime runs (`all`, at
-// least the pod's). Returns the pod's status JSON.
+// least the pod's). Returns the pod's status JSON, with its health as the "outpost" object.
 std::string syncPod(WorkerContext& ctx, PodState& state, const Observed& all);
 
 // The status of the pod of `state` as the runtime has it, acting on nothing: for a pod being
 // deleted (its containers stop; none is started or removed).
 std::string observedPodStatus(WorkerContext& ctx, PodState& state, const Observed& all);
+
+// The status of a pod whose desired version cannot run (`why`), unhealthy for `reason`.
+std::string invalidStatus(const PodState& state, const std::string& why, core::WallTime now,
+                          Transitions& transitions, const std::string& reason = "InvalidSpec");
 
 // The containers of `uid` in `all` that still run (or may: created, unknown).
 std::vector<std::string> liveContainers(const Observed& all, const std::string& uid);

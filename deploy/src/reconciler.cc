@@ -186,24 +186,28 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     std::set<std::string> seen;
     for (auto& rec : desired_.listPods()) {
       seen.insert(rec.key);
-      applyDesired(rec.key, std::optional<std::string>(std::move(rec.json)));
+      std::string key = rec.key;
+      applyDesired(key, std::move(rec));
     }
     for (auto& [key, w] : workers_) {
       if (!seen.count(key)) w.spec.reset(), w.invalid.clear();
     }
   }
 
-  void loadDesired(const std::string& key) { applyDesired(key, desired_.getObject(key)); }
+  void loadDesired(const std::string& key) { applyDesired(key, desired_.getPod(key)); }
 
-  void applyDesired(const std::string& key, const std::optional<std::string>& text) {
+  void applyDesired(const std::string& key, const std::optional<PodRecord>& rec) {
     auto& w = workers_[key];
     w.key = key;
-    if (!text) {
+    if (!rec) {
       w.spec.reset();
       w.invalid.clear();
       return;
     }
-    auto parsed = parsePod(key, *text, config_.defaultNamespace);
+    auto parsed = parsePod(key, rec->json, config_.defaultNamespace);
+    w.version = !rec->version.empty() ? rec->version
+                : parsed              ? parsed->resourceVersion
+                                      : metadataVersion(rec->json);
     if (!parsed) {
       // Logged when it appears or changes, not at every re-read; the event counts the re-reads.
       if (w.invalid != parsed.status().message()) {
@@ -325,8 +329,8 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
       std::string why = std::string("the pod cannot be synced: ") + e.what();
       if (events_.warnOnce(key, "", "FailedSync", why, "#sync")) log_.warn("pod ", key, ": ", why);
-      publish(it->second, invalidPodStatusJson(why, it->second.transitions, loop_.clock().wallNow(),
-                                               "SyncError"));
+      publish(it->second, invalidStatus(it->second, why, loop_.clock().wallNow(),
+                                        it->second.transitions, "SyncError"));
     }
   }
 
@@ -334,7 +338,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     stats_.syncs++;
     if (!w.invalid.empty()) {
       // Also for a pod that never had a valid spec: its status says why it does not run.
-      publish(w, invalidPodStatusJson(w.invalid, w.transitions, loop_.clock().wallNow()));
+      publish(w, invalidStatus(w, w.invalid, loop_.clock().wallNow(), w.transitions));
       return;
     }
     if (!w.spec) {

@@ -8,10 +8,12 @@
 
 namespace outpost::deploy {
 
-// One desired pod: its store key "<namespace>/pod/<name>" and its Kubernetes Pod JSON.
+// One desired pod: its store key "<namespace>/pod/<name>", its Kubernetes Pod JSON and the
+// resource version it is stored at ("" when unknown: the JSON's metadata.resourceVersion counts).
 struct PodRecord {
   std::string key;
   std::string json;
+  std::string version{};
 };
 
 // Read access to the desired state. Called on deploy's loop; must not block for long.
@@ -23,6 +25,12 @@ class DesiredPods {
   // One object by key ("<ns>/pod/<name>", "<ns>/configmap/<name>", "<ns>/secret/<name>"): its
   // JSON, or nullopt when absent.
   virtual std::optional<std::string> getObject(const std::string& key) = 0;
+  // One desired pod by key ("<ns>/pod/<name>") with its stored version; nullopt when absent.
+  virtual std::optional<PodRecord> getPod(const std::string& key) {
+    auto json = getObject(key);
+    if (!json) return std::nullopt;
+    return PodRecord{key, std::move(*json)};
+  }
   // False while the desired set is known to be incomplete: the store was recovered empty and the
   // cloud has not yet sent the whole set again. Pods with our labels that no desired pod names are
   // then kept running rather than removed as garbage (they may well still be wanted).
