@@ -143,16 +143,17 @@ size_t nodesInState(const json& state, const std::string& s) {
 
 }  // namespace
 
-TEST_CASE("30 hollow nodes: rollouts that succeed, crash, lose their controller, cannot pull, or "
-          "meet an offline node") {
+TEST_CASE(
+    "30 hollow nodes: rollouts that succeed, crash, lose their controller, cannot pull, or "
+    "meet an offline node") {
   Env env;
   REQUIRE(waitFor([&] { return env.obs.onlineCount() == kNodes; }, 60s));
   std::string out, err;
   // Version 1 runs everywhere from the group.
-  REQUIRE_MESSAGE(env.ctl({"apply", "-f", env.file("v1.yaml", podYaml("web", "web:1")), "--group",
-                           "fleet"},
-                          &out, &err) == 0,
-                  err);
+  REQUIRE_MESSAGE(
+      env.ctl({"apply", "-f", env.file("v1.yaml", podYaml("web", "web:1")), "--group", "fleet"},
+              &out, &err) == 0,
+      err);
   std::string v1 = env.watch->groupVersion(kPodKey);
   REQUIRE(waitFor([&] { return !v1.empty() && env.healthyOn(v1, "web:1") == kNodes; }, 90s));
 
@@ -161,8 +162,9 @@ TEST_CASE("30 hollow nodes: rollouts that succeed, crash, lose their controller,
       "    prePullTimeoutSeconds: 60\n";
 
   // 1. Canary 1, then 20 %, then 100 %: all on the new version, healthy, no per-node leftovers.
-  int rc = env.ctl({"rollout", "start", "-f", env.file("v2.yaml", rolloutYaml("v2", "web:2", waves))},
-                   &out, &err);
+  int rc =
+      env.ctl({"rollout", "start", "-f", env.file("v2.yaml", rolloutYaml("v2", "web:2", waves))},
+              &out, &err);
   INFO("start v2: ", out, err);
   REQUIRE(rc == 0);
   json st = env.watch->state("v2");
@@ -178,9 +180,9 @@ TEST_CASE("30 hollow nodes: rollouts that succeed, crash, lose their controller,
   CHECK(env.watch->leftovers(*env.fleet, "default/imageprepull/rollout-v2") == 0);
 
   // 2. A version whose container exits 1: stops at the canary, rolls it back, says why.
-  rc = env.ctl({"rollout", "start", "-f",
-                env.file("bad.yaml", rolloutYaml("bad", "web:exits-1", waves))},
-               &out, &err);
+  rc = env.ctl(
+      {"rollout", "start", "-f", env.file("bad.yaml", rolloutYaml("bad", "web:exits-1", waves))},
+      &out, &err);
   INFO("start bad: ", out, err);
   CHECK(rc == outpost::agent::kExitFailure);
   st = env.watch->state("bad");
@@ -198,9 +200,9 @@ TEST_CASE("30 hollow nodes: rollouts that succeed, crash, lose their controller,
 
   // 3. The controller is killed mid-wave; resume completes it; no node is switched twice.
   std::string slow = waves + "    maxNodesPerMinute: 120\n";
-  Child controller(env.ctlArgs({"rollout", "start", "-f",
-                                env.file("v3.yaml", rolloutYaml("v3", "web:3", slow)),
-                                "--lease-seconds", "3"}));
+  Child controller(
+      env.ctlArgs({"rollout", "start", "-f", env.file("v3.yaml", rolloutYaml("v3", "web:3", slow)),
+                   "--lease-seconds", "3"}));
   bool midWave = waitFor(
       [&] {
         json s = env.watch->state("v3");
@@ -250,12 +252,12 @@ TEST_CASE("30 hollow nodes: rollouts that succeed, crash, lose their controller,
   // 5. A node offline during its wave: waited for, then left behind (onOffline: continue).
   kill(env.fleet->pid(kNodes - 1), SIGTERM);
   REQUIRE(waitFor([&] { return !env.obs.online(env.fleet->name(kNodes - 1)); }, 30s));
-  rc = env.ctl({"rollout", "start", "-f",
-                env.file("v4.yaml",
-                         rolloutYaml("v4", "web:4",
-                                     "    canary: 0\n    waves: [\"100%\"]\n"
-                                     "    nodeTimeoutSeconds: 5\n    onOffline: continue\n"))},
-               &out, &err);
+  rc = env.ctl(
+      {"rollout", "start", "-f",
+       env.file("v4.yaml", rolloutYaml("v4", "web:4",
+                                       "    canary: 0\n    waves: [\"100%\"]\n"
+                                       "    nodeTimeoutSeconds: 5\n    onOffline: continue\n"))},
+      &out, &err);
   INFO("start v4: ", out, err);
   CHECK(rc == 0);
   st = env.watch->state("v4");
