@@ -269,6 +269,7 @@ core::Result<std::map<std::string, std::string>> MqttFleetView::publish(
     const Scope& scope, const std::vector<Object>& objects) {
   if (impl_->lostConnection()) return core::unavailable("lost the connection to the broker");
   std::vector<cloudhub::DesiredObject> desired;
+  desired.reserve(objects.size());
   for (const auto& o : objects) desired.push_back({o.key, o.json});
   auto r = impl_->publisher->apply(
       {scope.group ? cloudhub::Scope::Kind::kGroup : cloudhub::Scope::Kind::kNode, scope.name},
@@ -318,6 +319,7 @@ core::Status MqttFleetView::clearState() {
 
 core::Status MqttFleetView::prefetchNodes(const std::vector<std::string>& nodes) {
   std::vector<cloudhub::Scope> scopes;
+  scopes.reserve(nodes.size());
   for (const auto& n : nodes) scopes.push_back({cloudhub::Scope::Kind::kNode, n});
   return impl_->publisher->prefetchManifests(scopes);
 }

@@ -14,7 +14,7 @@ using nlohmann::json;
 namespace {
 
 constexpr std::string_view kSoakAnnotation = "outpost.io/soak-seconds";
-constexpr int64_t kMaxSeconds = 7 * 24 * 3600;
+constexpr int64_t kMaxSeconds = int64_t{7} * 24 * 3600;
 
 core::Status fieldError(const std::string& source, const std::string& field,
                         const std::string& what) {
