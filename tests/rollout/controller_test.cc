@@ -417,3 +417,31 @@ TEST_CASE("a publish that fails is tried again at the next step") {
   run(c, f, now);
   CHECK(c.state().phase == Phase::kSucceeded);
 }
+
+TEST_CASE(
+    "the switch waits until every node of the wave has its images, at most the pre-pull "
+    "timeout") {
+  FakeFleet f;
+  f.addNodes(3);
+  seedGroup(f);
+  f.fleet["node-01"].silent = true;  // never answers its pre-pull
+  int64_t now = 1'000'000;
+  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"
+                                   "    prePullTimeoutSeconds: 20\n"
+                                   "    maxFailures: {perWave: 1, overall: 1}\n"),
+                              f, now)
+                      .value());
+  for (int i = 0; i < 15; ++i) {
+    (void)c.step(now += 1000);
+    f.react();
+  }
+  CHECK(c.state().nodes[0].pulled);
+  CHECK(c.state().nodes[0].state == NodeState::kPrePulling);
+  CHECK(f.publishes["node:node-00"] == 0);
+  CHECK(f.publishes["node:node-02"] == 0);
+  run(c, f, now);
+  CHECK(c.state().phase == Phase::kSucceeded);
+  CHECK(c.state().nodes[1].reason == "PrePullTimeout");
+  CHECK(f.publishes["node:node-00"] == 1);
+  CHECK(f.publishes["node:node-02"] == 1);
+}
