@@ -172,6 +172,16 @@ class StoreDesiredPods final : public deploy::DesiredPods {
     for (auto& r : *pods) out.push_back({r.key, std::move(r.object), std::to_string(r.version)});
     return out;
   }
+  std::vector<deploy::PodRecord> listObjects(const std::string& type) override {
+    std::vector<deploy::PodRecord> out;
+    auto all = reader_->list(type);
+    if (!all.isOk()) {
+      log_.error("reading desired ", type, " objects: ", all.status().toString());
+      return out;
+    }
+    for (auto& r : *all) out.push_back({r.key, std::move(r.object), std::to_string(r.version)});
+    return out;
+  }
   std::optional<deploy::PodRecord> getPod(const std::string& key) override {
     auto r = reader_->get(key);
     if (!r.isOk()) {
@@ -260,6 +270,10 @@ class OutboxStatusSink final : public deploy::StatusSink {
     auto it = latest_.find(key);
     if (it == latest_.end()) return std::nullopt;
     return it->second;
+  }
+  // An image pre-pull's status: published like a pod's, on its own status topic.
+  void objectStatus(const std::string& key, const std::string& statusJson) override {
+    enqueue("objectstatus", key, statusJson);
   }
   void nodeStatus(const std::string& statusJson) override {
     if (labels_.empty()) return enqueue("nodestatus", nodeKey_, statusJson, -1);
@@ -374,7 +388,9 @@ core::Status DeployModule::start() {
       m.ctx.bus.subscribe(metadb::kKeysChanged, m.loop, [this](const metadb::KeysChanged& ev) {
         std::vector<std::string> keys;
         for (const auto& k : ev.keys) {
-          if (k.type == "pod" || k.type == "configmap" || k.type == "secret") keys.push_back(k.key);
+          if (k.type == "pod" || k.type == "configmap" || k.type == "secret" ||
+              k.type == "imageprepull")
+            keys.push_back(k.key);
         }
         if (!keys.empty()) impl_->reconciler->onDesiredChanged(std::move(keys));
       });

@@ -17,6 +17,7 @@
 
 #include "garbage_collector.h"
 #include "host_paths.h"
+#include "image_prepull.h"
 #include "image_puller.h"
 #include "labels.h"
 #include "pod_events.h"
@@ -48,6 +49,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         events_(loop_.clock(), metrics),
         images_(runtime_, events_, log_, {config_.pullBackoffInitial, config_.pullBackoffMax},
                 stats_.imagesPulled),
+        prepulls_(runtime_, images_, events_, sink_, log_),
         gc_(runtime_, paths_, config_.cgroupParent, log_, stats_, statuses_),
         ctx_{.runtime = runtime_,
              .desired = desired_,
@@ -129,9 +131,13 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       if (self->stopped_) return;
       std::set<std::string> pods;
       bool refs = false;
+      bool prepulls = false;
       for (const auto& k : keys) {
         if (k.find("/pod/") != std::string::npos) {
           pods.insert(k);
+        } else if (k.find("/imageprepull/") != std::string::npos) {
+          self->prepulls_.apply(k, self->desired_.getPod(k));
+          prepulls = true;
         } else {
           refs = true;  // a configmap or secret: re-project every pod that uses it
         }
@@ -143,6 +149,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
         }
       }
       for (const auto& k : pods) self->syncOne(k);
+      if (prepulls) self->prepulls_.run(self->loop_.clock().now());
     });
   }
 
@@ -192,6 +199,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     for (auto& [key, w] : workers_) {
       if (!seen.count(key)) w.spec.reset(), w.invalid.clear();
     }
+    prepulls_.applyAll(desired_.listObjects(kImagePrePullType));
   }
 
   void loadDesired(const std::string& key) { applyDesired(key, desired_.getPod(key)); }
@@ -292,6 +300,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     gc_.removeDeferred();
     collectOrphans(*observed);
     statuses_.prune(*observed);
+    prepulls_.run(loop_.clock().now());
     copyStats();
     if (syncHistogram_) {
       syncHistogram_->observe(std::chrono::duration<double>(loop_.clock().now() - started).count());
@@ -571,6 +580,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   StatusCache statuses_;
   PodEvents events_;
   ImagePuller images_;
+  ImagePrePulls prepulls_;
   GarbageCollector gc_;
   WorkerContext ctx_;
   core::Histogram* syncHistogram_ = nullptr;

@@ -32,6 +32,14 @@ class MemoryDesired final : public deploy::DesiredPods {
     }
     return out;
   }
+  std::vector<deploy::PodRecord> listObjects(const std::string& type) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<deploy::PodRecord> out;
+    for (const auto& [k, v] : objects_) {
+      if (k.find("/" + type + "/") != std::string::npos) out.push_back({k, v});
+    }
+    return out;
+  }
   std::optional<std::string> getObject(const std::string& key) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = objects_.find(key);
@@ -78,6 +86,22 @@ class MemorySink final : public deploy::StatusSink {
   std::vector<std::string> terminated() {
     std::lock_guard<std::mutex> lock(mu_);
     return terminated_;
+  }
+  void objectStatus(const std::string& key, const std::string& json) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    objects_[key] = nlohmann::json::parse(json);
+    objectReports_[key].push_back(objects_[key]);
+  }
+  // The last status of another object (an image pre-pull), or null.
+  nlohmann::json object(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(key);
+    return it == objects_.end() ? nlohmann::json() : it->second;
+  }
+  // Every status of another object, in order.
+  std::vector<nlohmann::json> objectReports(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return objectReports_[key];
   }
   void nodeStatus(const std::string& json) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -143,6 +167,8 @@ class MemorySink final : public deploy::StatusSink {
   std::mutex mu_;
   std::map<std::string, nlohmann::json> pods_;
   std::map<std::string, int> reports_;
+  std::map<std::string, nlohmann::json> objects_;
+  std::map<std::string, std::vector<nlohmann::json>> objectReports_;
   std::vector<std::string> removed_;
   std::vector<std::string> terminated_;
   nlohmann::json node_;

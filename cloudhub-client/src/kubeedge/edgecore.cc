@@ -327,6 +327,13 @@ void EdgeCore::sendNodeStatus(const std::string& payload, SendDone done) {
 void EdgeCore::sendRow(const metadb::OutboxEntry& e, SendDone done) {
   if (e.kind == "podstatus") return sendPodPatch(e, std::move(done));
   if (e.kind == "poddelete") return sendPodDelete(e, std::move(done));
+  if (e.kind == "objectstatus") {
+    // An image pre-pull's status (docs/rollouts.md): an object of the MQTT scheme, none of
+    // KubeEdge's; CloudCore has nothing to patch.
+    log_.debug("status of ", e.key, " is not sent to CloudCore; dropped");
+    if (done) done(core::okStatus());
+    return;
+  }
   if (e.kind == "nodestatus") {
     lastNodeStatus_ = e.payload;
     if (!registered_) {

@@ -21,7 +21,8 @@ constexpr std::string_view kOriginNode = "mqtt:node";
 // Kinds of outbox rows that are the latest state of an object: published retained on its status
 // topic.
 bool isStatusKind(std::string_view kind) {
-  return kind == "podstatus" || kind == "nodestatus" || kind == "devicestatus";
+  return kind == "podstatus" || kind == "nodestatus" || kind == "devicestatus" ||
+         kind == "objectstatus";
 }
 
 }  // namespace

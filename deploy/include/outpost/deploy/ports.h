@@ -31,6 +31,11 @@ class DesiredPods {
     if (!json) return std::nullopt;
     return PodRecord{key, std::move(*json)};
   }
+  // Every desired object of `type` (e.g. "imageprepull"), with its stored version.
+  virtual std::vector<PodRecord> listObjects(const std::string& type) {
+    (void)type;
+    return {};
+  }
   // False while the desired set is known to be incomplete: the store was recovered empty and the
   // cloud has not yet sent the whole set again. Pods with our labels that no desired pod names are
   // then kept running rather than removed as garbage (they may well still be wanted).
@@ -57,6 +62,12 @@ class StatusSink {
   virtual void podTerminated(const std::string& key, const std::string& uid) {
     (void)key;
     (void)uid;
+  }
+  // The status JSON of another desired object deploy acts on (an `imageprepull`, docs/rollouts.md),
+  // at `key` ("<ns>/<type>/<name>").
+  virtual void objectStatus(const std::string& key, const std::string& statusJson) {
+    (void)key;
+    (void)statusJson;
   }
   // The Kubernetes NodeStatus JSON of this node.
   virtual void nodeStatus(const std::string& statusJson) = 0;
