@@ -21,6 +21,13 @@ class MqttFleetView::Impl {
         name(std::move(rollout)),
         stem(opts.prefix + "/"),
         rolloutStem(opts.prefix + "/rollouts/" + name + "/") {}
+  // The watcher first: its callbacks use the maps below, which go before it would.
+  ~Impl() {
+    client.reset();
+    publisher.reset();
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   core::Status start() {
     auto pub = cloudhub::DesiredPublisher::connect(opts);
