@@ -45,7 +45,8 @@ Status BatchWriter::prepareAll() {
     const char* text;
   };
   const Entry entries[] = {
-      {&resourceVersion_, "SELECT version, deleted_ms IS NOT NULL FROM resources WHERE key = ?1"},
+      {&resourceVersion_,
+       "SELECT version, deleted_ms IS NOT NULL, origin FROM resources WHERE key = ?1"},
       {&resourceUpsert_,
        "INSERT INTO resources (key, namespace, type, name, uid, version, object, origin, "
        "updated_ms)"
@@ -155,6 +156,7 @@ Status BatchWriter::applyChange(const ResourceChange& c, int64_t nowMs, BatchEff
 
   std::optional<int64_t> stored;
   bool tombstone = false;
+  std::string storedOrigin;
   {
     sql::Use q(resourceVersion_);
     q->bind(1, c.key);
@@ -162,11 +164,16 @@ Status BatchWriter::applyChange(const ResourceChange& c, int64_t nowMs, BatchEff
     if (row) {
       stored = q->int64(0);
       tombstone = q->int64(1) != 0;
+      storedOrigin = q->text(2);
     }
   }
 
-  // A delete at the stored version deletes that very object; an older one is stale.
-  if (stored && version && *version < *stored) {
+  // A delete at the stored version deletes that very object; an older one is stale. A delete
+  // without a version withdraws its origin's copy: an object another origin sent (a group's, newer
+  // than the node's own) stays.
+  if ((stored && version && *version < *stored) ||
+      (!version && stored && !tombstone && !c.origin.empty() && !storedOrigin.empty() &&
+       storedOrigin != c.origin)) {
     out.result.changes.push_back(ApplyOutcome::kStale);
     return core::okStatus();
   }

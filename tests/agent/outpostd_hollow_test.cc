@@ -62,6 +62,7 @@ TEST_CASE(
   Mosquitto broker;
   MqttTestClient cloud(broker.uri());
   cloud.subscribe("outpost/v1/nodes/edge-h/status/#");
+  cloud.subscribe("outpost/v1/nodes/edge-h/desired/#");
   std::string config = writeConfig(dir, broker.uri(), "hollow://?start_latency=300ms");
   Child agent({outpostd(), "--config", config});
 
@@ -124,6 +125,51 @@ spec:
     return pullReason(retainedContent(cloud, statusTopic + "default/pod/nopull"))
                .find("staged by its tag pull-fails") != std::string::npos;
   }));
+
+  // Each pod status carries the outpost object (docs/rollouts.md): the stored version it describes
+  // (the one the desired topic carries) and its health.
+  auto desiredVersion = [&](const std::string& key) {
+    auto got = cloud.messagesOn("outpost/v1/nodes/edge-h/desired/" + key);
+    if (got.empty()) return std::string();
+    json env = json::parse(got.back().payload, nullptr, false);
+    return env.is_object() ? env["header"].value("resourceversion", "") : std::string();
+  };
+  json outpost;
+  CHECK(waitFor([&] {
+    outpost = retainedContent(cloud, statusTopic + "default/pod/web").value("outpost", json());
+    return outpost.is_object() && outpost.value("health", "") == "healthy";
+  }));
+  CHECK(!desiredVersion("default/pod/web").empty());
+  CHECK(outpost["desiredVersion"] == desiredVersion("default/pod/web"));
+  CHECK(outpost.contains("healthySince"));
+  CHECK(waitFor([&] {
+    outpost = retainedContent(cloud, statusTopic + "default/pod/nopull").value("outpost", json());
+    return outpost.is_object() && outpost.value("health", "") == "unhealthy";
+  }));
+  CHECK((outpost["reason"] == "ErrImagePull" || outpost["reason"] == "ImagePullBackOff"));
+  CHECK(outpost["desiredVersion"] == desiredVersion("default/pod/nopull"));
+
+  // An image pre-pull: each image reported on the object's own status topic.
+  writeFile(dir / "prepull.yaml", R"(apiVersion: outpost.io/v1
+kind: ImagePrePull
+metadata: {name: wave1}
+spec:
+  images: ["nginx:1.27", "registry.example/app:pull-fails"]
+)");
+  ctl(config, {"apply", "-f", (dir / "prepull.yaml").string()}, &rc);
+  REQUIRE(rc == 0);
+  json prepull;
+  CHECK(waitFor([&] {
+    prepull = retainedContent(cloud, statusTopic + "default/imageprepull/wave1");
+    return prepull.is_object() && prepull["images"].size() == 2 &&
+           prepull["images"][1].value("state", "") == "failed";
+  }));
+  CHECK(prepull["observedVersion"] == desiredVersion("default/imageprepull/wave1"));
+  CHECK(prepull["images"][0]["image"] == "nginx:1.27");
+  CHECK(prepull["images"][0]["state"] == "present");
+  CHECK(prepull["images"][1]["reason"] == "ErrImagePull");
+  CHECK(prepull["images"][1]["message"].get<std::string>().find("staged by its tag pull-fails") !=
+        std::string::npos);
 
   // The node status carries the hollow label and names the runtime.
   json node;

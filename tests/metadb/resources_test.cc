@@ -278,3 +278,38 @@ TEST_CASE("tombstones are forgotten after the retention, measured on the store's
   CHECK(f.writeOk(WriteBatch().apply(upsert("default/pod/web", "5"))).changes ==
         std::vector{ApplyOutcome::kApplied});
 }
+
+TEST_CASE(
+    "a delete without a version withdraws only its origin's copy: a newer object of another "
+    "origin (a group's over the node's own) stays") {
+  StoreFixture f;
+  f.open();
+  auto from = [](ResourceChange c, const std::string& origin) {
+    c.origin = origin;
+    return c;
+  };
+  auto withdraw = [&](const std::string& key, const std::string& origin) {
+    return from(remove(key, ""), origin);
+  };
+  // The node's own copy (a rollout's wave), then the group's newer one: the group's wins.
+  f.writeOk(WriteBatch().apply(from(upsert("default/pod/web", "5", R"({"v":5})"), "mqtt:node")));
+  f.writeOk(WriteBatch().apply(from(upsert("default/pod/web", "7", R"({"v":7})"), "mqtt:group:g")));
+  // The node's copy withdrawn (its retained message cleared): the group's object stays.
+  auto r = f.writeOk(WriteBatch().apply(withdraw("default/pod/web", "mqtt:node")));
+  CHECK(r.changes == std::vector{ApplyOutcome::kStale});
+  auto got = f.reader()->get("default/pod/web");
+  REQUIRE(got->has_value());
+  CHECK((*got)->object == R"({"v":7})");
+  CHECK((*got)->origin == "mqtt:group:g");
+
+  // Withdrawn by the origin it came from, it goes.
+  r = f.writeOk(WriteBatch().apply(withdraw("default/pod/web", "mqtt:group:g")));
+  CHECK(r.changes == std::vector{ApplyOutcome::kDeleted});
+  CHECK_FALSE(f.reader()->get("default/pod/web")->has_value());
+
+  // The node's own object withdrawn by the node: gone, as before.
+  f.writeOk(WriteBatch().apply(from(upsert("default/pod/db", "3"), "mqtt:node")));
+  r = f.writeOk(WriteBatch().apply(withdraw("default/pod/db", "mqtt:node")));
+  CHECK(r.changes == std::vector{ApplyOutcome::kDeleted});
+  CHECK_FALSE(f.reader()->get("default/pod/db")->has_value());
+}

@@ -57,8 +57,11 @@ struct Resource {
 struct ResourceChange {
   enum class Kind { kUpsert, kDelete };
   Kind kind = Kind::kUpsert;
-  std::string key;      // "<ns>/<type>/<name>"
-  std::string version;  // decimal, as KubeEdge sends it; may be empty only for a delete
+  std::string key;  // "<ns>/<type>/<name>"
+  // Decimal, as KubeEdge sends it; may be empty only for a delete. A delete without a version
+  // (an MQTT scope's retained object cleared) deletes the stored object only when it came from the
+  // same origin: kStale when another origin's object is stored.
+  std::string version;
   std::string uid;
   std::string object;  // JSON; ignored for a delete
   std::string origin;
