@@ -43,13 +43,19 @@ class Watch {
     auto all = client_.messagesOn(topic);
     return all.empty() ? std::string() : all.back().payload;
   }
-  // Distinct objects (not deletions) published to the node's own scope for `key`.
-  size_t nodeScopePublishes(const std::string& node, const std::string& key) const {
+  // Distinct objects (not deletions) with `image` published to the node's own scope for `key`.
+  size_t nodeScopePublishes(const std::string& node, const std::string& key,
+                            const std::string& image) const {
     std::set<std::string> versions;
     for (const auto& m : client_.messagesOn("outpost/v1/nodes/" + node + "/desired/" + key)) {
       if (m.payload.empty()) continue;
       json env = json::parse(m.payload, nullptr, false);
-      if (env.is_object()) versions.insert(env["header"].value("resourceversion", ""));
+      if (!env.is_object()) continue;
+      json c = env["content"].is_string()
+                   ? json::parse(env["content"].get<std::string>(), nullptr, false)
+                   : env["content"];
+      if (c.is_object() && c["spec"]["containers"][0].value("image", "") == image)
+        versions.insert(env["header"].value("resourceversion", ""));
     }
     return versions.size();
   }
@@ -229,7 +235,7 @@ TEST_CASE(
   CHECK(st["phase"] == "Succeeded");
   std::string v3 = env.watch->groupVersion(kPodKey);
   for (size_t i = 0; i < kNodes; ++i) {
-    CHECK_MESSAGE(env.watch->nodeScopePublishes(env.fleet->name(i), kPodKey) == 1,
+    CHECK_MESSAGE(env.watch->nodeScopePublishes(env.fleet->name(i), kPodKey, "web:3") == 1,
                   env.fleet->name(i));
   }
   CHECK(waitFor([&] { return env.healthyOn(v3, "web:3") == kNodes; }, 60s));
@@ -246,7 +252,7 @@ TEST_CASE(
   REQUIRE(st["nodes"].size() == kNodes);
   CHECK(st["nodes"][0]["state"] == "failed");
   CHECK(st["nodes"][0]["message"].get<std::string>().find("not switched") != std::string::npos);
-  CHECK(env.watch->nodeScopePublishes(env.fleet->name(0), kPodKey) == 1);  // only v3's
+  CHECK(env.watch->nodeScopePublishes(env.fleet->name(0), kPodKey, "web:pull-fails") == 0);
   CHECK(env.healthyOn(v3, "web:3") == kNodes);
 
   // 5. A node offline during its wave: waited for, then left behind (onOffline: continue).

@@ -136,7 +136,11 @@ TEST_CASE("a version that crashes: the rollout stops at the canary, rolls it bac
   CHECK(noNodeLeftovers(f));
   for (const auto& [name, n] : f.fleet) {
     CHECK(f.publishes["node:" + name] == (name == "node-00" ? 1 : 0));
-    CHECK(f.pod(name, "default/pod/web")->health == "healthy");  // the old version again
+    // The group's object (the old version) again, everywhere.
+    auto pod = f.pod(name, "default/pod/web");
+    REQUIRE_MESSAGE(pod.has_value(), name);
+    CHECK(pod->health == "healthy");
+    CHECK(f.stored[name]["default/pod/web"].second == "group:fleet");
   }
   json group = json::parse(*f.groupObject("fleet", "default/pod/web"));
   CHECK(group["spec"]["containers"][0]["image"] == "web:1");

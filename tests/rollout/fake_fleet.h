@@ -27,6 +27,10 @@ class FakeFleet final : public agent::rollout::FleetView {
   std::map<std::string, std::map<std::string, std::pair<std::string, std::string>>> desired;
   std::map<std::string, agent::rollout::PodReport> pods;          // node|key
   std::map<std::string, agent::rollout::PrePullReport> prePulls;  // node|key
+  // What each node stores per key: its version and the scope it came from ("node" or "group:<g>"),
+  // by the store's rules: versions only move forward; clearing a scope's copy removes it only when
+  // the stored object came from that scope (an older copy of another scope never comes back).
+  std::map<std::string, std::map<std::string, std::pair<int64_t, std::string>>> stored;
   std::map<std::string, int> publishes;  // "node:<n>" -> objects published to it (not pre-pulls)
   std::string savedState;
   int saves = 0;
@@ -59,33 +63,26 @@ class FakeFleet final : public agent::rollout::FleetView {
           prePulls[name + "|" + key] = r;
         }
       }
-      for (const auto& [scope, objs] : desired) {
-        if (scope.rfind("group:", 0) != 0) continue;
-        if (n.labels.count(agent::rollout::groupLabel(scope.substr(6))) == 0) continue;
-        for (const auto& [key, obj] : objs) {
-          if (key.find("/pod/") != std::string::npos) report(name, n, key);
-        }
-      }
-      for (const auto& [key, obj] : mine) {
+      for (const auto& [key, row] : stored[name]) {
         if (key.find("/pod/") != std::string::npos) report(name, n, key);
+      }
+      for (auto it = pods.begin(); it != pods.end();) {
+        // A pod no longer stored is gone: no status (the node clears it).
+        bool mineNode = it->first.rfind(name + "|", 0) == 0;
+        if (mineNode && stored[name].count(it->first.substr(name.size() + 1)) == 0) {
+          it = pods.erase(it);
+        } else {
+          ++it;
+        }
       }
     }
   }
 
-  // The version of `key` the node runs or holds (node scope wins when newer).
+  // The version of `key` the node runs or holds.
   std::string effective(const std::string& node, const std::string& key) {
-    std::string v;
-    auto nodeIt = desired["node:" + node].find(key);
-    if (nodeIt != desired["node:" + node].end()) v = nodeIt->second.first;
-    for (const auto& [scope, objs] : desired) {
-      if (scope.rfind("group:", 0) != 0 ||
-          fleet[node].labels.count(agent::rollout::groupLabel(scope.substr(6))) == 0)
-        continue;
-      auto it = objs.find(key);
-      if (it != objs.end() && std::stoll(it->second.first) > (v.empty() ? 0 : std::stoll(v)))
-        v = it->second.first;
-    }
-    return v;
+    auto& rows = stored[node];
+    auto it = rows.find(key);
+    return it == rows.end() ? std::string() : std::to_string(it->second.first);
   }
 
   std::vector<agent::rollout::NodeInfo> nodes() override {
@@ -134,6 +131,13 @@ class FakeFleet final : public agent::rollout::FleetView {
       std::string v = std::to_string(++version);
       desired[s][o.key] = {v, o.json};
       out[o.key] = v;
+      for (auto& [name, n] : fleet) {
+        bool reaches = scope.group ? n.labels.count(agent::rollout::groupLabel(scope.name)) > 0
+                                   : name == scope.name;
+        if (!reaches) continue;
+        auto& row = stored[name][o.key];
+        if (version > row.first) row = {version, scope.group ? "group:" + scope.name : "node"};
+      }
       if (o.key.find("/imageprepull/") == std::string::npos) ++publishes[s];
     }
     return out;
@@ -142,7 +146,15 @@ class FakeFleet final : public agent::rollout::FleetView {
                         const std::vector<std::string>& keys) override {
     if (failPublish) return core::unavailable("broker away");
     std::string s = (scope.group ? "group:" : "node:") + scope.name;
-    for (const auto& k : keys) desired[s].erase(k);
+    for (const auto& k : keys) {
+      desired[s].erase(k);
+      for (auto& [name, rows] : stored) {
+        auto it = rows.find(k);
+        if (it != rows.end() && it->second.second == (scope.group ? s : "node") &&
+            (scope.group || name == scope.name))
+          rows.erase(it);
+      }
+    }
     return core::okStatus();
   }
   core::Status saveState(const std::string&, const std::string& json) override {

@@ -363,6 +363,26 @@ bool Controller::checkFailures() {
 
 void Controller::rollBack(int64_t now) {
   std::string pp = prePullKey(state_.spec);
+  // A node never goes back to an older version of a key: the group's objects are published again
+  // (the same content, a newer version) before any node's own copy is cleared, so each switched
+  // node then holds the group's (docs/mqtt-link.md, "Objects whose key is in both scopes").
+  bool switched = std::any_of(state_.nodes.begin(), state_.nodes.end(),
+                              [](const NodeRecord& n) { return !n.versions.empty(); });
+  if (switched && !groupRestored_ && !state_.spec.target.group.empty()) {
+    std::vector<Object> current;
+    for (const auto& o : state_.spec.objects) {
+      if (auto g = fleet_.groupObject(state_.spec.target.group, o.key))
+        current.push_back({o.key, *g});
+    }
+    if (!current.empty()) {
+      auto r = fleet_.publish({true, state_.spec.target.group}, current);
+      if (!r.isOk()) {
+        lastError_ = r.status();
+        return;
+      }
+    }
+    groupRestored_ = true;
+  }
   for (auto& n : state_.nodes) {
     if (!lastError_.isOk()) return;
     if (n.versions.empty() && n.prePullVersion.empty()) continue;

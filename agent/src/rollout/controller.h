@@ -59,6 +59,7 @@ class Controller {
   RolloutState state_;
   std::string saved_;
   core::Status lastError_;
+  bool groupRestored_ = false;  // the group's objects published again for a roll back
 };
 
 }  // namespace outpost::agent::rollout
