@@ -449,3 +449,15 @@ TEST_CASE(
   CHECK(f.publishes["node:node-00"] == 1);
   CHECK(f.publishes["node:node-02"] == 1);
 }
+
+TEST_CASE("an unhealthy report that does not last (a step the node retries) fails no node") {
+  FakeFleet f;
+  f.addNodes(3);
+  seedGroup(f);
+  f.fleet["node-01"].unhealthyOnce = 3;  // three passes, about 3 s
+  int64_t now = 1'000'000;
+  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"), f, now).value());
+  run(c, f, now);
+  CHECK(c.state().phase == Phase::kSucceeded);
+  CHECK(nodesIn(c.state(), NodeState::kHealthy) == 3);
+}

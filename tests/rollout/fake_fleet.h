@@ -21,6 +21,7 @@ class FakeFleet final : public agent::rollout::FleetView {
     bool held = false;       // updates wait for a maintenance window
     bool unhealthy = false;  // whatever runs crashes
     bool silent = false;     // reports nothing new (a node that is slow)
+    int unhealthyOnce = 0;   // the next reports of a new version say unhealthy (a retried step)
   };
   std::map<std::string, Node> fleet;
   // scope ("node:<n>" or "group:<g>") -> key -> {version, json}
@@ -183,6 +184,10 @@ class FakeFleet final : public agent::rollout::FleetView {
     }
     r.desiredVersion = runs;
     bool crashes = n.unhealthy && !nodeVersion.empty() && runs == nodeVersion;
+    if (!crashes && n.unhealthyOnce > 0 && !nodeVersion.empty() && runs == nodeVersion) {
+      --fleet[name].unhealthyOnce;
+      crashes = true;
+    }
     r.health = crashes ? "unhealthy" : "healthy";
     if (crashes) {
       r.reason = "CrashLoopBackOff";

@@ -265,7 +265,7 @@ void Controller::observe(NodeRecord& n, int64_t now) {
     return;
   }
   // Updating or held: the node's pod reports decide.
-  bool allHealthy = true;
+  bool allHealthy = true, sawUnhealthy = false;
   for (const auto& o : state_.spec.objects) {
     if (!isPod(o.key)) continue;
     auto version = n.versions.find(o.key);
@@ -286,12 +286,22 @@ void Controller::observe(NodeRecord& n, int64_t now) {
       continue;
     }
     if (r->health == "unhealthy") {
-      setNode(n, NodeState::kFailed, now, r->reason.empty() ? "Unhealthy" : r->reason,
-              o.key + ": " + r->message);
-      return;
+      // Only a report that stands fails the node: a step the node retries (a container the
+      // runtime refused once) may say unhealthy for one pass.
+      auto since = unhealthySince_.emplace(n.name, now).first->second;
+      if (now - since >= kUnhealthyConfirmMs) {
+        unhealthySince_.erase(n.name);
+        setNode(n, NodeState::kFailed, now, r->reason.empty() ? "Unhealthy" : r->reason,
+                o.key + ": " + r->message);
+        return;
+      }
+      allHealthy = false;
+      sawUnhealthy = true;
+      continue;
     }
     allHealthy = allHealthy && r->health == "healthy";
   }
+  if (!sawUnhealthy) unhealthySince_.erase(n.name);
   if (allHealthy) {
     setNode(n, NodeState::kHealthy, now);
     return;

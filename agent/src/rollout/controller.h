@@ -6,6 +6,7 @@
 // No broker and no clock of its own: time is given to each call (unix milliseconds).
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "outpost/core/status.h"
@@ -60,6 +61,9 @@ class Controller {
   std::string saved_;
   core::Status lastError_;
   bool groupRestored_ = false;  // the group's objects published again for a roll back
+  // Nodes whose pods report unhealthy, since when: a node fails once that lasted this long.
+  static constexpr int64_t kUnhealthyConfirmMs = 5000;
+  std::map<std::string, int64_t> unhealthySince_;
 };
 
 }  // namespace outpost::agent::rollout
