@@ -62,6 +62,14 @@ class Watch {
   json state(const std::string& rollout) const {
     return json::parse(last("outpost/v1/rollouts/" + rollout + "/state"), nullptr, false);
   }
+  std::string groupImage(const std::string& key) const {
+    json env = json::parse(last("outpost/v1/groups/fleet/desired/" + key), nullptr, false);
+    if (!env.is_object()) return "";
+    json c = env["content"].is_string()
+                 ? json::parse(env["content"].get<std::string>(), nullptr, false)
+                 : env["content"];
+    return c.is_object() ? c["spec"]["containers"][0].value("image", "") : "";
+  }
   std::string groupVersion(const std::string& key) const {
     json env = json::parse(last("outpost/v1/groups/fleet/desired/" + key), nullptr, false);
     return env.is_object() ? env["header"].value("resourceversion", "") : "";
@@ -198,8 +206,10 @@ TEST_CASE(
   REQUIRE(env.ctl({"rollout", "status", "bad"}, &out, &err) == 0);
   CHECK(out.find("FailureThreshold: wave 0 (canary): 1 of 1 nodes failed") != std::string::npos);
   CHECK(out.find("CrashLoopBackOff") != std::string::npos);
-  CHECK(env.watch->groupVersion(kPodKey) == v2);
-  bool backOnV2 = waitFor([&] { return env.healthyOn(v2, "web:2") == kNodes; }, 60s);
+  // The group's web:2 again, published anew so that the canary goes back to it.
+  std::string back = env.watch->groupVersion(kPodKey);
+  CHECK(env.watch->groupImage(kPodKey) == "web:2");
+  bool backOnV2 = waitFor([&] { return env.healthyOn(back, "web:2") == kNodes; }, 60s);
   INFO(env.describe());
   CHECK(backOnV2);
   CHECK(env.watch->leftovers(*env.fleet, kPodKey) == 0);

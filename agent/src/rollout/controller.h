@@ -62,7 +62,7 @@ class Controller {
   core::Status lastError_;
   bool groupRestored_ = false;  // the group's objects published again for a roll back
   // Nodes whose pods report unhealthy, since when: a node fails once that lasted this long.
-  static constexpr int64_t kUnhealthyConfirmMs = 5000;
+  static constexpr int64_t kUnhealthyConfirmMs = 15000;
   std::map<std::string, int64_t> unhealthySince_;
 };
 
