@@ -19,7 +19,7 @@
 //      (/v1/status outbox.rows), the broker's peak message rate ($SYS), and each node's retained
 //      statuses (a fresh subscriber) equal to what the node itself holds.
 // Agents are children of this process and die with it (PR_SET_PDEATHSIG).
-//   outpost_bench_fleet [--nodes 1000] [--batch 50] [--pods 10] [--settle 20] [--idle 120]
+//   outpost_bench_fleet [--nodes 1000] [--batch 50] [--pods 10] [--settle 20] [--idle 600]
 //                       [--down 30] [--outage 120] [--reconnect-cap 60s] [--out file.json]
 
 #include <mqtt/async_client.h>
@@ -68,7 +68,7 @@ struct Params {
   size_t batch = 50;
   size_t pods = 10;
   int settle = 20;
-  int idle = 180;
+  int idle = 600;  // two periods of runtime.node_status_interval (5 min)
   int down = 30;
   int outage = 120;
   std::string reconnectCap = "60s";

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "holds_api.h"
 #include "modules.h"
 #include "outpost/agent/api_server.h"
 #include "outpost/core/bus.h"
@@ -69,6 +70,7 @@ class Agent::Impl {
         cloud_(context(), store_),
         deploy_(context(), store_, cloud_),
         twin_(context(), store_),
+        upgrade_(context(), store_, cloud_, config_.runtime.enabled ? &deploy_ : nullptr),
         started_(clock.now()) {
     routes_.start();
     registerProcessMetrics(metrics_);
@@ -86,6 +88,7 @@ class Agent::Impl {
     if (config_.runtime.enabled) lifecycle_.add(deploy_);
     if (config_.device.enabled) lifecycle_.add(twin_);
     lifecycle_.add(cloud_);
+    lifecycle_.add(upgrade_);  // last: its health check asks the link and deploy
   }
 
   Context context() { return Context{config_, logging_, clock_, bus_, metrics_, routes_}; }
@@ -105,6 +108,9 @@ class Agent::Impl {
     api_.route("GET", "/v1/status", Listener::kUnix, [this](const ApiRequest&) {
       nlohmann::json j = nlohmann::json::parse(statusJson());
       addStoreStatus(j);
+      if (config_.runtime.enabled) {
+        if (auto h = holdsJson(deploy_); !h.is_null()) j["holds"] = std::move(h);
+      }
       return ApiResponse{200, "application/json", j.dump()};
     });
     api_.route("GET", "/v1/resources", Listener::kUnix,
@@ -113,6 +119,12 @@ class Agent::Impl {
                [this](const ApiRequest& req) { return podRuntime(req); });
     api_.route("GET", "/v1/twins", Listener::kUnix,
                [this](const ApiRequest& req) { return twins(req); });
+    api_.route("GET", "/v1/holds", Listener::kUnix,
+               [this](const ApiRequest&) { return getHolds(deploy_); });
+    api_.route("POST", "/v1/holds", Listener::kUnix,
+               [this](const ApiRequest& req) { return postHold(deploy_, req); });
+    api_.route("POST", "/v1/holds/release", Listener::kUnix,
+               [this](const ApiRequest& req) { return postRelease(deploy_, req); });
   }
 
   static std::string rfc3339(core::WallTime t) {
@@ -359,6 +371,7 @@ class Agent::Impl {
   CloudModule cloud_;
   DeployModule deploy_;
   TwinModule twin_;
+  UpgradeModule upgrade_;
   metadb::StoreReaderPtr apiReader_;  // used on the API thread only
   core::MonoTime started_;
 };

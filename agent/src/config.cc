@@ -17,6 +17,7 @@
 #include "config_checks.h"
 #include "outpost/core/log.h"
 #include "outpost/deploy/hollow_runtime.h"
+#include "outpost/deploy/maintenance.h"
 #include "outpost/validation/validation.h"
 
 extern char** environ;
@@ -136,14 +137,15 @@ Field boolField(std::string path, bool& target) {
 }
 
 // A list: YAML sequence of scalars, or in the environment a comma-separated string.
-Field listField(std::string path, std::vector<std::string>& target) {
+// In the environment the items are separated by `separator`.
+Field listField(std::string path, std::vector<std::string>& target, char separator = ',') {
   Field f;
   f.path = std::move(path);
-  f.fromText = [&target](const std::string& text) -> Error {
+  f.fromText = [&target, separator](const std::string& text) -> Error {
     target.clear();
     std::stringstream ss(text);
     std::string item;
-    while (std::getline(ss, item, ',')) {
+    while (std::getline(ss, item, separator)) {
       item = trim(item);
       if (!item.empty()) target.push_back(item);
     }
@@ -207,6 +209,8 @@ std::vector<Field> schema(Config& c) {
       listField("node.groups", c.node.groups),
       stringField("node.state_dir", c.node.stateDir),
       listField("node.host_path_allow", c.node.hostPathAllow),
+      // A window has commas of its own ("Mon,Wed 01:00-03:00").
+      listField("node.maintenance_windows", c.node.maintenanceWindows, ';'),
       stringField("log.level", c.log.level),
       stringField("cloud.transport", c.cloud.transport),
       durationField("cloud.heartbeat", c.cloud.heartbeat),
@@ -257,6 +261,10 @@ std::vector<Field> schema(Config& c) {
       intField("api.max_connections", c.api.maxConnections),
       durationField("api.idle_timeout", c.api.idleTimeout),
       durationField("api.header_timeout", c.api.headerTimeout),
+      listField("upgrade.trusted_keys", c.upgrade.trustedKeys),
+      durationField("upgrade.health_timeout", c.upgrade.healthTimeout),
+      intField("upgrade.max_package_bytes", c.upgrade.maxPackageBytes),
+      stringField("upgrade.ca", c.upgrade.ca),
   };
 }
 
@@ -349,6 +357,11 @@ void validate(const Config& c, ConfigErrors& errs) {
       add("node.host_path_allow",
           "\"" + validation::printable(p) + "\" is not an absolute path without '..'");
   }
+  for (size_t i = 0; i < c.node.maintenanceWindows.size(); ++i) {
+    if (auto w = deploy::parseMaintenanceWindow(c.node.maintenanceWindows[i]); !w.isOk())
+      add("node.maintenance_windows[" + std::to_string(i) + "]",
+          validation::printable(w.status().message(), 200));
+  }
   if (!core::parseLogLevel(c.log.level))
     add("log.level", "must be one of trace, debug, info, warn, error, critical, off");
   if (c.cloud.transport != "mqtt" && c.cloud.transport != "websocket")
@@ -438,6 +451,7 @@ void validate(const Config& c, ConfigErrors& errs) {
               *e);
   }
   detail::validateLimits(c, errs);
+  detail::validateUpgrade(c, errs);
 }
 
 }  // namespace

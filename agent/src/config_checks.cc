@@ -17,6 +17,8 @@
 #include <regex>
 #include <vector>
 
+#include "outpost/upgrade/verify.h"
+
 namespace outpost::agent::detail {
 
 namespace {
@@ -99,6 +101,24 @@ Problem uriProblem(const std::string& uri, std::initializer_list<const char*> sc
 }
 
 // The local API's limits (docs/local-api.md, "Limits").
+void validateUpgrade(const Config& c, ConfigErrors& errs) {
+  auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
+  if (auto keys = upgrade::parseTrustedKeys(c.upgrade.trustedKeys); !keys.isOk()) {
+    // "upgrade.trusted_keys[1]: not an Ed25519 public key": the path is the message's own.
+    const std::string m = keys.status().message();
+    size_t colon = m.find(": ");
+    add(m.substr(0, colon), colon == std::string::npos ? m : m.substr(colon + 2));
+  }
+  if (c.upgrade.healthTimeout < std::chrono::seconds(5) ||
+      c.upgrade.healthTimeout > std::chrono::hours(1))
+    add("upgrade.health_timeout", "must be from 5s to 1h");
+  if (c.upgrade.maxPackageBytes < (int64_t{1} << 20) ||
+      c.upgrade.maxPackageBytes > (int64_t{4} << 30))
+    add("upgrade.max_package_bytes", "must be from 1048576 to 4294967296 (1 MiB to 4 GiB)");
+  if (!c.upgrade.ca.empty() && access(c.upgrade.ca.c_str(), R_OK) != 0)
+    add("upgrade.ca", "cannot read file \"" + c.upgrade.ca + "\"");
+}
+
 void validateLimits(const Config& c, ConfigErrors& errs) {
   auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
   if (c.api.maxConnections < 1 || c.api.maxConnections > 10000)

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ctl_hold.h"
 #include "ctl_inspect.h"
 #include "ctl_rollout.h"
 #include "manifests.h"
@@ -125,6 +126,7 @@ int printStatus(const nlohmann::json& j, const std::string& output) {
                 << st["outbox"].value("dropped", int64_t{0}) << " dropped over quota\n";
     }
   }
+  printHolds(j.value("holds", nlohmann::json()));
   std::cout << "\n";
   std::cout << std::left << std::setw(12) << "MODULE" << std::setw(10) << "STATE"
             << "DETAIL\n";
@@ -532,6 +534,30 @@ int runCtl(int argc, char** argv) {
   RolloutFlags rf;
   CLI::App* rollout = addRolloutCommand(app, rf);
 
+  HoldOptions ho;
+  auto* hold = app.add_subcommand(
+      "hold", "defer updates and deletions of running pods on this node (kept across restarts)");
+  hold->add_option("pods", ho.pods, "POD... ('<name>' or '<namespace>/<name>'; none: every pod)");
+  auto* until = hold->add_option("--until", ho.until,
+                                 "until this time: 2026-05-01T06:00:00Z (UTC) or 2026-05-01T06:00 "
+                                 "(node local time); default: until released");
+  hold->add_option("--for", ho.forDuration, "for this long: 30m, 2h, 1d12h")->excludes(until);
+  hold->footer(
+      "Examples:\n"
+      "  outpostctl hold                      no pod of this node is updated until released\n"
+      "  outpostctl hold web --for 2h         web's updates wait two hours\n"
+      "  outpostctl status                    the holds and the updates that wait\n"
+      "The desired objects are still stored and acknowledged; the running version runs on.\n" +
+      std::string(kExitCodesHelp));
+  auto* release = app.add_subcommand(
+      "release", "end holds and let the updates that wait (also for a maintenance window) go now");
+  release->add_option("pods", ho.pods, "POD... (none: every hold and every waiting update)");
+  release->footer(
+      "Examples:\n"
+      "  outpostctl release                   every hold ends, every waiting update goes now\n"
+      "  outpostctl release kiosk/web\n" +
+      std::string(kExitCodesHelp));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -543,6 +569,10 @@ int runCtl(int argc, char** argv) {
     return kExitUsage;
   }
   if (status->parsed()) return cmdStatus(g);
+  if (hold->parsed() || release->parsed()) {
+    ho.socket = socketPath(g);
+    return hold->parsed() ? cmdHold(ho) : cmdRelease(ho);
+  }
   if (apply->parsed()) return cmdApply(g, pf);
   if (del->parsed()) return cmdDelete(g, pf);
   if (rollout->parsed()) {

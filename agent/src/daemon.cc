@@ -5,12 +5,14 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/exit_codes.h"
 #include "outpost/mqttc/client.h"
+#include "outpost/upgrade/helper.h"
 #include "systemd_notify.h"
 #include "version.h"
 
@@ -48,11 +50,21 @@ int runDaemon(int argc, char** argv) {
   std::string configPath = "/etc/outpost/outpost.yaml";
   std::string logLevel;
   bool checkOnly = false;
+  upgrade::HelperOptions helper;
+  std::string helperDir;
   app.add_option("-c,--config", configPath, "configuration file")->capture_default_str();
   app.add_flag("--check-config", checkOnly,
                "validate the configuration, print every problem, and exit");
   app.add_option("--log-level", logLevel,
                  "override log.level (trace, debug, info, warn, error, critical)");
+  // The upgrade helper (docs/operations.md, "In-band upgrade"): the agent launches it; not for
+  // people to run.
+  app.add_option("--upgrade-helper", helperDir, "(internal) carry out the upgrade planned in DIR")
+      ->group("");
+  app.add_option("--upgrade-store", helper.store, "(internal) the store file the helper copies")
+      ->group("");
+  app.add_flag("--upgrade-systemd", helper.systemd, "(internal) stop and start outpost.service")
+      ->group("");
   app.set_version_flag("--version", std::string("outpostd ") + OUTPOST_VERSION);
   app.footer(
       "Exit codes: 0 stopped cleanly, 64 bad command line, 69 a module could not start,\n"
@@ -69,6 +81,16 @@ int runDaemon(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (!helperDir.empty()) {
+    helper.dir = helperDir;
+    auto outcome = upgrade::runHelper(helper);
+    if (!outcome.isOk()) {
+      std::cerr << "outpostd --upgrade-helper: " << outcome.status().message() << "\n";
+      return kExitFailure;
+    }
+    return outcome->phase == upgrade::Phase::kHealthy ? kExitOk : kExitFailure;
+  }
+
   Environment env = processEnvironment();
   if (!logLevel.empty()) env["OUTPOST_LOG_LEVEL"] = logLevel;
   LoadResult loaded = loadConfigFile(configPath, env);
@@ -83,6 +105,10 @@ int runDaemon(int argc, char** argv) {
     return kExitOk;
   }
   Config config = loaded.config;
+  // An upgrade in progress: this agent starts once its helper has put the package in place. Before
+  // the signals are blocked, so the helper's SIGTERM ends a waiting agent at once.
+  upgrade::waitForHelper(std::filesystem::path(config.node.stateDir) / "upgrade",
+                         std::chrono::minutes(10));
 
   // Signals are taken synchronously by this thread; block them before any other thread exists.
   sigset_t signals;

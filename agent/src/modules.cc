@@ -155,11 +155,34 @@ std::optional<cloudhub::CertificateState> CloudModule::certificateState() const 
 
 namespace {
 
-// Desired pods and the objects they reference, read from the store on deploy's loop.
-class StoreDesiredPods final : public deploy::DesiredPods {
+// Desired pods and the objects they reference, read from the store on deploy's loop; deploy's
+// own state (the on-site holds) in the store's key-values.
+class StoreDesiredPods final : public deploy::DesiredPods, public deploy::LocalState {
  public:
   explicit StoreDesiredPods(core::Logger log) : log_(std::move(log)) {}
   void setReader(metadb::StoreReaderPtr reader) { reader_ = std::move(reader); }
+  void setStore(metadb::Store* store, core::EventLoop* loop) {
+    store_ = store;
+    loop_ = loop;
+  }
+
+  // ---- deploy::LocalState
+  std::optional<std::string> get(const std::string& name) override {
+    auto v = reader_->getKv(name);
+    if (!v.isOk()) {
+      log_.error("reading ", name, ": ", v.status().toString());
+      return std::nullopt;
+    }
+    return *v;
+  }
+  void put(const std::string& name, const std::string& value) override {
+    metadb::WriteBatch batch;
+    batch.putKv(name, value);
+    store_->write(std::move(batch), *loop_,
+                  [log = log_, name](core::Result<metadb::WriteResult> r) {
+                    if (!r.isOk()) log.error("keeping ", name, ": ", r.status().toString());
+                  });
+  }
 
   // ---- deploy::DesiredPods
   std::vector<deploy::PodRecord> listPods() override {
@@ -226,6 +249,8 @@ class StoreDesiredPods final : public deploy::DesiredPods {
  private:
   core::Logger log_;
   metadb::StoreReaderPtr reader_;
+  metadb::Store* store_ = nullptr;
+  core::EventLoop* loop_ = nullptr;
   std::function<bool(const std::string&)> fetch_;
   std::set<std::string> waiting_;
 };
@@ -364,6 +389,7 @@ core::Status DeployModule::start() {
       return;
     }
     m.desired.setReader(std::move(r).value());
+    m.desired.setStore(m.store.store(), &m.loop);
   });
   OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
   m.sink = std::make_unique<OutboxStatusSink>(
@@ -379,10 +405,15 @@ core::Status DeployModule::start() {
   rc.nodeStatusInterval = c.runtime.nodeStatusInterval;
   rc.nodeName = c.node.name;
   rc.hostPathAllow = c.node.hostPathAllow;
+  for (const auto& w : c.node.maintenanceWindows) {
+    // The configuration's check parsed them.
+    if (auto parsed = deploy::parseMaintenanceWindow(w); parsed.isOk())
+      rc.maintenanceWindows.push_back(*parsed);
+  }
   {
     std::lock_guard lock(m.reconcilerMu);
     m.reconciler = std::make_unique<deploy::Reconciler>(m.loop, *m.runtime, m.desired, *m.sink, rc,
-                                                        m.log, &m.ctx.metrics);
+                                                        m.log, &m.ctx.metrics, &m.desired);
   }
   m.keysChanged =
       m.ctx.bus.subscribe(metadb::kKeysChanged, m.loop, [this](const metadb::KeysChanged& ev) {
@@ -447,10 +478,32 @@ std::optional<deploy::PodRuntimeInfo> DeployModule::podInfo(const std::string& k
   return impl_->reconciler->podInfo(key);
 }
 
+core::Status DeployModule::hold(std::vector<std::string> pods,
+                                std::optional<core::WallTime> until) {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return core::unavailable("deploy is not running");
+  return impl_->reconciler->hold(std::move(pods), until);
+}
+
+core::Status DeployModule::release(std::vector<std::string> pods) {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return core::unavailable("deploy is not running");
+  return impl_->reconciler->release(std::move(pods));
+}
+
+core::Result<std::pair<std::vector<deploy::PodHold>, std::vector<deploy::HeldUpdate>>>
+DeployModule::holds() {
+  std::lock_guard lock(impl_->reconcilerMu);
+  if (!impl_->reconciler) return core::unavailable("deploy is not running");
+  return impl_->reconciler->holds();
+}
+
 std::string DeployModule::describe() const {
   return std::string(impl_->coldBootDone ? "reconciling" : "cold boot") + " via " +
          impl_->ctx.config.runtime.endpoint;
 }
+
+bool DeployModule::coldBootDone() const { return impl_->coldBootDone; }
 
 bool DeployModule::alive(std::chrono::milliseconds timeout) {
   return impl_->loop.runSync([] {}, timeout);

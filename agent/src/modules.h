@@ -105,10 +105,17 @@ class DeployModule final : public Module {
   // The log directory and recent events of the pod at `key`; nullopt when deploy does not know the
   // pod (or is stopped). Any thread.
   std::optional<deploy::PodRuntimeInfo> podInfo(const std::string& key) const;
+  // On-site holds (`outpostctl hold` / `release`, docs/rollouts.md); any thread. UNAVAILABLE
+  // while deploy is stopped.
+  core::Status hold(std::vector<std::string> pods, std::optional<core::WallTime> until);
+  core::Status release(std::vector<std::string> pods);
+  core::Result<std::pair<std::vector<deploy::PodHold>, std::vector<deploy::HeldUpdate>>> holds();
   core::Status start() override;
   void stop() override;
   std::string describe() const override;
   bool alive(std::chrono::milliseconds timeout) override;
+  // The cold boot reconcile is done: the runtime answered. Any thread.
+  bool coldBootDone() const;
 
  private:
   class Impl;
@@ -127,6 +134,25 @@ class TwinModule final : public Module {
   void stop() override;
   std::string describe() const override;
   bool alive(std::chrono::milliseconds timeout) override;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The in-band agent upgrade (upgrade_module.cc). Route: the store's changes of keys of type
+// `agentupgrade` -> Upgrader::onDesired; its status goes to the outbox as kind
+// "agentupgradestatus". While an upgrade waits for this agent's proof, a check each second tells
+// the upgrader once the store is open, the runtime answered (deploy's cold boot, when the runtime
+// is enabled) and the cloud link is up.
+class UpgradeModule final : public Module {
+ public:
+  UpgradeModule(Context ctx, StoreModule& store, CloudModule& cloud, DeployModule* deploy);
+  ~UpgradeModule() override;
+  std::string name() const override { return "upgrade"; }
+  core::Status start() override;
+  void stop() override;
+  std::string describe() const override;
 
  private:
   class Impl;

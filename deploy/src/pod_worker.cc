@@ -530,6 +530,21 @@ std::string syncPod(WorkerContext& ctx, PodState& state, const Observed& all) {
                             ctx.clock.wallNow());
   if (health.recheckAt) ctx.wakeAt(state, *health.recheckAt);
   status["outpost"] = std::move(health.outpost);
+  if (state.held) {
+    // The old version runs on: the status says what waits and why.
+    const HeldUpdate& h = *state.held;
+    auto& o = status["outpost"];
+    o = {{"desiredVersion", state.version},
+         {"health", "held"},
+         {"reason", h.reason},
+         {"message", h.message}};
+    if (h.deletion) {
+      o["pendingDeletion"] = true;
+    } else {
+      o["pendingVersion"] = h.pendingVersion;
+    }
+    if (h.window && h.heldUntil) o["heldUntil"] = rfc3339(*h.heldUntil);
+  }
   return status.dump();
 }
 

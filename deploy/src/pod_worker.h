@@ -47,8 +47,17 @@ struct PodState {
   std::string key;
   std::optional<PodSpec> spec;  // nullopt: no longer desired, terminate
   std::string version;          // the stored resource version of the desired pod (docs/rollouts.md)
-  HealthTrack health;           // what the "outpost" object of its status is judged from
-  std::string invalid;          // why the desired JSON cannot be run
+  std::string specJson;         // the desired JSON `spec` was parsed from
+  // A change of the running pod that waits (a maintenance window, an on-site hold): its record
+  // (nullopt: a deletion), and why it waits.
+  struct Pending {
+    std::optional<PodRecord> record;
+    std::string version;
+  };
+  std::optional<Pending> pending;
+  std::optional<HeldUpdate> held;
+  HealthTrack health;   // what the "outpost" object of its status is judged from
+  std::string invalid;  // why the desired JSON cannot be run
   std::map<std::string, CrashBackoff> backoff;
   std::map<std::string, Probe> probes;
   RetryBackoffs pulls;    // failed pulls, by container name

@@ -20,11 +20,13 @@
 #include "image_prepull.h"
 #include "image_puller.h"
 #include "labels.h"
+#include "node_reporter.h"
 #include "pod_events.h"
 #include "pod_spec.h"
 #include "pod_status.h"
 #include "pod_stopper.h"
 #include "pod_worker.h"
+#include "update_gate.h"
 #include "volumes.h"
 
 namespace outpost::deploy {
@@ -38,7 +40,7 @@ constexpr const char* kPhases[] = {"Pending", "Running", "Succeeded", "Failed", 
 class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
  public:
   Impl(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
-       ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics)
+       ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics, LocalState* local)
       : loop_(loop),
         runtime_(runtime),
         desired_(desired),
@@ -61,7 +63,11 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
              .images = images_,
              .gc = gc_,
              .statuses = statuses_,
-             .stats = stats_} {
+             .stats = stats_},
+        local_(local),
+        gate_(config_.maintenanceWindows, log_),
+        hooks_{loop_.clock(), [this](PodState& w, const auto& rec) { applyNow(w, rec); },
+               [this](PodState& w, core::MonoTime at) { wakeAt(w, at); }} {
     if (metrics) {
       ctx_.createdCounter = &metrics->counter("outpost_deploy_containers_created_total",
                                               "Containers the reconciler created");
@@ -74,12 +80,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }
     ctx_.hostIp = hostIp();
-    node_.nodeName = config_.nodeName;
-    node_.reservedMilliCpu = config_.reservedMilliCpu;
-    node_.reservedMemoryBytes = config_.reservedMemoryBytes;
-    node_.maxPods = config_.maxPods;
-    node_.hostIp = ctx_.hostIp;
-    readHostFacts(node_);
+    node_.emplace(runtime_, sink_, loop_.clock(), log_, config_, ctx_.hostIp);
   }
 
   // Set after construction: they hold a weak reference to this.
@@ -97,9 +98,10 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     auto self = shared_from_this();
     loop_.post([self, onColdBoot = std::move(onColdBoot)] {
       if (self->stopped_) return;
+      self->gate_.load(self->local_);
       self->loadAllDesired();
       self->syncAllNow();
-      self->reportNode();
+      self->node_->report();
       self->log_.info("cold boot pass done: ", self->workers_.size(), " desired pods");
       if (onColdBoot) onColdBoot();
       self->startTimers();
@@ -170,6 +172,38 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   std::optional<PodRuntimeInfo> podInfo(const std::string& key) const { return events_.info(key); }
 
+  // --- on-site holds (update_gate.h) ---
+  // Runs `fn` on the loop and waits for it (it captures by value: after a timeout it still runs).
+  core::Status onLoop(std::function<void()> fn) {
+    if (loop_.runSync(std::move(fn), std::chrono::seconds(10))) return core::okStatus();
+    return core::unavailable("deploy did not answer within 10 s (a long image pull?)");
+  }
+  core::Status hold(std::vector<std::string> pods, std::optional<core::WallTime> until) {
+    auto self = shared_from_this();
+    return onLoop([self, pods, until] { self->gate_.hold(pods, until); });
+  }
+  core::Status release(std::vector<std::string> pods) {
+    auto self = shared_from_this();
+    return onLoop([self, pods] {
+      std::map<std::string, std::string> waiting;
+      for (const auto& [k, w] : self->workers_)
+        if (w.pending) waiting[k] = w.pending->record ? w.pending->version : "";
+      self->gate_.release(pods, waiting);
+      for (const auto& [k, v] : waiting) self->syncOne(k);
+    });
+  }
+  std::pair<std::vector<PodHold>, std::vector<HeldUpdate>> holds() {
+    auto self = shared_from_this();
+    auto out = std::make_shared<std::pair<std::vector<PodHold>, std::vector<HeldUpdate>>>();
+    auto st = onLoop([self, out] {
+      out->first = self->gate_.holds(self->loop_.clock().wallNow());
+      for (const auto& [k, w] : self->workers_)
+        if (w.held) out->second.push_back(*w.held);
+    });
+    if (!st.isOk()) log_.warn("reading the holds: ", st.message());
+    return *out;
+  }
+
  private:
   void startTimers() {
     std::weak_ptr<Impl> weak = shared_from_this();
@@ -183,7 +217,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       }
     }));
     timers_.push_back(loop_.runEvery(config_.nodeStatusInterval, [weak] {
-      if (auto s = weak.lock(); s && !s->stopped_) s->reportNode(/*heartbeat=*/true);
+      if (auto s = weak.lock(); s && !s->stopped_) s->node_->report(/*heartbeat=*/true);
     }));
   }
 
@@ -197,7 +231,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       applyDesired(key, std::move(rec));
     }
     for (auto& [key, w] : workers_) {
-      if (!seen.count(key)) w.spec.reset(), w.invalid.clear();
+      if (!seen.count(key) && (w.spec || !w.invalid.empty())) applyDesired(key, std::nullopt);
     }
     prepulls_.applyAll(desired_.listObjects(kImagePrePullType));
   }
@@ -207,12 +241,19 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   void applyDesired(const std::string& key, const std::optional<PodRecord>& rec) {
     auto& w = workers_[key];
     w.key = key;
+    if (gate_.admit(w, rec, hooks_)) return;  // a change of a running pod that may wait
+    applyNow(w, rec);
+  }
+
+  void applyNow(PodState& w, const std::optional<PodRecord>& rec) {
+    const std::string& key = w.key;
     if (!rec) {
       w.spec.reset();
       w.invalid.clear();
       return;
     }
     auto parsed = parsePod(key, rec->json, config_.defaultNamespace);
+    w.specJson = rec->json;
     w.version = !rec->version.empty() ? rec->version
                 : parsed              ? parsed->resourceVersion
                                       : metadataVersion(rec->json);
@@ -250,38 +291,18 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     Observed o;
     auto sandboxes = runtime_.listPodSandbox(SandboxFilter{"", std::nullopt, selector});
     if (!sandboxes) {
-      runtimeDown(sandboxes.status());
+      node_->runtimeDown(sandboxes.status());
       return std::nullopt;
     }
     auto containers = runtime_.listContainers(ContainerFilter{"", "", std::nullopt, selector});
     if (!containers) {
-      runtimeDown(containers.status());
+      node_->runtimeDown(containers.status());
       return std::nullopt;
     }
-    runtimeUp();
+    node_->runtimeUp();
     o.sandboxes = std::move(sandboxes).value();
     o.containers = std::move(containers).value();
     return o;
-  }
-
-  void runtimeDown(const core::Status& s) {
-    if (node_.runtimeReady || node_.runtimeMessage.empty()) {
-      log_.warn("runtime unreachable: ", s.toString());
-    }
-    bool changed = node_.runtimeReady;
-    node_.runtimeReady = false;
-    node_.runtimeMessage = "container runtime: " + s.toString();
-    if (changed) reportNode();
-  }
-
-  void runtimeUp() {
-    if (!node_.runtimeReady) {
-      auto v = runtime_.version();
-      if (v) node_.runtime = *v;
-      node_.runtimeReady = true;
-      node_.runtimeMessage.clear();
-      reportNode();
-    }
   }
 
   // --- passes ----------------------------------------------------------------------------------
@@ -345,6 +366,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
   void syncWorker(PodState& w, const Observed& all) {
     stats_.syncs++;
+    if (w.pending) gate_.recheck(w, hooks_);
     if (!w.invalid.empty()) {
       // Also for a pod that never had a valid spec: its status says why it does not run.
       publish(w, invalidStatus(w, w.invalid, loop_.clock().wallNow(), w.transitions));
@@ -550,24 +572,6 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     for (size_t i = 0; i < counts.size(); ++i) phaseGauges_[i]->set(counts[i]);
   }
 
-  // Sends the node status when it changed, or always for a heartbeat.
-  void reportNode(bool heartbeat = false) {
-    if (!node_.runtimeReady && node_.runtime.runtimeName.empty()) {
-      auto v = runtime_.version();
-      if (v) {
-        node_.runtime = *v;
-        node_.runtimeReady = true;
-        node_.runtimeMessage.clear();
-      } else {
-        node_.runtimeMessage = "container runtime: " + v.status().toString();
-      }
-    }
-    auto json = nodeStatusJson(node_);
-    if (json == lastNode_ && !heartbeat) return;
-    lastNode_ = json;
-    sink_.nodeStatus(nodeStatusJson(node_, rfc3339(loop_.clock().wallNow())));
-  }
-
   core::EventLoop& loop_;
   Runtime& runtime_;
   DesiredPods& desired_;
@@ -583,10 +587,12 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   ImagePrePulls prepulls_;
   GarbageCollector gc_;
   WorkerContext ctx_;
+  LocalState* local_;
+  UpdateGate gate_;
+  UpdateGate::Hooks hooks_;
   core::Histogram* syncHistogram_ = nullptr;
   std::vector<core::Gauge*> phaseGauges_;  // by kPhases
-  NodeFacts node_;
-  std::string lastNode_;
+  std::optional<NodeReporter> node_;       // made once ctx_ knows the host's address
   std::map<std::string, PodState> workers_;
   std::vector<core::TimerId> timers_;
   std::mutex statsMu_;
@@ -598,9 +604,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
 
 Reconciler::Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired,
                        StatusSink& sink, ReconcilerConfig config, core::Logger log,
-                       core::MetricsRegistry* metrics)
+                       core::MetricsRegistry* metrics, LocalState* local)
     : impl_(std::make_shared<Impl>(loop, runtime, desired, sink, std::move(config), std::move(log),
-                                   metrics)) {
+                                   metrics, local)) {
   impl_->wire();
 }
 
@@ -613,6 +619,15 @@ void Reconciler::onDesiredChanged(std::vector<std::string> keys) {
 }
 void Reconciler::syncAll() { impl_->syncAll(); }
 ReconcilerStats Reconciler::stats() { return impl_->stats(); }
+core::Status Reconciler::hold(std::vector<std::string> pods, std::optional<core::WallTime> until) {
+  return impl_->hold(std::move(pods), until);
+}
+core::Status Reconciler::release(std::vector<std::string> pods) {
+  return impl_->release(std::move(pods));
+}
+std::pair<std::vector<PodHold>, std::vector<HeldUpdate>> Reconciler::holds() {
+  return impl_->holds();
+}
 std::optional<PodRuntimeInfo> Reconciler::podInfo(const std::string& key) const {
   return impl_->podInfo(key);
 }

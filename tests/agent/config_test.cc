@@ -146,6 +146,24 @@ TEST_CASE("node.host_path_allow takes absolute prefixes, from the file or the en
   }
 }
 
+TEST_CASE("node.maintenance_windows are checked; a bad entry is named with what is wrong") {
+  auto r = loadConfig("node: {name: n, maintenance_windows: [\"Mon-Sat 22:00-06:00\", Sun]}\n", {});
+  INFO(r.errors.toString());
+  REQUIRE(r.ok());
+  CHECK(r.config.node.maintenanceWindows == std::vector<std::string>{"Mon-Sat 22:00-06:00", "Sun"});
+  CHECK(loadConfig("node: {name: n}\n", {}).config.node.maintenanceWindows.empty());
+  auto env = loadConfig("node: {name: n}\n",
+                        {{"OUTPOST_NODE_MAINTENANCE_WINDOWS", "Mon,Wed 01:00-03:00; Sun"}});
+  CHECK(env.config.node.maintenanceWindows ==
+        std::vector<std::string>{"Mon,Wed 01:00-03:00", "Sun"});
+  auto bad =
+      loadConfig("node: {name: n, maintenance_windows: [Sun, \"Mon-Sta 22:00-06:00\"]}\n", {});
+  CHECK(hasError(bad, "node.maintenance_windows[1]", "\"Mon-Sta 22:00-06:00\""));
+  CHECK(hasError(bad, "node.maintenance_windows[1]", "\"Mon-Sta\" is not a day"));
+  CHECK(hasError(loadConfig("node: {name: n, maintenance_windows: [\"Sun 25:00-01:00\"]}\n", {}),
+                 "node.maintenance_windows[0]", "is not a time range HH:MM-HH:MM"));
+}
+
 TEST_CASE("environment names are derived from key paths") {
   CHECK(envNameFor("cloud.mqtt.broker") == "OUTPOST_CLOUD_MQTT_BROKER");
   CHECK(envNameFor("node.state_dir") == "OUTPOST_NODE_STATE_DIR");
@@ -275,4 +293,48 @@ TEST_CASE("a configuration path that is not a regular file, or is over 1 MiB, is
   CHECK(std::chrono::steady_clock::now() - began < 5s);
   outpost::test::writeFile(dir / "ok.yaml", "node: {name: n}\n");
   CHECK(loadConfigFile((dir / "ok.yaml").string(), {}).ok());
+}
+
+TEST_CASE("upgrade.trusted_keys takes Ed25519 public keys and refuses anything else by index") {
+  outpost::test::TempDir dir;
+  const std::string openssl = "/usr/bin/openssl";
+  auto pem = [&](const std::vector<std::string>& algo, const std::string& name) {
+    std::vector<std::string> gen = {openssl, "genpkey"};
+    gen.insert(gen.end(), algo.begin(), algo.end());
+    gen.insert(gen.end(), {"-out", (dir / (name + ".key")).string()});
+    REQUIRE(outpost::test::run(gen) == 0);
+    REQUIRE(outpost::test::run({openssl, "pkey", "-in", (dir / (name + ".key")).string(), "-pubout",
+                                "-out", (dir / (name + ".pub")).string()}) == 0);
+    return outpost::test::readFile(dir / (name + ".pub"));
+  };
+  std::string ed = pem({"-algorithm", "ed25519"}, "ed");
+  std::string ec = pem({"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"}, "ec");
+  auto indent = [](std::string s) {
+    std::string out;
+    for (char c : s) out += c == '\n' ? std::string("\n      ") : std::string(1, c);
+    return out;
+  };
+  auto defaults = loadConfig("node: {name: edge-1}\n", {});
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config.upgrade.trustedKeys.empty());
+  CHECK(defaults.config.upgrade.healthTimeout == 120s);
+  CHECK(defaults.config.upgrade.maxPackageBytes == 256 << 20);
+
+  auto good = loadConfig("node: {name: edge-1}\nupgrade:\n  trusted_keys:\n    - |\n      " +
+                             indent(ed) + "\n    - " + std::string(43, 'A') + "=\n",
+                         {});
+  REQUIRE_MESSAGE(good.ok(), good.errors.toString());
+  CHECK(good.config.upgrade.trustedKeys.size() == 2);
+
+  auto bad = loadConfig("node: {name: edge-1}\nupgrade:\n  trusted_keys:\n    - |\n      " +
+                            indent(ed) + "\n    - |\n      " + indent(ec) +
+                            "\n  health_timeout: 1s\n  max_package_bytes: 10\n",
+                        {});
+  CHECK_FALSE(bad.ok());
+  CHECK(hasError(bad, "upgrade.trusted_keys[1]", "not an Ed25519 public key"));
+  CHECK(hasError(bad, "upgrade.health_timeout", "from 5s to 1h"));
+  CHECK(hasError(bad, "upgrade.max_package_bytes", "1 MiB to 4 GiB"));
+
+  auto junk = loadConfig("node: {name: edge-1}\n", {{"OUTPOST_UPGRADE_TRUSTED_KEYS", "nokey"}});
+  CHECK(hasError(junk, "upgrade.trusted_keys[0]", "neither a PEM public key nor the base64"));
 }

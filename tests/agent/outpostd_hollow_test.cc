@@ -189,6 +189,86 @@ spec:
   CHECK(agent.wait(5s) == outpost::agent::kExitOk);
 }
 
+TEST_CASE(
+    "outpostctl hold defers a running pod's update (status held, the old version runs on), the "
+    "hold survives a restart, release lets the update through; a bad maintenance window exits "
+    "78") {
+  TempDir dir;
+  Mosquitto broker;
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe("outpost/v1/nodes/edge-h/status/#");
+  std::string config = writeConfig(dir, broker.uri(), "hollow://");
+  auto image = [&] {
+    json web = podStatus(config, "web");
+    return web.contains("containerStatuses") ? web["containerStatuses"][0].value("image", "")
+                                             : std::string();
+  };
+  auto outpost = [&] {
+    return retainedContent(cloud, "outpost/v1/nodes/edge-h/status/default/pod/web")
+        .value("outpost", json::object());
+  };
+  auto applyWeb = [&](const std::string& img) {
+    writeFile(dir / "web.yaml",
+              "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n"
+              "  containers: [{name: main, image: \"" +
+                  img + "\"}]\n");
+    int rc = -1;
+    ctl(config, {"apply", "-f", (dir / "web.yaml").string()}, &rc);
+    REQUIRE(rc == 0);
+  };
+  auto agent = std::make_unique<Child>(std::vector<std::string>{outpostd(), "--config", config});
+  applyWeb("nginx:1.25");
+  REQUIRE(waitFor([&] { return outpost().value("health", "") == "healthy"; }, 30s));
+  std::string v1 = outpost().value("desiredVersion", "");
+
+  int rc = -1;
+  std::string out = ctl(config, {"hold", "web", "--for", "2h"}, &rc);
+  REQUIRE(rc == 0);
+  CHECK(out.find("Hold:     default/pod/web, until ") != std::string::npos);
+  applyWeb("nginx:1.27");
+  REQUIRE(waitFor([&] { return outpost().value("health", "") == "held"; }, 30s));
+  CHECK(outpost()["reason"] == "OnHold");
+  CHECK(outpost()["desiredVersion"] == v1);
+  std::string v2 = outpost().value("pendingVersion", "");
+  CHECK(!v2.empty());
+  CHECK(v2 != v1);
+  CHECK(image() == "nginx:1.25");
+  out = ctl(config, {"status"});
+  CHECK(out.find("Waiting:  default/pod/web version " + v1 + " -> " + v2 + " (OnHold") !=
+        std::string::npos);
+
+  // A restart: the hold and the running version are kept in the store.
+  agent->signal(SIGTERM);
+  REQUIRE(agent->wait(10s) == outpost::agent::kExitOk);
+  agent = std::make_unique<Child>(std::vector<std::string>{outpostd(), "--config", config});
+  REQUIRE(waitFor(
+      [&] {
+        return ctl(config, {"status"}).find("Waiting:  default/pod/web") != std::string::npos;
+      },
+      30s));
+  CHECK(image() == "nginx:1.25");
+
+  out = ctl(config, {"release", "web"}, &rc);
+  CHECK(rc == 0);
+  CHECK(waitFor([&] { return image() == "nginx:1.27"; }, 30s));
+  CHECK(waitFor([&] { return outpost().value("desiredVersion", "") == v2; }, 30s));
+  CHECK(ctl(config, {"status"}).find("Hold:") == std::string::npos);
+  CHECK(ctl(config, {"hold", "Bad_Name"}, &rc).empty());
+  CHECK(rc == outpost::agent::kExitUsage);
+  agent->signal(SIGTERM);
+  CHECK(agent->wait(10s) == outpost::agent::kExitOk);
+
+  // A maintenance window the node cannot read: exit 78, the entry named.
+  writeFile(dir / "bad.yaml",
+            "node: {name: edge-h, maintenance_windows: [\"Mon-Fri 22:00\"]}\n"
+            "runtime: {endpoint: \"hollow://\"}\n");
+  std::string err;
+  CHECK(run({outpostd(), "--check-config", "--config", (dir / "bad.yaml").string()}, nullptr,
+            &err) == outpost::agent::kExitConfig);
+  CHECK(err.find("node.maintenance_windows[0]: \"Mon-Fri 22:00\": \"22:00\" is not a time range") !=
+        std::string::npos);
+}
+
 TEST_CASE("a malformed hollow:// endpoint exits 78 naming the key and what is wrong") {
   TempDir dir;
   std::string config = writeConfig(dir, "tcp://127.0.0.1:1", "hollow://?start_latency=fast");

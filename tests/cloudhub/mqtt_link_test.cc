@@ -347,6 +347,35 @@ TEST_CASE("desired state for the node's groups is stored too") {
 }
 
 TEST_CASE(
+    "a per-node override withdrawn after the group's newer object arrived leaves the group's "
+    "object stored (a rollout's wave ends)") {
+  TempDir dir;
+  Mosquitto broker;
+  Cloud cloud(broker.uri());
+  core::SystemClock clock;
+  Agent agent(dir, linkOptions(broker.uri()), clock);
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  const std::string key = "default/pod/till";
+  // The wave's new version for this node alone, while the group still has the old one.
+  cloud.client.publish(kTopics.groupDesired("stores", key), podEnvelope("till", 3, "g3"), true);
+  cloud.client.publish(kTopics.desired(kNode, key), podEnvelope("till", 5, "n5"), true);
+  REQUIRE(waitFor([&] { return agent.get(key) && agent.get(key)->version == 5; }));
+  CHECK(agent.get(key)->origin == "mqtt:node");
+  // The group gets the new version (newer than the node's), then the node's copy is withdrawn.
+  cloud.client.publish(kTopics.groupDesired("stores", key), podEnvelope("till", 7, "g7"), true);
+  REQUIRE(waitFor([&] { return agent.get(key) && agent.get(key)->version == 7; }));
+  cloud.client.publish(kTopics.desired(kNode, key), "", true);
+  // Something published after the withdrawal is stored after it: by then it was applied.
+  cloud.client.publish(kTopics.desired(kNode, "default/pod/marker"), podEnvelope("marker", 1, "m"),
+                       true);
+  REQUIRE(waitFor([&] { return agent.get("default/pod/marker").has_value(); }));
+  auto till = agent.get(key);
+  REQUIRE(till.has_value());
+  CHECK(till->version == 7);
+  CHECK(till->origin == "mqtt:group:stores");
+}
+
+TEST_CASE(
     "objects added, changed and deleted while the agent was away converge exactly when it "
     "returns") {
   TempDir dir;

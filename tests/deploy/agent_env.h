@@ -15,12 +15,14 @@ namespace outpost::test {
 class DeployAgent {
  public:
   // `logFile`: where the reconciler's log lines go (empty: stderr).
+  // `local`: where the reconciler keeps the on-site holds (nullptr: nowhere).
   DeployAgent(deploy::Runtime& runtime, MemoryDesired& desired, MemorySink& sink,
-              core::Clock& clock, deploy::ReconcilerConfig config, std::string logFile = "")
+              core::Clock& clock, deploy::ReconcilerConfig config, std::string logFile = "",
+              deploy::LocalState* local = nullptr)
       : logging_(core::Logging::Options{core::LogLevel::kWarn, false, std::move(logFile)}),
         loop_("deploy-test", clock) {
-    reconciler_ = std::make_unique<deploy::Reconciler>(loop_, runtime, desired, sink,
-                                                       std::move(config), logging_.get("deploy"));
+    reconciler_ = std::make_unique<deploy::Reconciler>(
+        loop_, runtime, desired, sink, std::move(config), logging_.get("deploy"), nullptr, local);
     loop_.start();
   }
   ~DeployAgent() {

@@ -65,6 +65,25 @@ class MemoryDesired final : public deploy::DesiredPods {
   std::atomic<bool> complete_{true};
 };
 
+// Named values kept as the agent keeps them in the store's key-values.
+class MemoryLocalState final : public deploy::LocalState {
+ public:
+  std::optional<std::string> get(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = values_.find(name);
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+  void put(const std::string& name, const std::string& value) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    values_[name] = value;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::string> values_;
+};
+
 // The last status of each pod and of the node, and how many reports came.
 class MemorySink final : public deploy::StatusSink {
  public:

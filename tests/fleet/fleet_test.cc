@@ -126,6 +126,9 @@ TEST_CASE(
   INFO("connected again: ", back);
   INFO(exitedText());
   REQUIRE(allBack);
+  // The cloud's side too: acks are not retained, so the observer must be subscribed again before
+  // the next change, or it misses them (nodes may come back before it does).
+  REQUIRE(waitFor([&] { return obs.subscribed(); }, 30s));
 
   // The deletion reached every node (from the group's manifest: no retained message to receive),
   // and the pod that stays still runs everywhere.

@@ -239,7 +239,7 @@ class CloudHubDouble::Impl {
   // ---- io thread, under mu_ ----
   std::string uuid4();
   std::optional<json> answer(const json& request);
-  json answerPodDelete(const json& request, const std::string& resource);
+  std::optional<json> answerPodDelete(const json& request, const std::string& resource);
   json stamp(json object);
   void registerLater(const json& request, const std::string& resource, const json& node);
   json notFound(const std::string& resource) const;
@@ -285,9 +285,10 @@ class CloudHubDouble::Impl {
   std::deque<Pending> pending_;
   std::map<std::string, int> acks_;
   std::map<std::string, json> objects_;
-  std::vector<json> followUps_;             // cloud messages an answer causes, sent right after it
-  std::vector<std::string> podsDeleted_;    // deletions the edge asked for and the double did
-  std::vector<std::string> silentQueries_;  // resource prefixes whose queries get no answer
+  std::vector<json> followUps_;           // cloud messages an answer causes, sent right after it
+  std::vector<std::string> podsDeleted_;  // deletions the edge asked for and the double did
+  std::vector<std::string> podDeletesIgnored_;  // delete requests CloudCore would not read
+  std::vector<std::string> silentQueries_;      // resource prefixes whose queries get no answer
   uint64_t resourceVersion_ = 1000;
   int pings_ = 0;
   std::function<void(const std::string&)> ackListener_;
@@ -758,38 +759,25 @@ std::optional<json> CloudHubDouble::Impl::answer(const json& request) {
   return std::nullopt;
 }
 
-// The edge's request to delete a pod (EdgeCore's edged through its meta manager): CloudCore
-// deletes it at the API server with the edge's DeleteOptions. The API server refuses a uid that is
-// not the pod's (409) and, with a grace period above 0, only marks the pod again; with 0 the pod is
-// gone, and CloudCore sends the delete to the edge.
-json CloudHubDouble::Impl::answerPodDelete(const json& request, const std::string& resource) {
-  auto refuse = [&](int code, const std::string& reason, const std::string& message) {
-    return response(request, {{"ErrStatus",
-                               {{"kind", "Status"},
-                                {"apiVersion", "v1"},
-                                {"status", "Failure"},
-                                {"message", message},
-                                {"reason", reason},
-                                {"code", code}}}});
-  };
+// The edge's request to delete a pod (edged through its meta manager), as CloudCore's upstream
+// controller takes it: the content is the pod's uid as a JSON string, and the pod is deleted at the
+// API server with grace period 0 and that uid as precondition. Anything else in the content
+// (DeleteOptions, which only newer CloudCores also read) is logged by CloudCore and never
+// answered; so is a delete the API server refuses (a uid that is not the pod's: 409). A pod that is
+// already gone is answered "OK". Once deleted, CloudCore sends the delete to the edge.
+std::optional<json> CloudHubDouble::Impl::answerPodDelete(const json& request,
+                                                          const std::string& resource) {
   json content = request.value("content", json());
-  json options =
-      content.is_string() ? json::parse(content.get<std::string>(), nullptr, false) : content;
+  if (field(request, "route", "source") != "edged" || !content.is_string()) {
+    podDeletesIgnored_.push_back(resource);
+    return std::nullopt;
+  }
   auto it = objects_.find(resource);
-  if (it == objects_.end()) return response(request, notFound(resource));
-  std::string uid = it->second["metadata"].value("uid", "");
-  if (field(request, "route", "source") != "edged" || !options.is_object() ||
-      !options.contains("preconditions") || !options["preconditions"].is_object() ||
-      !options["preconditions"].contains("uid")) {
-    return refuse(400, "BadRequest", "a pod delete from the edge names the pod's uid");
+  if (it == objects_.end()) return response(request, "OK");
+  if (content.get<std::string>() != it->second["metadata"].value("uid", "")) {
+    podDeletesIgnored_.push_back(resource);
+    return std::nullopt;
   }
-  if (options["preconditions"]["uid"] != uid) {
-    return refuse(409, "Conflict",
-                  "Precondition failed: UID in precondition: " +
-                      options["preconditions"]["uid"].dump() + ", UID in object meta: " + uid);
-  }
-  json grace = options.value("gracePeriodSeconds", json());
-  if (!grace.is_number_integer() || grace.get<int64_t>() != 0) return response(request, "OK");
   json gone = it->second;
   objects_.erase(it);
   podsDeleted_.push_back(resource);
@@ -987,6 +975,11 @@ std::string CloudHubDouble::deletePod(const std::string& resource) {
 std::vector<std::string> CloudHubDouble::podsDeleted() const {
   std::lock_guard lock(impl_->mu_);
   return impl_->podsDeleted_;
+}
+
+std::vector<std::string> CloudHubDouble::podDeletesIgnored() const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->podDeletesIgnored_;
 }
 
 std::string CloudHubDouble::sendObject(const std::string& operation, const std::string& resource,

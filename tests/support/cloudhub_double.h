@@ -116,13 +116,16 @@ class CloudHubDouble {
   // `kubectl delete pod` as CloudCore carries it: the pod held at `resource` ("<ns>/pod/<name>",
   // put there by sendObject or setObject) gets metadata.deletionTimestamp and
   // deletionGracePeriodSeconds (its spec's terminationGracePeriodSeconds, else 30) and is sent as
-  // an update. Only when the edge then asks for its deletion (operation delete from edged, with
-  // DeleteOptions gracePeriodSeconds 0 and preconditions.uid the pod's uid) is it deleted: the
-  // double answers "OK" and sends the delete. A wrong uid is refused 409 Conflict, a missing one
-  // 400; a grace period above 0 leaves the pod Terminating. Returns the update's msg_id.
+  // an update. Only when the edge then asks for its deletion (operation delete from edged, the
+  // content the pod's uid as a JSON string, as CloudCore reads it) is it deleted, with grace period
+  // 0: the double answers "OK" and sends the delete. Any other content, or another uid, is never
+  // answered (CloudCore logs it and goes on) and the pod stays Terminating. Returns the update's
+  // msg_id.
   std::string deletePod(const std::string& resource);
   // The edge's delete requests of pods the double carried out (resources, in order).
   std::vector<std::string> podsDeleted() const;
+  // The edge's delete requests of pods the double dropped unanswered (content not the pod's uid).
+  std::vector<std::string> podDeletesIgnored() const;
 
   // For benchmarks (bench/link_bench_ws.cc):
   // Called on the double's thread with the msg_id of every ack the edge sends for a message of

@@ -399,6 +399,7 @@ class FleetObserver::Impl {
 
   static inline std::atomic<int> counter{0};
   std::atomic<bool> connectedOnce{false};
+  mqtt::token_ptr subscription;  // the newest SUBSCRIBE's token (under mu)
   mqtt::async_client client;
   std::string nodesStem, groupsStem;
   mutable std::mutex mu;
@@ -436,13 +437,31 @@ FleetObserver::FleetObserver(const std::string& uri, const std::string& prefix)
                                    std::vector<int>(filters.size(), 1));
   };
   impl_->client.connect(opts)->wait();
-  subscribe()->wait();
+  auto first = subscribe();
+  first->wait();
+  {
+    std::lock_guard l(impl_->mu);
+    impl_->subscription = first;
+  }
   // A clean session loses its subscriptions with the connection: subscribe again after an
-  // automatic reconnect (a broker restart), without waiting inside Paho's callback.
+  // automatic reconnect (a broker restart), without waiting inside Paho's callback. What nodes
+  // publish live (acks) meanwhile is not seen: subscribed() says when the observer sees again.
   impl_->client.set_connected_handler([this, subscribe](const std::string&) {
-    if (impl_->connectedOnce.exchange(true)) subscribe();
+    if (!impl_->connectedOnce.exchange(true)) return;
+    auto tok = subscribe();
+    std::lock_guard l(impl_->mu);
+    impl_->subscription = tok;
   });
   impl_->connectedOnce = true;
+}
+
+bool FleetObserver::subscribed() const {
+  mqtt::token_ptr tok;
+  {
+    std::lock_guard l(impl_->mu);
+    tok = impl_->subscription;
+  }
+  return impl_->client.is_connected() && tok && tok->is_complete() && tok->get_return_code() == 0;
 }
 
 FleetObserver::~FleetObserver() {

@@ -145,6 +145,9 @@ class FleetObserver {
   size_t onlineCount() const;
   // When `node` last published `true` while this observer was subscribed (not a retained copy).
   std::optional<FleetClock::time_point> onlineAt(const std::string& node) const;
+  // Connected, with its subscriptions in place since the last (re)connect: from here on it sees
+  // what the nodes publish live (acks are not retained: those sent while it was away are lost).
+  bool subscribed() const;
   size_t messages() const;
   // The most messages one node published (live, not retained copies) within one second of
   // arrival, since the last call.

@@ -404,12 +404,11 @@ void EdgeCore::sendPodDelete(const metadb::OutboxEntry& e, SendDone done) {
     return done(core::okStatus());
   }
   if (patching_.count(e.key)) return done(core::unavailable("the pod's status goes first"));
-  json options = {{"kind", "DeleteOptions"},
-                  {"apiVersion", "v1"},
-                  {"gracePeriodSeconds", 0},
-                  {"preconditions", {{"uid", uid}}}};
+  // The content is the pod's uid as a JSON string: CloudCore deletes the pod with grace period 0
+  // and the uid as precondition. Older CloudCores read only this form (`msg.Content.(string)`);
+  // newer ones also take DeleteOptions, which later EdgeCores send (docs/kubeedge.md).
   Envelope env = message("edged", "meta", "delete", e.key);
-  env.content = options.dump();
+  setContentString(env, uid);
   log_.info("asking the cloud to delete pod ", e.key, ": its containers are down");
   request(env, [this, key = e.key, done](const Envelope* answer) {
     if (!answer) return done(core::unavailable("no answer to the pod delete"));

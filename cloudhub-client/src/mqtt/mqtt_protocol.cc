@@ -22,7 +22,7 @@ constexpr std::string_view kOriginNode = "mqtt:node";
 // topic.
 bool isStatusKind(std::string_view kind) {
   return kind == "podstatus" || kind == "nodestatus" || kind == "devicestatus" ||
-         kind == "objectstatus";
+         kind == "agentupgradestatus" || kind == "objectstatus";
 }
 
 }  // namespace

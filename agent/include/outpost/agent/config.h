@@ -21,6 +21,10 @@ struct NodeConfig {
   std::string stateDir = "/var/lib/outpost";  // the store and projected volumes live here
   // Absolute prefixes a pod's hostPath volume must be under; empty: any path (as Kubernetes).
   std::vector<std::string> hostPathAllow;
+  // When updates and deletions of running pods annotated outpost.io/update-policy:
+  // maintenance-window may happen, in node local time, e.g. "Mon-Sat 22:00-06:00", "Sun"
+  // (docs/rollouts.md). Empty: no pod waits.
+  std::vector<std::string> maintenanceWindows;
 };
 
 struct LogConfig {
@@ -103,6 +107,17 @@ struct ApiConfig {
   Seconds headerTimeout = std::chrono::seconds(10);  // to read one request
 };
 
+// The in-band agent upgrade (docs/operations.md, "In-band upgrade").
+struct UpgradeConfig {
+  // Ed25519 public keys whose signatures an upgrade package must carry (PEM, or base64 of the raw
+  // 32 bytes). Empty: every AgentUpgrade is refused.
+  std::vector<std::string> trustedKeys;
+  // How long the new agent has to prove itself before the previous package is reinstalled.
+  Seconds healthTimeout = std::chrono::seconds(120);
+  int64_t maxPackageBytes = int64_t{256} << 20;
+  std::string ca;  // CA bundle for https:// package URLs; empty: the system's
+};
+
 struct Config {
   NodeConfig node;
   LogConfig log;
@@ -111,6 +126,7 @@ struct Config {
   RuntimeConfig runtime;
   DeviceConfig device;
   ApiConfig api;
+  UpgradeConfig upgrade;
 };
 
 // One problem in a configuration, with the key path it concerns ("cloud.transport").

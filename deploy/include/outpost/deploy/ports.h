@@ -48,6 +48,17 @@ class DesiredPods {
   virtual void fetchMissing(const std::string& key) { (void)key; }
 };
 
+// What deploy keeps across restarts beyond the desired state (the on-site holds of
+// `outpostctl hold`): small values by name. agent/ keeps them in the store's key-values. Called on
+// deploy's loop.
+class LocalState {
+ public:
+  virtual ~LocalState() = default;
+  virtual std::optional<std::string> get(const std::string& name) = 0;
+  // Durable soon after (a write of its own); a later put of the same name wins.
+  virtual void put(const std::string& name, const std::string& value) = 0;
+};
+
 // Where deploy reports. Called on deploy's loop, only when something changed.
 class StatusSink {
  public:

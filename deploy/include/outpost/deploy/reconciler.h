@@ -6,11 +6,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "outpost/core/event_loop.h"
 #include "outpost/core/log.h"
 #include "outpost/core/metrics.h"
+#include "outpost/deploy/maintenance.h"
 #include "outpost/deploy/ports.h"
 #include "outpost/deploy/runtime.h"
 
@@ -51,6 +53,28 @@ struct ReconcilerConfig {
   int64_t reservedMilliCpu = 0;
   int64_t reservedMemoryBytes = 0;
   int maxPods = 110;
+  // node.maintenance_windows: updates and deletions of running pods annotated
+  // outpost.io/update-policy: maintenance-window wait for one (docs/rollouts.md). Empty: none wait.
+  std::vector<MaintenanceWindow> maintenanceWindows;
+};
+
+// An on-site hold (`outpostctl hold`): updates and deletions of the running pod `pod` (its key;
+// "" for every pod) wait until `until` (nullopt: until released).
+struct PodHold {
+  std::string pod;
+  std::optional<core::WallTime> until;
+};
+
+// An update or deletion of a running pod that waits (a maintenance window, an on-site hold).
+struct HeldUpdate {
+  std::string pod;
+  std::string runningVersion;
+  std::string pendingVersion;  // "" for a deletion
+  bool deletion = false;
+  std::string reason;  // MaintenanceWindow or OnHold
+  std::string message;
+  std::optional<core::WallTime> heldUntil;  // the window's opening, or the hold's end
+  bool window = false;                      // held by a maintenance window
 };
 
 // Counters of what the reconciler did, for tests, benchmarks and metrics.
@@ -89,8 +113,10 @@ struct PodRuntimeInfo {
 // posts to the loop. Runtime calls are blocking with deadlines, on the loop.
 class Reconciler {
  public:
+  // `local` keeps the on-site holds across restarts (nullptr: they last while the reconciler does).
   Reconciler(core::EventLoop& loop, Runtime& runtime, DesiredPods& desired, StatusSink& sink,
-             ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics = nullptr);
+             ReconcilerConfig config, core::Logger log, core::MetricsRegistry* metrics = nullptr,
+             LocalState* local = nullptr);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
@@ -107,6 +133,14 @@ class Reconciler {
   void onDesiredChanged(std::vector<std::string> keys);
   // A full pass now (as the resync timer does).
   void syncAll();
+
+  // On-site holds (`outpostctl hold` / `release`), from any thread, waiting for the loop. `pods`
+  // are pod keys "<ns>/pod/<name>"; none: every pod. A release also lets the updates that wait
+  // for a maintenance window through now.
+  core::Status hold(std::vector<std::string> pods, std::optional<core::WallTime> until);
+  core::Status release(std::vector<std::string> pods);
+  // The holds in force and the updates that wait.
+  std::pair<std::vector<PodHold>, std::vector<HeldUpdate>> holds();
 
   // A copy of the counters (from any thread; waits for the loop).
   ReconcilerStats stats();
