@@ -1,6 +1,7 @@
 // outpostctl rollout against 30 hollow agents (real outpostd processes) on one mosquitto: what an
 // operator sees of a rollout that succeeds, one whose version crashes, one whose controller is
-// killed mid-wave, one whose image cannot be pulled, and one with a node offline.
+// killed mid-wave, one whose image cannot be pulled, one with a node on hold and one with a node
+// offline.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -265,7 +266,39 @@ TEST_CASE(
   CHECK(env.watch->nodeScopePublishes(env.fleet->name(0), kPodKey, "web:pull-fails") == 0);
   CHECK(env.healthyOn(v3, "web:3") == kNodes);
 
-  // 5. A node offline during its wave: waited for, then left behind (onOffline: continue).
+  // 5. A node whose updates are on hold (outpostctl hold on the node; a maintenance window
+  // holds the same way): held, the rollout waits for it (onHeld: wait), and it is updated once
+  // released.
+  std::vector<std::string> onNode = {outpostctl(), "--socket", env.fleet->socket(5).string()};
+  auto local = [&](const std::string& verb) {
+    auto argv = onNode;
+    argv.push_back(verb);
+    return run(argv, &out, &err);
+  };
+  REQUIRE_MESSAGE(local("hold") == 0, err);
+  Child held(env.ctlArgs({"rollout", "start", "-f",
+                          env.file("v5.yaml", rolloutYaml("v5", "web:5",
+                                                          "    canary: 0\n    waves: [\"100%\"]\n"
+                                                          "    nodeTimeoutSeconds: 20\n"))}));
+  bool waits = waitFor(
+      [&] {
+        json s = env.watch->state("v5");
+        return nodesInState(s, "held") == 1 && nodesInState(s, "healthy") == kNodes - 1;
+      },
+      90s);
+  REQUIRE_MESSAGE(waits, held.out(), held.err());
+  json s5 = env.watch->state("v5");
+  CHECK(s5["nodes"][5]["state"] == "held");
+  CHECK(s5["nodes"][5]["reason"] == "OnHold");
+  CHECK(s5["phase"] == "Progressing");
+  REQUIRE_MESSAGE(local("release") == 0, err);
+  CHECK(held.wait(90s) == 0);
+  INFO(held.out(), held.err());
+  CHECK(env.watch->state("v5")["phase"] == "Succeeded");
+  std::string v5 = env.watch->groupVersion(kPodKey);
+  CHECK(waitFor([&] { return env.healthyOn(v5, "web:5") == kNodes; }, 60s));
+
+  // 6. A node offline during its wave: waited for, then left behind (onOffline: continue).
   kill(env.fleet->pid(kNodes - 1), SIGTERM);
   REQUIRE(waitFor([&] { return !env.obs.online(env.fleet->name(kNodes - 1)); }, 30s));
   rc = env.ctl(
