@@ -13,6 +13,7 @@
 
 #include "ctl_hold.h"
 #include "ctl_inspect.h"
+#include "ctl_rollout.h"
 #include "manifests.h"
 #include "outpost/agent/agent.h"
 #include "outpost/agent/api_server.h"
@@ -430,6 +431,7 @@ int runCtl(int argc, char** argv) {
       "  outpostctl describe pod hello     containers, conditions and recent events\n"
       "  outpostctl logs hello -f          a container's output, following restarts\n"
       "  outpostctl get twins              device twin properties, expected and actual\n"
+      "  outpostctl rollout start -f web-v2.yaml   canary, waves, health gates, rollback\n"
       "Run 'outpostctl COMMAND --help' for a command's options and examples.\n" +
       std::string(kExitCodesHelp));
 
@@ -534,6 +536,9 @@ int runCtl(int argc, char** argv) {
       "agent's state directory); the agent tells it where they are.\n" +
       std::string(kExitCodesHelp));
 
+  RolloutFlags rf;
+  CLI::App* rollout = addRolloutCommand(app, rf);
+
   HoldOptions ho;
   auto* hold = app.add_subcommand(
       "hold", "defer updates and deletions of running pods on this node (kept across restarts)");
@@ -575,6 +580,10 @@ int runCtl(int argc, char** argv) {
   }
   if (apply->parsed()) return cmdApply(g, pf);
   if (del->parsed()) return cmdDelete(g, pf);
+  if (rollout->parsed()) {
+    rf.config = g.config;
+    return runRolloutCommand(*rollout, rf);
+  }
   if (get->parsed()) return cmdGet(g, pf);
   if (describe->parsed() || logs->parsed()) {
     io.socket = socketPath(g);

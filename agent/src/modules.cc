@@ -33,6 +33,9 @@ std::string readSecretFile(const std::string& path) {
 
 std::map<std::string, std::string> nodeLabels(const Config& c) {
   auto labels = c.node.labels;
+  // Its groups, so that whoever watches the broker knows them (docs/rollouts.md: a rollout's
+  // target group).
+  for (const auto& g : c.node.groups) labels["group.outpost.io/" + g] = "true";
   // A node whose runtime is simulated says so (docs/hollow-nodes.md), whatever node.labels says.
   if (c.runtime.enabled && deploy::isHollowEndpoint(c.runtime.endpoint))
     labels[std::string(deploy::kHollowLabel)] = "true";

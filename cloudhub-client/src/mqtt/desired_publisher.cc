@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "bootstrap/tls_probe.h"
 #include "outpost/cloudhub/mqtt_link.h"
@@ -106,6 +107,30 @@ class MqttDesiredPublisher final : public DesiredPublisher {
     return out;
   }
 
+  core::Status prefetchManifests(const std::vector<Scope>& scopes) override {
+    std::vector<std::string> topics;
+    for (const auto& s : scopes) {
+      std::string t = manifestTopic(s);
+      std::lock_guard l(mu_);
+      if (known_.insert(t).second) topics.push_back(t);
+    }
+    constexpr size_t kPage = 200;
+    for (size_t i = 0; i < topics.size(); i += kPage) {
+      std::vector<std::string> page(
+          topics.begin() + static_cast<long>(i),
+          topics.begin() + static_cast<long>(std::min(i + kPage, topics.size())));
+      auto w = std::make_shared<Waiter>();
+      client_->subscribe(page, [this, w](core::Status s) { signal(*w, std::move(s)); });
+      OUTPOST_RETURN_IF_ERROR(waitFor(*w).withContext("subscribing to manifests"));
+    }
+    if (!topics.empty()) {
+      // The retained manifests follow the acknowledgements at once; absent ones never come.
+      std::unique_lock l(mu_);
+      cv_.wait_for(l, opts_.manifestWait, [] { return false; });
+    }
+    return core::okStatus();
+  }
+
   core::Result<std::vector<std::string>> remove(const Scope& scope,
                                                 const std::vector<std::string>& keys) override {
     auto manifest = readManifest(scope);
@@ -164,13 +189,20 @@ class MqttDesiredPublisher final : public DesiredPublisher {
 
   core::Result<json> readManifest(const Scope& scope) {
     std::string topic = manifestTopic(scope);
-    auto w = std::make_shared<Waiter>();
-    client_->subscribe({topic}, [this, w](core::Status s) { signal(*w, std::move(s)); });
-    OUTPOST_RETURN_IF_ERROR(waitFor(*w).withContext("subscribing to " + topic));
+    bool known = false;
+    {
+      std::lock_guard l(mu_);
+      known = known_.count(topic) > 0;
+    }
+    if (!known) {
+      auto w = std::make_shared<Waiter>();
+      client_->subscribe({topic}, [this, w](core::Status s) { signal(*w, std::move(s)); });
+      OUTPOST_RETURN_IF_ERROR(waitFor(*w).withContext("subscribing to " + topic));
+    }
     // A retained manifest follows the subscription's acknowledgement at once; none means a new
     // scope.
     std::unique_lock l(mu_);
-    cv_.wait_for(l, opts_.manifestWait, [&] { return retained_.count(topic) > 0; });
+    if (!known) cv_.wait_for(l, opts_.manifestWait, [&] { return retained_.count(topic) > 0; });
     json m = json{{"generation", 0}, {"objects", json::object()}};
     if (auto it = retained_.find(topic); it != retained_.end() && !it->second.empty()) {
       json parsed = json::parse(it->second, nullptr, false);
@@ -197,6 +229,7 @@ class MqttDesiredPublisher final : public DesiredPublisher {
   std::condition_variable cv_;
   Waiter connected_;
   std::map<std::string, std::string> retained_;
+  std::set<std::string> known_;  // manifest topics subscribed by prefetchManifests
 };
 
 }  // namespace

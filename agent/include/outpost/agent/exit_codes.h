@@ -12,6 +12,8 @@ inline constexpr int kExitNotFound =
 inline constexpr int kExitUsage = 64;  // EX_USAGE: bad command line
 inline constexpr int kExitUnavailable =
     69;  // EX_UNAVAILABLE: a module could not start / agent unreachable
+inline constexpr int kExitBusy =
+    75;  // EX_TEMPFAIL: outpostctl rollout: another controller drives it
 inline constexpr int kExitSoftware = 70;  // EX_SOFTWARE: stop deadline exceeded, internal error
 inline constexpr int kExitConfig = 78;    // EX_CONFIG: the configuration is invalid
 

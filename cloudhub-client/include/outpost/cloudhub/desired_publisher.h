@@ -56,6 +56,10 @@ class DesiredPublisher {
   // were listed (absent keys are not an error; they are simply not returned).
   virtual core::Result<std::vector<std::string>> remove(const Scope& scope,
                                                         const std::vector<std::string>& keys) = 0;
+  // Subscribes to the manifests of many scopes at once (their exact topics, 200 per SUBSCRIBE)
+  // and waits `manifestWait` once for the retained ones: apply() and remove() on these scopes then
+  // read the manifest they hold without waiting again (a rollout touches hundreds of nodes).
+  virtual core::Status prefetchManifests(const std::vector<Scope>& scopes) = 0;
 };
 
 }  // namespace outpost::cloudhub
