@@ -10,8 +10,12 @@
 #include <openssl/x509v3.h>
 
 #include <ctime>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
+
+#include "outpost/cloudhub/certificates.h"
 
 // OpenSSL's BIO and stack macros are C casts.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
@@ -193,4 +197,45 @@ core::Status checkIssuedBy(const std::string& certPem, const std::string& caPem)
   return core::okStatus();
 }
 
+std::optional<std::string> readWhole(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::nullopt;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string isoTime(core::WallTime t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 }  // namespace outpost::cloudhub::crypto
+
+namespace outpost::cloudhub {
+
+// Here rather than in certificates.cc so that the configuration check (and its fuzzer) needs only
+// this file and OpenSSL.
+core::Status checkCertificateTimes(const std::string& certFile, core::WallTime now) {
+  auto pem = crypto::readWhole(certFile);
+  if (!pem) return core::notFound("certificate " + certFile + " cannot be read");
+  auto info = crypto::parseCertPem(*pem);
+  if (!info.isOk())
+    return core::invalidArgument("certificate " + certFile +
+                                 " is unreadable: " + info.status().message());
+  if (now >= info->notAfter)
+    return core::failedPrecondition("certificate " + certFile + " expired on " +
+                                    crypto::isoTime(info->notAfter) + " (now " +
+                                    crypto::isoTime(now) + ")");
+  if (now < info->notBefore)
+    return core::failedPrecondition("certificate " + certFile + " is not valid before " +
+                                    crypto::isoTime(info->notBefore) + " (now " +
+                                    crypto::isoTime(now) + "; is the clock right?)");
+  return core::okStatus();
+}
+
+}  // namespace outpost::cloudhub

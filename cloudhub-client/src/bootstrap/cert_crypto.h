@@ -2,6 +2,7 @@
 // OpenSSL behind plain strings: keys, CSRs, certificates (PEM/DER), hashes.
 // Internal to cloudhub; no OpenSSL type leaves this header.
 
+#include <optional>
 #include <string>
 
 #include "outpost/core/clock.h"
@@ -39,5 +40,10 @@ core::Status checkIssuedBy(const std::string& certPem, const std::string& caPem)
 
 // The last OpenSSL error as text (and clears the queue).
 std::string opensslError();
+
+// The whole file, or nullopt when it cannot be read.
+std::optional<std::string> readWhole(const std::string& path);
+// `t` as RFC 3339 UTC to the second ("2026-12-06T21:00:00Z").
+std::string isoTime(core::WallTime t);
 
 }  // namespace outpost::cloudhub::crypto

@@ -25,13 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::optional<std::string> readWhole(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return std::nullopt;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using crypto::isoTime;
+using crypto::readWhole;
 
 std::string errnoText() { return std::strerror(errno); }
 
@@ -132,15 +127,6 @@ core::Result<Token> parseToken(const std::string& text, const std::string& file)
 
 double unixSeconds(core::WallTime t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
-}
-
-std::string isoTime(core::WallTime t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 class CertManagerImpl final : public CertificateManager {
@@ -462,23 +448,6 @@ class CertManagerImpl final : public CertificateManager {
 };
 
 }  // namespace
-
-core::Status checkCertificateTimes(const std::string& certFile, core::WallTime now) {
-  auto pem = readWhole(certFile);
-  if (!pem) return core::notFound("certificate " + certFile + " cannot be read");
-  auto info = crypto::parseCertPem(*pem);
-  if (!info.isOk())
-    return core::invalidArgument("certificate " + certFile +
-                                 " is unreadable: " + info.status().message());
-  if (now >= info->notAfter)
-    return core::failedPrecondition("certificate " + certFile + " expired on " +
-                                    isoTime(info->notAfter) + " (now " + isoTime(now) + ")");
-  if (now < info->notBefore)
-    return core::failedPrecondition("certificate " + certFile + " is not valid before " +
-                                    isoTime(info->notBefore) + " (now " + isoTime(now) +
-                                    "; is the clock right?)");
-  return core::okStatus();
-}
 
 CertificateManagerPtr makeCertificateManager(CertificateOptions options, core::Clock& clock,
                                              core::Logging& logging,
