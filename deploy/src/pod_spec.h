@@ -105,7 +105,7 @@ struct PodSpec {
   std::string name;
   std::string podNamespace;
   std::string uid;
-  std::string resourceVersion;  // metadata.resourceVersion, "" when absent
+  std::string resourceVersion;             // metadata.resourceVersion, "" when absent
   std::string serviceAccount = "default";  // spec.serviceAccountName
   Labels labels;
   Labels annotations;

@@ -3,12 +3,12 @@
 // a real containerd (a crash loop, a healthy pod after its soak).
 
 #include "pod_health.h"
-#include "pod_status.h"
 
 #include <doctest/doctest.h>
 
 #include "agent_env.h"
 #include "cri_fixture.h"
+#include "pod_status.h"
 #include "support/fake_runtime.h"
 
 namespace outpost::test {
