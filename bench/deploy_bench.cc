@@ -256,6 +256,20 @@ class TimingRuntime final : public deploy::Runtime {
   core::Result<std::optional<deploy::ImageInfo>> imageStatus(const std::string& image) override {
     return timed("ImageStatus", [&] { return inner_.imageStatus(image); });
   }
+  core::Result<std::string> exec(const deploy::StreamRequest& r) override {
+    return timed("Exec", [&] { return inner_.exec(r); });
+  }
+  core::Result<std::string> attach(const deploy::StreamRequest& r) override {
+    return timed("Attach", [&] { return inner_.attach(r); });
+  }
+  core::Result<std::vector<deploy::ContainerStats>> listContainerStats(
+      const deploy::StatsFilter& f) override {
+    return timed("ListContainerStats", [&] { return inner_.listContainerStats(f); });
+  }
+  core::Result<std::vector<deploy::PodSandboxStats>> listPodSandboxStats(
+      const deploy::StatsFilter& f) override {
+    return timed("ListPodSandboxStats", [&] { return inner_.listPodSandboxStats(f); });
+  }
   core::Result<std::string> pullImage(const std::string& image) override {
     return timed("PullImage", [&] { return inner_.pullImage(image); });
   }

@@ -34,7 +34,6 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
-#include <iomanip>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -46,6 +45,7 @@
 #include <vector>
 
 #include "bench_flags.h"
+#include "bench_fleet.h"
 #include "bench_util.h"
 #include "support/hollow_fleet.h"
 #include "support/test_util.h"
@@ -56,7 +56,6 @@ using nlohmann::json;
 using outpost::test::FleetBroker;
 using outpost::test::FleetClock;
 using outpost::test::FleetObserver;
-using outpost::test::FleetOptions;
 using outpost::test::HollowFleet;
 using outpost::test::localApiGet;
 using outpost::test::waitFor;
@@ -534,23 +533,16 @@ int main(int argc, char** argv) {
   FleetObserver obs(broker.cloudUri());
   SysSampler sys(broker.cloudUri());
   Publisher cloud(broker.cloudUri(), "outpost/v1", "fleet-cloud");
-  FleetOptions o;
-  o.outpostd = p.outpostd;
-  o.broker = broker.nodesUri();
-  o.endpoint = "hollow://?start_latency=" + p.startLatency;
-  o.reconnectBase = "1s";
-  o.reconnectCap = p.reconnectCap;
-  HollowFleet fleet(dir.path(), o);
+  std::unique_ptr<HollowFleet> started;
   auto t0 = FleetClock::now();
   try {
-    fleet.start(p.nodes, p.batch, [&](size_t n) {
-      std::cout << "  started " << n << "/" << p.nodes << " agents (" << std::fixed
-                << std::setprecision(0) << secondsSince(t0) << " s, load " << loadAverage() << ")"
-                << std::endl;
-    });
+    started = outpost::bench::startBenchFleet(
+        dir.path(), broker,
+        {p.outpostd, p.startLatency, p.reconnectCap, p.nodes, p.batch, std::chrono::seconds(120)});
   } catch (const std::exception& e) {
     fail(e.what());
   }
+  HollowFleet& fleet = *started;
   out["start_seconds"] = secondsSince(t0);
   if (!waitProgress(
           "online", [&] { return obs.onlineCount(); }, p.nodes, 300s))

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "bench_flags.h"
+#include "bench_fleet.h"
 #include "bench_util.h"
 #include "support/hollow_fleet.h"
 #include "support/test_util.h"
@@ -24,7 +25,6 @@ using nlohmann::json;
 using outpost::test::FleetBroker;
 using outpost::test::FleetClock;
 using outpost::test::FleetObserver;
-using outpost::test::FleetOptions;
 using outpost::test::HollowFleet;
 using outpost::test::waitFor;
 
@@ -77,27 +77,25 @@ int main(int argc, char** argv) {
   outpost::test::TempDir dir;
   FleetBroker broker;
   FleetObserver obs(broker.cloudUri());
-  FleetOptions o;
-  o.outpostd = outpostd;
-  o.broker = broker.nodesUri();
-  o.endpoint = "hollow://?start_latency=200ms";
-  o.reconnectBase = "1s";
-  o.reconnectCap = "30s";
-  HollowFleet fleet(dir.path(), o);
   auto t0 = FleetClock::now();
-  fleet.start(
-      nodes, batch, [&](size_t n) { std::cout << "  " << n << " agents up\r" << std::flush; },
-      std::chrono::seconds(600));
+  std::unique_ptr<HollowFleet> started;
+  try {
+    started = outpost::bench::startBenchFleet(dir.path(), broker,
+                                              {outpostd, "200ms", "30s", nodes, batch});
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  HollowFleet& fleet = *started;
   std::cout << nodes << " agents up in " << since(t0) << " s" << std::endl;
   if (!waitFor([&] { return obs.onlineCount() == nodes; }, 300s)) fail("not every node online");
 
   auto ctl = [&](std::vector<std::string> args, std::string* text) {
-    std::vector<std::string> argv = {outpostctl, "-c", fleet.config(0).string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(), {"--broker", broker.cloudUri()});
+    std::vector<std::string> cmd = {outpostctl, "-c", fleet.config(0).string()};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    cmd.insert(cmd.end(), {"--broker", broker.cloudUri()});
     std::string err;
-    int rc = outpost::test::run(argv, text, &err, std::chrono::hours(2));
-    if (rc != 0) fail(argv[3] + " exited " + std::to_string(rc) + ": " + err + (text ? *text : ""));
+    int rc = outpost::test::run(cmd, text, &err, std::chrono::hours(2));
+    if (rc != 0) fail(cmd[3] + " exited " + std::to_string(rc) + ": " + err + (text ? *text : ""));
   };
   outpost::test::writeFile(dir / "v1.yaml", outpost::test::podYaml("web", "web:1"));
   std::string text;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "holds_api.h"
+#include "hollow_api.h"
 #include "modules.h"
 #include "outpost/agent/api_server.h"
 #include "outpost/core/bus.h"
@@ -15,6 +16,7 @@
 #include "outpost/twin/rules.h"
 #include "outpost/validation/validation.h"
 #include "process_metrics.h"
+#include "stream_module.h"
 #include "version.h"
 
 namespace outpost::agent {
@@ -71,6 +73,7 @@ class Agent::Impl {
         deploy_(context(), store_, cloud_),
         twin_(context(), store_),
         upgrade_(context(), store_, cloud_, config_.runtime.enabled ? &deploy_ : nullptr),
+        stream_(context(), config_.runtime.enabled ? &deploy_ : nullptr),
         started_(clock.now()) {
     routes_.start();
     registerProcessMetrics(metrics_);
@@ -88,6 +91,7 @@ class Agent::Impl {
     if (config_.runtime.enabled) lifecycle_.add(deploy_);
     if (config_.device.enabled) lifecycle_.add(twin_);
     lifecycle_.add(cloud_);
+    lifecycle_.add(stream_);   // after the link: the same certificate, which the link may renew
     lifecycle_.add(upgrade_);  // last: its health check asks the link and deploy
   }
 
@@ -125,18 +129,13 @@ class Agent::Impl {
                [this](const ApiRequest& req) { return postHold(deploy_, req); });
     api_.route("POST", "/v1/holds/release", Listener::kUnix,
                [this](const ApiRequest& req) { return postRelease(deploy_, req); });
+    api_.route("GET", "/v1/hollow/clock", Listener::kUnix,
+               [this](const ApiRequest&) { return getHollowClock(deploy_); });
+    api_.route("POST", "/v1/hollow/clock", Listener::kUnix,
+               [this](const ApiRequest& req) { return postHollowClock(deploy_, req, log_); });
   }
 
-  static std::string rfc3339(core::WallTime t) {
-    auto ms = core::toUnixMillis(t);
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    std::string frac = std::to_string(1000 + ms % 1000).substr(1);  // 3 digits
-    return std::string(buf) + "." + frac + "Z";
-  }
+  static std::string rfc3339(core::WallTime t) { return core::formatRfc3339(t, 3); }
 
   // Where a pod's container logs are and its recent events, from deploy.
   ApiResponse podRuntime(const ApiRequest& req) {
@@ -352,6 +351,13 @@ class Agent::Impl {
       }
       j["cloud"] = c;
     }
+    if (auto t = stream_.status()) {
+      j["stream"] = {{"server", config_.cloud.websocket.streamServer},
+                     {"connected", t->connected},
+                     {"last_error", t->lastError},
+                     {"sessions", t->sessions},
+                     {"connects", t->connects}};
+    }
     auto& mods = j["modules"] = nlohmann::json::array();
     for (const auto& m : lifecycle_.status()) {
       mods.push_back({{"name", m.name}, {"state", moduleStateName(m.state)}, {"detail", m.detail}});
@@ -374,6 +380,7 @@ class Agent::Impl {
   DeployModule deploy_;
   TwinModule twin_;
   UpgradeModule upgrade_;
+  StreamModule stream_;
   metadb::StoreReaderPtr apiReader_;  // used on the API thread only
   core::MonoTime started_;
 };

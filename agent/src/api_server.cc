@@ -309,15 +309,16 @@ class ApiServer::Impl {
       }
       acceptSucceeded(ls);
       if (ls.active >= options_.maxConnections) {
-        // Closed at once: the descriptor is free again before the next accept.
-        beast::error_code ignored;
-        s.close(ignored);
+        // Counted and logged before the close, so whoever sees the close also sees it counted.
         ls.refused.inc();
         if (ls.refusedNow++ == 0) {
           log_.warn("local API (", ls.name, "): ", ls.active,
                     " connections are open (api.max_connections), closing new ones until some "
                     "end");
         }
+        // Closed at once: the descriptor is free again before the next accept.
+        beast::error_code ignored;
+        s.close(ignored);
       } else {
         if (ls.refusedNow > 0) {
           log_.info("local API (", ls.name, "): accepting connections again, ", ls.refusedNow,

@@ -236,6 +236,7 @@ std::vector<Field> schema(Config& c) {
       stringField("cloud.websocket.node_namespace", c.cloud.websocket.nodeNamespace),
       stringField("cloud.websocket.cert_server", c.cloud.websocket.certServer),
       stringField("cloud.websocket.token_file", c.cloud.websocket.tokenFile),
+      stringField("cloud.websocket.stream_server", c.cloud.websocket.streamServer),
       intField("store.outbox_max_rows", c.store.outboxMaxRows),
       intField("store.outbox_max_bytes", c.store.outboxMaxBytes),
       durationField("store.commit_window", c.store.commitWindow),
@@ -269,6 +270,9 @@ std::vector<Field> schema(Config& c) {
       durationField("upgrade.health_timeout", c.upgrade.healthTimeout),
       intField("upgrade.max_package_bytes", c.upgrade.maxPackageBytes),
       stringField("upgrade.ca", c.upgrade.ca),
+      intField("stream.max_sessions", c.stream.maxSessions),
+      intField("stream.max_bytes_per_second", c.stream.maxBytesPerSecond),
+      durationField("stream.idle_timeout", c.stream.idleTimeout),
   };
 }
 
@@ -460,12 +464,13 @@ void validate(const Config& c, ConfigErrors& errs) {
   if (!c.api.metricsAddress.empty()) {
     if (auto e = detail::listenAddressProblem(c.api.metricsAddress))
       add("api.metrics_address",
-          "must be host:port with an IP address (127.0.0.1:10350, [::1]:10350), empty turns it "
+          "must be host:port with an IP address (127.0.0.1:10351, [::1]:10351), empty turns it "
           "off: " +
               *e);
   }
   detail::validateLimits(c, errs);
   detail::validateUpgrade(c, errs);
+  detail::validateStream(c, errs);
 }
 
 }  // namespace

@@ -120,6 +120,31 @@ void validateUpgrade(const Config& c, ConfigErrors& errs) {
     add("upgrade.ca", "cannot read file \"" + c.upgrade.ca + "\"");
 }
 
+void validateStream(const Config& c, ConfigErrors& errs) {
+  auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
+  const std::string& server = c.cloud.websocket.streamServer;
+  if (!server.empty()) {
+    const std::string what = "must be host:port of CloudCore's stream tunnel (e.g. 10.0.0.1:10004)";
+    if (c.cloud.transport != "websocket") {
+      add("cloud.websocket.stream_server", "needs cloud.transport websocket");
+    } else if (server.find("://") != std::string::npos || server.find('/') != std::string::npos) {
+      add("cloud.websocket.stream_server", what + ", without a scheme or a path");
+    } else if (size_t colon = server.rfind(':');
+               colon == std::string::npos || (server[0] == '[' && colon < server.find(']'))) {
+      add("cloud.websocket.stream_server", what + ": no port");
+    } else if (auto e = uriProblem("wss://" + server, {"wss://"})) {
+      add("cloud.websocket.stream_server", what + ": " + *e);
+    }
+  }
+  if (c.stream.maxSessions < 1 || c.stream.maxSessions > 1024)
+    add("stream.max_sessions", "must be from 1 to 1024");
+  if (c.stream.maxBytesPerSecond < 1024 || c.stream.maxBytesPerSecond > (int64_t{1} << 30))
+    add("stream.max_bytes_per_second", "must be from 1024 to 1073741824 (1 KiB/s to 1 GiB/s)");
+  if (c.stream.idleTimeout < std::chrono::seconds(1) ||
+      c.stream.idleTimeout > std::chrono::hours(24))
+    add("stream.idle_timeout", "must be from 1s to 24h");
+}
+
 void validateLimits(const Config& c, ConfigErrors& errs) {
   auto add = [&](std::string path, std::string msg) { errs.errors.push_back({path, msg}); };
   if (c.api.maxConnections < 1 || c.api.maxConnections > 10000)

@@ -22,6 +22,8 @@ Problem uriProblem(const std::string& uri, std::initializer_list<const char*> sc
 void validateLimits(const Config& c, ConfigErrors& errs);
 // The in-band upgrade's keys (upgrade.*): the trusted keys must be Ed25519 public keys.
 void validateUpgrade(const Config& c, ConfigErrors& errs);
+// The stream tunnel (cloud.websocket.stream_server, stream.*).
+void validateStream(const Config& c, ConfigErrors& errs);
 // The text of the configuration file at `path`, or why it cannot be one: only a regular file of at
 // most kMaxConfigBytes is read (a directory, /dev/zero or a FIFO is refused at once, never read).
 Problem readConfigText(const std::string& path, std::string& out);

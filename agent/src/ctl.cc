@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "ctl_hold.h"
+#include "ctl_hollow.h"
 #include "ctl_inspect.h"
 #include "ctl_rollout.h"
 #include "manifests.h"
@@ -538,6 +539,8 @@ int runCtl(int argc, char** argv) {
 
   RolloutFlags rf;
   CLI::App* rollout = addRolloutCommand(app, rf);
+  HollowFlags hf;
+  CLI::App* hollow = addHollowCommand(app, hf);
 
   HoldOptions ho;
   auto* hold = app.add_subcommand(
@@ -583,6 +586,10 @@ int runCtl(int argc, char** argv) {
   if (rollout->parsed()) {
     rf.config = g.config;
     return runRolloutCommand(*rollout, rf);
+  }
+  if (hollow->parsed()) {
+    hf.socket = socketPath(g);
+    return runHollowCommand(*hollow, hf);
   }
   if (get->parsed()) return cmdGet(g, pf);
   if (describe->parsed() || logs->parsed()) {

@@ -34,8 +34,18 @@ std::optional<int64_t> durationSeconds(const std::string& text) {
   return total;
 }
 
-// RFC 3339 UTC "YYYY-MM-DDTHH:MM[:SS]Z", or node local "YYYY-MM-DDTHH:MM[:SS]" -> unix ms.
-std::optional<int64_t> untilMillis(const std::string& text) {
+int call(const HoldOptions& o, const std::string& target, const json& body) {
+  json answer;
+  if (int rc = callAgent(o.socket, "POST", target, body.dump(), answer); rc != kExitOk) return rc;
+  printHolds(answer);
+  if (answer.value("holds", json::array()).empty() && answer.value("held", json::array()).empty())
+    std::cout << "No holds; no update waits.\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+std::optional<int64_t> timeMillis(const std::string& text) {
   std::string t = text;
   bool utc = !t.empty() && (t.back() == 'Z' || t.back() == 'z');
   if (utc) t.pop_back();
@@ -52,31 +62,6 @@ std::optional<int64_t> untilMillis(const std::string& text) {
   return static_cast<int64_t>(secs) * 1000;
 }
 
-int call(const HoldOptions& o, const std::string& target, const json& body) {
-  auto r = callUnixSocket(o.socket, "POST", target, body.dump());
-  if (!r.isOk()) {
-    std::cerr << "outpostctl: " << r.status().message() << "\n";
-    return kExitUnavailable;
-  }
-  std::string why;
-  json answer = parseAnswer(r->body, &why);
-  if (r->status != 200) {
-    std::cerr << "outpostctl: the agent answered " << r->status << ": "
-              << (answer.is_object() ? answer.value("error", r->body) : r->body) << "\n";
-    return r->status == 400 ? kExitUsage : kExitFailure;
-  }
-  if (answer.is_discarded()) {
-    std::cerr << "outpostctl: " << why << "\n";
-    return kExitFailure;
-  }
-  printHolds(answer);
-  if (answer.value("holds", json::array()).empty() && answer.value("held", json::array()).empty())
-    std::cout << "No holds; no update waits.\n";
-  return kExitOk;
-}
-
-}  // namespace
-
 int cmdHold(const HoldOptions& o) {
   json body = {{"pods", o.pods}};
   if (!o.until.empty() && !o.forDuration.empty()) {
@@ -84,7 +69,7 @@ int cmdHold(const HoldOptions& o) {
     return kExitUsage;
   }
   if (!o.until.empty()) {
-    auto ms = untilMillis(o.until);
+    auto ms = timeMillis(o.until);
     if (!ms) {
       std::cerr << "outpostctl: --until \"" << o.until
                 << "\" is not a time: 2026-05-01T06:00:00Z (UTC) or 2026-05-01T06:00 (local)\n";

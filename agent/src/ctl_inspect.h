@@ -26,13 +26,24 @@ inline constexpr size_t kMaxAnswerDepth = 110;
 // An answer of the agent parsed after that check; discarded (is_discarded()) when it is refused or
 // is not JSON, `why` then saying which.
 nlohmann::json parseAnswer(const std::string& body, std::string* why = nullptr);
+// Calls the agent's API (`method` `target`, with `body`) and parses its answer into `out`. Returns
+// an exit code, the error already printed: unreachable 69, an answer of 404 its own code, 400 a
+// usage error, another status or an answer that is not JSON a failure.
+int callAgent(const std::string& socket, const std::string& method, const std::string& target,
+              const std::string& body, nlohmann::json& out);
+// `s` escaped for a URL's query.
+std::string urlEncode(const std::string& s);
+// The one desired object of `type` named `name` in the options' namespace, as /v1/resources lists
+// it, into `item`. Returns an exit code, the error already printed (not found: kExitNotFound).
+int fetchObject(const InspectOptions& o, const std::string& type, const std::string& name,
+                nlohmann::json& item);
 // For an item of /v1/resources that the agent could not show (its "error"): prints it and returns
 // true.
 bool reportUnshown(const nlohmann::json& item);
 
 // `describe TYPE NAME`: pods, configmaps, secrets (values hidden), devices, twins.
 int cmdDescribe(const InspectOptions& o);
-// `logs POD [-c CONTAINER] [-f] [--tail N]`.
+// `logs POD [-c CONTAINER] [-f] [--tail N]` (ctl_logs.cc).
 int cmdLogs(const InspectOptions& o);
 // `get twins [DEVICE]`.
 int cmdGetTwins(const InspectOptions& o);

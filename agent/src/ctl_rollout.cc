@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -269,13 +270,22 @@ int cmdRequest(const RolloutFlags& f, const std::string& action) {
   return drive(f, s, ctl);
 }
 
+// resume, undo: the stored rollout, driven from here (its lease taken). kExitOk with `state` set,
+// or the exit code.
+int openToDrive(const RolloutFlags& f, Session& s, std::optional<RolloutState>& state) {
+  if (int rc = connectView(f, f.name, s); rc != kExitOk) return rc;
+  auto loaded = loadState(*s.view, f.name);
+  if (!loaded.isOk()) return fail(loaded.status().message(), kExitNotFound);
+  if (int rc = takeLease(f, s); rc != kExitOk) return rc;
+  state = std::move(loaded).value();
+  return kExitOk;
+}
+
 int cmdResume(const RolloutFlags& f) {
   Session s;
-  if (int rc = connectView(f, f.name, s); rc != kExitOk) return rc;
-  auto state = loadState(*s.view, f.name);
-  if (!state.isOk()) return fail(state.status().message(), kExitNotFound);
-  if (int rc = takeLease(f, s); rc != kExitOk) return rc;
-  Controller ctl(*s.view, std::move(state).value());
+  std::optional<RolloutState> state;
+  if (int rc = openToDrive(f, s, state); rc != kExitOk) return rc;
+  Controller ctl(*s.view, std::move(*state));
   if (auto r = ctl.resume(); !r.isOk()) {
     (void)s.view->releaseLease(s.holder);
     return fail(r.message());
@@ -285,11 +295,9 @@ int cmdResume(const RolloutFlags& f) {
 
 int cmdUndo(const RolloutFlags& f) {
   Session s;
-  if (int rc = connectView(f, f.name, s); rc != kExitOk) return rc;
-  auto state = loadState(*s.view, f.name);
-  if (!state.isOk()) return fail(state.status().message(), kExitNotFound);
-  if (int rc = takeLease(f, s); rc != kExitOk) return rc;
-  Controller ctl(*s.view, std::move(state).value());
+  std::optional<RolloutState> state;
+  if (int rc = openToDrive(f, s, state); rc != kExitOk) return rc;
+  Controller ctl(*s.view, std::move(*state));
   bool running = !ctl.state().finished();
   auto u = ctl.undo(nowMs());
   if (!u.isOk()) {

@@ -11,6 +11,7 @@
 
 #include "outpost/agent/agent.h"
 #include "outpost/agent/exit_codes.h"
+#include "outpost/metadb/sqlite_store.h"
 #include "outpost/mqttc/client.h"
 #include "outpost/upgrade/helper.h"
 #include "systemd_notify.h"
@@ -65,7 +66,9 @@ int runDaemon(int argc, char** argv) {
       ->group("");
   app.add_flag("--upgrade-systemd", helper.systemd, "(internal) stop and start outpost.service")
       ->group("");
-  app.set_version_flag("--version", std::string("outpostd ") + OUTPOST_VERSION);
+  // The second line is the store schema this agent writes: an older agent refuses a newer one.
+  app.set_version_flag("--version", std::string("outpostd ") + OUTPOST_VERSION + "\nstore schema " +
+                                        std::to_string(metadb::storeSchemaVersion()));
   app.footer(
       "Exit codes: 0 stopped cleanly, 64 bad command line, 69 a module could not start,\n"
       "70 stop deadline exceeded, 78 invalid configuration (not restarted by systemd).\n"

@@ -2,28 +2,13 @@
 
 #include "holds_api.h"
 
+#include "api_answers.h"
 #include "outpost/validation/validation.h"
 
 namespace outpost::agent {
 namespace {
 
 using nlohmann::json;
-
-ApiResponse answer(int status, const json& body) {
-  return {status, "application/json", body.dump()};
-}
-ApiResponse error(int status, const std::string& why) {
-  return answer(status, json{{"error", why}});
-}
-
-std::string rfc3339(core::WallTime t) {
-  std::time_t secs = core::WallTime::clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // "<ns>/<name>" or "<name>" (namespace default) -> "<ns>/pod/<name>", or why not.
 core::Result<std::vector<std::string>> podKeys(const json& body) {
@@ -59,7 +44,7 @@ json holdsJson(DeployModule& deploy) {
   json holds = json::array();
   for (const auto& hold : h->first) {
     json j = {{"pod", hold.pod.empty() ? "*" : hold.pod}};
-    if (hold.until) j["until"] = rfc3339(*hold.until);
+    if (hold.until) j["until"] = core::formatRfc3339(*hold.until);
     holds.push_back(std::move(j));
   }
   json held = json::array();
@@ -70,7 +55,7 @@ json holdsJson(DeployModule& deploy) {
               {"deletion", u.deletion},
               {"reason", u.reason},
               {"message", u.message}};
-    if (u.heldUntil) j["heldUntil"] = rfc3339(*u.heldUntil);
+    if (u.heldUntil) j["heldUntil"] = core::formatRfc3339(*u.heldUntil);
     held.push_back(std::move(j));
   }
   return json{{"holds", holds}, {"held", held}};
@@ -78,31 +63,31 @@ json holdsJson(DeployModule& deploy) {
 
 ApiResponse getHolds(DeployModule& deploy) {
   json j = holdsJson(deploy);
-  if (j.is_null()) return error(503, "deploy is not running");
-  return answer(200, j);
+  if (j.is_null()) return errorAnswer(503, "deploy is not running");
+  return jsonAnswer(200, j);
 }
 
 ApiResponse postHold(DeployModule& deploy, const ApiRequest& req) {
   auto body = parseBody(req);
-  if (!body.isOk()) return error(400, "bad request: " + body.status().message());
+  if (!body.isOk()) return errorAnswer(400, "bad request: " + body.status().message());
   auto keys = podKeys(*body);
-  if (!keys.isOk()) return error(400, "bad request: " + keys.status().message());
+  if (!keys.isOk()) return errorAnswer(400, "bad request: " + keys.status().message());
   std::optional<core::WallTime> until;
   if (auto u = body->find("until"); u != body->end() && !u->is_null()) {
     if (!u->is_number_integer() || u->get<int64_t>() <= 0)
-      return error(400, "bad request: until: unix milliseconds");
+      return errorAnswer(400, "bad request: until: unix milliseconds");
     until = core::WallTime(std::chrono::milliseconds(u->get<int64_t>()));
   }
-  if (auto s = deploy.hold(*keys, until); !s.isOk()) return error(503, s.message());
+  if (auto s = deploy.hold(*keys, until); !s.isOk()) return errorAnswer(503, s.message());
   return getHolds(deploy);
 }
 
 ApiResponse postRelease(DeployModule& deploy, const ApiRequest& req) {
   auto body = parseBody(req);
-  if (!body.isOk()) return error(400, "bad request: " + body.status().message());
+  if (!body.isOk()) return errorAnswer(400, "bad request: " + body.status().message());
   auto keys = podKeys(*body);
-  if (!keys.isOk()) return error(400, "bad request: " + keys.status().message());
-  if (auto s = deploy.release(*keys); !s.isOk()) return error(503, s.message());
+  if (!keys.isOk()) return errorAnswer(400, "bad request: " + keys.status().message());
+  if (auto s = deploy.release(*keys); !s.isOk()) return errorAnswer(503, s.message());
   return getHolds(deploy);
 }
 

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -55,6 +56,8 @@ class StoreModule final : public Module {
   void stop() override;
   std::string describe() const override;
   metadb::SqliteStore* store() const { return store_.get(); }
+  // A reader for the thread of `loop` (a reader belongs to one thread), opened on that thread.
+  core::Result<metadb::StoreReaderPtr> openReaderOn(core::EventLoop& loop) const;
   std::string path() const;
   // Why the store can no longer be trusted, from any thread: its file was removed or replaced
   // since the start (the store then refuses writes). Nothing while it is the file opened.
@@ -111,17 +114,26 @@ class DeployModule final : public Module {
   // The log directory and recent events of the pod at `key`; nullopt when deploy does not know the
   // pod (or is stopped). Any thread.
   std::optional<deploy::PodRuntimeInfo> podInfo(const std::string& key) const;
+  // Runs `fn` with deploy's runtime and reconciler (the stream tunnel's logs, exec, attach and
+  // top); stop() waits for it. UNAVAILABLE while deploy is stopped. Any thread.
+  core::Status withRuntime(
+      const std::function<core::Status(deploy::Runtime&, const deploy::Reconciler&)>& fn) const;
   // On-site holds (`outpostctl hold` / `release`, docs/rollouts.md); any thread. UNAVAILABLE
   // while deploy is stopped.
   core::Status hold(std::vector<std::string> pods, std::optional<core::WallTime> until);
   core::Status release(std::vector<std::string> pods);
   core::Result<std::pair<std::vector<deploy::PodHold>, std::vector<deploy::HeldUpdate>>> holds();
+  // A hollow node's simulated calendar (docs/hollow-nodes.md), which deploy's loop and runtime
+  // read; null when the runtime is not hollow. Any thread.
+  core::OffsetClock* hollowClock();
   core::Status start() override;
   void stop() override;
   std::string describe() const override;
   bool alive(std::chrono::milliseconds timeout) override;
   // The cold boot reconcile is done: the runtime answered. Any thread.
   bool coldBootDone() const;
+  // The runtime answered the reconciler's last listing (false before the first, and while down).
+  bool runtimeReady() const;
 
  private:
   class Impl;

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <future>
+#include <memory>
+#include <optional>
 
 #include "modules.h"
 
@@ -101,6 +103,16 @@ std::optional<std::string> StoreModule::vanished() const {
 std::string StoreModule::describe() const {
   if (auto gone = vanished()) return *gone;
   return path();
+}
+
+core::Result<metadb::StoreReaderPtr> StoreModule::openReaderOn(core::EventLoop& loop) const {
+  metadb::SqliteStore* store = store_.get();
+  if (!store) return core::unavailable("the store is not open");
+  // Shared with the task: should the loop run it only after the wait gave up, nothing dangles.
+  auto out = std::make_shared<std::optional<core::Result<metadb::StoreReaderPtr>>>();
+  if (!loop.runSync([store, out] { *out = store->openReader(); }) || !*out)
+    return core::unavailable("the loop did not open a store reader in time");
+  return std::move(**out);
 }
 
 }  // namespace outpost::agent

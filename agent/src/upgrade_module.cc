@@ -1,11 +1,20 @@
 // The in-band agent upgrade wired to the store, the outbox and the agent's health.
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "modules.h"
+#include "outpost/deploy/hollow_runtime.h"
+#include "outpost/upgrade/hollow_installer.h"
 #include "outpost/upgrade/system_installer.h"
 #include "outpost/upgrade/upgrader.h"
+#include "version.h"
 
 namespace outpost::agent {
 
@@ -13,12 +22,71 @@ namespace {
 
 constexpr std::string_view kType = "agentupgrade";
 
+// Whether the network reaches the cloud: a TCP connection to the link's endpoint
+// ("tcp://host:port", "ssl://...", "wss://host:port/path") opens within `timeout`. Empty: it does
+// not, with why (name not resolved, refused, unreachable, no answer).
+std::string unreachableWhy(const std::string& endpoint, std::chrono::milliseconds timeout) {
+  auto scheme = endpoint.find("://");
+  if (scheme == std::string::npos) return "no scheme in " + endpoint;
+  std::string rest = endpoint.substr(scheme + 3);
+  rest = rest.substr(0, rest.find('/'));
+  std::string host = rest, port;
+  if (!rest.empty() && rest[0] == '[') {
+    auto close = rest.find(']');
+    if (close == std::string::npos) return "a bad address in " + endpoint;
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
+  } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  if (port.empty()) {
+    std::string s = endpoint.substr(0, scheme);
+    port = s == "tcp" || s == "mqtt" ? "1883" : s == "ws" ? "80" : s == "wss" ? "443" : "8883";
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int e = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); e != 0)
+    return host + ": " + ::gai_strerror(e);
+  std::string why = "no address";
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    int err = rc == 0 ? 0 : errno;
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(timeout.count())) == 1) {
+        socklen_t len = sizeof err;
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      } else {
+        err = ETIMEDOUT;
+      }
+    }
+    ::close(fd);
+    if (err == 0) {
+      ::freeaddrinfo(found);
+      return {};
+    }
+    why = std::string(std::strerror(err));
+  }
+  ::freeaddrinfo(found);
+  return host + ":" + port + ": " + why;
+}
+
 // The upgrade's status as an outbox row per AgentUpgrade (a newer one replaces an unsent one).
 class OutboxUpgradeSink final : public upgrade::StatusSink {
  public:
   OutboxUpgradeSink(metadb::Store& store, core::EventLoop& loop, core::Logger log)
       : store_(store), loop_(loop), log_(std::move(log)) {}
   void upgradeStatus(const std::string& key, const upgrade::UpgradeStatus& s) override {
+    {
+      std::lock_guard l(mu_);
+      last_ = key + " " + std::string(upgrade::phaseName(s.phase)) +
+              (s.version.empty() ? "" : " (" + s.version + ")") +
+              (s.reason.empty() ? "" : ": " + s.reason);
+    }
     metadb::WriteBatch batch;
     batch.enqueue({"agentupgradestatus", key, s.toJson(), 0});
     store_.write(std::move(batch), loop_, [log = log_, key](core::Result<metadb::WriteResult> r) {
@@ -26,7 +94,15 @@ class OutboxUpgradeSink final : public upgrade::StatusSink {
     });
   }
 
+  // The last status reported, for `outpostctl status` (empty before any).
+  std::string last() const {
+    std::lock_guard l(mu_);
+    return last_;
+  }
+
  private:
+  mutable std::mutex mu_;
+  std::string last_;
   metadb::Store& store_;
   core::EventLoop& loop_;
   core::Logger log_;
@@ -58,10 +134,27 @@ class UpgradeModule::Impl {
   bool started = false;
   std::string installerProblem;
 
-  bool healthyNow() const {
-    if (deploy && !deploy->coldBootDone()) return false;
+  bool offlineNoted = false;
+
+  // Store open (this module runs), runtime reachable (the cold boot reconcile done, and the
+  // runtime's answer to its last listing), and the cloud link up when the network reaches the
+  // cloud (docs/operations.md, "In-band upgrade"): a cloud whose address takes a TCP connection
+  // but whose link is not up (TLS, credentials, protocol) is a failure; one the network does not
+  // reach is no fault of the new agent.
+  bool healthyNow() {
+    if (deploy && (!deploy->coldBootDone() || !deploy->runtimeReady())) return false;
     cloudhub::CloudLink* link = cloud.link();
-    return link && link->status().state == cloudhub::LinkState::kConnected;
+    if (!link) return false;
+    auto st = link->status();
+    if (st.state == cloudhub::LinkState::kConnected) return true;
+    if (!upgrader->awaitingHealth()) return false;  // probe only while an upgrade waits
+    std::string why = unreachableWhy(st.endpoint, std::chrono::seconds(2));
+    if (why.empty()) return false;
+    if (!offlineNoted)
+      log.info("healthy without the cloud link: the network does not reach ", st.endpoint, " (",
+               why, ")");
+    offlineNoted = true;
+    return true;
   }
 
   void changed(const metadb::KeyChange& k) {
@@ -87,23 +180,21 @@ core::Status UpgradeModule::start() {
   const Config& c = m.ctx.config;
   m.loop.start();
   m.started = true;
-  core::Status opened;
-  m.loop.runSync([&] {
-    auto r = m.store.store()->openReader();
-    if (!r.isOk()) {
-      opened = r.status();
-      return;
-    }
-    m.reader = std::move(r).value();
-  });
-  OUTPOST_RETURN_IF_ERROR(opened.withContext("opening a store reader"));
+  auto reader = m.store.openReaderOn(m.loop);
+  if (!reader.isOk()) return reader.status().withContext("opening a store reader");
+  m.reader = std::move(reader).value();
   m.sink = std::make_unique<OutboxUpgradeSink>(*m.store.store(), m.loop, m.log);
 
   std::error_code ec;
   upgrade::SystemInstallerOptions io;
   io.helper = std::filesystem::read_symlink("/proc/self/exe", ec);
   io.store = m.store.path();
-  auto installer = upgrade::makeSystemInstaller(io);
+  // A hollow node simulates the install and the restart (docs/hollow-nodes.md); only it does.
+  bool hollow = c.runtime.enabled && deploy::isHollowEndpoint(c.runtime.endpoint);
+  auto installer =
+      hollow ? core::Result<std::unique_ptr<upgrade::Installer>>(upgrade::makeHollowInstaller(
+                   {std::filesystem::path(c.node.stateDir) / "upgrade", OUTPOST_VERSION "-1"}))
+             : upgrade::makeSystemInstaller(io);
   if (!installer.isOk()) {
     m.installerProblem = installer.status().message();
     m.log.info("in-band upgrades are off: ", m.installerProblem);
@@ -154,7 +245,9 @@ void UpgradeModule::stop() {
 }
 
 std::string UpgradeModule::describe() const {
-  return impl_->upgrader ? "ready" : "off: " + impl_->installerProblem;
+  std::string last = impl_->sink ? impl_->sink->last() : "";
+  std::string state = impl_->upgrader ? "ready" : "off: " + impl_->installerProblem;
+  return last.empty() ? state : state + "; last: " + last;
 }
 
 }  // namespace outpost::agent

@@ -1,8 +1,33 @@
 #include "outpost/core/clock.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 
 namespace outpost::core {
+
+std::string formatRfc3339(WallTime t, int fractionDigits) {
+  constexpr int64_t kNanosPerSecond = 1'000'000'000;
+  int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  int64_t secs = ns / kNanosPerSecond;
+  int64_t frac = ns % kNanosPerSecond;
+  if (frac < 0) {  // before 1970: the second below, and what is past it
+    frac += kNanosPerSecond;
+    --secs;
+  }
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::string out(buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm));
+  if (fractionDigits > 0) {
+    char digits[16];
+    std::snprintf(digits, sizeof digits, ".%09lld", static_cast<long long>(frac));
+    out.append(digits, 1 + static_cast<std::size_t>(std::min(fractionDigits, 9)));
+  }
+  out += 'Z';
+  return out;
+}
 
 ManualClock::ManualClock(WallTime wallStart) : mono_(std::chrono::hours(1)), wall_(wallStart) {}
 
@@ -52,6 +77,10 @@ void ManualClock::wakeAll() {
     for (auto& w : watchers_) wakers.push_back(w.second);
   }
   for (auto& w : wakers) w();
+}
+
+WallTime OffsetClock::wallNow() const {
+  return base_.wallNow() + std::chrono::duration_cast<WallTime::duration>(wallOffset());
 }
 
 }  // namespace outpost::core

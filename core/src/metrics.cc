@@ -8,8 +8,6 @@
 
 namespace outpost::core {
 
-namespace {
-
 std::string formatNumber(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
@@ -32,6 +30,8 @@ std::string escapeLabel(const std::string& v) {
   }
   return out;
 }
+
+namespace {
 
 std::string escapeHelp(const std::string& v) {
   std::string out;

@@ -77,6 +77,9 @@ ContainerConfig containerConfig(const PodSpec& pod, const ContainerSpec& spec, u
   cc.command = spec.command;
   cc.args = spec.args;
   cc.workingDir = spec.workingDir;
+  cc.stdin = spec.stdin;
+  cc.stdinOnce = spec.stdinOnce;
+  cc.tty = spec.tty;
   cc.env = std::move(env);
   cc.mounts = std::move(mounts);
   cc.labels = {{kManaged, "true"},

@@ -105,6 +105,31 @@ cri::ContainerState toState(ContainerState s) {
   }
 }
 
+UsageStats fromUsage(const cri::CpuUsage& cpu, const cri::MemoryUsage& memory, bool hasCpu,
+                     bool hasMemory) {
+  UsageStats u;
+  if (hasCpu) {
+    u.cpuTimestamp = cpu.timestamp();
+    if (cpu.has_usage_core_nano_seconds()) u.cpuCoreNanos = cpu.usage_core_nano_seconds().value();
+  }
+  if (hasMemory) {
+    u.memoryTimestamp = memory.timestamp();
+    if (memory.has_working_set_bytes())
+      u.memoryWorkingSetBytes = memory.working_set_bytes().value();
+  }
+  return u;
+}
+
+ContainerStats fromContainerStats(const cri::ContainerStats& c) {
+  ContainerStats out;
+  out.id = c.attributes().id();
+  out.name = c.attributes().metadata().name();
+  out.attempt = c.attributes().metadata().attempt();
+  out.labels = toLabels(c.attributes().labels());
+  out.usage = fromUsage(c.cpu(), c.memory(), c.has_cpu(), c.has_memory());
+  return out;
+}
+
 class CriRuntime final : public Runtime {
  public:
   explicit CriRuntime(const CriConfig& config) : config_(config), channel_(config.endpoint) {}
@@ -209,6 +234,9 @@ class CriRuntime final : public Runtime {
     fillMap(c->mutable_labels(), config.labels);
     fillMap(c->mutable_annotations(), config.annotations);
     c->set_log_path(config.logPath);
+    c->set_stdin(config.stdin);
+    c->set_stdin_once(config.stdinOnce);
+    c->set_tty(config.tty);
     auto* lx = c->mutable_linux();
     auto* res = lx->mutable_resources();
     res->set_cpu_period(config.resources.cpuPeriod);
@@ -291,6 +319,70 @@ class CriRuntime final : public Runtime {
     cri::ExecSyncResponse resp;
     OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ExecSync", req, &resp, deadline(timeout)));
     return ExecResult{resp.stdout(), resp.stderr(), resp.exit_code()};
+  }
+
+  Result<std::string> exec(const StreamRequest& request) override {
+    cri::ExecRequest req;
+    req.set_container_id(request.containerId);
+    for (const auto& s : request.cmd) req.add_cmd(s);
+    req.set_tty(request.tty);
+    req.set_stdin(request.stdin);
+    req.set_stdout(request.stdout);
+    req.set_stderr(request.stderr);
+    cri::ExecResponse resp;
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "Exec", req, &resp, deadline()));
+    return resp.url();
+  }
+
+  Result<std::string> attach(const StreamRequest& request) override {
+    cri::AttachRequest req;
+    req.set_container_id(request.containerId);
+    req.set_tty(request.tty);
+    req.set_stdin(request.stdin);
+    req.set_stdout(request.stdout);
+    req.set_stderr(request.stderr);
+    cri::AttachResponse resp;
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "Attach", req, &resp, deadline()));
+    return resp.url();
+  }
+
+  Result<std::vector<ContainerStats>> listContainerStats(const StatsFilter& filter) override {
+    cri::ListContainerStatsRequest req;
+    auto* f = req.mutable_filter();
+    f->set_id(filter.id);
+    f->set_pod_sandbox_id(filter.podSandboxId);
+    fillMap(f->mutable_label_selector(), filter.labels);
+    cri::ListContainerStatsResponse resp;
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ListContainerStats", req, &resp, deadline()));
+    std::vector<ContainerStats> out;
+    out.reserve(resp.stats_size());
+    for (const auto& c : resp.stats()) out.push_back(fromContainerStats(c));
+    return out;
+  }
+
+  Result<std::vector<PodSandboxStats>> listPodSandboxStats(const StatsFilter& filter) override {
+    cri::ListPodSandboxStatsRequest req;
+    auto* f = req.mutable_filter();
+    f->set_id(filter.id);
+    fillMap(f->mutable_label_selector(), filter.labels);
+    cri::ListPodSandboxStatsResponse resp;
+    OUTPOST_RETURN_IF_ERROR(invoke(kRuntime, "ListPodSandboxStats", req, &resp, deadline()));
+    std::vector<PodSandboxStats> out;
+    out.reserve(resp.stats_size());
+    for (const auto& p : resp.stats()) {
+      PodSandboxStats s;
+      const auto& a = p.attributes();
+      s.id = a.id();
+      s.name = a.metadata().name();
+      s.uid = a.metadata().uid();
+      s.podNamespace = a.metadata().namespace_();
+      s.labels = toLabels(a.labels());
+      const auto& lx = p.linux();
+      s.usage = fromUsage(lx.cpu(), lx.memory(), lx.has_cpu(), lx.has_memory());
+      for (const auto& c : lx.containers()) s.containers.push_back(fromContainerStats(c));
+      out.push_back(std::move(s));
+    }
+    return out;
   }
 
   Result<std::optional<ImageInfo>> imageStatus(const std::string& image) override {

@@ -1,5 +1,6 @@
 // Unary gRPC over HTTP/2 (gRPC's PROTOCOL-HTTP2.md) on libnghttp2: a non-blocking unix socket,
-// poll() for deadlines, nghttp2's in-memory send/receive. nghttp2 stays in this file.
+// poll() for deadlines, nghttp2's in-memory send/receive. nghttp2 stays in this file and
+// grpc_stream.cc (one call's response, as gRPC frames it).
 
 #include "grpc_h2.h"
 
@@ -19,6 +20,8 @@
 #include <optional>
 #include <system_error>
 #include <utility>
+
+#include "grpc_stream.h"
 
 namespace outpost::deploy::h2 {
 
@@ -41,22 +44,6 @@ int pollTimeout(Deadline deadline) {
   return static_cast<int>(std::min<long long>(ms, INT_MAX));
 }
 
-// The gRPC code for a stream the server reset (PROTOCOL-HTTP2.md, "Errors").
-Code codeForH2Error(uint32_t error) {
-  switch (error) {
-    case NGHTTP2_REFUSED_STREAM:
-      return Code::kUnavailable;
-    case NGHTTP2_CANCEL:
-      return Code::kCancelled;
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return Code::kResourceExhausted;
-    case NGHTTP2_INADEQUATE_SECURITY:
-      return Code::kPermissionDenied;
-    default:
-      return Code::kInternal;
-  }
-}
-
 // Up to 40 bytes of what the peer sent, printable, for "not HTTP/2" messages.
 std::string excerpt(std::string_view bytes) {
   std::string out;
@@ -73,111 +60,6 @@ std::string excerpt(std::string_view bytes) {
   }
   return out;
 }
-
-// One call's stream: the request it sends and what came back.
-struct Stream {
-  int32_t id = -1;
-  std::string request;     // length-prefixed message
-  std::size_t sent = 0;    // request bytes handed to nghttp2
-  bool delivered = false;  // ... and all of them taken by the socket
-  bool headersSeen = false;
-  int httpStatus = 0;
-  std::string contentType;
-  std::string encoding;
-  std::optional<std::string> grpcStatus;
-  std::string grpcMessage;
-  std::size_t received = 0;  // DATA bytes
-  std::string pending;       // DATA not yet a whole message
-  std::string message;       // the first whole message
-  int messages = 0;
-  bool closed = false;
-  uint32_t resetCode = NGHTTP2_NO_ERROR;
-  std::optional<Status> refused;  // a response we will not take (too large, compressed)
-  bool wellFormed = false;        // a proper gRPC response, OK or not: the connection is sound
-
-  // Takes DATA bytes, cutting them into length-prefixed messages.
-  void feed(const uint8_t* data, std::size_t len) {
-    received += len;
-    if (refused) return;
-    pending.append(reinterpret_cast<const char*>(data), len);
-    while (pending.size() >= 5) {
-      auto flag = static_cast<unsigned char>(pending[0]);
-      uint32_t size = 0;
-      for (int i = 1; i < 5; ++i) size = (size << 8) | static_cast<unsigned char>(pending[i]);
-      if (flag == 1) {
-        refused = Status(Code::kInternal, "the runtime sent a compressed message (grpc-encoding '" +
-                                              encoding + "') though none was asked for");
-        return;
-      }
-      if (flag != 0) {
-        refused = Status(Code::kInternal,
-                         "bad message prefix from the runtime (flag " + std::to_string(flag) + ")");
-        return;
-      }
-      if (size > kMaxResponseBytes) {
-        refused =
-            Status(Code::kResourceExhausted, "response message of " + std::to_string(size) +
-                                                 " bytes is larger than the limit of " +
-                                                 std::to_string(kMaxResponseBytes) + " bytes");
-        return;
-      }
-      if (pending.size() < 5 + std::size_t{size}) {
-        pending.reserve(5 + std::size_t{size});
-        return;
-      }
-      if (messages++ == 0) message.assign(pending, 5, size);
-      pending.erase(0, 5 + std::size_t{size});
-    }
-  }
-
-  // The call's outcome once the stream is closed.
-  Result<std::string> finish() {
-    if (refused) return *refused;
-    if (!headersSeen) {
-      return Status(resetCode == NGHTTP2_NO_ERROR ? Code::kInternal : codeForH2Error(resetCode),
-                    std::string("the runtime reset the stream without answering (") +
-                        nghttp2_http2_strerror(resetCode) + ")");
-    }
-    if (httpStatus != 200) {
-      std::string m = "HTTP status " + std::to_string(httpStatus);
-      if (!grpcMessage.empty()) m += ": " + percentDecode(grpcMessage);
-      return Status(codeForHttpStatus(httpStatus), std::move(m));
-    }
-    if (!grpcStatus) {
-      if (resetCode != NGHTTP2_NO_ERROR) {
-        return Status(codeForH2Error(resetCode), std::string("the runtime reset the stream (") +
-                                                     nghttp2_http2_strerror(resetCode) + ")");
-      }
-      return Status(Code::kInternal, "the response ended without grpc-status");
-    }
-    int code = -1;
-    const std::string& gs = *grpcStatus;
-    auto [end, ec] = std::from_chars(gs.data(), gs.data() + gs.size(), code);
-    if (ec != std::errc() || end != gs.data() + gs.size() || gs.empty() || code < 0) {
-      return Status(Code::kUnknown, "bad grpc-status '" + gs + "' from the runtime");
-    }
-    // Codes beyond the canonical 16 are UNKNOWN, as gRPC's own clients do.
-    if (code > static_cast<int>(Code::kUnauthenticated)) code = static_cast<int>(Code::kUnknown);
-    if (code != 0) {
-      wellFormed = true;
-      return Status(static_cast<Code>(code), percentDecode(grpcMessage));
-    }
-    if (contentType.rfind("application/grpc", 0) != 0) {
-      return Status(Code::kInternal,
-                    "response content-type '" + contentType + "' is not application/grpc");
-    }
-    if (!pending.empty()) {
-      return Status(Code::kInternal, "the response ended inside a message (" +
-                                         std::to_string(pending.size()) + " bytes left over)");
-    }
-    if (messages != 1) {
-      return Status(Code::kInternal,
-                    std::to_string(messages) + " response messages to a unary call");
-    }
-    wellFormed = true;
-    return std::move(message);
-  }
-};
 
 }  // namespace
 
@@ -319,6 +201,7 @@ class Connection {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &Connection::onData);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, &Connection::onStreamClose);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &Connection::onFrame);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, &Connection::onFrameSent);
     nghttp2_session_callbacks_set_error_callback2(cb, &Connection::onError);
     int rv = nghttp2_session_client_new(&session_, cb, this);
     nghttp2_session_callbacks_del(cb);
@@ -332,9 +215,9 @@ class Connection {
   // Runs the connection until the stream closes; a transport failure or the deadline is returned.
   std::optional<Status> pump(Stream& s, Deadline deadline) {
     for (;;) {
-      if (!writeFailed_) {
-        if (auto st = flush(); !st.isOk()) return st;
-      }
+      // Also after a failed write: nghttp2's queue must be drained (and dropped) for what it has
+      // decided, a GOAWAY for a protocol error above all, to be seen (onFrameSent).
+      if (auto st = flush(); !st.isOk()) return st;
       if (s.closed || s.refused) return std::nullopt;
       if (protocolError_) return protocolFailure();
       if (dead_) return closedFailure(s);
@@ -399,6 +282,10 @@ class Connection {
       }
       if (n == 0) break;
       out_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+    }
+    if (writeFailed_) {  // the peer is gone: nothing more reaches it
+      out_.clear();
+      return Status::ok();
     }
     while (!out_.empty()) {
       ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -509,6 +396,22 @@ class Connection {
     Connection* c = self(user);
     ++c->framesReceived_;
     if (frame->hd.type == NGHTTP2_GOAWAY) c->goaway_ = true;
+    return 0;
+  }
+
+  // A GOAWAY we send with an error code is nghttp2's verdict on what the runtime sent (a DATA
+  // frame on stream 0, ...): a protocol error, whatever the socket does next. nghttp2 calls no
+  // error callback for some of these, so the reason is taken from the GOAWAY's debug data.
+  static int onFrameSent(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type != NGHTTP2_GOAWAY || frame->goaway.error_code == NGHTTP2_NO_ERROR) return 0;
+    Connection* c = self(user);
+    if (c->errorText_.empty()) {
+      const auto* data = reinterpret_cast<const char*>(frame->goaway.opaque_data);
+      c->errorText_ = frame->goaway.opaque_data_len > 0
+                          ? std::string(data, frame->goaway.opaque_data_len)
+                          : nghttp2_http2_strerror(frame->goaway.error_code);
+    }
+    c->protocolError_ = true;
     return 0;
   }
 

@@ -1,6 +1,7 @@
 #pragma once
 // A unary gRPC caller over HTTP/2 on a unix socket (libnghttp2), enough for CRI: every CRI call we
-// make is unary. Internal to deploy; no nghttp2 type leaves grpc_h2.cc.
+// make is unary. Internal to deploy; no nghttp2 type leaves grpc_h2.cc and grpc_stream.cc
+// (one call's response).
 
 #include <chrono>
 #include <cstddef>

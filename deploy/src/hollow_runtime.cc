@@ -50,14 +50,9 @@ bool matches(const Labels& have, const Labels& want) {
 
 // RFC 3339 with nanoseconds, as containerd stamps CRI log lines.
 std::string rfc3339Nano(UnixNanos t) {
-  time_t secs = static_cast<time_t>(t / 1000000000);
-  tm parts{};
-  gmtime_r(&secs, &parts);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", parts.tm_year + 1900,
-                parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
-                static_cast<long long>(t % 1000000000));
-  return buf;
+  return core::formatRfc3339(core::WallTime(std::chrono::duration_cast<core::WallTime::duration>(
+                                 std::chrono::nanoseconds(t))),
+                             9);
 }
 
 class HollowRuntime final : public Runtime {
@@ -184,12 +179,20 @@ class HollowRuntime final : public Runtime {
     if (it == containers_.end())
       return core::notFound("StartContainer: container " + id + " not found");
     Ctr& c = it->second;
+    if (c.startAt && c.status.container.state == ContainerState::kCreated) {
+      // Started already, and every caller was last told Created (states move only when someone
+      // looks): one that saw it Created while it started asks again. Its start is on its way, or
+      // done since that look: the answer is the first call's. containerd's StartContainer returns
+      // once the container runs, so its callers never see this; refusing here made the reconciler
+      // remove a running container and back off 10 s (RunContainerError).
+      advance(c);
+      return core::okStatus();
+    }
     advance(c);
     if (c.status.container.state != ContainerState::kCreated)
       return core::failedPrecondition("StartContainer: container " + id +
                                       " is not in created state");
-    // Asked again while it starts (the reconciler saw it Created): it is on its way.
-    if (!c.startAt) c.startAt = clock_.now() + options_.startLatency;
+    c.startAt = clock_.now() + options_.startLatency;
     advance(c);
     return core::okStatus();
   }
@@ -243,6 +246,57 @@ class HollowRuntime final : public Runtime {
     if (it->second.status.container.state != ContainerState::kRunning)
       return core::failedPrecondition("ExecSync: container " + id + " is not running");
     return ExecResult{};  // every command succeeds, saying nothing
+  }
+
+  // A hollow container has no process to stream from: exec and attach say so.
+  core::Result<std::string> exec(const StreamRequest& request) override {
+    return core::Status(core::Code::kUnimplemented,
+                        "Exec: the hollow runtime runs no processes, so container " +
+                            request.containerId + " has none to exec into");
+  }
+  core::Result<std::string> attach(const StreamRequest& request) override {
+    return core::Status(core::Code::kUnimplemented,
+                        "Attach: the hollow runtime runs no processes, so container " +
+                            request.containerId + " has none to attach to");
+  }
+
+  core::Result<std::vector<ContainerStats>> listContainerStats(const StatsFilter& filter) override {
+    std::lock_guard lock(mu_);
+    std::vector<ContainerStats> out;
+    for (auto& [id, c] : containers_) {
+      advance(c);
+      const Container& ct = c.status.container;
+      if (!filter.id.empty() && ct.id.rfind(filter.id, 0) != 0) continue;
+      if (!filter.podSandboxId.empty() && ct.podSandboxId != filter.podSandboxId) continue;
+      if (!matches(ct.labels, filter.labels)) continue;
+      out.push_back(statsOf(c));
+    }
+    return out;
+  }
+
+  // As a runtime that answers per sandbox: the sum of its containers'.
+  core::Result<std::vector<PodSandboxStats>> listPodSandboxStats(
+      const StatsFilter& filter) override {
+    std::lock_guard lock(mu_);
+    std::vector<PodSandboxStats> out;
+    for (const auto& [id, s] : sandboxes_) {
+      if (!filter.id.empty() && id.rfind(filter.id, 0) != 0) continue;
+      if (!matches(s.sandbox.labels, filter.labels)) continue;
+      PodSandboxStats p{
+          id, s.sandbox.name, s.sandbox.uid, s.sandbox.podNamespace, s.sandbox.labels, {}, {}};
+      UnixNanos now = wallNanos(clock_.now());
+      p.usage = UsageStats{now, uint64_t{0}, now, uint64_t{0}};
+      for (auto& [cid, c] : containers_) {
+        if (c.status.container.podSandboxId != id) continue;
+        advance(c);
+        ContainerStats cs = statsOf(c);
+        *p.usage.cpuCoreNanos += cs.usage.cpuCoreNanos.value_or(0);
+        *p.usage.memoryWorkingSetBytes += cs.usage.memoryWorkingSetBytes.value_or(0);
+        p.containers.push_back(std::move(cs));
+      }
+      out.push_back(std::move(p));
+    }
+    return out;
   }
 
   core::Result<std::optional<ImageInfo>> imageStatus(const std::string& image) override {
@@ -302,6 +356,19 @@ class HollowRuntime final : public Runtime {
                 "hollow container " + s.container.name + " exits with code " +
                     std::to_string(s.exitCode) + ", as its image's tag says");
     }
+  }
+
+  // Plausible figures for `kubectl top`: a running container uses 10 millicores since it started
+  // and 4 MiB; one not running has none, as containerd reports it.
+  ContainerStats statsOf(const Ctr& c) const {
+    const ContainerStatus& s = c.status;
+    ContainerStats out{
+        s.container.id, s.container.name, s.container.attempt, s.container.labels, {}};
+    if (s.container.state != ContainerState::kRunning) return out;
+    UnixNanos now = wallNanos(clock_.now());
+    UnixNanos ran = now > s.startedAt ? now - s.startedAt : 0;
+    out.usage = UsageStats{now, static_cast<uint64_t>(ran / 100), now, uint64_t{4} << 20};
+    return out;
   }
 
   void kill(Ctr& c, int32_t code) {

@@ -162,6 +162,7 @@ class Parser {
                                                 "securityContext",
                                                 "livenessProbe",
                                                 "stdin",
+                                                "stdinOnce",
                                                 "tty"};
     checkKeys(c, path, kKeys, kContainerNoEffect);
     out.name = str(c, "name");
@@ -175,6 +176,14 @@ class Parser {
     out.command = strings(c, "command");
     out.args = strings(c, "args");
     out.workingDir = str(c, "workingDir");
+    for (auto [key, flag] : {std::pair{"stdin", &out.stdin}, std::pair{"stdinOnce", &out.stdinOnce},
+                             std::pair{"tty", &out.tty}}) {
+      auto it = c.find(key);
+      if (it == c.end() || it->is_null()) continue;
+      if (!it->is_boolean())
+        return core::invalidArgument(path + "." + key + ": must be true or false");
+      *flag = it->get<bool>();
+    }
     if (c.contains("env") && c["env"].is_array()) OUTPOST_RETURN_IF_ERROR(env(c["env"], path, out));
     if (c.contains("envFrom") && c["envFrom"].is_array()) envFrom(c["envFrom"], path, out);
     if (c.contains("volumeMounts") && c["volumeMounts"].is_array())

@@ -61,6 +61,9 @@ struct ContainerSpec {
   int64_t memoryLimitBytes = 0;
   SecurityContext security;
   std::optional<ProbeSpec> liveness;
+  bool stdin = false;  // a stdin kept open for `kubectl attach -i`
+  bool stdinOnce = false;
+  bool tty = false;
   std::string hash;  // of the container's JSON: a change replaces the container
 };
 

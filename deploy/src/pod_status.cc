@@ -159,17 +159,13 @@ json podConditions(const PodView& view, bool initDone, bool ready, Transitions& 
 
 std::string rfc3339(UnixNanos t) {
   if (t <= 0) return "";
-  std::time_t secs = static_cast<std::time_t>(t / 1000000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return core::formatRfc3339(core::WallTime(
+      std::chrono::duration_cast<core::WallTime::duration>(std::chrono::nanoseconds(t))));
 }
 
 std::string rfc3339(core::WallTime t) {
-  return rfc3339(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+  if (t.time_since_epoch().count() <= 0) return "";
+  return core::formatRfc3339(t);
 }
 
 std::string podStatusJson(const PodView& view, Transitions& transitions, core::WallTime now) {

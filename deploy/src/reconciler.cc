@@ -112,8 +112,9 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
       self->syncAllNow();
       self->node_->report();
       self->log_.info("cold boot pass done: ", self->workers_.size(), " desired pods");
-      if (onColdBoot) onColdBoot();
+      // The timers count from the end of the pass, not from whatever the announcement lets run.
       self->startTimers();
+      if (onColdBoot) onColdBoot();
     });
   }
 
@@ -180,6 +181,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   }
 
   std::optional<PodRuntimeInfo> podInfo(const std::string& key) const { return events_.info(key); }
+  bool runtimeReady() const { return runtimeReady_; }
 
   // --- on-site holds (update_gate.h) ---
   // Runs `fn` on the loop and waits for it (it captures by value: after a timeout it still runs).
@@ -300,14 +302,17 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
     Observed o;
     auto sandboxes = runtime_.listPodSandbox(SandboxFilter{"", std::nullopt, selector});
     if (!sandboxes) {
+      runtimeReady_ = false;
       node_->runtimeDown(sandboxes.status());
       return std::nullopt;
     }
     auto containers = runtime_.listContainers(ContainerFilter{"", "", std::nullopt, selector});
     if (!containers) {
+      runtimeReady_ = false;
       node_->runtimeDown(containers.status());
       return std::nullopt;
     }
+    runtimeReady_ = true;
     node_->runtimeUp();
     o.sandboxes = std::move(sandboxes).value();
     o.containers = std::move(containers).value();
@@ -609,6 +614,7 @@ class Reconciler::Impl : public std::enable_shared_from_this<Reconciler::Impl> {
   std::mutex statsMu_;
   ReconcilerStats statsCopy_;  // stats_ as of the end of the last pass, for other threads
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> runtimeReady_{false};  // the last listing's answer (runtimeReady())
   // Last: its destructor waits for the stops in flight, which use the runtime and post to loop_.
   PodStopper stopper_{runtime_, log_};
 };
@@ -630,6 +636,7 @@ void Reconciler::onDesiredChanged(std::vector<std::string> keys) {
 }
 void Reconciler::syncAll() { impl_->syncAll(); }
 ReconcilerStats Reconciler::stats() { return impl_->stats(); }
+bool Reconciler::runtimeReady() const { return impl_->runtimeReady(); }
 core::Status Reconciler::hold(std::vector<std::string> pods, std::optional<core::WallTime> until) {
   return impl_->hold(std::move(pods), until);
 }

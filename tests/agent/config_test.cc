@@ -306,6 +306,43 @@ TEST_CASE("cloud.max_message_bytes defaults above etcd's object limit and is bou
   }
 }
 
+TEST_CASE("the stream tunnel's server and limits are checked; the metrics port is off 10350") {
+  auto defaults = loadConfig("node: {name: edge-1}\n", {});
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config.cloud.websocket.streamServer.empty());
+  CHECK(defaults.config.stream.maxSessions == 16);
+  CHECK(defaults.config.stream.maxBytesPerSecond == 1 << 20);
+  CHECK(defaults.config.stream.idleTimeout == std::chrono::hours(4));
+  CHECK(defaults.config.api.metricsAddress == "127.0.0.1:10351");
+
+  const std::string ws =
+      "node: {name: edge-1}\ncloud:\n  transport: websocket\n  websocket:\n"
+      "    server: wss://10.0.0.1:10000\n";
+  auto ok = loadConfig(ws + "    stream_server: cloudcore.example.com:10004\n"
+                            "stream: {max_sessions: 4, max_bytes_per_second: 65536, "
+                            "idle_timeout: 30m}\n",
+                       {});
+  REQUIRE(ok.ok());
+  CHECK(ok.config.cloud.websocket.streamServer == "cloudcore.example.com:10004");
+  CHECK(ok.config.stream.maxSessions == 4);
+  CHECK(ok.config.stream.maxBytesPerSecond == 65536);
+  CHECK(ok.config.stream.idleTimeout == std::chrono::minutes(30));
+
+  for (const char* bad : {"wss://10.0.0.1:10004", "10.0.0.1", "10.0.0.1:10004/x", "10.0.0.1:0",
+                          "[::1]", "999.1.1.1:10004"}) {
+    auto r = loadConfig(ws + "    stream_server: \"" + bad + "\"\n", {});
+    CHECK_MESSAGE(hasError(r, "cloud.websocket.stream_server", "host:port"), bad);
+  }
+  CHECK(hasError(loadConfig("node: {name: n}\ncloud: {websocket: {stream_server: \"a:1\"}}\n", {}),
+                 "cloud.websocket.stream_server", "needs cloud.transport websocket"));
+  auto limits = loadConfig(
+      "node: {name: n}\nstream: {max_sessions: 0, max_bytes_per_second: 10, idle_timeout: 10ms}\n",
+      {});
+  CHECK(hasError(limits, "stream.max_sessions", "from 1 to 1024"));
+  CHECK(hasError(limits, "stream.max_bytes_per_second", "from 1024"));
+  CHECK(hasError(limits, "stream.idle_timeout", "from 1s to 24h"));
+}
+
 TEST_CASE("a configuration path that is not a regular file, or is over 1 MiB, is refused at once") {
   outpost::test::TempDir dir;
   auto began = std::chrono::steady_clock::now();

@@ -16,9 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string outpostd() { return (binDir() / "outpostd").string(); }
-std::string outpostctl() { return (binDir() / "outpostctl").string(); }
-
 std::string writeConfig(const TempDir& dir, const std::string& broker,
                         const std::string& endpoint) {
   writeFile(dir / "outpost.yaml",
@@ -27,15 +24,6 @@ std::string writeConfig(const TempDir& dir, const std::string& broker,
                 "cloud: {mqtt: {broker: \"" + broker + "\"}, reconnect: {base: 100ms, cap: 1s}}\n" +
                 "api: {socket: " + (dir / "o.sock").string() + ", metrics_address: \"\"}\n");
   return (dir / "outpost.yaml").string();
-}
-
-std::string ctl(const std::string& config, std::vector<std::string> args, int* rc = nullptr) {
-  std::vector<std::string> argv = {outpostctl(), "-c", config};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::string out;
-  int code = run(argv, &out);
-  if (rc) *rc = code;
-  return out;
 }
 
 json podStatus(const std::string& config, const std::string& name) {
@@ -267,6 +255,55 @@ TEST_CASE(
             &err) == outpost::agent::kExitConfig);
   CHECK(err.find("node.maintenance_windows[0]: \"Mon-Fri 22:00\": \"22:00\" is not a time range") !=
         std::string::npos);
+}
+
+TEST_CASE(
+    "outpostctl hollow clock moves a hollow node's time, which its pod status follows; a node "
+    "with a real runtime refuses it") {
+  TempDir dir;
+  Mosquitto broker;
+  MqttTestClient cloud(broker.uri());
+  cloud.subscribe("outpost/v1/nodes/edge-h/status/#");
+  std::string config = writeConfig(dir, broker.uri(), "hollow://");
+  Child agent({outpostd(), "--config", config});
+  REQUIRE(waitFor([&] { return !ctl(config, {"status"}).empty(); }, 30s));
+  int rc = -1;
+  std::string out = ctl(config, {"hollow", "clock", "set", "2030-01-07T03:04:05Z"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.rfind("Time:     2030-01-07T03:04:0", 0) == 0);
+  CHECK(ctl(config, {"hollow", "clock"}).rfind("Time:     2030-01-07T03:0", 0) == 0);
+  // What the node reports is stamped by its clock: a pod started now started in 2030.
+  writeFile(dir / "web.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n"
+            "  containers: [{name: main, image: \"nginx:1.25\"}]\n");
+  ctl(config, {"apply", "-f", (dir / "web.yaml").string()}, &rc);
+  REQUIRE(rc == 0);
+  auto startedAt = [&] {
+    json st = retainedContent(cloud, "outpost/v1/nodes/edge-h/status/default/pod/web");
+    return st.is_object() ? st.value("startTime", "") : std::string();
+  };
+  REQUIRE(waitFor([&] { return !startedAt().empty(); }, 30s));
+  CHECK(startedAt().rfind("2030-01-07T03:0", 0) == 0);
+  out = ctl(config, {"hollow", "clock", "reset"}, &rc);
+  CHECK(rc == 0);
+  CHECK(out.find("(0 s from the host's clock)") != std::string::npos);
+  ctl(config, {"hollow", "clock", "set", "yesterday"}, &rc);
+  CHECK(rc == outpost::agent::kExitUsage);
+  agent.signal(SIGTERM);
+  CHECK(agent.wait(10s) == outpost::agent::kExitOk);
+
+  // containerd (here one that is not there): the clock is the host's, the call is refused.
+  TempDir real;
+  config = writeConfig(real, broker.uri(), "unix://" + (real / "containerd.sock").string());
+  Child node({outpostd(), "--config", config});
+  REQUIRE(waitFor([&] { return !ctl(config, {"status"}).empty(); }, 30s));
+  std::string err;
+  CHECK(run({outpostctl(), "-c", config, "hollow", "clock", "set", "2030-01-07T03:04:05Z"}, &out,
+            &err) == outpost::agent::kExitFailure);
+  CHECK(err.find("the agent answered 409: only a hollow node has a simulated clock "
+                 "(runtime.endpoint hollow://, docs/hollow-nodes.md)") != std::string::npos);
+  node.signal(SIGTERM);
+  CHECK(node.wait(10s) == outpost::agent::kExitOk);
 }
 
 TEST_CASE("a malformed hollow:// endpoint exits 78 naming the key and what is wrong") {

@@ -10,6 +10,7 @@
 
 #include "outpost/agent/api_server.h"
 #include "outpost/agent/exit_codes.h"
+#include "outpost/metadb/sqlite_store.h"
 #include "support/cert_server.h"
 #include "support/test_util.h"
 
@@ -17,9 +18,6 @@ using namespace outpost::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string outpostd() { return (binDir() / "outpostd").string(); }
-std::string outpostctl() { return (binDir() / "outpostctl").string(); }
 
 std::string writeConfig(const TempDir& dir, const std::string& extra = "") {
   std::string text = "node: {name: test-node, state_dir: " + (dir / "state").string() + "}\n" +
@@ -84,6 +82,11 @@ TEST_CASE("a bad configuration exits 78 and names the key path") {
   CHECK(run({outpostd(), "--check-config", "--config", config}, nullptr, &err) ==
         outpost::agent::kExitConfig);
   CHECK(err.find("cloud.transport") != std::string::npos);
+
+  std::string tunnel = writeConfig(dir, "stream: {max_sessions: 0}\n");
+  CHECK(run({outpostd(), "--check-config", "--config", tunnel}, nullptr, &err) ==
+        outpost::agent::kExitConfig);
+  CHECK(err.find("stream.max_sessions: must be from 1 to 1024") != std::string::npos);
 }
 
 TEST_CASE("--check-config accepts a valid file and the shipped example") {
@@ -116,6 +119,8 @@ TEST_CASE("--log-level overrides the file, SIGHUP re-reads the level, and --vers
 
   CHECK(run({outpostd(), "--version"}, &out) == 0);
   CHECK(out.find("outpostd ") == 0);
+  CHECK(out.find("\nstore schema " + std::to_string(outpost::metadb::storeSchemaVersion()) +
+                 "\n") != std::string::npos);
 }
 
 TEST_CASE("outpostctl says the agent is unreachable with exit 69, and rejects bad usage with 64") {

@@ -57,7 +57,7 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
                         ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
                         "api: {socket: " + (dir / "outpost.sock").string() +
                         ", metrics_address: \"127.0.0.1:0\"}\n");
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
 
   REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
     for (const auto& f : frames) {
@@ -80,8 +80,7 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
 
   std::string out;
   REQUIRE(waitFor([&] {
-    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
-      return false;
+    if (run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) != 0) return false;
     auto j = json::parse(out, nullptr, false);
     return j.is_object() && j["cloud"].value("state", "") == "connected";
   }));
@@ -89,8 +88,7 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
   CHECK(j["cloud"]["transport"] == "websocket");
   // "last sync": once the cloud's resend after connecting is quiet (3 heartbeats of 1 s here).
   REQUIRE(waitFor([&] {
-    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
-      return false;
+    if (run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) != 0) return false;
     auto s = json::parse(out, nullptr, false);
     return s.is_object() && s["cloud"]["last_sync"].is_number();
   }));
@@ -124,7 +122,7 @@ TEST_CASE("a hollow node registers its Node with outpost.io/hollow=true beside n
                         ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
                         "api: {socket: " + (dir / "outpost.sock").string() +
                         ", metrics_address: \"\"}\n");
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
 
   json node;
   REQUIRE(hub.waitFor([&](const std::vector<ReceivedFrame>& frames) {
@@ -167,7 +165,7 @@ TEST_CASE(
                         ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
                         "api: {socket: " + (dir / "outpost.sock").string() +
                         ", metrics_address: \"\"}\n");
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
   REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
     for (const auto& f : frames) {
       if (f.envelope["route"].value("resource", "") == "default/node/ws-del") return true;
@@ -219,7 +217,7 @@ TEST_CASE(
   // The cloud's delete arrives: the pod is gone from the node.
   std::string out;
   CHECK(waitFor([&] {
-    return run({(binDir() / "outpostctl").string(), "-c", config, "get", "pods"}, &out) == 0 &&
+    return run({outpostctl(), "-c", config, "get", "pods"}, &out) == 0 &&
            out.find("web") == std::string::npos;
   }));
   CHECK(hub.unacked().empty());
@@ -284,7 +282,7 @@ TEST_CASE(
   h.maxTokenExpiration = 5s;  // refreshed from 4 s on
   CloudHubDouble hub(h);
   std::string config = hollowConfig(dir, "ws-sa", hub.url(), tls);
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
   REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
     for (const auto& f : frames)
       if (f.envelope["route"].value("resource", "") == "default/node/ws-sa") return true;
@@ -356,7 +354,7 @@ TEST_CASE("a restart without the cloud projects the saved token; the pod runs ag
   {
     CloudHubDouble hub(h);
     std::string config = hollowConfig(dir, "ws-off", hub.url(), tls);
-    Child agent({(binDir() / "outpostd").string(), "--config", config});
+    Child agent({outpostd(), "--config", config});
     REQUIRE(hub.waitFor([](const std::vector<ReceivedFrame>& frames) {
       for (const auto& f : frames)
         if (f.envelope["route"].value("resource", "") == "default/node/ws-off") return true;
@@ -373,11 +371,11 @@ TEST_CASE("a restart without the cloud projects the saved token; the pod runs ag
   // The cloud is gone (nothing listens there any more); the volume's files are gone too.
   std::filesystem::remove_all(volume);
   std::string config = hollowConfig(dir, "ws-off", "wss://127.0.0.1:1", tls);
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
   std::string out;
   REQUIRE(waitFor(
       [&] {
-        return run({(binDir() / "outpostctl").string(), "-c", config, "get", "pods"}, &out) == 0 &&
+        return run({outpostctl(), "-c", config, "get", "pods"}, &out) == 0 &&
                out.find("Running") != std::string::npos;
       },
       20s));
@@ -437,7 +435,7 @@ TEST_CASE(
                 "  websocket: {server: \"" + hub.url() + "\"}\n" + "  tls: {ca: " + tls.ca +
                 ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
                 "api: {socket: " + (dir / "outpost.sock").string() + ", metrics_address: \"\"}\n");
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
   const std::string resource = "default/node/ws-shape";
 
   // The registration carries the full Node (item 8f), not only nodeInfo.
@@ -540,29 +538,27 @@ TEST_CASE(
                           ", key: " + tls.clientKey + "}\n" + "api: {socket: " +
                           (dir / "outpost.sock").string() + ", metrics_address: \"\"}\n");
   };
-  const std::string outpostd = (binDir() / "outpostd").string();
   std::string err;
   configure(expired);
-  CHECK(run({outpostd, "--check-config", "--config", config}, nullptr, &err) ==
+  CHECK(run({outpostd(), "--check-config", "--config", config}, nullptr, &err) ==
         outpost::agent::kExitConfig);
   CHECK(err.find("cloud.tls.cert: the client certificate " + expired +
                  " expired on 2020-01-02T00:00:00Z") != std::string::npos);
   configure(future);
   err.clear();
-  CHECK(run({outpostd, "--check-config", "--config", config}, nullptr, &err) ==
+  CHECK(run({outpostd(), "--check-config", "--config", config}, nullptr, &err) ==
         outpost::agent::kExitConfig);
   CHECK(err.find("cloud.tls.cert: the client certificate " + future +
                  " is not valid before 2099-01-01T00:00:00Z") != std::string::npos);
   configure(tls.clientCert);
-  CHECK(run({outpostd, "--check-config", "--config", config}) == 0);
+  CHECK(run({outpostd(), "--check-config", "--config", config}) == 0);
 
   // Started anyway (the node runs its pods offline), the link says why it cannot connect.
   configure(expired);
-  Child agent({outpostd, "--config", config});
+  Child agent({outpostd(), "--config", config});
   std::string out;
   CHECK(waitFor([&] {
-    if (run({(binDir() / "outpostctl").string(), "-c", config, "status", "-o", "json"}, &out) != 0)
-      return false;
+    if (run({outpostctl(), "-c", config, "status", "-o", "json"}, &out) != 0) return false;
     auto j = json::parse(out, nullptr, false);
     return j.is_object() && j["cloud"]
                                     .value("last_error", "")
@@ -597,7 +593,7 @@ TEST_CASE("under KubeEdge a device's twin reaches the cloud's Device with the de
                         ", cert: " + tls.clientCert + ", key: " + tls.clientKey + "}\n" +
                         "api: {socket: " + (dir / "outpost.sock").string() +
                         ", metrics_address: \"\"}\n");
-  Child agent({(binDir() / "outpostd").string(), "--config", config});
+  Child agent({outpostd(), "--config", config});
   MqttTestClient device(broker.uri());
   device.subscribe("$hw/events/#");
   hub.sendObject("insert", "default/device/thermo",

@@ -22,9 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string outpostd() { return (binDir() / "outpostd").string(); }
-std::string outpostctl() { return (binDir() / "outpostctl").string(); }
-
 // Every entry under `root` except `skip` (the state dir), with its type, size and mtime, without
 // following symlinks.
 std::map<std::string, std::string> walk(const fs::path& root, const fs::path& skip) {
@@ -78,16 +75,8 @@ json podWith(const std::string& name, json patch) {
 TEST_CASE(
     "every path-traversal form a cloud publisher can send leaves the host outside the state dir "
     "untouched, and the agent keeps running") {
-  std::string why = ContainerdHarness::unavailableReason();
-  std::unique_ptr<ContainerdHarness> cri;
-  if (why.empty()) {
-    try {
-      cri = std::make_unique<ContainerdHarness>();
-      cri->start();
-    } catch (const std::exception& e) {
-      why = e.what();
-    }
-  }
+  std::string why;
+  auto cri = ContainerdHarness::startOrExplain(why);
   if (!cri) {
     MESSAGE("skipped: " << why);
     return;

@@ -45,6 +45,25 @@ TEST_CASE("the node's status reaches the cloud as soon as the cloud has created 
     CHECK(json::parse(p.envelope["content"].get<std::string>()).contains("status"));
 }
 
+TEST_CASE("an agent upgrade's status stays on the node: CloudCore has no such resource") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls), [](Agent& a) {
+    metadb::WriteBatch b;
+    b.enqueue({"agentupgradestatus", "default/agentupgrade/agent",
+               R"({"phase":"healthy","version":"0.2.0-1"})", 0});
+    b.enqueue({"nodestatus", kNodeKey, nodeStatus("4").dump(), -1});
+    a.write(std::move(b));
+  });
+  // Taken out of the outbox (not retried for ever), and nothing about it reached the cloud.
+  REQUIRE(waitFor([&] {
+    auto node = hub.object(kNodeKey);
+    return node && node->value("status", json::object()).contains("capacity");
+  }));
+  CHECK(waitFor([&] { return agent.outboxRows() == 0; }));
+  CHECK(hub.receivedWhere("", "default/agentupgrade/").empty());
+}
+
 TEST_CASE("a link whose cloud stopped answering is not in step, however quiet it is") {
   Setup s;
   CloudHubDouble hub(hubOptions(s.tls));

@@ -1,9 +1,7 @@
-// The WebSocket transport (cloudhub-client/src/kubeedge/ws_transport.h) against a real TLS
+// The WebSocket connection (outpost/cloudhub/ws_connection.h) against a real TLS
 // WebSocket server on loopback (Boost.Beast, certificates made by openssl): what the link relies on
 // when a server refuses, misbehaves or goes silent. The link's own behaviour is in
 // websocket_link_test.
-#include "kubeedge/ws_transport.h"
-
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -20,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "outpost/cloudhub/ws_connection.h"
 #include "support/mosquitto.h"
 #include "support/test_util.h"
 

@@ -90,6 +90,29 @@ TEST_CASE("a container's config carries our labels, its grace period and its att
   CHECK(cc.mounts[0].readOnly);
 }
 
+TEST_CASE("a container's stdin, stdinOnce and tty reach its config, for kubectl attach -it") {
+  auto plain = pod({});
+  auto cc = deploy::containerConfig(plain, plain.containers[0], 0, {}, {});
+  CHECK_FALSE(cc.stdin);
+  CHECK_FALSE(cc.stdinOnce);
+  CHECK_FALSE(cc.tty);
+  auto json = busyboxPod("web", "uid-web", "img:1", {{"app", "run"}});
+  json["spec"]["containers"][0]["stdin"] = true;
+  json["spec"]["containers"][0]["stdinOnce"] = true;
+  json["spec"]["containers"][0]["tty"] = true;
+  auto parsed = deploy::parsePod("default/pod/web", json.dump(), "default");
+  REQUIRE(parsed.isOk());
+  CHECK(parsed->unsupported.empty());
+  cc = deploy::containerConfig(*parsed, parsed->containers[0], 0, {}, {});
+  CHECK(cc.stdin);
+  CHECK(cc.stdinOnce);
+  CHECK(cc.tty);
+  json["spec"]["containers"][0]["tty"] = "yes";
+  auto bad = deploy::parsePod("default/pod/web", json.dump(), "default");
+  REQUIRE_FALSE(bad.isOk());
+  CHECK(bad.status().message() == "spec.containers[0].tty: must be true or false");
+}
+
 TEST_CASE("the sandbox's cgroup is pod<uid> under the parent, or the runtime's default") {
   auto p = pod({});
   auto sc = deploy::sandboxConfig(p, 2, "/state/pods/uid-web/logs", "/outpost");

@@ -160,6 +160,29 @@ TEST_CASE_FIXTURE(HollowFixture,
 }
 
 TEST_CASE_FIXTURE(HollowFixture,
+                  "a container listed Created while it starts, asked to start again once its "
+                  "start latency passed, is not refused: it runs (or exited as its tag says)") {
+  std::string sb = sandbox();
+  for (const char* image : {"busybox:1.36", "app:exits-1"}) {
+    CAPTURE(image);
+    std::string id = container(sb, image, image[0] == 'b' ? "runs" : "exits");
+    REQUIRE(rt->startContainer(id).isOk());
+    // The reconciler's look: Created, it starts.
+    auto seen = rt->listContainers({id, "", std::nullopt, {}});
+    REQUIRE(seen->size() == 1);
+    REQUIRE(seen->front().state == ContainerState::kCreated);
+    clock.advance(2500ms);  // the start latency passes before it acts on what it saw
+    CHECK(rt->startContainer(id).isOk());
+    auto st = status(id);
+    CHECK(st.container.state ==
+          (image[0] == 'b' ? ContainerState::kRunning : ContainerState::kExited));
+    CHECK(st.startedAt == nanos(clock.wallNow() - 500ms));  // the first start counts
+    // Seen running (or exited) since: asked again, it is refused as containerd refuses it.
+    CHECK(rt->startContainer(id).code() == core::Code::kFailedPrecondition);
+  }
+}
+
+TEST_CASE_FIXTURE(HollowFixture,
                   "stopping ends a hollow container with 143 at once; removing the sandbox "
                   "removes its containers; names stay reserved as in containerd") {
   std::string sb = sandbox();
@@ -280,6 +303,46 @@ TEST_CASE_FIXTURE(HollowReconciler,
     }
   }
   CHECK(found);
+}
+
+}  // namespace
+}  // namespace outpost::test
+
+namespace outpost::test {
+namespace {
+
+TEST_CASE_FIXTURE(HollowFixture,
+                  "hollow containers show plausible usage for top and refuse exec and attach "
+                  "saying why") {
+  std::string sb = sandbox();
+  std::string id = container(sb, "busybox");
+  REQUIRE(rt->startContainer(id).isOk());
+  clock.advance(2000ms);  // the start latency
+  REQUIRE(status(id).container.state == ContainerState::kRunning);
+  clock.advance(10s);
+  auto stats = rt->listContainerStats({});
+  REQUIRE(stats.isOk());
+  REQUIRE(stats->size() == 1);
+  CHECK(stats->front().id == id);
+  CHECK(stats->front().name == "main");
+  CHECK(*stats->front().usage.memoryWorkingSetBytes == 4u << 20);
+  CHECK(*stats->front().usage.cpuCoreNanos == 100'000'000);  // 10 millicores for 10 s
+  auto pods = rt->listPodSandboxStats({});
+  REQUIRE(pods.isOk());
+  REQUIRE(pods->size() == 1);
+  CHECK(pods->front().uid == "u1");
+  CHECK(*pods->front().usage.memoryWorkingSetBytes == 4u << 20);
+  CHECK(pods->front().containers.size() == 1);
+  auto exec = rt->exec({id, {"sh"}, true, true, false, true});
+  REQUIRE_FALSE(exec.isOk());
+  CHECK(exec.status().code() == core::Code::kUnimplemented);
+  CHECK(exec.status().message().find("the hollow runtime runs no processes") != std::string::npos);
+  CHECK(rt->attach({id, {}, true, true, false, true}).status().code() ==
+        core::Code::kUnimplemented);
+  REQUIRE(rt->stopContainer(id, 1s).isOk());
+  stats = rt->listContainerStats({});
+  REQUIRE(stats->size() == 1);
+  CHECK_FALSE(stats->front().usage.memoryWorkingSetBytes.has_value());
 }
 
 }  // namespace

@@ -80,6 +80,18 @@ class RecordingRuntime final : public deploy::Runtime {
   core::Result<std::optional<deploy::ImageInfo>> imageStatus(const std::string& image) override {
     return real_.imageStatus(image);
   }
+  core::Result<std::string> exec(const deploy::StreamRequest& r) override { return real_.exec(r); }
+  core::Result<std::string> attach(const deploy::StreamRequest& r) override {
+    return real_.attach(r);
+  }
+  core::Result<std::vector<deploy::ContainerStats>> listContainerStats(
+      const deploy::StatsFilter& f) override {
+    return real_.listContainerStats(f);
+  }
+  core::Result<std::vector<deploy::PodSandboxStats>> listPodSandboxStats(
+      const deploy::StatsFilter& f) override {
+    return real_.listPodSandboxStats(f);
+  }
   core::Result<std::string> pullImage(const std::string& image) override {
     return real_.pullImage(image);
   }

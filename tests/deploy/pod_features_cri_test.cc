@@ -383,9 +383,9 @@ TEST_CASE("an absent image: Never waits with ErrImageNeverPull; a failed pull ba
 
 // A Runtime that forwards to the real one and remembers, per container, when StopContainer was
 // called and the runtime's status of the container just before it was removed.
-class RecordingRuntime final : public deploy::Runtime {
+class StopRecordingRuntime final : public deploy::Runtime {
  public:
-  explicit RecordingRuntime(deploy::Runtime& inner) : inner_(inner) {}
+  explicit StopRecordingRuntime(deploy::Runtime& inner) : inner_(inner) {}
   struct Record {
     deploy::UnixNanos stopCalledAt = 0;
     int64_t grace = -1;
@@ -453,6 +453,18 @@ class RecordingRuntime final : public deploy::Runtime {
   core::Result<std::optional<deploy::ImageInfo>> imageStatus(const std::string& image) override {
     return inner_.imageStatus(image);
   }
+  core::Result<std::string> exec(const deploy::StreamRequest& r) override { return inner_.exec(r); }
+  core::Result<std::string> attach(const deploy::StreamRequest& r) override {
+    return inner_.attach(r);
+  }
+  core::Result<std::vector<deploy::ContainerStats>> listContainerStats(
+      const deploy::StatsFilter& f) override {
+    return inner_.listContainerStats(f);
+  }
+  core::Result<std::vector<deploy::PodSandboxStats>> listPodSandboxStats(
+      const deploy::StatsFilter& f) override {
+    return inner_.listPodSandboxStats(f);
+  }
   core::Result<std::string> pullImage(const std::string& image) override {
     return inner_.pullImage(image);
   }
@@ -466,7 +478,7 @@ class RecordingRuntime final : public deploy::Runtime {
 TEST_CASE("delete honours the grace period: SIGTERM first, SIGKILL only after the grace") {
   CriFixture f;
   REQUIRE_CONTAINERD(f);
-  RecordingRuntime recording(*f.runtime);
+  StopRecordingRuntime recording(*f.runtime);
   const std::string key = "default/pod/grace";
   // PID 1 of a container ignores SIGTERM without a handler; "polite" installs one.
   auto pod =

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+
 #include "agent_env.h"
 #include "support/fake_runtime.h"
 
@@ -161,6 +163,27 @@ TEST_CASE_FIXTURE(
 
 TEST_CASE_FIXTURE(
     FakeReconciler,
+    "the heartbeat is scheduled before the cold boot pass is announced: time that moves on as soon "
+    "as it is announced counts towards the first heartbeat") {
+  cfg.nodeStatusInterval = 60s;
+  cfg.pollInterval = 1h;
+  cfg.resyncInterval = 1h;
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  std::atomic<bool> announced{false};
+  // The announcement moves the clock itself: what a waiter on another thread may do before the
+  // reconciler's loop runs its next statement.
+  agent.reconciler().start([&] {
+    clock.advance(59s);
+    announced = true;
+  });
+  REQUIRE(waitFor([&] { return announced.load(); }));
+  REQUIRE(sink.nodeReports() == 1);
+  clock.advance(1s);
+  CHECK(waitFor([&] { return sink.nodeReports() == 2; }, 10s));
+}
+
+TEST_CASE_FIXTURE(
+    FakeReconciler,
     "node status is sent at the configured interval as a heartbeat, and at once on a change") {
   cfg.nodeStatusInterval = 60s;
   cfg.pollInterval = 1h;
@@ -183,6 +206,25 @@ TEST_CASE_FIXTURE(
   CHECK(sink.node()["conditions"][0]["status"] == "False");
   clock.advance(60s);
   REQUIRE(waitFor([&] { return sink.nodeReports() == 4; }, 10s));
+}
+
+TEST_CASE_FIXTURE(FakeReconciler,
+                  "runtimeReady says whether the runtime answered the last pass, from any thread") {
+  cfg.pollInterval = 1h;
+  cfg.resyncInterval = 1h;
+  rt.setDown(true);
+  DeployAgent agent(rt, desired, sink, clock, cfg);
+  CHECK_FALSE(agent.reconciler().runtimeReady());  // no pass yet
+  REQUIRE(agent.start());
+  // The cold boot pass is done, but the runtime did not answer it: not ready (an upgraded agent
+  // in this state is not healthy).
+  CHECK_FALSE(agent.reconciler().runtimeReady());
+  rt.setDown(false);
+  agent.pass();
+  CHECK(agent.reconciler().runtimeReady());
+  rt.setDown(true);
+  agent.pass();
+  CHECK_FALSE(agent.reconciler().runtimeReady());
 }
 
 }  // namespace

@@ -16,8 +16,6 @@ namespace {
 
 constexpr size_t kNodes = 50;
 
-std::string outpostctl() { return (binDir() / "outpostctl").string(); }
-
 // outpostctl apply/delete for the group, through the cloud's listener; returns the exit code.
 int ctl(const HollowFleet& fleet, const FleetBroker& broker, std::vector<std::string> args,
         std::string* err) {

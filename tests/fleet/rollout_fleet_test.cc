@@ -1,7 +1,9 @@
 // outpostctl rollout against 30 hollow agents (real outpostd processes) on one mosquitto: what an
 // operator sees of a rollout that succeeds, one whose version crashes, one whose controller is
-// killed mid-wave, one whose image cannot be pulled, one with a node on hold and one with a node
-// offline.
+// killed mid-wave, one whose image cannot be pulled, one with a node on hold and one whose
+// maintenance window is closed (its simulated clock moved), agent upgrades (one whose new agent
+// is not healthy, one that succeeds), one with a node offline, and one that targets nodes by
+// their labels.
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -9,9 +11,11 @@
 #include <set>
 
 #include "outpost/agent/exit_codes.h"
+#include "support/file_server.h"
 #include "support/hollow_fleet.h"
 #include "support/mqtt_client.h"
 #include "support/test_util.h"
+#include "upgrade/upgrade_test_util.h"
 
 using namespace outpost::test;
 using namespace std::chrono_literals;
@@ -21,14 +25,21 @@ namespace {
 
 constexpr size_t kNodes = 30;
 const std::string kPodKey = "default/pod/web";
+const std::string kUpgradeKey = "default/agentupgrade/agent";
+// Node 6 may be updated on Mondays only (its time zone UTC); its clock is simulated.
+constexpr size_t kWindowNode = 6;
+// Nodes 3, 13 and 23 are labelled zone: north, the others zone: south.
+bool north(size_t i) { return i % 10 == 3; }
 
-std::string outpostctl() { return (binDir() / "outpostctl").string(); }
+// Every version of web asks to wait for the node's maintenance window (only node 6 has one).
+std::string webYaml(const std::string& image) {
+  return podYaml("web", image, {{"outpost.io/update-policy", "maintenance-window"}});
+}
 
 std::string rolloutYaml(const std::string& name, const std::string& image,
                         const std::string& strategy) {
   return "apiVersion: outpost.io/v1\nkind: Rollout\nmetadata: {name: " + name +
-         "}\nspec:\n  target: {group: fleet}\n  strategy:\n" + strategy + "---\n" +
-         podYaml("web", image);
+         "}\nspec:\n  target: {group: fleet}\n  strategy:\n" + strategy + "---\n" + webYaml(image);
 }
 
 // The broker as the cloud sees it: the last message on each topic of interest.
@@ -94,6 +105,8 @@ class Watch {
 
 struct Env {
   TempDir dir;
+  ReleaseKey release{dir.path(), "release"};  // signs the AgentUpgrades' packages
+  FileServer packages;
   FleetBroker broker;
   FleetObserver obs{broker.cloudUri()};
   std::unique_ptr<HollowFleet> fleet;
@@ -106,6 +119,13 @@ struct Env {
     o.broker = broker.nodesUri();
     o.reconnectBase = "200ms";
     o.reconnectCap = "2s";
+    json key = release.publicPem();
+    o.extraConfig = "upgrade: {trusted_keys: [" + key.dump() + "], health_timeout: 5s}\n";
+    o.env = {"TZ=UTC"};
+    o.nodeFields = [](size_t i) {
+      return std::string("labels: {zone: ") + (north(i) ? "north" : "south") + "}" +
+             (i == kWindowNode ? ", maintenance_windows: [Mon]" : "");
+    };
     fleet = std::make_unique<HollowFleet>(dir.path(), o);
     fleet->start(kNodes, 10, nullptr, 90s);
     watch = std::make_unique<Watch>(broker.cloudUri());
@@ -140,6 +160,49 @@ struct Env {
     }
     return n;
   }
+  // A signed package on the loopback server (a hollow node downloads and verifies it for real).
+  json package(const std::string& version) {
+    std::string body = "outpost " + version + " for hollow nodes";
+    packages.put("/outpost_" + version + "_amd64.deb", body);
+    auto f = dir / ("pkg-" + version);
+    writeFile(f, body);
+    return {{"format", "deb"},
+            {"arch", "amd64"},
+            {"url", packages.url("/outpost_" + version + "_amd64.deb")},
+            {"sha256", sha256Hex(f)},
+            {"signature", release.sign(f)}};
+  }
+  // A rollout of an AgentUpgrade to `version` from `installed` (each node's rollback package).
+  std::string upgradeRollout(const std::string& name, const std::string& version,
+                             const std::string& installed, const std::string& strategy) {
+    json up = {{"apiVersion", "outpost.io/v1"},
+               {"kind", "AgentUpgrade"},
+               {"metadata", {{"name", "agent"}}},
+               {"spec",
+                {{"version", version},
+                 {"packages", {package(version)}},
+                 {"rollback", {{"version", installed}, {"packages", {package(installed)}}}}}}};
+    return file(name + ".yaml", "apiVersion: outpost.io/v1\nkind: Rollout\nmetadata: {name: " +
+                                    name + "}\nspec:\n  target: {group: fleet}\n  strategy:\n" +
+                                    strategy + "---\n" + up.dump() + "\n");
+  }
+  // Nodes whose agentupgradestatus says `phase` for `version`.
+  size_t upgradeIs(const std::string& phase, const std::string& version) const {
+    size_t n = 0;
+    for (size_t i = 0; i < fleet->size(); ++i) {
+      json st = obs.status(fleet->name(i), kUpgradeKey);
+      n += st.is_object() && st.value("phase", "") == phase && st.value("version", "") == version;
+    }
+    return n;
+  }
+  // Sets node i's simulated clock (outpostctl hollow clock set).
+  void setClock(size_t i, const std::string& time) {
+    std::string out, err;
+    int rc =
+        run({outpostctl(), "--socket", fleet->socket(i).string(), "hollow", "clock", "set", time},
+            &out, &err);
+    REQUIRE_MESSAGE(rc == 0, out, err);
+  }
   std::string describe() const {
     std::string s;
     for (size_t i = 0; i < fleet->size(); ++i) {
@@ -164,10 +227,12 @@ TEST_CASE(
   Env env;
   REQUIRE(waitFor([&] { return env.obs.onlineCount() == kNodes; }, 60s));
   std::string out, err;
+  // Node 6's window is open (a Monday) until case 5.
+  env.setClock(kWindowNode, "2026-12-07T12:00:00Z");
   // Version 1 runs everywhere from the group.
   REQUIRE_MESSAGE(
-      env.ctl({"apply", "-f", env.file("v1.yaml", podYaml("web", "web:1")), "--group", "fleet"},
-              &out, &err) == 0,
+      env.ctl({"apply", "-f", env.file("v1.yaml", webYaml("web:1")), "--group", "fleet"}, &out,
+              &err) == 0,
       err);
   std::string v1 = env.watch->groupVersion(kPodKey);
   REQUIRE(waitFor([&] { return !v1.empty() && env.healthyOn(v1, "web:1") == kNodes; }, 90s));
@@ -266,9 +331,9 @@ TEST_CASE(
   CHECK(env.watch->nodeScopePublishes(env.fleet->name(0), kPodKey, "web:pull-fails") == 0);
   CHECK(env.healthyOn(v3, "web:3") == kNodes);
 
-  // 5. A node whose updates are on hold (outpostctl hold on the node; a maintenance window
-  // holds the same way): held, the rollout waits for it (onHeld: wait), and it is updated once
-  // released.
+  // 5. A node whose updates are on hold (outpostctl hold on node 5) and one whose maintenance
+  // window is closed (node 6's clock moved to a Tuesday): both held, the rollout waits for them
+  // (onHeld: wait); node 5 is updated once released, node 6 once its clock reaches Monday.
   std::vector<std::string> onNode = {outpostctl(), "--socket", env.fleet->socket(5).string()};
   auto local = [&](const std::string& verb) {
     auto argv = onNode;
@@ -276,6 +341,7 @@ TEST_CASE(
     return run(argv, &out, &err);
   };
   REQUIRE_MESSAGE(local("hold") == 0, err);
+  env.setClock(kWindowNode, "2026-12-08T12:00:00Z");
   Child held(env.ctlArgs({"rollout", "start", "-f",
                           env.file("v5.yaml", rolloutYaml("v5", "web:5",
                                                           "    canary: 0\n    waves: [\"100%\"]\n"
@@ -283,22 +349,68 @@ TEST_CASE(
   bool waits = waitFor(
       [&] {
         json s = env.watch->state("v5");
-        return nodesInState(s, "held") == 1 && nodesInState(s, "healthy") == kNodes - 1;
+        return nodesInState(s, "held") == 2 && nodesInState(s, "healthy") == kNodes - 2;
       },
       90s);
   REQUIRE_MESSAGE(waits, held.out(), held.err());
   json s5 = env.watch->state("v5");
   CHECK(s5["nodes"][5]["state"] == "held");
   CHECK(s5["nodes"][5]["reason"] == "OnHold");
+  CHECK(s5["nodes"][kWindowNode]["state"] == "held");
+  CHECK(s5["nodes"][kWindowNode]["reason"] == "MaintenanceWindow");
+  CHECK(s5["nodes"][kWindowNode]["message"].get<std::string>().find(
+            "(until 2026-12-14T00:00:00Z)") != std::string::npos);
   CHECK(s5["phase"] == "Progressing");
   REQUIRE_MESSAGE(local("release") == 0, err);
+  // Node 5 goes; the rollout still waits for node 6, whose window stays closed.
+  bool fiveDone =
+      waitFor([&] { return nodesInState(env.watch->state("v5"), "healthy") == kNodes - 1; }, 60s);
+  REQUIRE_MESSAGE(fiveDone, held.out(), held.err());
+  s5 = env.watch->state("v5");
+  CHECK(s5["nodes"][kWindowNode]["state"] == "held");
+  CHECK(s5["phase"] == "Progressing");
+  env.setClock(kWindowNode, "2026-12-14T00:00:30Z");
   CHECK(held.wait(90s) == 0);
   INFO(held.out(), held.err());
   CHECK(env.watch->state("v5")["phase"] == "Succeeded");
   std::string v5 = env.watch->groupVersion(kPodKey);
   CHECK(waitFor([&] { return env.healthyOn(v5, "web:5") == kNodes; }, 60s));
 
-  // 6. A node offline during its wave: waited for, then left behind (onOffline: continue).
+  // 6. Agent upgrades in waves (the hollow nodes simulate the install: docs/hollow-nodes.md). A
+  // version whose new agent never proves itself: the canary rolls back after upgrade.health_timeout
+  // and the rollout stops there; then a good version reaches every node, wave by wave.
+  std::string installed;
+  REQUIRE(run({(binDir() / "outpostd").string(), "--version"}, &installed, &err) == 0);
+  installed = installed.substr(installed.find(' ') + 1);
+  installed = installed.substr(0, installed.find('\n')) + "-1";
+  const std::string upWaves =
+      "    canary: 1\n    waves: [\"50%\", \"100%\"]\n    nodeTimeoutSeconds: 60\n";
+  rc = env.ctl({"rollout", "start", "-f",
+                env.upgradeRollout("agent-bad", "9.0.0-unhealthy1", installed, upWaves)},
+               &out, &err);
+  INFO("start agent-bad: ", out, err);
+  CHECK(rc == outpost::agent::kExitFailure);
+  st = env.watch->state("agent-bad");
+  CHECK(st["phase"] == "RolledBack");
+  CHECK(st["nodes"][0]["reason"] == "RolledBack");
+  CHECK(st["nodes"][0]["message"].get<std::string>().find("was not healthy within 5s") !=
+        std::string::npos);
+  CHECK(nodesInState(st, "pending") == kNodes - 1);
+  CHECK(env.upgradeIs("rolled back", "9.0.0-unhealthy1") == 1);
+  rc = env.ctl(
+      {"rollout", "start", "-f", env.upgradeRollout("agent-good", "9.0.0-1", installed, upWaves)},
+      &out, &err);
+  INFO("start agent-good: ", out, err);
+  CHECK(rc == 0);
+  st = env.watch->state("agent-good");
+  CHECK(st["phase"] == "Succeeded");
+  CHECK(st["waves"].size() == 3);
+  CHECK(nodesInState(st, "healthy") == kNodes);
+  CHECK(env.upgradeIs("healthy", "9.0.0-1") == kNodes);
+  // Containers were never touched: every pod still runs web:5, healthy.
+  CHECK(env.healthyOn(v5, "web:5") == kNodes);
+
+  // 7. A node offline during its wave: waited for, then left behind (onOffline: continue).
   kill(env.fleet->pid(kNodes - 1), SIGTERM);
   REQUIRE(waitFor([&] { return !env.obs.online(env.fleet->name(kNodes - 1)); }, 30s));
   rc = env.ctl(
@@ -316,4 +428,44 @@ TEST_CASE(
   std::string v4 = env.watch->groupVersion(kPodKey);
   CHECK(waitFor([&] { return env.healthyOn(v4, "web:4") == kNodes - 1; }, 60s));
   CHECK(env.watch->leftovers(*env.fleet, kPodKey) == 0);
+
+  // 8. A target by node labels: only the nodes labelled zone: north get the pod, in their own
+  // scope; no other node hears of it.
+  const std::string kioskKey = "default/pod/kiosk";
+  rc = env.ctl({"rollout", "start", "-f",
+                env.file("north.yaml",
+                         "apiVersion: outpost.io/v1\nkind: Rollout\nmetadata: {name: north}\n"
+                         "spec:\n  target: {selector: {zone: north}}\n  strategy:\n"
+                         "    canary: 0\n    waves: [\"100%\"]\n    nodeTimeoutSeconds: 60\n"
+                         "---\n" +
+                             podYaml("kiosk", "kiosk:1"))},
+               &out, &err);
+  INFO("start north: ", out, err);
+  CHECK(rc == 0);
+  st = env.watch->state("north");
+  CHECK(st["phase"] == "Succeeded");
+  std::set<std::string> targeted;
+  for (const auto& n : st["nodes"]) targeted.insert(n.value("name", ""));
+  std::set<std::string> expected;
+  for (size_t i = 0; i < kNodes; ++i) {
+    if (north(i)) expected.insert(env.fleet->name(i));
+  }
+  CHECK(targeted == expected);
+  CHECK(nodesInState(st, "healthy") == expected.size());
+  auto kioskHealthy = [&] {
+    size_t n = 0;
+    for (size_t i = 0; i < kNodes; ++i) {
+      json k = env.obs.status(env.fleet->name(i), kioskKey);
+      n += k.is_object() && k["outpost"].value("health", "") == "healthy" ? 1 : 0;
+    }
+    return n;
+  };
+  CHECK(waitFor([&] { return kioskHealthy() == expected.size(); }, 30s));
+  for (size_t i = 0; i < kNodes; ++i) {
+    CAPTURE(env.fleet->name(i));
+    std::string node = env.fleet->name(i);
+    CHECK(!env.watch->last("outpost/v1/nodes/" + node + "/desired/" + kioskKey).empty() ==
+          north(i));
+    CHECK(env.obs.status(node, kioskKey).is_object() == north(i));
+  }
 }

@@ -76,7 +76,7 @@ TEST_CASE("a new store is in WAL mode at the current schema version") {
   f.store.reset();
   CHECK(rawSql(f.options.path, "PRAGMA journal_mode") == "wal");
   CHECK(rawSql(f.options.path, "PRAGMA user_version") == std::to_string(storeSchemaVersion()));
-  CHECK(storeSchemaVersion() >= 2);
+  CHECK(storeSchemaVersion() >= 3);
 }
 
 TEST_CASE("a version 1 store is migrated to the current schema and keeps its data") {
@@ -110,6 +110,36 @@ TEST_CASE("a version 1 store is migrated to the current schema and keeps its dat
         std::vector{ApplyOutcome::kStale});
   f.store.reset();
   CHECK(rawSql(f.options.path, "PRAGMA user_version") == std::to_string(storeSchemaVersion()));
+}
+
+TEST_CASE("a version 2 store gains the index that finds the outbox's next attempt") {
+  StoreFixture f;
+  f.open();
+  f.writeOk(WriteBatch().apply(upsert("default/pod/web", "1")));
+  f.store.reset();
+  // What version 2 left: the same tables without 0003's index.
+  rawSql(f.options.path, "DROP INDEX outbox_next_attempt; PRAGMA user_version = 2");
+  const std::string plan = "EXPLAIN QUERY PLAN SELECT min(next_attempt_ms) FROM outbox";
+  auto usesIndex = [&] {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(f.options.path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, plan.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    std::string detail;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      detail += reinterpret_cast<const char*>(sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return detail.find("outbox_next_attempt") != std::string::npos;
+  };
+  CHECK_FALSE(usesIndex());
+
+  f.open();
+  CHECK(*f.reader()->get("default/pod/web"));
+  f.store.reset();
+  CHECK(rawSql(f.options.path, "PRAGMA user_version") == std::to_string(storeSchemaVersion()));
+  CHECK(usesIndex());
 }
 
 TEST_CASE("a store written by a newer version is refused with both versions named, and kept") {

@@ -15,6 +15,7 @@ work=$2
 cmake=${3:-cmake}
 cpack=${4:-cpack}
 old_version=0.0.1
+old_schema=2
 release=1
 
 failures=0
@@ -115,16 +116,20 @@ if command -v ccache >/dev/null; then
   configure_opts+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 
-configure_and_pack() {  # VERSION_OVERRIDE OUTDIR GENERATORS
+configure_and_pack() {  # VERSION_OVERRIDE OUTDIR GENERATORS [STORE_SCHEMA]
   "$cmake" -S "$src" -B "$build" "${configure_opts[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DOUTPOST_BUILD_TESTS=OFF -DOUTPOST_BUILD_BENCH=OFF -DOUTPOST_PACKAGE_VERSION="$1" \
+    -DOUTPOST_STORE_SCHEMA="${4:-}" \
     >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; return 1; }
   "$cmake" --build "$build" -j 2 >"$work/build.log" 2>&1 || { tail -50 "$work/build.log"; return 1; }
   (cd "$build" && "$cpack" -G "$3" -B "$2") >"$work/cpack.log" 2>&1 || { cat "$work/cpack.log"; return 1; }
 }
 echo "building packages in $build (Release; a few minutes on two cores)"
-# The older package first, so that the tree is left configured as the project's own version.
-configure_and_pack "$old_version" "$work/old" DEB || die "could not build the $old_version package"
+# The older package first, so that the tree is left configured as the project's own version. It is
+# built at store schema $old_schema, as a release before migration 0003 (an index) was, so that
+# upgrade_e2e_test upgrades across a real migration (OUTPOST_STORE_SCHEMA in metadb/CMakeLists.txt).
+configure_and_pack "$old_version" "$work/old" DEB "$old_schema" ||
+  die "could not build the $old_version package"
 configure_and_pack "" "$work/new" "DEB;RPM" || die "could not build the packages"
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$build/CMakeCache.txt")
 deb=$work/new/outpost_${version}-${release}_$(dpkg --print-architecture).deb

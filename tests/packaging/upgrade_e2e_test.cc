@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,6 +90,35 @@ class Supervisor {
   std::thread thread_;
 };
 
+// The store's schema version (PRAGMA user_version), read with SQLite itself (a running agent's
+// store too: it is in WAL mode), or written to a file no agent has open; -1 when it cannot be read.
+int schemaVersion(const fs::path& db, std::optional<int> set = std::nullopt) {
+  sqlite3* h = nullptr;
+  int v = -1;
+  // Read-only unless writing: a poll must never create the file while a rollback puts it back.
+  const int flags = set ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+  if (sqlite3_open_v2(db.c_str(), &h, flags, nullptr) == SQLITE_OK) {
+    if (set)
+      sqlite3_exec(h, ("PRAGMA user_version = " + std::to_string(*set)).c_str(), nullptr, nullptr,
+                   nullptr);
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+      v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return v;
+}
+
+// The store schema an outpostd writes, from the second line of its --version ("store schema N").
+int schemaOf(const fs::path& outpostd) {
+  std::string o = out({outpostd.string(), "--version"});
+  auto at = o.find("\nstore schema ");
+  REQUIRE_MESSAGE(at != std::string::npos, outpostd, " --version: ", o);
+  return std::stoi(o.substr(at + 14));
+}
+
 // Purges the package and what it made, whatever the test's end.
 struct Purge {
   ~Purge() {
@@ -132,10 +162,29 @@ TEST_CASE(
   REQUIRE(out({"/usr/bin/dpkg", "-i", oldDeb->string()}).size() > 0);
   REQUIRE(installed() == kOld);
 
-  // A package whose agent cannot become healthy: the new one with an outpostd that exits at once.
+  // The two packages straddle a store migration: 0.0.1 is built at an earlier schema
+  // (packaging_test.sh, OUTPOST_STORE_SCHEMA), and each outpostd says which it writes.
   fs::path tree = dir / "broken";
   out({"/usr/bin/dpkg-deb", "-R", newDeb->string(), tree.string()});
-  writeFile(tree / "usr/bin/outpostd", "#!/bin/sh\necho broken agent >&2\nexit 1\n");
+  const int oldSchema = schemaOf("/usr/bin/outpostd");
+  const int newSchema = schemaOf(tree / "usr/bin/outpostd");
+  REQUIRE_MESSAGE(oldSchema < newSchema, "0.0.1 writes schema ", oldSchema, ", the new agent ",
+                  newSchema);
+
+  // A package whose agent cannot become healthy: the new agent itself, started by a wrapper that
+  // gives it a runtime endpoint nobody answers. It opens (and so migrates) the store, then never
+  // proves itself. The real binary keeps the name outpostd, which the helper stops by.
+  fs::create_directories(tree / "usr/lib/outpost/broken");
+  fs::rename(tree / "usr/bin/outpostd", tree / "usr/lib/outpost/broken/outpostd");
+  writeFile(tree / "usr/bin/outpostd",
+            "#!/bin/sh\n"
+            "if [ \"$1\" = --config ]; then\n"
+            "  echo broken agent: no runtime >&2\n"
+            "  sed 's#endpoint: \"unix://[^\"]*\"#endpoint: \"unix:///nonexistent/cri.sock\"#' "
+            "\"$2\" >\"$2.broken\"\n"
+            "  exec /usr/lib/outpost/broken/outpostd --config \"$2.broken\"\n"
+            "fi\n"
+            "exec /usr/lib/outpost/broken/outpostd \"$@\"\n");
   ::chmod((tree / "usr/bin/outpostd").c_str(), 0755);
   std::string control = readFile(tree / "DEBIAN/control");
   control.replace(control.find("Version: " + newVersion), 9 + newVersion.size(),
@@ -216,6 +265,26 @@ TEST_CASE(
   REQUIRE_MESSAGE(waitFor([&] { return lines(containers()) >= 2; }, std::chrono::seconds(60)),
                   agent.log());
   const std::string running = containers();
+  const fs::path store = dir / "state/outpost.db";
+
+  // 0. The 0.0.1 agent refuses a store of a newer schema, with a clear error, and leaves it alone
+  // (what a rollback would meet without the store's snapshot).
+  {
+    TempDir newer;
+    schemaVersion(newer / "outpost.db", 99);
+    std::string text = readFile(dir / "outpost.yaml");
+    text.replace(text.find((dir / "state").string()), (dir / "state").string().size(),
+                 newer.path().string());
+    text.replace(text.find((dir / "o.sock").string()), (dir / "o.sock").string().size(),
+                 (newer / "o.sock").string());
+    writeFile(newer / "outpost.yaml", text);
+    std::string o, e;
+    int rc = run({"/usr/bin/outpostd", "--config", (newer / "outpost.yaml").string()}, &o, &e,
+                 std::chrono::seconds(60));
+    CHECK(rc == 69);
+    CHECK_MESSAGE(e.find("has schema version 99, newer than version") != std::string::npos, e);
+    CHECK(schemaVersion(newer / "outpost.db") == 99);
+  }
 
   // 1. A bad signature: refused, nothing installed.
   auto other = [&] {
@@ -231,20 +300,27 @@ TEST_CASE(
   CHECK(installed() == kOld);
 
   // 2. A package whose agent cannot become healthy: rolled back to 0.0.1, whose agent opens its
-  // (restored) store and reports the rollback with the reason.
+  // (restored) store and reports the rollback with the reason. The broken agent migrated the store
+  // to a schema 0.0.1 refuses: only the snapshot lets 0.0.1 run again.
+  REQUIRE(schemaVersion(store) == oldSchema);
   apply(upgrade("broken", "0.1.99-1", pkg("/broken.deb", brokenDeb)));
+  REQUIRE_MESSAGE(
+      waitFor([&] { return schemaVersion(store) == newSchema; }, std::chrono::seconds(60)),
+      "the new agent did not migrate the store: ", agent.log());
   REQUIRE_MESSAGE(
       waitFor([&] { return phase("broken") == "rolled back"; }, std::chrono::seconds(120)),
       status("broken").dump(), agent.log());
   CHECK(status("broken")["reason"] == "the agent 0.1.99-1 was not healthy within 20s");
   CHECK(installed() == kOld);
-  CHECK(agent.log().find("broken agent") != std::string::npos);  // it did run, and failed
+  // It did run (a run's output is kept when it ends), and was stopped.
+  CHECK(agent.log().find("broken agent: no runtime") != std::string::npos);
   std::string o;
   REQUIRE(waitFor([&] {
     return run({"/usr/bin/outpostctl", "-c", config, "get", "pods", "-o", "json"}, &o) == 0 &&
            o.find("keeps-running") != std::string::npos;
   }));
   CHECK(containers() == running);
+  CHECK(schemaVersion(store) == oldSchema);
   out({"/usr/bin/outpostctl", "-c", config, "delete", "agentupgrade", "broken"});
 
   // 3. The real upgrade: healthy, the pods' containers the same.
@@ -253,6 +329,8 @@ TEST_CASE(
                   status("to-new").dump(), agent.log());
   CHECK(installed() == newVersion);
   CHECK(containers() == running);
+  // The store was migrated, and what 0.0.1 stored is still there.
+  CHECK(schemaVersion(store) == newSchema);
   REQUIRE(waitFor([&] {
     return run({"/usr/bin/outpostctl", "-c", config, "get", "pods", "-o", "json"}, &o) == 0 &&
            o.find("keeps-running") != std::string::npos;

@@ -40,6 +40,12 @@ void seedGroup(FakeFleet& f) {
   f.react();
 }
 
+// The rollout of one wave of every node (canary 0, 100 %) with `more` strategy lines, planned at
+// `now`.
+RolloutState oneWave(FakeFleet& f, int64_t now, const std::string& more = "") {
+  return planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n" + more), f, now).value();
+}
+
 // Steps (one second apart, the fleet reacting in between) until the rollout ends or pauses.
 int64_t run(Controller& c, FakeFleet& f, int64_t& now, int maxSteps = 500) {
   for (int i = 0; i < maxSteps; ++i) {
@@ -199,7 +205,7 @@ TEST_CASE("a controller killed between publishing and saving adopts what it had 
   f.addNodes(3);
   seedGroup(f);
   int64_t now = 1'000'000;
-  auto plan = planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"), f, now).value();
+  auto plan = oneWave(f, now);
   Controller first(f, plan);
   (void)first.step(now);
   f.react();
@@ -241,7 +247,7 @@ TEST_CASE("an offline node that comes back within the timeout is updated") {
   seedGroup(f);
   f.fleet["node-01"].online = false;
   int64_t now = 1'000'000;
-  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"), f, now).value());
+  Controller c(f, oneWave(f, now));
   for (int i = 0; i < 5; ++i) {
     (void)c.step(now += 1000);
     f.react();
@@ -261,10 +267,7 @@ TEST_CASE(
   seedGroup(f);
   f.fleet["node-01"].held = true;
   int64_t now = 1'000'000;
-  Controller c(
-      f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n    nodeTimeoutSeconds: 10\n"), f,
-                     now)
-             .value());
+  Controller c(f, oneWave(f, now, "    nodeTimeoutSeconds: 10\n"));
   for (int i = 0; i < 60; ++i) {
     (void)c.step(now += 1000);
     f.react();
@@ -284,9 +287,7 @@ TEST_CASE("onHeld continue: the rollout goes on without the held node") {
   seedGroup(f);
   f.fleet["node-01"].held = true;
   int64_t now = 1'000'000;
-  Controller c(
-      f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n    onHeld: continue\n"), f, now)
-             .value());
+  Controller c(f, oneWave(f, now, "    onHeld: continue\n"));
   run(c, f, now);
   CHECK(c.state().phase == Phase::kSucceeded);
   CHECK(c.state().nodes[1].state == NodeState::kHeld);
@@ -299,10 +300,7 @@ TEST_CASE("pre-pull: a node whose image cannot be pulled is not switched and cou
   seedGroup(f);
   f.fleet["node-03"].pullFails = true;
   int64_t now = 1'000'000;
-  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"
-                                   "    maxFailures: {perWave: 1, overall: 1}\n"),
-                              f, now)
-                      .value());
+  Controller c(f, oneWave(f, now, "    maxFailures: {perWave: 1, overall: 1}\n"));
   run(c, f, now);
   REQUIRE(c.state().phase == Phase::kSucceeded);
   const NodeRecord& n = c.state().nodes[3];
@@ -320,10 +318,8 @@ TEST_CASE("pre-pull that never answers: failed at the pre-pull timeout, the othe
   f.fleet["node-00"].silent = true;
   int64_t now = 1'000'000;
   Controller c(
-      f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n    "
-                          "prePullTimeoutSeconds: 20\n    maxFailures: {overall: 1, perWave: 1}\n"),
-                     f, now)
-             .value());
+      f, oneWave(f, now,
+                 "    prePullTimeoutSeconds: 20\n    maxFailures: {overall: 1, perWave: 1}\n"));
   run(c, f, now);
   CHECK(c.state().phase == Phase::kSucceeded);
   CHECK(c.state().nodes[0].reason == "PrePullTimeout");
@@ -335,10 +331,7 @@ TEST_CASE("maxNodesPerMinute spaces the switches") {
   f.addNodes(10);
   seedGroup(f);
   int64_t now = 1'000'000;
-  Controller c(
-      f,
-      planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n    maxNodesPerMinute: 60\n"), f, now)
-          .value());
+  Controller c(f, oneWave(f, now, "    maxNodesPerMinute: 60\n"));
   (void)c.step(now);
   f.react();
   (void)c.step(now += 1000);  // the first switch
@@ -414,7 +407,7 @@ TEST_CASE("a publish that fails is tried again at the next step") {
   f.addNodes(2);
   seedGroup(f);
   int64_t now = 1'000'000;
-  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"), f, now).value());
+  Controller c(f, oneWave(f, now));
   f.failPublish = true;
   CHECK_FALSE(c.step(now).isOk());
   f.failPublish = false;
@@ -430,11 +423,9 @@ TEST_CASE(
   seedGroup(f);
   f.fleet["node-01"].silent = true;  // never answers its pre-pull
   int64_t now = 1'000'000;
-  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"
-                                   "    prePullTimeoutSeconds: 20\n"
-                                   "    maxFailures: {perWave: 1, overall: 1}\n"),
-                              f, now)
-                      .value());
+  Controller c(
+      f, oneWave(f, now,
+                 "    prePullTimeoutSeconds: 20\n    maxFailures: {perWave: 1, overall: 1}\n"));
   for (int i = 0; i < 15; ++i) {
     (void)c.step(now += 1000);
     f.react();
@@ -456,8 +447,60 @@ TEST_CASE("an unhealthy report that does not last (a step the node retries) fail
   seedGroup(f);
   f.fleet["node-01"].unhealthyOnce = 3;  // three passes, about 3 s
   int64_t now = 1'000'000;
-  Controller c(f, planRollout(spec("    canary: 0\n    waves: [\"100%\"]\n"), f, now).value());
+  Controller c(f, oneWave(f, now));
   run(c, f, now);
   CHECK(c.state().phase == Phase::kSucceeded);
   CHECK(nodesIn(c.state(), NodeState::kHealthy) == 3);
+}
+
+namespace {
+
+// A rollout of an AgentUpgrade alone: no images, so no pre-pull; the nodes' upgrade status decides.
+RolloutSpec upgradeSpec(const std::string& version) {
+  std::string text =
+      "apiVersion: outpost.io/v1\nkind: Rollout\nmetadata: {name: agent}\n"
+      "spec:\n  target: {group: fleet}\n  strategy:\n" +
+      std::string(kWaves) +
+      "---\napiVersion: outpost.io/v1\nkind: AgentUpgrade\nmetadata: {name: agent}\n"
+      "spec:\n  version: " +
+      version +
+      "\n  packages: [{format: deb, arch: amd64, url: \"http://127.0.0.1:1/a.deb\", sha256: " +
+      std::string(64, 'a') + ", signature: \"" + std::string(86, 'A') + "==\"}]\n";
+  auto s = parseRolloutFile(text, "agent.yaml");
+  REQUIRE_MESSAGE(s.isOk(), s.status().message());
+  return std::move(s).value();
+}
+
+}  // namespace
+
+TEST_CASE("an AgentUpgrade rolls out in waves; a node is healthy once it reports healthy") {
+  FakeFleet f;
+  f.addNodes(10);
+  int64_t now = 1'000'000;
+  Controller c(f, planRollout(upgradeSpec("0.3.0-1"), f, now).value());
+  run(c, f, now);
+  const RolloutState& s = c.state();
+  REQUIRE(s.phase == Phase::kSucceeded);
+  CHECK(nodesIn(s, NodeState::kHealthy) == 10);
+  for (const auto& [name, n] : f.fleet) {
+    auto r = f.agentUpgrade(name, "default/agentupgrade/agent");
+    REQUIRE_MESSAGE(r.has_value(), name);
+    CHECK(r->phase == "healthy");
+    CHECK(r->version == "0.3.0-1");
+  }
+}
+
+TEST_CASE("an AgentUpgrade the canary rolls back stops the rollout there, with the node's reason") {
+  FakeFleet f;
+  f.addNodes(10);
+  for (auto& [name, n] : f.fleet) n.unhealthy = true;
+  int64_t now = 1'000'000;
+  Controller c(f, planRollout(upgradeSpec("0.3.0-1"), f, now).value());
+  run(c, f, now);
+  const RolloutState& s = c.state();
+  REQUIRE(s.phase == Phase::kRolledBack);
+  CHECK(s.nodes[0].reason == "RolledBack");
+  CHECK(s.message.find("was not healthy within 120s") != std::string::npos);
+  CHECK(nodesIn(s, NodeState::kPending) == 9);
+  CHECK(f.publishes["node:node-01"] == 0);
 }

@@ -4,6 +4,7 @@
 // fleet_view_test.cc holds it to what the real MqttFleetView shows for the same actions.
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ class FakeFleet final : public agent::rollout::FleetView {
   std::map<std::string, std::map<std::string, std::pair<std::string, std::string>>> desired;
   std::map<std::string, agent::rollout::PodReport> pods;          // node|key
   std::map<std::string, agent::rollout::PrePullReport> prePulls;  // node|key
+  std::map<std::string, agent::rollout::UpgradeReport> upgrades;  // node|key
   // What each node stores per key: its version and the scope it came from ("node" or "group:<g>"),
   // by the store's rules: versions only move forward; clearing a scope's copy removes it only when
   // the stored object came from that scope (an older copy of another scope never comes back).
@@ -66,6 +68,7 @@ class FakeFleet final : public agent::rollout::FleetView {
       }
       for (const auto& [key, row] : stored[name]) {
         if (key.find("/pod/") != std::string::npos) report(name, n, key);
+        if (key.find("/agentupgrade/") != std::string::npos) reportUpgrade(name, n, key);
       }
       for (auto it = pods.begin(); it != pods.end();) {
         // A pod no longer stored is gone: no status (the node clears it).
@@ -106,6 +109,12 @@ class FakeFleet final : public agent::rollout::FleetView {
                                                        const std::string& key) override {
     auto it = prePulls.find(node + "|" + key);
     if (it == prePulls.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<agent::rollout::UpgradeReport> agentUpgrade(const std::string& node,
+                                                            const std::string& key) override {
+    auto it = upgrades.find(node + "|" + key);
+    if (it == upgrades.end()) return std::nullopt;
     return it->second;
   }
   std::optional<std::string> nodeObjectVersion(const std::string& node,
@@ -165,6 +174,26 @@ class FakeFleet final : public agent::rollout::FleetView {
   }
 
  private:
+  // The node upgrades its agent to the stored object's spec.version: installing at the first look,
+  // then healthy, or rolled back when the node is unhealthy (the new agent does not prove itself).
+  void reportUpgrade(const std::string& name, const Node& n, const std::string& key) {
+    std::string json;
+    for (const auto& [scope, objs] : desired) {
+      auto it = objs.find(key);
+      if (it != objs.end() && std::to_string(stored[name][key].first) == it->second.first)
+        json = it->second.second;
+    }
+    auto j = nlohmann::json::parse(json, nullptr, false);
+    if (!j.is_object()) return;
+    std::string target = j["spec"].value("version", "");
+    auto& r = upgrades[name + "|" + key];
+    if (r.version != target) {
+      r = {"installing", target, ""};
+    } else if (r.phase == "installing") {
+      r.phase = n.unhealthy ? "rolled back" : "healthy";
+      if (n.unhealthy) r.reason = "the agent " + target + " was not healthy within 120s";
+    }
+  }
   void report(const std::string& name, const Node& n, const std::string& key) {
     agent::rollout::PodReport r;
     std::string nodeVersion;

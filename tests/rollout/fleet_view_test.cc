@@ -84,6 +84,10 @@ void scenario(FleetView& view, const NodeSide& node) {
                {"images",
                 {{{"image", "a:1"}, {"state", "present"}},
                  {{"image", "b:pull-fails"}, {"state", "failed"}, {"reason", "ErrImagePull"}}}}});
+  node.status("n1", "default/agentupgrade/agent",
+              {{"phase", "rolled back"},
+               {"version", "0.3.0-1"},
+               {"reason", "the agent 0.3.0-1 was not healthy within 5s"}});
   node.settle();
   auto p = view.pod("n1", "default/pod/web");
   REQUIRE(p.has_value());
@@ -99,6 +103,12 @@ void scenario(FleetView& view, const NodeSide& node) {
   CHECK(pp->failedImage == "b:pull-fails");
   CHECK(pp->reason == "ErrImagePull");
   CHECK_FALSE(view.pod("n1", "default/pod/other").has_value());
+  auto up = view.agentUpgrade("n1", "default/agentupgrade/agent");
+  REQUIRE(up.has_value());
+  CHECK(up->phase == "rolled back");
+  CHECK(up->version == "0.3.0-1");
+  CHECK(up->reason == "the agent 0.3.0-1 was not healthy within 5s");
+  CHECK_FALSE(view.agentUpgrade("n1", "default/agentupgrade/other").has_value());
 }
 
 }  // namespace
@@ -114,6 +124,8 @@ TEST_CASE("the fake fleet and the real one over mosquitto show the same") {
     side.status = [&](const std::string& n, const std::string& key, const json& c) {
       if (key.find("/pod/") != std::string::npos) {
         f.pods[n + "|" + key] = *podReportFrom(c.dump());
+      } else if (key.find("/agentupgrade/") != std::string::npos) {
+        f.upgrades[n + "|" + key] = *upgradeReportFrom(c.dump());
       } else {
         f.prePulls[n + "|" + key] = *prePullReportFrom(c.dump());
       }
@@ -161,6 +173,8 @@ TEST_CASE("malformed messages from others on the broker are ignored, never a cra
                 envelope({{"outpost", {{"health", 5}}}}), true);
   other.publish("outpost/v1/nodes/n1/status/default/imageprepull/x", envelope({{"images", "nope"}}),
                 true);
+  other.publish("outpost/v1/nodes/n1/status/default/agentupgrade/x",
+                envelope({{"phase", "exploded"}, {"version", "1"}}), true);
   other.publish("outpost/v1/nodes/BAD..NAME/online", "true", true);
   other.publish("outpost/v1/nodes/n1/desired/default/pod/web", std::string("\0\1\2", 3), true);
   other.publish("outpost/v1/rollouts/web-v2/lease", R"({"holder": 5})", true);
@@ -174,6 +188,7 @@ TEST_CASE("malformed messages from others on the broker are ignored, never a cra
   CHECK(v.nodes().empty());
   CHECK_FALSE(v.pod("n1", "default/pod/web").has_value());
   CHECK_FALSE(v.prePull("n1", "default/imageprepull/x").has_value());
+  CHECK_FALSE(v.agentUpgrade("n1", "default/agentupgrade/x").has_value());
   CHECK_FALSE(v.online("BAD..NAME").has_value());
   CHECK_FALSE(v.nodeObjectVersion("n1", "default/pod/web").has_value());
   CHECK_FALSE(v.lease().has_value());

@@ -100,6 +100,10 @@ TEST_CASE("errors name the field") {
   CHECK(errorOf(file(target + "  strategy: {waves: [\"100%\"]}\n", ""))
             .find("objects: a rollout needs at least one Pod") != std::string::npos);
   CHECK(errorOf(file(target + "  strategy: {waves: [\"100%\"]}\n",
+                     "---\napiVersion: outpost.io/v1\nkind: AgentUpgrade\nmetadata: {name: a}\n"
+                     "spec: {version: \"1 0\", packages: []}\n"))
+            .find("default/agentupgrade/a: spec.version") != std::string::npos);
+  CHECK(errorOf(file(target + "  strategy: {waves: [\"100%\"]}\n",
                      "---\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n"))
             .find("every container needs an image") != std::string::npos);
   CHECK(errorOf(file(target + "  strategy: {waves: [\"100%\"]}\n", std::string(kPodDoc) + kPodDoc))

@@ -70,6 +70,19 @@ std::string cmdline(int pid) {
 
 }  // namespace
 
+std::unique_ptr<ContainerdHarness> ContainerdHarness::startOrExplain(std::string& why) {
+  why = unavailableReason();
+  if (!why.empty()) return nullptr;
+  try {
+    auto h = std::make_unique<ContainerdHarness>();
+    h->start();
+    return h;
+  } catch (const std::exception& e) {
+    why = e.what();
+    return nullptr;
+  }
+}
+
 std::string ContainerdHarness::unavailableReason() {
   if (geteuid() != 0) return "needs root";
   for (const char* bin :

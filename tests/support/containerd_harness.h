@@ -21,6 +21,8 @@ class ContainerdHarness {
 
   // Why the harness cannot run here (not root, containerd missing), or empty.
   static std::string unavailableReason();
+  // A started harness, or nullptr with why it cannot run here (`why`): for a test that skips then.
+  static std::unique_ptr<ContainerdHarness> startOrExplain(std::string& why);
 
   ContainerdHarness();
   ~ContainerdHarness();  // stops containerd, removes what it left behind

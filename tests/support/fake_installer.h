@@ -23,6 +23,11 @@ class FakeInstaller final : public upgrade::Installer {
     std::lock_guard lock(mu_);
     failLaunch_ = on;
   }
+  // Whether the helper the test plays still runs (true until set otherwise).
+  void setHelperRunning(bool on) {
+    std::lock_guard lock(mu_);
+    helperRunning_ = on;
+  }
   std::vector<std::filesystem::path> launched() const {
     std::lock_guard lock(mu_);
     return launched_;
@@ -40,11 +45,16 @@ class FakeInstaller final : public upgrade::Installer {
     launched_.push_back(planFile);
     return core::okStatus();
   }
+  bool helperRunning(const std::filesystem::path&) override {
+    std::lock_guard lock(mu_);
+    return helperRunning_;
+  }
 
  private:
   mutable std::mutex mu_;
   std::string installed_ = "0.1.0-1";
   bool failLaunch_ = false;
+  bool helperRunning_ = true;
   std::vector<std::filesystem::path> launched_;
 };
 

@@ -24,7 +24,17 @@ FakeRuntime::FakeRuntime() = default;
 Status FakeRuntime::enter(const char* call) {
   calls_[call]++;
   if (down_) return core::unavailable(std::string(call) + ": runtime down");
+  if (auto f = failing_.find(call); f != failing_.end()) return f->second;
   return core::okStatus();
+}
+
+void FakeRuntime::failCall(const std::string& call, core::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (status.isOk()) {
+    failing_.erase(call);
+  } else {
+    failing_[call] = std::move(status);
+  }
 }
 
 UnixNanos FakeRuntime::now() {
@@ -299,6 +309,110 @@ Result<ExecResult> FakeRuntime::execSync(const std::string& id, const std::vecto
     r.exitCode = 1;
   }
   return r;
+}
+
+void FakeRuntime::setStreamServer(const std::string& base) {
+  std::lock_guard<std::mutex> lock(mu_);
+  streamServer_ = base;
+}
+
+std::optional<StreamRequest> FakeRuntime::lastStream() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lastStream_;
+}
+
+// As containerd: the container must exist (NOT_FOUND) and run (UNKNOWN, "container is in ...
+// state"), then the streaming server's own checks (INVALID_ARGUMENT).
+Result<std::string> FakeRuntime::stream(const char* call, const char* kind,
+                                        const StreamRequest& request) {
+  OUTPOST_RETURN_IF_ERROR(enter(call));
+  auto it = containers_.find(request.containerId);
+  if (it == containers_.end())
+    return core::notFound(std::string(call) + ": container " + request.containerId + " not found");
+  if (it->second.status.container.state != ContainerState::kRunning)
+    return Status(core::Code::kUnknown, std::string(call) + ": container is not running");
+  if (request.tty && request.stderr)
+    return core::invalidArgument(std::string(call) + ": tty and stderr cannot both be true");
+  if (!request.stdin && !request.stdout && !request.stderr)
+    return core::invalidArgument(std::string(call) +
+                                 ": one of stdin, stdout, or stderr must be set");
+  lastStream_ = request;
+  return streamServer_ + "/" + kind + "/fake-token-" + std::to_string(nextToken_++);
+}
+
+Result<std::string> FakeRuntime::exec(const StreamRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stream("Exec", "exec", request);
+}
+
+Result<std::string> FakeRuntime::attach(const StreamRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stream("Attach", "attach", request);
+}
+
+// A running container uses 1 ms of CPU per call and 1 MiB of memory; one that is not running has
+// no figures (containerd lists it with its attributes only).
+ContainerStats FakeRuntime::statsOf(const std::string& id, const Ctr& c) {
+  ContainerStats s;
+  s.id = id;
+  s.name = c.status.container.name;
+  s.attempt = c.status.container.attempt;
+  s.labels = c.status.container.labels;
+  if (c.status.container.state == ContainerState::kRunning) {
+    UnixNanos t = now();
+    s.usage.cpuTimestamp = t;
+    s.usage.cpuCoreNanos = static_cast<uint64_t>(calls_["ListContainerStats"]) * 1000000;
+    s.usage.memoryTimestamp = t;
+    s.usage.memoryWorkingSetBytes = 1 << 20;
+  }
+  return s;
+}
+
+Result<std::vector<ContainerStats>> FakeRuntime::listContainerStats(const StatsFilter& filter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  OUTPOST_RETURN_IF_ERROR(enter("ListContainerStats"));
+  std::vector<ContainerStats> out;
+  for (const auto& [id, c] : containers_) {
+    if (!filter.id.empty() && id != filter.id) continue;
+    if (!filter.podSandboxId.empty() && c.status.container.podSandboxId != filter.podSandboxId)
+      continue;
+    bool match = true;
+    for (const auto& [k, v] : filter.labels) {
+      auto l = c.status.container.labels.find(k);
+      if (l == c.status.container.labels.end() || l->second != v) match = false;
+    }
+    if (match) out.push_back(statsOf(id, c));
+  }
+  return out;
+}
+
+// containerd 1.6 answers ListPodSandboxStats: the sandbox's figures are its containers' here.
+Result<std::vector<PodSandboxStats>> FakeRuntime::listPodSandboxStats(const StatsFilter& filter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  OUTPOST_RETURN_IF_ERROR(enter("ListPodSandboxStats"));
+  std::vector<PodSandboxStats> out;
+  for (const auto& [id, sb] : sandboxes_) {
+    const PodSandbox& p = sb.status.sandbox;
+    if (!filter.id.empty() && id != filter.id) continue;
+    bool match = true;
+    for (const auto& [k, v] : filter.labels) {
+      auto l = p.labels.find(k);
+      if (l == p.labels.end() || l->second != v) match = false;
+    }
+    if (!match) continue;
+    PodSandboxStats s{id, p.name, p.uid, p.podNamespace, p.labels, {}, {}};
+    UnixNanos t = now();
+    s.usage = UsageStats{t, uint64_t{0}, t, uint64_t{0}};
+    for (const auto& [cid, c] : containers_) {
+      if (c.status.container.podSandboxId != id) continue;
+      ContainerStats cs = statsOf(cid, c);
+      *s.usage.cpuCoreNanos += cs.usage.cpuCoreNanos.value_or(0);
+      *s.usage.memoryWorkingSetBytes += cs.usage.memoryWorkingSetBytes.value_or(0);
+      s.containers.push_back(std::move(cs));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 Result<std::optional<ImageInfo>> FakeRuntime::imageStatus(const std::string& image) {

@@ -24,11 +24,19 @@ class FakeRuntime final : public deploy::Runtime {
   void killAll();
   // While down, every call fails with UNAVAILABLE.
   void setDown(bool down);
+  // Every later call named `call` ("ListPodSandboxStats", ...) answers `status` (ok: normally).
+  void failCall(const std::string& call, core::Status status);
   size_t calls(const std::string& name);
   // The configuration a container was created with (its mounts, security context, ...).
   std::optional<deploy::ContainerConfig> config(const std::string& id);
   // Every container's configuration, in creation order of their ids.
   std::vector<deploy::ContainerConfig> configs();
+
+  // Where exec and attach URLs point ("http://127.0.0.1:PORT"; default port 9, nothing serves
+  // there): a test may put a stand-in streaming server behind them.
+  void setStreamServer(const std::string& base);
+  // What the last exec or attach asked for.
+  std::optional<deploy::StreamRequest> lastStream();
 
   // Runtime
   core::Result<deploy::VersionInfo> version() override;
@@ -51,6 +59,12 @@ class FakeRuntime final : public deploy::Runtime {
   core::Result<deploy::ExecResult> execSync(const std::string& id,
                                             const std::vector<std::string>& cmd,
                                             std::chrono::seconds timeout) override;
+  core::Result<std::string> exec(const deploy::StreamRequest& request) override;
+  core::Result<std::string> attach(const deploy::StreamRequest& request) override;
+  core::Result<std::vector<deploy::ContainerStats>> listContainerStats(
+      const deploy::StatsFilter& filter) override;
+  core::Result<std::vector<deploy::PodSandboxStats>> listPodSandboxStats(
+      const deploy::StatsFilter& filter) override;
   core::Result<std::optional<deploy::ImageInfo>> imageStatus(const std::string& image) override;
   core::Result<std::string> pullImage(const std::string& image) override;
 
@@ -63,6 +77,9 @@ class FakeRuntime final : public deploy::Runtime {
     deploy::ContainerConfig config;
   };
   core::Status enter(const char* call);
+  core::Result<std::string> stream(const char* call, const char* kind,
+                                   const deploy::StreamRequest& request);
+  deploy::ContainerStats statsOf(const std::string& id, const Ctr& c);
   deploy::UnixNanos now();
 
   std::mutex mu_;
@@ -74,6 +91,10 @@ class FakeRuntime final : public deploy::Runtime {
   std::map<std::string, Sandbox> sandboxes_;
   std::map<std::string, Ctr> containers_;
   std::map<std::string, size_t> calls_;
+  std::map<std::string, core::Status> failing_;
+  std::string streamServer_ = "http://127.0.0.1:9";
+  std::optional<deploy::StreamRequest> lastStream_;
+  uint64_t nextToken_ = 1;
 };
 
 }  // namespace outpost::test

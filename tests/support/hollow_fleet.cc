@@ -178,14 +178,16 @@ void HollowFleet::start(size_t n, size_t batch, const std::function<void(size_t)
       Agent a;
       a.dir = base_ / name(i);
       fs::create_directories(a.dir);
-      writeFile(a.dir / "outpost.yaml",
-                "node: {name: " + name(i) + ", state_dir: " + (a.dir / "state").string() +
-                    ", groups: [" + opts_.group + "]}\n" + "log: {level: " + opts_.logLevel +
-                    "}\n" + "runtime: {endpoint: \"" + opts_.endpoint + "\"}\n" +
-                    "device: {enabled: false}\n" + "cloud: {heartbeat: " + opts_.heartbeat +
-                    ", mqtt: {broker: \"" + opts_.broker + "\"}, reconnect: {base: " +
-                    opts_.reconnectBase + ", cap: " + opts_.reconnectCap + "}}\n" +
-                    "api: {socket: " + (a.dir / "o.sock").string() + ", metrics_address: \"\"}\n");
+      writeFile(
+          a.dir / "outpost.yaml",
+          "node: {name: " + name(i) + ", state_dir: " + (a.dir / "state").string() + ", groups: [" +
+              opts_.group + "]" + (opts_.nodeFields ? ", " + opts_.nodeFields(i) : std::string()) +
+              "}\n" + "log: {level: " + opts_.logLevel + "}\n" + "runtime: {endpoint: \"" +
+              opts_.endpoint + "\"}\n" + "device: {enabled: false}\n" +
+              "cloud: {heartbeat: " + opts_.heartbeat + ", mqtt: {broker: \"" + opts_.broker +
+              "\"}, reconnect: {base: " + opts_.reconnectBase + ", cap: " + opts_.reconnectCap +
+              "}}\n" + "api: {socket: " + (a.dir / "o.sock").string() +
+              ", metrics_address: \"\"}\n" + opts_.extraConfig);
       std::string config = (a.dir / "outpost.yaml").string();
       a.pid = spawnDying({opts_.outpostd, "--config", config}, (a.dir / "agent.log").string(),
                          opts_.env);
@@ -574,8 +576,12 @@ size_t FleetObserver::bytes() const {
   return impl_->bytes;
 }
 
-std::string podYaml(const std::string& name, const std::string& image) {
+std::string podYaml(const std::string& name, const std::string& image,
+                    const std::map<std::string, std::string>& annotations) {
+  std::string notes;
+  for (const auto& [k, v] : annotations) notes += (notes.empty() ? "" : ", ") + k + ": " + v;
   return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name +
+         (notes.empty() ? "" : ", annotations: {" + notes + "}") +
          "}\nspec:\n  containers: [{name: main, image: \"" + image + "\"}]\n";
 }
 

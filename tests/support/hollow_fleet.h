@@ -69,6 +69,9 @@ struct FleetOptions {
   std::string heartbeat = "15s";
   std::string logLevel = "warn";
   std::vector<std::string> env;  // NAME=value for every agent (e.g. ASAN_OPTIONS)
+  std::string extraConfig;       // YAML appended to every agent's configuration
+  // More keys of agent i's `node:` map, as YAML flow entries (e.g. "labels: {zone: a}").
+  std::function<std::string(size_t)> nodeFields;
 };
 
 // N `outpostd` processes, children of this process: each dies with it (PR_SET_PDEATHSIG), and the
@@ -161,7 +164,8 @@ class FleetObserver {
   std::unique_ptr<Impl> impl_;
 };
 
-// A pod manifest with one container (YAML).
-std::string podYaml(const std::string& name, const std::string& image);
+// A pod manifest with one container (YAML), with these annotations.
+std::string podYaml(const std::string& name, const std::string& image,
+                    const std::map<std::string, std::string>& annotations = {});
 
 }  // namespace outpost::test

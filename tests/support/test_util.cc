@@ -58,6 +58,9 @@ fs::path binDir() {
   return dir ? fs::path(dir) : fs::current_path();
 }
 
+std::string outpostd() { return (binDir() / "outpostd").string(); }
+std::string outpostctl() { return (binDir() / "outpostctl").string(); }
+
 Child::Child(const std::vector<std::string>& argv, const std::vector<std::string>& extraEnv) {
   std::string outPath = (dir_.path() / "stdout").string();
   std::string errPath = (dir_.path() / "stderr").string();
@@ -118,6 +121,16 @@ int run(const std::vector<std::string>& argv, std::string* out, std::string* err
   if (out) *out = child.out();
   if (err) *err = child.err();
   return code;
+}
+
+std::string ctl(const std::string& config, const std::vector<std::string>& args, int* rc,
+                std::string* err) {
+  std::vector<std::string> argv = {outpostctl(), "-c", config};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string out;
+  int code = run(argv, &out, err);
+  if (rc) *rc = code;
+  return out;
 }
 
 ChildEnd runInChild(const std::function<void()>& fn) {

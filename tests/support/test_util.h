@@ -32,6 +32,9 @@ std::string readFile(const std::filesystem::path& path);
 
 // The directory that holds the built programs (outpostd, outpostctl), from OUTPOST_BIN_DIR.
 std::filesystem::path binDir();
+// The built outpostd and outpostctl in binDir().
+std::string outpostd();
+std::string outpostctl();
 
 // A child process with its stdout and stderr captured to files.
 class Child {
@@ -60,6 +63,11 @@ class Child {
 // Runs a command to completion; returns the exit code and captures its stdout.
 int run(const std::vector<std::string>& argv, std::string* out = nullptr,
         std::string* err = nullptr, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// Runs the built outpostctl with `-c config` and `args`; returns its stdout, its exit code in `rc`
+// and its stderr in `err` when they are given.
+std::string ctl(const std::string& config, const std::vector<std::string>& args, int* rc = nullptr,
+                std::string* err = nullptr);
 
 // How a function run in a forked child ended: the signal that killed it (0 if none), its exit code
 // (-1 if killed) and what it wrote to stderr. For checks that abort the process: the test process

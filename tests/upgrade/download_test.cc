@@ -100,6 +100,8 @@ TEST_CASE("a missing package, a redirect and a bad Location") {
   auto missing = download(server.url("/nothing.deb"), dir / "a.deb", {});
   REQUIRE_FALSE(missing.isOk());
   CHECK(missing.status().message() == "GET " + server.url("/nothing.deb") + ": 404 Not Found");
+  // Not a network failure: asking again does not help (the upgrader does not retry it).
+  CHECK(missing.status().code() == Code::kFailedPrecondition);
 
   server.redirect("/moved.deb", "/real.deb");
   auto moved = download(server.url("/moved.deb"), dir / "b.deb", {});

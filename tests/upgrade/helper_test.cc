@@ -131,6 +131,72 @@ TEST_CASE("a package dpkg refuses is rolled back at once, naming the exit code a
   CHECK(outpost::test::readFile(f.up / "install.log").find("broken") != std::string::npos);
 }
 
+TEST_CASE("under systemd the helper stops and starts the unit with systemctl, around dpkg") {
+  HelperFixture f(std::chrono::seconds(1));
+  // systemctl's stand-in: recorded in the same file as dpkg's calls, so their order shows; `stop`
+  // ends the agent as systemd would. The helper itself signals nothing in this mode.
+  fs::path systemctl = f.dir / "systemctl";
+  outpost::test::writeFile(
+      systemctl, "#!/bin/sh\necho systemctl \"$@\" >> " + (f.dir / "dpkg.calls").string() +
+                     "\n[ \"$1\" = stop ] && kill " + std::to_string(f.agent.pid()) + "\nexit 0\n");
+  ::chmod(systemctl.c_str(), 0755);
+  f.opt.systemd = true;
+  f.opt.systemctl = systemctl.string();
+  f.opt.unit = "outpost.service";
+  auto outcome = outpost::upgrade::runHelper(f.opt);  // the new agent never proves itself
+  REQUIRE(outcome.isOk());
+  CHECK(f.agent.wait(std::chrono::seconds(20)) == 128 + SIGTERM);
+  CHECK(outcome->phase == Phase::kRolledBack);
+  CHECK(f.calls() ==
+        "systemctl stop outpost.service\n"
+        "--force-confold -i " +
+            (f.up / "packages/0.2.0-1_amd64.deb").string() +
+            "\nsystemctl start outpost.service\n"
+            "systemctl stop outpost.service\n"
+            "--force-confold -i " +
+            (f.up / "kept/0.1.0-1_amd64.deb").string() + "\nsystemctl start outpost.service\n");
+  CHECK(outpost::test::readFile(f.store) == "store of 0.1.0-1");
+}
+
+TEST_CASE(
+    "under systemd a systemctl that fails to stop the unit fails the upgrade, nothing installed") {
+  HelperFixture f(std::chrono::seconds(60));
+  fs::path systemctl = f.dir / "systemctl";
+  outpost::test::writeFile(systemctl, "#!/bin/sh\necho 'Failed to stop' >&2\nexit 1\n");
+  ::chmod(systemctl.c_str(), 0755);
+  f.opt.systemd = true;
+  f.opt.systemctl = systemctl.string();
+  auto outcome = outpost::upgrade::runHelper(f.opt);
+  REQUIRE(outcome.isOk());
+  CHECK(outcome->phase == Phase::kFailed);
+  CHECK(outcome->reason == "systemctl stop outpost.service failed");
+  CHECK_FALSE(fs::exists(f.dir / "dpkg.calls"));
+}
+
+TEST_CASE("helperRunning: a live process of the helper's name in helper.pid, other than this one") {
+  outpost::test::TempDir dir;
+  CHECK_FALSE(outpost::upgrade::helperRunning(dir.path(), "outpostd"));  // no helper.pid
+  outpost::test::writeFile(dir / "helper.pid", std::to_string(::getpid()) + "\n");
+  CHECK_FALSE(outpost::upgrade::helperRunning(dir.path(), "outpostd"));  // this agent's own pid
+  // A process named outpostd (sleep under that name) is taken for the helper; a sleep is not.
+  fs::copy_file("/bin/sleep", dir / "outpostd");
+  outpost::test::Child helper({(dir / "outpostd").string(), "600"});
+  outpost::test::Child other({"/bin/sleep", "600"});
+  REQUIRE(outpost::test::waitFor([&] {
+    std::error_code ec;
+    auto comm = fs::path("/proc") / std::to_string(helper.pid()) / "comm";
+    return fs::exists(comm, ec) && outpost::test::readFile(comm) == "outpostd\n";
+  }));
+  outpost::test::writeFile(dir / "helper.pid", std::to_string(helper.pid()) + "\n");
+  CHECK(outpost::upgrade::helperRunning(dir.path(), "outpostd"));
+  outpost::test::writeFile(dir / "helper.pid", std::to_string(other.pid()) + "\n");
+  CHECK_FALSE(outpost::upgrade::helperRunning(dir.path(), "outpostd"));
+  outpost::test::writeFile(dir / "helper.pid", std::to_string(helper.pid()) + "\n");
+  helper.signal(SIGKILL);
+  helper.wait(std::chrono::seconds(10));
+  CHECK_FALSE(outpost::upgrade::helperRunning(dir.path(), "outpostd"));  // gone
+}
+
 TEST_CASE("without a plan the helper does nothing") {
   outpost::test::TempDir dir;
   outpost::upgrade::HelperOptions o;

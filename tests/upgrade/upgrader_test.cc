@@ -133,6 +133,24 @@ TEST_CASE("an upgrade downloads and verifies both packages, then hands a plan to
     CHECK(f.sink.last()->phase == Phase::kRolledBack);
     CHECK(f.installer.launched().size() == 1);
   }
+  SUBCASE("an agent that starts while the plan's helper no longer runs reports it cut off") {
+    // A power cut during the install: the helper is gone, no outcome will come.
+    f.installer.setHelperRunning(false);
+    f.restart();
+    REQUIRE(f.reached(Phase::kFailed));
+    CHECK(f.sink.last()->version == "0.2.0-1");
+    CHECK(f.sink.last()->reason ==
+          "the upgrade to 0.2.0-1 was cut off before its end (its helper no longer runs, after a "
+          "power cut or a kill); the installed agent is 0.1.0-1");
+    CHECK_FALSE(fs::exists(f.dir / "upgrade/plan.json"));
+    CHECK(f.sink.phases().find("restarting") == std::string::npos);
+    // The same object again is not tried a second time (a new version or package is).
+    f.upgrader->onDesired(kKey, f.object().dump());
+    REQUIRE(outpost::test::waitFor([&] { return f.sink.seen().size() >= 3; }));
+    f.upgrader->stop();
+    CHECK(f.sink.last()->phase == Phase::kFailed);
+    CHECK(f.installer.launched().size() == 1);
+  }
 }
 
 TEST_CASE("a package with a bad signature or digest is refused and nothing is installed") {
@@ -189,6 +207,17 @@ TEST_CASE("what the upgrader reports for an object it cannot act on") {
     return f.sink.last()->reason ==
            "no deb package for amd64 in version 0.2.0-1 (it has deb/arm64)";
   }));
+
+  // A package the server does not have: failed at once, not tried again as a network failure.
+  auto missing = f.object();
+  missing["spec"]["packages"][0]["url"] = f.server.url("/missing.deb");
+  f.upgrader->onDesired(kKey, missing.dump());
+  REQUIRE(outpost::test::waitFor([&] {
+    auto l = f.sink.last();
+    return l && l->reason.find("404 Not Found") != std::string::npos;
+  }));
+  CHECK(f.sink.last()->phase == Phase::kFailed);
+  CHECK(f.sink.last()->reason.find("again in") == std::string::npos);
 
   f.installer.setInstalled("0.2.0-1");
   f.upgrader->onDesired(kKey, f.object().dump());

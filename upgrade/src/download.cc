@@ -157,8 +157,13 @@ core::Result<Outcome> fetch(Stream& stream, asio::io_context& ioc, const Target&
   } else if (status == 200) {
     if (auto len = parser.content_length()) total = *len;
   } else {
-    return core::unavailable("GET " + url + ": " + std::to_string(status) + " " +
-                             std::string(head.reason()));
+    std::string why =
+        "GET " + url + ": " + std::to_string(status) + " " + std::string(head.reason());
+    // The server answered, and asking again will not change a client error (404, 403, 410): the
+    // object has to change. A timeout, throttling and the server's own errors are tried again.
+    if (status >= 400 && status < 500 && status != 408 && status != 429)
+      return core::failedPrecondition(why);
+    return core::unavailable(why);
   }
   if (total && *total > o.maxBytes) return tooLarge(url, o.maxBytes);
   if (!append) have = 0;

@@ -200,6 +200,13 @@ core::Result<Outcome> runHelper(const HelperOptions& options) {
   return Helper(options, std::move(plan)).run();
 }
 
+bool helperRunning(const fs::path& dir, const std::string& name) {
+  int pid = readPid(dir / "helper.pid");
+  if (pid <= 0 || pid == ::getpid() || !alive(pid)) return false;
+  auto comm = readSmallFile("/proc/" + std::to_string(pid) + "/comm");
+  return comm && *comm == name.substr(0, 15) + "\n";  // the kernel keeps 15 characters
+}
+
 void waitForHelper(const fs::path& dir, std::chrono::milliseconds timeout) {
   if (!fs::exists(dir / "plan.json")) return;
   writeFileAtomic(dir / "agent.pid", std::to_string(::getpid()) + "\n").ignore();

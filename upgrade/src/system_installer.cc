@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "outpost/upgrade/helper.h"
 #include "process.h"
 
 namespace outpost::upgrade {
@@ -59,6 +60,9 @@ class SystemInstaller final : public Installer {
       return core::okStatus();
     }
     return detach(helper);
+  }
+  bool helperRunning(const fs::path& dir) override {
+    return upgrade::helperRunning(dir, opt_.helper.filename().string());
   }
 
  private:

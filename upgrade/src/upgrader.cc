@@ -90,6 +90,9 @@ class Upgrader::Impl {
   void resume() {
     auto plan = pendingPlan();
     auto outcome = lastOutcome();
+    if (plan && !(outcome && sameAttempt(*outcome, *plan)) && !installer.helperRunning(opt.dir)) {
+      return cutOff(*plan);
+    }
     if (plan && !(outcome && sameAttempt(*outcome, *plan))) {
       report(plan->key, {Phase::kRestarting, plan->version, 0, std::nullopt, ""});
       if (watch == 0) watch = loop.runEvery(std::chrono::seconds(1), [this] { watchHelper(); });
@@ -97,6 +100,25 @@ class Upgrader::Impl {
     }
     if (outcome) reportOutcome(*outcome);
   }
+  // A plan without an outcome whose helper no longer runs (a power cut, the helper killed): no
+  // outcome will come. Reported failed, naming what is installed now, and recorded as the object's
+  // outcome (a new version or package is needed to try again); the plan goes, so that it holds up
+  // no later upgrade. The store copy the helper took stays in snapshot/ for an operator.
+  void cutOff(const Plan& plan) {
+    auto installed = installer.installedVersion();
+    std::string now =
+        installed.isOk() ? *installed : "unknown (" + installed.status().message() + ")";
+    std::string reason = "the upgrade to " + plan.version +
+                         " was cut off before its end (its helper no longer runs, after a power "
+                         "cut or a kill); the installed agent is " +
+                         now;
+    log.warn(plan.key, ": ", reason);
+    std::error_code ec;
+    fs::remove(planFile(), ec);
+    fs::remove(opt.dir / "healthy", ec);
+    reportOutcome(Outcome{plan.key, plan.version, plan.sha256, Phase::kFailed, reason});
+  }
+
   void watchHelper() {
     auto plan = pendingPlan();
     auto outcome = lastOutcome();
@@ -281,6 +303,11 @@ void Upgrader::stop() {
 void Upgrader::onDesired(std::string key, std::optional<std::string> json) {
   impl_->loop.post(
       [this, key = std::move(key), json = std::move(json)] { impl_->handle(key, json); });
+}
+
+bool Upgrader::awaitingHealth() const {
+  std::error_code ec;
+  return fs::exists(impl_->planFile(), ec) && !fs::exists(impl_->opt.dir / "healthy", ec);
 }
 
 void Upgrader::healthy() {

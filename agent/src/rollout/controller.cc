@@ -16,6 +16,11 @@ bool isPod(const std::string& key) {
   return key.compare(first + 1, 4, "pod/") == 0;
 }
 
+bool isAgentUpgrade(const std::string& key) {
+  auto first = key.find('/');
+  return key.compare(first + 1, 13, "agentupgrade/") == 0;
+}
+
 std::string secondsText(int64_t s) { return std::to_string(s) + " s"; }
 
 }  // namespace
@@ -201,6 +206,11 @@ void Controller::progress(int64_t now) {
 
 void Controller::prePull(NodeRecord& n, int64_t now) {
   if (n.state != NodeState::kPending || !lastError_.isOk()) return;
+  if (state_.spec.images.empty()) {  // nothing to pull (an AgentUpgrade alone)
+    n.pulled = true;
+    setNode(n, NodeState::kPrePulling, now);
+    return;
+  }
   std::string key = prePullKey(state_.spec);
   if (auto adopted = fleet_.nodeObjectVersion(n.name, key)) {
     n.prePullVersion = *adopted;  // published before a restart of the controller
@@ -267,6 +277,21 @@ void Controller::observe(NodeRecord& n, int64_t now) {
   // Updating or held: the node's pod reports decide.
   bool allHealthy = true, sawUnhealthy = false;
   for (const auto& o : state_.spec.objects) {
+    if (isAgentUpgrade(o.key)) {
+      // The node's agentupgradestatus for the version the object asks for decides; rolled back
+      // and failed are final for that attempt (the node does not try it again).
+      auto r = fleet_.agentUpgrade(n.name, o.key);
+      if (!r || r->version != upgradeVersion(o)) {
+        allHealthy = false;
+      } else if (r->phase == "rolled back" || r->phase == "failed") {
+        setNode(n, NodeState::kFailed, now, r->phase == "failed" ? "UpgradeFailed" : "RolledBack",
+                o.key + ": " + r->reason);
+        return;
+      } else {
+        allHealthy = allHealthy && r->phase == "healthy";
+      }
+      continue;
+    }
     if (!isPod(o.key)) continue;
     auto version = n.versions.find(o.key);
     auto r = fleet_.pod(n.name, o.key);
@@ -312,6 +337,17 @@ void Controller::observe(NodeRecord& n, int64_t now) {
     setNode(n, NodeState::kFailed, now, "Timeout",
             "not healthy within " + secondsText(st.nodeTimeoutSeconds));
   }
+}
+
+const std::string& Controller::upgradeVersion(const Object& o) {
+  auto it = upgradeVersions_.find(o.key);
+  if (it != upgradeVersions_.end()) return it->second;
+  json j = json::parse(o.json, nullptr, false);
+  std::string v;
+  if (j.is_object() && j.contains("spec") && j["spec"].is_object() &&
+      j["spec"].contains("version") && j["spec"]["version"].is_string())
+    v = j["spec"]["version"].get<std::string>();
+  return upgradeVersions_.emplace(o.key, v).first->second;
 }
 
 void Controller::switchNode(NodeRecord& n, int64_t now) {

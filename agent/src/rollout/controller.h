@@ -55,6 +55,8 @@ class Controller {
                std::string message = {});
   bool terminal(const NodeRecord& n) const;
   std::vector<std::string> keys() const;
+  // An AgentUpgrade's spec.version (checked by parseRollout), kept per key.
+  const std::string& upgradeVersion(const Object& o);
 
   FleetView& fleet_;
   RolloutState state_;
@@ -64,6 +66,7 @@ class Controller {
   // Nodes whose pods report unhealthy, since when: a node fails once that lasted this long.
   static constexpr int64_t kUnhealthyConfirmMs = 15000;
   std::map<std::string, int64_t> unhealthySince_;
+  std::map<std::string, std::string> upgradeVersions_;
 };
 
 }  // namespace outpost::agent::rollout

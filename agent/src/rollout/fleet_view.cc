@@ -61,4 +61,15 @@ std::optional<PrePullReport> prePullReportFrom(const std::string& statusJson) {
   return r;
 }
 
+std::optional<UpgradeReport> upgradeReportFrom(const std::string& statusJson) {
+  json j = parseBounded(statusJson);
+  if (!j.is_object()) return std::nullopt;
+  UpgradeReport r{field(j, "phase"), field(j, "version"), field(j, "reason")};
+  static const char* const kPhases[] = {"downloading", "verifying",   "installing", "restarting",
+                                        "healthy",     "rolled back", "failed"};
+  for (const char* p : kPhases)
+    if (r.phase == p) return r;
+  return std::nullopt;
+}
+
 }  // namespace outpost::agent::rollout

@@ -34,6 +34,14 @@ struct PrePullReport {
   std::string failedImage, reason, message;  // the first image whose pull failed, if any
 };
 
+// A node's report on an AgentUpgrade (its `agentupgradestatus`, docs/operations.md).
+struct UpgradeReport {
+  std::string
+      phase;  // downloading, verifying, installing, restarting, healthy, rolled back, failed
+  std::string version;  // the agent version the node is upgrading to (the object's spec.version)
+  std::string reason;
+};
+
 // Where desired objects go: a node's own scope or a group's.
 struct Scope {
   bool group = false;
@@ -53,6 +61,8 @@ class FleetView {
   virtual std::optional<bool> online(const std::string& node) = 0;
   virtual std::optional<PodReport> pod(const std::string& node, const std::string& key) = 0;
   virtual std::optional<PrePullReport> prePull(const std::string& node, const std::string& key) = 0;
+  virtual std::optional<UpgradeReport> agentUpgrade(const std::string& node,
+                                                    const std::string& key) = 0;
   // The version of `key` desired in the node's own scope (its retained object), if any.
   virtual std::optional<std::string> nodeObjectVersion(const std::string& node,
                                                        const std::string& key) = 0;
@@ -74,5 +84,7 @@ class FleetView {
 std::optional<PodReport> podReportFrom(const std::string& podStatusJson);
 // An ImagePrePull status content; nullopt when malformed.
 std::optional<PrePullReport> prePullReportFrom(const std::string& statusJson);
+// An AgentUpgrade status content; nullopt when malformed or of an unknown phase.
+std::optional<UpgradeReport> upgradeReportFrom(const std::string& statusJson);
 
 }  // namespace outpost::agent::rollout

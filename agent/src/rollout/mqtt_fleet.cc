@@ -207,6 +207,14 @@ class MqttFleetView::Impl {
   std::map<std::string, std::string> nodeVersions;  // node|key -> version
   std::map<std::string, std::string> groupObjects;  // group|key -> content
   std::map<std::string, std::string> statuses;      // node|key -> content
+
+  // The last status content `node` reported for `key`, if any.
+  std::optional<std::string> status(const std::string& node, const std::string& key) {
+    std::lock_guard l(mu);
+    auto it = statuses.find(node + "|" + key);
+    if (it == statuses.end()) return std::nullopt;
+    return it->second;
+  }
 };
 
 MqttFleetView::MqttFleetView(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -234,26 +242,23 @@ std::optional<bool> MqttFleetView::online(const std::string& node) {
 }
 
 std::optional<PodReport> MqttFleetView::pod(const std::string& node, const std::string& key) {
-  std::string content;
-  {
-    std::lock_guard l(impl_->mu);
-    auto it = impl_->statuses.find(node + "|" + key);
-    if (it == impl_->statuses.end()) return std::nullopt;
-    content = it->second;
-  }
-  return podReportFrom(content);
+  auto content = impl_->status(node, key);
+  if (!content) return std::nullopt;
+  return podReportFrom(*content);
 }
 
 std::optional<PrePullReport> MqttFleetView::prePull(const std::string& node,
                                                     const std::string& key) {
-  std::string content;
-  {
-    std::lock_guard l(impl_->mu);
-    auto it = impl_->statuses.find(node + "|" + key);
-    if (it == impl_->statuses.end()) return std::nullopt;
-    content = it->second;
-  }
-  return prePullReportFrom(content);
+  auto content = impl_->status(node, key);
+  if (!content) return std::nullopt;
+  return prePullReportFrom(*content);
+}
+
+std::optional<UpgradeReport> MqttFleetView::agentUpgrade(const std::string& node,
+                                                         const std::string& key) {
+  auto content = impl_->status(node, key);
+  if (!content) return std::nullopt;
+  return upgradeReportFrom(*content);
 }
 
 std::optional<std::string> MqttFleetView::nodeObjectVersion(const std::string& node,

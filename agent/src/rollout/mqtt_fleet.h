@@ -31,6 +31,8 @@ class MqttFleetView final : public FleetView {
   std::optional<bool> online(const std::string& node) override;
   std::optional<PodReport> pod(const std::string& node, const std::string& key) override;
   std::optional<PrePullReport> prePull(const std::string& node, const std::string& key) override;
+  std::optional<UpgradeReport> agentUpgrade(const std::string& node,
+                                            const std::string& key) override;
   std::optional<std::string> nodeObjectVersion(const std::string& node,
                                                const std::string& key) override;
   std::optional<std::string> groupObject(const std::string& group, const std::string& key) override;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "manifests.h"
+#include "outpost/upgrade/agent_upgrade.h"
 #include "outpost/validation/validation.h"
 
 namespace outpost::agent::rollout {
@@ -233,7 +234,7 @@ core::Result<RolloutSpec> build(const json& doc, std::vector<ManifestObject> obj
   OUTPOST_RETURN_IF_ERROR(
       parseStrategy(s.contains("strategy") ? s["strategy"] : json(), src, spec.strategy));
   std::set<std::string> keys, images;
-  bool anyPod = false;
+  bool anyHealth = false;
   for (auto& o : objects) {
     auto slash = o.key.find('/');
     auto slash2 = o.key.find('/', slash + 1);
@@ -248,15 +249,19 @@ core::Result<RolloutSpec> build(const json& doc, std::vector<ManifestObject> obj
     json j = json::parse(o.json, nullptr, false);
     if (!j.is_object()) return fieldError(src, o.key, "not a JSON object");
     if (o.type == "pod") {
-      anyPod = true;
+      anyHealth = true;
       OUTPOST_RETURN_IF_ERROR(preparePod(j, src, o.key, spec.strategy.soakSeconds, images));
+    } else if (o.type == "agentupgrade") {
+      anyHealth = true;  // the node's upgrade status is its health, like a pod's
+      if (auto up = upgrade::parseAgentUpgrade(o.json); !up.isOk())
+        return fieldError(src, o.key, up.status().message());
     }
     spec.objects.push_back({o.key, j.dump()});
   }
-  if (!anyPod)
+  if (!anyHealth)
     return fieldError(src, "objects",
-                      "a rollout needs at least one Pod after the Rollout document (its health "
-                      "decides each node's update)");
+                      "a rollout needs at least one Pod or AgentUpgrade after the Rollout document "
+                      "(its health decides each node's update)");
   spec.images.assign(images.begin(), images.end());
   return spec;
 }

@@ -205,14 +205,7 @@ std::optional<std::string> readWhole(const std::string& path) {
   return ss.str();
 }
 
-std::string isoTime(core::WallTime t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string isoTime(core::WallTime t) { return core::formatRfc3339(t); }
 
 }  // namespace outpost::cloudhub::crypto
 

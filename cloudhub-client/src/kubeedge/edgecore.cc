@@ -18,17 +18,7 @@ using nlohmann::json;
 namespace {
 
 // Kubernetes' MicroTime: RFC 3339 with microseconds, UTC.
-std::string microTime(core::WallTime t) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char frac[16];
-  std::snprintf(frac, sizeof frac, ".%06lldZ", static_cast<long long>(us % 1000000));
-  return std::string(buf) + frac;
-}
+std::string microTime(core::WallTime t) { return core::formatRfc3339(t, 6); }
 
 std::string goArch() {
   utsname u{};
@@ -339,9 +329,10 @@ void EdgeCore::sendNodeStatus(const std::string& payload, SendDone done) {
 void EdgeCore::sendRow(const metadb::OutboxEntry& e, SendDone done) {
   if (e.kind == "podstatus") return sendPodPatch(e, std::move(done));
   if (e.kind == "poddelete") return sendPodDelete(e, std::move(done));
-  if (e.kind == "objectstatus") {
-    // An image pre-pull's status (docs/rollouts.md): an object of the MQTT scheme, none of
-    // KubeEdge's; CloudCore has nothing to patch.
+  if (e.kind == "objectstatus" || e.kind == "agentupgradestatus") {
+    // An image pre-pull's or an agent upgrade's status (docs/rollouts.md, docs/kubeedge.md):
+    // objects of the MQTT scheme, none of KubeEdge's; CloudCore has nothing to patch. An upgrade's
+    // phases stay on the node (the log, `outpostctl status`).
     log_.debug("status of ", e.key, " is not sent to CloudCore; dropped");
     if (done) done(core::okStatus());
     return;

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "kubeedge/ws_transport.h"
 #include "outpost/cloudhub/websocket_link.h"
+#include "outpost/cloudhub/ws_connection.h"
 #include "outpost/core/log.h"
 #include "session/transport.h"
 

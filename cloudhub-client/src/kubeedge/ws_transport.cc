@@ -10,8 +10,6 @@
 // TLS: a context of our own, built from the PEM texts: only the configured CA is trusted (no
 // system paths), TLS 1.2 or newer, the client certificate and its chain. SNI and the host-name
 // check as in https_client.cc: OpenSSL's X509_VERIFY_PARAM host (or IP address for an address).
-#include "kubeedge/ws_transport.h"
-
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -38,6 +36,8 @@
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include "outpost/cloudhub/ws_connection.h"
 
 // OpenSSL's SSL_CTX_add1_chain_cert and SSL_set_tlsext_host_name are macros with C casts.
 #pragma GCC diagnostic ignored "-Wold-style-cast"
@@ -450,11 +450,17 @@ class Core : public std::enable_shared_from_this<Core> {
       return fail(why + ")");
     }
     if (ec) return fail("connection lost: " + ec.message());
-    if (!ws_->got_text()) {
+    if (!opts_.binary && !ws_->got_text()) {
       // PROTOCOL.md §1: one message is one text frame. Say so, and close politely.
       return refuseFrame(
           "the server sent a binary frame, and CloudHub sends text frames only; connection closed",
           websocket::close_reason(websocket::close_code::policy_error, "text frames only"));
+    }
+    if (opts_.binary && ws_->got_text()) {
+      return refuseFrame(
+          "the server sent a text frame, and the stream tunnel sends binary frames only; "
+          "connection closed",
+          websocket::close_reason(websocket::close_code::policy_error, "binary frames only"));
     }
     if (rx_.size() > opts_.maxFrameBytes) {
       return refuseFrame(
@@ -480,7 +486,7 @@ class Core : public std::enable_shared_from_this<Core> {
   // ---- writing: Beast allows one write at a time, so frames wait here in order
   void write() {
     writing_ = true;
-    ws_->text(true);
+    ws_->binary(opts_.binary);
     ws_->async_write(asio::buffer(out_.front().text),
                      [this](ErrorCode ec, size_t) { written(ec); });
   }

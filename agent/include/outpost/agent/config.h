@@ -56,6 +56,9 @@ struct WebsocketCloudConfig {
   std::string nodeNamespace = "default";
   std::string certServer;  // https://host:10002 for certificate bootstrap and rotation
   std::string tokenFile;   // bootstrap token, read once
+  // host:port of CloudCore's stream tunnel (cloudstream, port 10004 by default): kubectl logs,
+  // exec, attach and top reach the node through it. Empty: no tunnel.
+  std::string streamServer;
 };
 
 struct CloudConfig {
@@ -107,7 +110,9 @@ struct DeviceConfig {
 
 struct ApiConfig {
   std::string socket = "/run/outpost/outpost.sock";  // control endpoint for outpostctl
-  std::string metricsAddress = "127.0.0.1:10350";    // health and metrics; empty turns it off
+  // Health and metrics; empty turns it off. Not 10350: that is the kubelet port the node reports
+  // (daemonEndpoints), which CloudCore's iptables rules send to the stream tunnel.
+  std::string metricsAddress = "127.0.0.1:10351";
   std::string socketGroup;                           // group of the socket; empty: root only
   int64_t maxConnections = 64;                       // per listener (socket, metrics port)
   Seconds idleTimeout = std::chrono::seconds(60);    // a kept-alive connection with no request
@@ -125,6 +130,13 @@ struct UpgradeConfig {
   std::string ca;  // CA bundle for https:// package URLs; empty: the system's
 };
 
+// The stream tunnel's limits (docs/kubeedge.md, "The stream tunnel").
+struct StreamConfig {
+  int64_t maxSessions = 16;                      // sessions at once; more are refused
+  int64_t maxBytesPerSecond = int64_t{1} << 20;  // toward the cloud, per session
+  Seconds idleTimeout = std::chrono::hours(4);   // a session with no byte either way is ended
+};
+
 struct Config {
   NodeConfig node;
   LogConfig log;
@@ -134,6 +146,7 @@ struct Config {
   DeviceConfig device;
   ApiConfig api;
   UpgradeConfig upgrade;
+  StreamConfig stream;
 };
 
 // One problem in a configuration, with the key path it concerns ("cloud.transport").

@@ -1,10 +1,12 @@
 #pragma once
 // Clock: the only source of time in Outpost, injected so tests can drive time by hand.
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace outpost::core {
@@ -17,6 +19,11 @@ using WallTime = std::chrono::system_clock::time_point;  // for timestamps that 
 inline int64_t toUnixMillis(WallTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
+
+// RFC 3339 in UTC: "2026-12-07T02:03:52Z" (Kubernetes' Time), with `fractionDigits` (at most 9)
+// of the second after the point, cut, not rounded: 3 for milliseconds, 6 for Kubernetes'
+// MicroTime, 9 for containerd's log stamps.
+std::string formatRfc3339(WallTime t, int fractionDigits = 0);
 
 class Clock {
  public:
@@ -71,6 +78,30 @@ class ManualClock final : public Clock {
   WallTime wall_;
   int nextToken_ = 1;
   std::vector<std::pair<int, std::function<void()>>> watchers_;
+};
+
+// Another clock with its wall time moved by an offset that may be changed while it runs; monotonic
+// time is the other clock's. A hollow node's simulated calendar (docs/hollow-nodes.md): what it
+// does when its host's clock is set. Thread-safe; `base` must outlive it.
+class OffsetClock final : public Clock {
+ public:
+  explicit OffsetClock(Clock& base) : base_(base) {}
+
+  MonoTime now() const override { return base_.now(); }
+  WallTime wallNow() const override;
+  std::optional<Duration> realWaitFor(MonoTime deadline) const override {
+    return base_.realWaitFor(deadline);
+  }
+  int watch(std::function<void()> wake) override { return base_.watch(std::move(wake)); }
+  void unwatch(int token) override { base_.unwatch(token); }
+
+  // Wall time from now on: the base's plus `offset` (zero: the base's own).
+  void setWallOffset(Duration offset) { offset_.store(offset.count()); }
+  Duration wallOffset() const { return Duration(offset_.load()); }
+
+ private:
+  Clock& base_;
+  std::atomic<Duration::rep> offset_{0};
 };
 
 }  // namespace outpost::core

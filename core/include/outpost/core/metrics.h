@@ -14,6 +14,12 @@ namespace outpost::core {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+// The Prometheus text format's pieces, for text rendered outside the registry (the stream tunnel's
+// kubelet resource metrics): a sample value (shortest text that reads back the same; NaN, +Inf,
+// -Inf) and a label value escaped (backslash, double quote, newline).
+std::string formatNumber(double v);
+std::string escapeLabel(const std::string& v);
+
 // A value that only goes up (messages sent, reconnects).
 class Counter {
  public:

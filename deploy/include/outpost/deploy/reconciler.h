@@ -168,6 +168,9 @@ class Reconciler {
 
   // A copy of the counters (from any thread; waits for the loop).
   ReconcilerStats stats();
+  // Whether the runtime answered the last pass's listing (false before the first pass, and while
+  // it fails). From any thread, without waiting for the loop.
+  bool runtimeReady() const;
   // The log directory and recent events of the pod at `key`; nullopt when the reconciler has no
   // such pod. From any thread, without waiting for the loop.
   std::optional<PodRuntimeInfo> podInfo(const std::string& key) const;

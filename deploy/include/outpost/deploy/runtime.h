@@ -99,6 +99,9 @@ struct ContainerConfig {
   LinuxResources resources;
   SecurityContext security;
   bool hostNetwork = false;  // namespace options repeated from the sandbox
+  bool stdin = false;        // keeps a stdin open for attach
+  bool stdinOnce = false;    // closes it when the first attach ends
+  bool tty = false;
 };
 
 enum class ContainerState { kCreated, kRunning, kExited, kUnknown };
@@ -152,6 +155,53 @@ struct ImageInfo {
   uint64_t size = 0;
 };
 
+// An exec or attach of a streaming session (CRI Exec/Attach): the runtime answers with a URL of its
+// streaming server, where the session's streams are then served (docs/kubeedge.md).
+struct StreamRequest {
+  std::string containerId;
+  std::vector<std::string> cmd;  // exec only; attach takes none
+  bool stdin = false;
+  bool stdout = true;
+  bool stderr = true;
+  bool tty = false;
+};
+
+// CPU and memory use of a container or a pod sandbox at a moment, as the CRI stats calls report
+// it; a figure the runtime did not give is nullopt.
+struct UsageStats {
+  UnixNanos cpuTimestamp = 0;
+  std::optional<uint64_t> cpuCoreNanos;  // CPU time used since it started, in core-nanoseconds
+  UnixNanos memoryTimestamp = 0;
+  std::optional<uint64_t> memoryWorkingSetBytes;  // usage minus inactive file pages
+};
+
+// A container's usage (CRI ListContainerStats).
+struct ContainerStats {
+  std::string id;
+  std::string name;  // the CRI metadata's container name
+  uint32_t attempt = 0;
+  Labels labels;
+  UsageStats usage;
+};
+
+// A sandbox's usage with its containers' (CRI ListPodSandboxStats).
+struct PodSandboxStats {
+  std::string id;
+  std::string name;
+  std::string uid;
+  std::string podNamespace;
+  Labels labels;
+  UsageStats usage;
+  std::vector<ContainerStats> containers;
+};
+
+// Which stats to list; empty fields match everything, every label must match.
+struct StatsFilter {
+  std::string id;
+  std::string podSandboxId;  // containers only
+  Labels labels;
+};
+
 struct VersionInfo {
   std::string runtimeName;
   std::string runtimeVersion;
@@ -188,6 +238,15 @@ class Runtime {
   virtual core::Result<ExecResult> execSync(const std::string& id,
                                             const std::vector<std::string>& cmd,
                                             std::chrono::seconds timeout) = 0;
+
+  // The URL of the runtime's streaming server for an exec or attach (CRI Exec/Attach); the
+  // session is served there, not over this call. UNIMPLEMENTED from a runtime that cannot stream.
+  virtual core::Result<std::string> exec(const StreamRequest& request) = 0;
+  virtual core::Result<std::string> attach(const StreamRequest& request) = 0;
+  virtual core::Result<std::vector<ContainerStats>> listContainerStats(
+      const StatsFilter& filter) = 0;
+  virtual core::Result<std::vector<PodSandboxStats>> listPodSandboxStats(
+      const StatsFilter& filter) = 0;
 
   // The image if present locally, nullopt if not.
   virtual core::Result<std::optional<ImageInfo>> imageStatus(const std::string& image) = 0;

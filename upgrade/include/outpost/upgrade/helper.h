@@ -44,4 +44,9 @@ core::Result<Outcome> runHelper(const HelperOptions& options);
 // agent's pid in <dir>/agent.pid for the helper. Returns at once when no upgrade is in progress.
 void waitForHelper(const std::filesystem::path& dir, std::chrono::milliseconds timeout);
 
+// Whether the helper of the upgrade in `dir` still runs: the pid in <dir>/helper.pid is a live
+// process named `name` (the helper binary's file name, as /proc/<pid>/comm has it) other than this
+// one. After a power cut the pid may belong to anything, this agent included: hence the checks.
+bool helperRunning(const std::filesystem::path& dir, const std::string& name);
+
 }  // namespace outpost::upgrade

@@ -91,6 +91,10 @@ class Installer {
   virtual core::Result<std::string> installedVersion() = 0;
   // Starts the helper on `planFile` in a process that outlives the agent; returns once started.
   virtual core::Status launch(const std::filesystem::path& planFile) = 0;
+  // Whether a helper launched on a plan in `dir` (by this agent or one before it) still runs. An
+  // agent that starts with a plan whose helper is gone (a power cut mid-upgrade) reports the
+  // attempt cut off instead of waiting for an outcome that will not come.
+  virtual bool helperRunning(const std::filesystem::path& dir) = 0;
 };
 
 // Where the upgrade's status goes (the outbox, as kind "agentupgradestatus"); called on the
@@ -130,6 +134,9 @@ class Upgrader {
   // This agent is healthy (store opened, runtime reachable, link up when the network is): the
   // helper waiting on an upgrade is told so. Any thread; nothing happens without one pending.
   void healthy();
+  // An upgrade waits for this agent's proof of health (plan.json there, `healthy` not yet
+  // written). Any thread.
+  bool awaitingHealth() const;
 
  private:
   class Impl;

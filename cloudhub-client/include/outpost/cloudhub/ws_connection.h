@@ -2,7 +2,8 @@
 // One TLS WebSocket client connection on Boost.Beast over Asio's OpenSSL stream, behind types of
 // our own (no Boost or OpenSSL type leaves ws_transport.cc). Each connection runs on a thread of
 // its own, from open() until close() is done; nothing of it exists in a process that never opens
-// one (an MQTT node).
+// one (an MQTT node). Public so that agent/ can give the stream tunnel (outpost::stream) its
+// connection: CloudHub speaks text frames, cloudstream's tunnel binary ones (`binary`).
 
 #include <chrono>
 #include <cstddef>
@@ -33,6 +34,9 @@ struct WsConnectOptions {
   // Name lookup, TCP connect, TLS and upgrade handshakes together; then `failed`.
   std::chrono::milliseconds connectTimeout{10000};
   size_t maxFrameBytes = kDefaultWsMaxFrameBytes;
+  // Messages are binary frames both ways (CloudCore's stream tunnel); text frames otherwise
+  // (CloudHub). A frame of the other kind from the server closes the connection.
+  bool binary = false;
 };
 
 // What happens on the connection. Called on the connection's own thread, never after close()
@@ -40,7 +44,7 @@ struct WsConnectOptions {
 struct WsEvents {
   std::function<void()> opened;
   std::function<void(std::string why)> failed;  // the connect did not succeed
-  std::function<void(std::string text)> text;   // one text frame
+  std::function<void(std::string text)> text;   // one message (a binary one when `binary`)
   std::function<void()> pong;
   std::function<void(std::string why)> closed;  // an open connection ended
 };
@@ -57,8 +61,8 @@ class WsConnection {
   // Closes (as close() does) if close() was not called.
   virtual ~WsConnection() = default;
 
-  // Queues one text frame; frames go out in order. `done` (on the connection's thread, never
-  // after close()) says whether it was written.
+  // Queues one message (text frames, or binary ones when `binary`); messages go out in order.
+  // `done` (on the connection's thread, never after close()) says whether it was written.
   virtual void sendText(std::string text, std::function<void(core::Status)> done) = 0;
   // Sends a ping frame; the peer's pong arrives as WsEvents::pong.
   virtual void ping() = 0;
