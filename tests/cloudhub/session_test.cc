@@ -11,6 +11,7 @@
 
 #include "kubeedge/websocket_link_over.h"
 #include "outpost/metadb/sqlite_store.h"
+#include "session/session_parts.h"
 #include "support/fake_transport.h"
 #include "support/test_util.h"
 #include "test_protocol.h"
@@ -285,6 +286,100 @@ TEST_CASE("a row the cloud keeps refusing backs off, is reported once and shown 
   CHECK(f.session->status().rowRefused.empty());
   CHECK(f.log().find("outbox row podstatus ns/pod/a was taken by the cloud after 8 attempts") !=
         std::string::npos);
+}
+
+namespace {
+
+// The store's reader, except that the clock reaches the earliest row's next attempt just after
+// outboxDue() has looked (once): time passing between the drainer's two reads of the outbox.
+class ClockMovesAfterDue final : public metadb::StoreReader {
+ public:
+  ClockMovesAfterDue(metadb::StoreReader& inner, core::ManualClock& clock)
+      : inner_(inner), clock_(clock) {}
+  std::atomic<bool> armed{false};
+  std::atomic<bool> moved{false};
+
+  core::Result<std::vector<metadb::OutboxEntry>> outboxDue(size_t limit) override {
+    auto due = inner_.outboxDue(limit);
+    auto next = inner_.outboxNextAttempt();
+    if (armed && due.isOk() && due->empty() && next.isOk() && next->has_value() &&
+        **next > clock_.wallNow()) {
+      armed = false;
+      clock_.advance(std::chrono::duration_cast<core::Duration>(**next - clock_.wallNow()));
+      moved = true;
+    }
+    return due;
+  }
+  core::Result<std::optional<core::WallTime>> outboxNextAttempt() override {
+    return inner_.outboxNextAttempt();
+  }
+  core::Result<std::optional<metadb::Resource>> get(std::string_view key) override {
+    return inner_.get(key);
+  }
+  core::Result<std::vector<metadb::Resource>> list(std::string_view type,
+                                                   std::optional<std::string_view> ns) override {
+    return inner_.list(type, ns);
+  }
+  core::Result<std::vector<metadb::Resource>> listPrefix(std::string_view prefix) override {
+    return inner_.listPrefix(prefix);
+  }
+  core::Result<metadb::OutboxStats> outboxStats() override { return inner_.outboxStats(); }
+  core::Result<std::optional<metadb::Device>> device(std::string_view id) override {
+    return inner_.device(id);
+  }
+  core::Result<std::vector<metadb::Device>> devices() override { return inner_.devices(); }
+  core::Result<std::vector<metadb::TwinProperty>> twin(std::string_view deviceId) override {
+    return inner_.twin(deviceId);
+  }
+  core::Result<std::optional<std::string>> getKv(std::string_view key) override {
+    return inner_.getKv(key);
+  }
+
+ private:
+  metadb::StoreReader& inner_;
+  core::ManualClock& clock_;
+};
+
+}  // namespace
+
+// The CI failure of the test above (3 attempts where 7 were due): the drainer found nothing due,
+// the clock then reached the row's next attempt before it read when that was, and it armed no
+// timer for a wait of zero; nothing drained again.
+TEST_CASE("a row put back is sent again even when it fell due while the drainer looked") {
+  Fixture f;
+  core::EventLoop loop("drain-test", f.clock);
+  loop.start();
+  cloudhub::StoreWrites writes(*f.store);
+  cloudhub::RateLimiter limiter(f.clock, 1000, 1000);
+  std::atomic<int> attempts{0};
+  auto r = f.store->openReader();
+  REQUIRE(r.isOk());
+  ClockMovesAfterDue reader(**r, f.clock);
+  cloudhub::OutboxDrainer drainer(
+      loop, writes, limiter, f.logging.get("drain-test"),
+      [&](const metadb::OutboxEntry&, std::function<void(core::Status)> done) {
+        attempts++;
+        reader.armed = true;  // the next look at the outbox finds this row put back
+        done(core::unavailable("no answer"));
+      });
+  drainer.setRedrain([&] { drainer.drain(reader); });
+  f.enqueue("ns/pod/a", 0);
+  loop.post([&] { drainer.drain(reader); });
+  REQUIRE(waitFor([&] { return reader.moved.load(); }));
+  // The row is due now; the clock moves on a little, as it does, and the row goes again.
+  for (int i = 0; i < 20 && attempts < 2; ++i) {
+    f.clock.advance(100ms);
+    waitFor([&] { return attempts >= 2; }, 100ms);
+  }
+  CHECK(attempts >= 2);
+  REQUIRE(writes.waitIdle(10s));
+  auto idle = std::make_shared<std::promise<void>>();
+  loop.post([&drainer, idle] {
+    drainer.cancelTimers();
+    idle->set_value();
+  });
+  REQUIRE(idle->get_future().wait_for(10s) == std::future_status::ready);
+  loop.stop();
 }
 
 // ---- through the KubeEdge protocol part: what a cloud sees

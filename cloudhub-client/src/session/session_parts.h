@@ -138,12 +138,14 @@ class OutboxDrainer {
 
  private:
   // Nothing is due and nothing in flight: a row put back by retryLater() is due at its next
-  // attempt; drain then.
+  // attempt; drain then. A row that fell due since outboxDue() looked (the clock moved on between
+  // the two reads) is drained a moment later: skipping the timer would leave it until the next
+  // connect or outbox change.
   void armRetry(metadb::StoreReader& reader) {
     auto next = reader.outboxNextAttempt();
     if (!next.isOk() || !next->has_value()) return;
     auto wait = std::chrono::duration_cast<core::Duration>(**next - loop_.clock().wallNow());
-    if (wait <= core::Duration::zero()) return;
+    wait = std::max(wait, core::Duration::zero());
     loop_.cancel(retryTimer_);
     retryTimer_ = loop_.runAfter(wait + std::chrono::milliseconds(1), [this] {
       retryTimer_ = 0;
