@@ -23,12 +23,10 @@ using nlohmann::json;
 
 namespace {
 
-// A session over a FakeTransport on a manual clock, with a real store.
-struct Fixture {
-  explicit Fixture(cloudhub::SessionOptions o = defaults())
-      : logPath((dir / "agent.log").string()),
-        logging({core::LogLevel::kDebug, false, logPath}),
-        transport(clock) {
+// A real store on a manual clock, with the agent's log in a file.
+struct StoreFixture {
+  StoreFixture()
+      : logPath((dir / "agent.log").string()), logging({core::LogLevel::kDebug, false, logPath}) {
     metadb::StoreOptions so;
     so.path = (dir / "outpost.db").string();
     so.commitWindow = core::Duration::zero();  // no timer: the manual clock would hold it
@@ -38,6 +36,40 @@ struct Fixture {
     auto r = store->openReader();
     REQUIRE(r.isOk());
     reader = std::move(r).value();
+  }
+  ~StoreFixture() {
+    reader.reset();
+    store.reset();
+  }
+  void enqueue(const std::string& key, int priority) {
+    metadb::WriteBatch b;
+    b.enqueue({"podstatus", key, "{}", priority});
+    std::promise<bool> done;
+    core::EventLoop loop("test", clock);
+    loop.start();
+    store->write(std::move(b), loop,
+                 [&](core::Result<metadb::WriteResult> r) { done.set_value(r.isOk()); });
+    REQUIRE(done.get_future().get());
+    loop.stop();
+  }
+  std::string log() {
+    logging.flush();
+    return readFile(logPath);
+  }
+
+  TempDir dir;
+  core::ManualClock clock;
+  std::string logPath;
+  core::Bus bus;
+  core::Logging logging;
+  core::MetricsRegistry metrics;
+  std::unique_ptr<metadb::SqliteStore> store;
+  metadb::StoreReaderPtr reader;
+};
+
+// A session over a FakeTransport, on the store's manual clock.
+struct Fixture : StoreFixture {
+  explicit Fixture(cloudhub::SessionOptions o = defaults()) : transport(clock) {
     o.seed = 42;
     session =
         std::make_unique<cloudhub::Session>(o, transport, *store, bus, clock, logging, metrics);
@@ -47,8 +79,6 @@ struct Fixture {
   ~Fixture() {
     session->stop();
     session.reset();
-    reader.reset();
-    store.reset();
   }
   static cloudhub::SessionOptions defaults() {
     cloudhub::SessionOptions o;
@@ -72,37 +102,14 @@ struct Fixture {
     clock.advance(d);
     settle();
   }
-  void enqueue(const std::string& key, int priority) {
-    metadb::WriteBatch b;
-    b.enqueue({"podstatus", key, "{}", priority});
-    std::promise<bool> done;
-    core::EventLoop loop("test", clock);
-    loop.start();
-    store->write(std::move(b), loop,
-                 [&](core::Result<metadb::WriteResult> r) { done.set_value(r.isOk()); });
-    REQUIRE(done.get_future().get());
-    loop.stop();
-  }
   std::vector<std::string> sentOn(const std::string& channel) const {
     std::vector<std::string> out;
     for (const auto& o : transport.sent())
       if (o.channel == channel) out.push_back(o.payload);
     return out;
   }
-  std::string log() {
-    logging.flush();
-    return readFile(logPath);
-  }
 
-  TempDir dir;
-  core::ManualClock clock;
-  std::string logPath;
-  core::Bus bus;
-  core::Logging logging;
-  core::MetricsRegistry metrics;
   FakeTransport transport;
-  std::unique_ptr<metadb::SqliteStore> store;
-  metadb::StoreReaderPtr reader;
   std::unique_ptr<cloudhub::Session> session;
   std::unique_ptr<TestProtocol> protocol;
 };
@@ -346,7 +353,7 @@ class ClockMovesAfterDue final : public metadb::StoreReader {
 // the clock then reached the row's next attempt before it read when that was, and it armed no
 // timer for a wait of zero; nothing drained again.
 TEST_CASE("a row put back is sent again even when it fell due while the drainer looked") {
-  Fixture f;
+  StoreFixture f;
   core::EventLoop loop("drain-test", f.clock);
   loop.start();
   cloudhub::StoreWrites writes(*f.store);
