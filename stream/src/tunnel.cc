@@ -76,7 +76,9 @@ class TunnelImpl final : public Tunnel, public Sender {
     const size_t n = message.size();
     {
       std::unique_lock lock(mu_);
-      if (wait) cv_.wait(lock, [&] { return !alive() || inflight_ < kMaxInflightBytes; });
+      cv_.wait(lock, [&] {
+        return !handingOver() && (!wait || !alive() || inflight_ < kMaxInflightBytes);
+      });
       if (!alive()) return false;
       inflight_ += n;
       conn = conn_;
@@ -97,6 +99,9 @@ class TunnelImpl final : public Tunnel, public Sender {
   }
 
   bool alive() const { return conn_ && open_ && !ended_ && !stopping_; }
+  // The connection opened (and may have delivered messages, whose sessions answer at once) before
+  // its dialer returned it: it is handed over in a moment, and an answer waits for that.
+  bool handingOver() const { return open_ && !conn_ && !ended_ && !stopping_; }
 
   void heard(uint64_t gen) {
     std::lock_guard l(mu_);
@@ -154,6 +159,7 @@ class TunnelImpl final : public Tunnel, public Sender {
       lock.lock();
       if (dialed.isOk()) {
         conn_ = *dialed;
+        cv_.notify_all();  // answers that waited for the handover
         cv_.wait(lock, [&] { return stopping_ || ended_; });
       } else {
         endReason_ = dialed.status().message();

@@ -136,6 +136,40 @@ TEST_CASE("top: the resource metrics come through a metrics connect") {
   CHECK(rig.cloud.data(9) == "node_cpu_usage_seconds_total 12.5 1700000000000\n");
 }
 
+// A fast connection: it opens and the cloud's first connect arrives before the dialer has
+// returned the connection to the tunnel. The session's answer waits for the handover; the tunnel
+// used to drop it, and the cloud's `kubectl top` hung.
+TEST_CASE("a connect that arrives before the dialer returned its connection is answered") {
+  test::MemoryCloud cloud;
+  test::FileStreams streams;
+  test::EchoRelays relays;
+  core::MetricsRegistry metrics;
+  streams.setMetrics("node_memory_working_set_bytes 1024 1700000000000\n");
+  std::unique_ptr<Tunnel> tunnel;
+  auto inner = cloud.dialer();
+  Dialer fast = [&](TunnelConnectionEvents events) {
+    auto conn = inner(events);
+    cloud.send(9, MessageType::kMetricConnect, R"({"url":{"Path":"/metrics/resource"}})");
+    // Time for the session to answer before the handover (it waits for the handover now, so
+    // this runs out; before, it ended at once with its answer dropped).
+    test::waitFor(
+        [&] { return metrics.render().find("outpost_stream_sessions 0") != std::string::npos; },
+        500ms);
+    return conn;
+  };
+  TunnelOptions o;
+  o.backoffBase = 10ms;
+  o.backoffCap = 50ms;
+  o.pingInterval = 1h;
+  tunnel = Tunnel::make(o, fast, streams, relays.factory(), metrics, core::Logger());
+  tunnel->start();
+  REQUIRE(cloud.waitConnected());
+  REQUIRE(test::waitFor([&] { return cloud.removed(9); }));
+  CHECK(cloud.data(9) == "node_memory_working_set_bytes 1024 1700000000000\n");
+  CHECK(cloud.dials() == 1);
+  tunnel->stop();
+}
+
 TEST_CASE("exec: the runtime's URL goes to the relay, data flows both ways, remove closes it") {
   Rig rig;
   rig.streams.setLog("default/web/app", (rig.dir / "0.log").string(), "c1");

@@ -42,10 +42,14 @@ Dialer MemoryCloud::dialer() {
       conn = std::make_shared<Conn>(*this, dials_);
       current_ = conn;
       events_ = events;
+    }
+    // Counted once the node was told, as a real connection's messages only follow its opening.
+    events.opened();
+    {
+      std::lock_guard lock(mu_);
       ++opened_;
     }
     cv_.notify_all();
-    events.opened();
     return TunnelConnectionPtr(conn);
   };
 }
