@@ -51,6 +51,7 @@ class SqliteReader final : public StoreReader {
          "created_ms"
          " FROM outbox WHERE next_attempt_ms <= ?1 ORDER BY priority DESC, id LIMIT ?2"},
         {&next_, "SELECT min(next_attempt_ms) FROM outbox"},
+        {&has_, "SELECT 1 FROM outbox WHERE kind = ?1 AND key = ?2"},
         {&stats_,
          "SELECT rows, bytes, (SELECT CAST(value AS INTEGER) FROM kv WHERE key = ?1)"
          " FROM outbox_stats"},
@@ -122,6 +123,12 @@ class SqliteReader final : public StoreReader {
     OUTPOST_ASSIGN_OR_RETURN(bool row, q->step());
     if (!row || q->isNull(0)) return std::optional<core::WallTime>();
     return std::optional<core::WallTime>(fromMillis(q->int64(0)));
+  }
+
+  Result<bool> outboxHas(std::string_view kind, std::string_view key) override {
+    sql::Use q(has_);
+    q->bind(1, kind).bind(2, key);
+    return q->step();
   }
 
   Result<OutboxStats> outboxStats() override {
@@ -209,7 +216,7 @@ class SqliteReader final : public StoreReader {
 
   sql::Connection db_;
   core::Clock& clock_;
-  sql::Statement get_, byType_, byTypeNs_, byRange_, byStart_, due_, next_, stats_, device_,
+  sql::Statement get_, byType_, byTypeNs_, byRange_, byStart_, due_, next_, has_, stats_, device_,
       devices_, twin_, kv_;
 };
 

@@ -271,3 +271,28 @@ TEST_CASE("an object refused for its content is reported once per version, not o
   CHECK(occurrences(agent.log(), "ignored cloud message default/pod/other: metadata.name") == 2);
   CHECK_FALSE(agent.get("default/pod/other").has_value());
 }
+
+// Seen under load in agent_websocket_test: a pod's terminated status was replaced in the outbox
+// while its running status was on the wire, and the delete went before it. The delete waits for
+// any status row of its pod; here one that is queued to go after it.
+TEST_CASE("a pod's delete waits for its status still in the outbox, whatever its place") {
+  Setup s;
+  CloudHubDouble hub(hubOptions(s.tls));
+  Agent agent(s.dir.path(), linkOptions(hub.url(), s.tls));
+  REQUIRE(waitFor([&] { return agent.connected(); }));
+  std::string inserted =
+      hub.sendObject("insert", "default/pod/web", pod("web", 5, "busybox", "uid-web"));
+  REQUIRE(waitFor([&] { return hub.acked(inserted); }));
+  metadb::WriteBatch b;
+  b.enqueue({"podstatus", "default/pod/web", R"({"phase":"Succeeded"})", -1});
+  b.enqueue({"poddelete", "default/pod/web", R"({"uid":"uid-web"})", 0});
+  agent.write(std::move(b));
+  agent.link->outboxChanged();
+  REQUIRE(waitFor([&] { return !hub.receivedWhere("delete", "default/pod/web").empty(); }));
+  auto ask = hub.receivedWhere("delete", "default/pod/web")[0];
+  auto patches = hub.receivedWhere("patch", "default/podpatch/web");
+  REQUIRE(patches.size() == 1);
+  CHECK(patches[0].at < ask.at);
+  CHECK(patches[0].envelope.dump().find("Succeeded") != std::string::npos);
+  CHECK(waitFor([&] { return agent.outboxRows() == 0; }));
+}

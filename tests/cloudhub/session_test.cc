@@ -320,6 +320,9 @@ class ClockMovesAfterDue final : public metadb::StoreReader {
   core::Result<std::optional<core::WallTime>> outboxNextAttempt() override {
     return inner_.outboxNextAttempt();
   }
+  core::Result<bool> outboxHas(std::string_view kind, std::string_view key) override {
+    return inner_.outboxHas(kind, key);
+  }
   core::Result<std::optional<metadb::Resource>> get(std::string_view key) override {
     return inner_.get(key);
   }

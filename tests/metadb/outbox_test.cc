@@ -77,6 +77,24 @@ TEST_CASE("acking an item deletes it, but acking one that was replaced meanwhile
   CHECK(reader->outboxStats()->bytes == 0);
 }
 
+TEST_CASE("a row is in the outbox from its enqueue to its ack, sent or not, and only its kind") {
+  StoreFixture f;
+  f.open();
+  auto reader = f.reader();
+  CHECK_FALSE(*reader->outboxHas("podstatus", "default/pod/web"));
+  auto sent =
+      f.writeOk(WriteBatch().enqueue({"podstatus", "default/pod/web", "v1", 0})).enqueued[0];
+  CHECK(*reader->outboxHas("podstatus", "default/pod/web"));
+  CHECK_FALSE(*reader->outboxHas("poddelete", "default/pod/web"));
+  CHECK_FALSE(*reader->outboxHas("podstatus", "default/pod/we"));
+  // Put back after a failed send: still there, though not due.
+  f.writeOk(WriteBatch().retryLater(sent));
+  CHECK(reader->outboxDue(10)->empty());
+  CHECK(*reader->outboxHas("podstatus", "default/pod/web"));
+  f.writeOk(WriteBatch().ack(sent));
+  CHECK_FALSE(*reader->outboxHas("podstatus", "default/pod/web"));
+}
+
 TEST_CASE("a failed send is retried after an exponential back-off on the store's clock") {
   StoreFixture f;
   f.options.outboxRetryInitial = 1s;

@@ -377,9 +377,7 @@ void EdgeCore::sendPodPatch(const metadb::OutboxEntry& e, SendDone done) {
   json patch = {{"metadata", {{"uid", (*stored)->uid}}}, {"status", status}};
   Envelope env = message("edged", "meta", "patch", parts->ns + "/podpatch/" + parts->name);
   setContentString(env, patch.dump());
-  patching_.insert(e.key);
   request(env, [this, key = e.key, done](const Envelope* answer) {
-    patching_.erase(key);
     if (!answer) return done(core::unavailable("no answer to the pod status patch"));
     Answer a = parseAnswer(*answer);
     if (a.error) log_.warn("the cloud refused the status patch of ", key, ": ", a.error->dump());
@@ -406,7 +404,12 @@ void EdgeCore::sendPodDelete(const metadb::OutboxEntry& e, SendDone done) {
     log_.debug("delete of ", e.key, " not asked: the cloud has deleted the pod");
     return done(core::okStatus());
   }
-  if (patching_.count(e.key)) return done(core::unavailable("the pod's status goes first"));
+  // The pod's last status goes first. Its row leaves the outbox only once the cloud has it, so a
+  // row still there (waiting, being patched, or replaced by a newer status while the older one was
+  // in flight) holds the delete back until it is sent.
+  auto statusPending = session_.reader()->outboxHas("podstatus", e.key);
+  if (!statusPending.isOk()) return done(statusPending.status());
+  if (*statusPending) return done(core::unavailable("the pod's status goes first"));
   // The content is the pod's uid as a JSON string: CloudCore deletes the pod with grace period 0
   // and the uid as precondition. Older CloudCores read only this form (`msg.Content.(string)`);
   // newer ones also take DeleteOptions, which later EdgeCores send (docs/kubeedge.md).

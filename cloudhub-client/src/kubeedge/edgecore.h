@@ -102,9 +102,6 @@ class EdgeCore final : public SessionProtocol {
 
   core::MonoTime lastNodePatch_;
   std::string lastNodeStatus_;
-  // Pods whose status patch is on its way: their delete waits for it (the cloud sees the
-  // containers terminated first, as the kubelet's status manager patches before it deletes).
-  std::set<std::string> patching_;
   std::optional<json> lease_;
   bool leaseBusy_ = false;
   bool registered_ = false;

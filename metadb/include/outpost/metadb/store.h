@@ -126,6 +126,8 @@ class StoreReader {
   virtual core::Result<std::vector<OutboxEntry>> outboxDue(size_t limit) = 0;
   // When the earliest outbox row is due; nullopt when the outbox is empty.
   virtual core::Result<std::optional<core::WallTime>> outboxNextAttempt() = 0;
+  // Whether a row of `kind` under `key` is in the outbox: not sent yet, or sent and not acked.
+  virtual core::Result<bool> outboxHas(std::string_view kind, std::string_view key) = 0;
   virtual core::Result<OutboxStats> outboxStats() = 0;
 
   virtual core::Result<std::optional<Device>> device(std::string_view id) = 0;
