@@ -44,6 +44,10 @@ struct StoreFixture {
   void enqueue(const std::string& key, int priority) {
     metadb::WriteBatch b;
     b.enqueue({"podstatus", key, "{}", priority});
+    write(std::move(b));
+  }
+  // Writes `b` and waits until it is committed.
+  void write(metadb::WriteBatch b) {
     std::promise<bool> done;
     core::EventLoop loop("test", clock);
     loop.start();
@@ -108,13 +112,7 @@ struct Fixture : StoreFixture {
   void completionsRun() {
     metadb::WriteBatch b;
     b.putKv("test.barrier", "1");
-    std::promise<bool> done;
-    core::EventLoop loop("barrier", clock);
-    loop.start();
-    store->write(std::move(b), loop,
-                 [&](core::Result<metadb::WriteResult> r) { done.set_value(r.isOk()); });
-    REQUIRE(done.get_future().get());
-    loop.stop();
+    write(std::move(b));
     settle();
   }
   std::vector<std::string> sentOn(const std::string& channel) const {
