@@ -164,10 +164,7 @@ TEST_CASE(
   }
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-exec", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   CloudHubDouble hub(h);
   StreamTunnelDouble tunnel(tls);
   std::string config = (dir / "outpost.yaml").string();

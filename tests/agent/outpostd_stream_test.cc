@@ -30,10 +30,7 @@ TEST_CASE(
     "node's pod is refused; a dropped tunnel comes back") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-logs", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   CloudHubDouble hub(h);
   StreamTunnelDouble tunnel(tls);
   std::string config = (dir / "outpost.yaml").string();

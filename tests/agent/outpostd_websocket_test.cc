@@ -43,10 +43,7 @@ std::set<std::string> hostAddresses() {
 TEST_CASE("outpostd with transport websocket connects to CloudHub and registers its node") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-node", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   h.requireCn = "system:node:ws-node";
   CloudHubDouble hub(h);
   std::string config = (dir / "outpost.yaml").string();
@@ -108,10 +105,7 @@ TEST_CASE("outpostd with transport websocket connects to CloudHub and registers 
 TEST_CASE("a hollow node registers its Node with outpost.io/hollow=true beside node.labels") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-hollow", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   h.requireCn = "system:node:ws-hollow";
   CloudHubDouble hub(h);
   std::string config = (dir / "outpost.yaml").string();
@@ -153,10 +147,7 @@ TEST_CASE(
     "grace 0 and its uid, and the cloud's delete removes it") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-del", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   CloudHubDouble hub(h);
   std::string config = (dir / "outpost.yaml").string();
   writeFile(config, "node: {name: ws-del, state_dir: " + (dir / "state").string() + "}\n" +
@@ -276,10 +267,7 @@ TEST_CASE(
     "the token is refreshed before it expires") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-sa", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   h.maxTokenExpiration = 5s;  // refreshed from 4 s on
   CloudHubDouble hub(h);
   std::string config = hollowConfig(dir, "ws-sa", hub.url(), tls);
@@ -344,10 +332,7 @@ TEST_CASE(
 TEST_CASE("a restart without the cloud projects the saved token; the pod runs again") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-off", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   const std::string resource = "default/pod/kept";
   const std::string uid = "6f1d2c3b-0000-4000-8000-00000000b002";
   std::filesystem::path volume;
@@ -422,10 +407,7 @@ TEST_CASE(
     "allocatable, condition transitions; host network pods get the node's address") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-shape", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   CloudHubDouble hub(h);
   std::string config = (dir / "outpost.yaml").string();
   writeFile(config,
@@ -524,10 +506,7 @@ TEST_CASE(
       reissueClientCert(dir.path(), "expired", "20200101000000Z", "20200102000000Z");
   std::string future =
       reissueClientCert(dir.path(), "future", "20990101000000Z", "20990102000000Z");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   CloudHubDouble hub(h);
   std::string config = (dir / "outpost.yaml").string();
   auto configure = [&](const std::string& cert) {
@@ -580,10 +559,7 @@ TEST_CASE(
 TEST_CASE("under KubeEdge a device's twin reaches the cloud's Device with the default id form") {
   TempDir dir;
   TlsFiles tls = makeTlsFiles(dir.path(), "system:node:ws-twin", "system:nodes");
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   CloudHubDouble hub(h);
   Mosquitto broker;
   std::string config = (dir / "outpost.yaml").string();

@@ -123,10 +123,7 @@ inline cloudhub::WebsocketLinkOptions linkOptions(const std::string& server, con
 }
 
 inline CloudHubDoubleOptions hubOptions(const TlsFiles& tls) {
-  CloudHubDoubleOptions h;
-  h.caFile = tls.ca;
-  h.certFile = tls.serverCert;
-  h.keyFile = tls.serverKey;
+  CloudHubDoubleOptions h = hubOptionsFor(tls);
   h.requireCn = kCn;
   return h;
 }

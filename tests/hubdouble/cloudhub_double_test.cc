@@ -46,14 +46,6 @@ struct Certs {
   TlsFiles tls = makeTlsFiles(dir.path(), std::string("system:node:") + kNode, "system:nodes");
 };
 
-CloudHubDoubleOptions hubOptions(const TlsFiles& tls) {
-  CloudHubDoubleOptions o;
-  o.caFile = tls.ca;
-  o.certFile = tls.serverCert;
-  o.keyFile = tls.serverKey;
-  return o;
-}
-
 // A WebSocket client on its own io_context, driven from the test thread by pump().
 class Client {
  public:
@@ -225,7 +217,7 @@ json ack(const json& cloudMessage) {
 TEST_CASE(
     "the double accepts a client certificate from its CA and records path, headers and subject") {
   Certs certs;
-  auto options = hubOptions(certs.tls);
+  auto options = hubOptionsFor(certs.tls);
   options.requireCn = std::string("system:node:") + kNode;
   CloudHubDouble hub(options);
   CHECK(hub.url() == "wss://127.0.0.1:" + std::to_string(hub.port()));
@@ -261,7 +253,7 @@ TEST_CASE("a client certificate from another CA, or none, is refused in the TLS 
   TempDir otherDir;
   TlsFiles other =
       makeTlsFiles(otherDir.path(), std::string("system:node:") + kNode, "system:nodes");
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
 
   Client untrusted(certs.tls.ca, other.clientCert, other.clientKey);
   CHECK(untrusted.connect(hub.port(), kPath, kGoHeaders) == 0);
@@ -287,7 +279,7 @@ TEST_CASE("a wrong CN, path, project or node_id is answered 403 before the upgra
                    certs.tls.ca + " -CAkey " + (certs.dir / "ca.key").string() +
                    " -CAcreateserial -days 1 -out cn.crt";
   REQUIRE(run({"/bin/sh", "-c", sh}) == 0);
-  auto options = hubOptions(certs.tls);
+  auto options = hubOptionsFor(certs.tls);
   options.requireCn = std::string("system:node:") + kNode;
   CloudHubDouble hub(options);
 
@@ -319,7 +311,7 @@ TEST_CASE("a wrong CN, path, project or node_id is answered 403 before the upgra
 // {"ErrStatus": Status NotFound}. Keepalives get no answer. Framing: text frames ending in \n.
 TEST_CASE("a lease query is NotFound until the edge inserts the lease, then answered with it") {
   Certs certs;
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
   Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
   REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
   const std::string lease = std::string("kube-node-lease/lease/") + kNode;
@@ -385,7 +377,7 @@ TEST_CASE("a lease query is NotFound until the edge inserts the lease, then answ
 TEST_CASE(
     "an unacked cloud message is resent after the interval, on reconnect, and not after the ack") {
   Certs certs;
-  auto options = hubOptions(certs.tls);
+  auto options = hubOptionsFor(certs.tls);
   options.resendInterval = 300ms;
   CloudHubDouble hub(options);
   Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
@@ -426,7 +418,7 @@ TEST_CASE(
 // connection; EdgeCore 1.15 never notices, Outpost must by its read deadline.
 TEST_CASE("silent drop stops pongs and answers without closing, and forwarding resumes them") {
   Certs certs;
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
   Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
   REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
   edge.ping();
@@ -455,7 +447,7 @@ TEST_CASE("silent drop stops pongs and answers without closing, and forwarding r
 // §1 Liveness: "after a clean close" - the cloud can close the session with a close frame.
 TEST_CASE("closeConnections closes with a normal close frame") {
   Certs certs;
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
   Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
   REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
   REQUIRE(waitFor([&] { return hub.openConnections() == 1; }));
@@ -470,7 +462,7 @@ TEST_CASE("closeConnections closes with a normal close frame") {
 // edge's query timeout and its fallback to the store).
 TEST_CASE("with answerRequests off the double records the edge's requests and answers none") {
   Certs certs;
-  auto options = hubOptions(certs.tls);
+  auto options = hubOptionsFor(certs.tls);
   options.answerRequests = false;
   CloudHubDouble hub(options);
   Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
@@ -491,7 +483,7 @@ TEST_CASE("with answerRequests off the double records the edge's requests and an
 // edge's query timeout), while other queries are still answered.
 TEST_CASE("configmap and secret queries: the held object, NotFound, and silence when told") {
   Certs certs;
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
   const std::string cm = "default/configmap/app-cfg";
   const std::string secret = "default/secret/app-token";
   json cmObject{{"apiVersion", "v1"},
@@ -539,7 +531,7 @@ TEST_CASE(
     "a deleted pod comes as an update with deletionTimestamp; the delete only after the "
     "edge's request naming the pod's uid") {
   Certs certs;
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
   const std::string pod = "default/pod/web";
   json object{{"apiVersion", "v1"},
               {"kind", "Pod"},
@@ -591,7 +583,7 @@ TEST_CASE(
 // update is only logged there, never answered.
 TEST_CASE("a twin update is answered only when the segment after device/ names a held Device") {
   Certs certs;
-  CloudHubDouble hub(hubOptions(certs.tls));
+  CloudHubDouble hub(hubOptionsFor(certs.tls));
   Client edge(certs.tls.ca, certs.tls.clientCert, certs.tls.clientKey);
   REQUIRE(edge.connect(hub.port(), kPath, kGoHeaders) == 101);
   hub.sendObject("insert", "default/device/thermo",

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "support/mosquitto.h"
+
 namespace outpost::test {
 
 struct CloudHubDoubleOptions {
@@ -35,6 +37,15 @@ struct CloudHubDoubleOptions {
   // --service-account-max-token-expiration): tests see a refresh without waiting 48 minutes.
   std::optional<std::chrono::seconds> maxTokenExpiration;
 };
+
+// Options that serve `tls`'s server certificate and take client certificates of its CA.
+inline CloudHubDoubleOptions hubOptionsFor(const TlsFiles& tls) {
+  CloudHubDoubleOptions h;
+  h.caFile = tls.ca;
+  h.certFile = tls.serverCert;
+  h.keyFile = tls.serverKey;
+  return h;
+}
 
 // One envelope received from the edge.
 struct ReceivedFrame {
